@@ -1,0 +1,1 @@
+//! Incremental parser of the Fooocus console: bytes in, events out. Pure logic, no OS.

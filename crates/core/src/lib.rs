@@ -1,0 +1,1 @@
+//! The Fooocus supervisor: config, installs, launch, restart policy, generations, limits, events.

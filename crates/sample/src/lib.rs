@@ -1,0 +1,1 @@
+//! Samples CPU/RAM/GPU/VRAM of the Fooocus tree and the machine, cheaply and honestly.
