@@ -1,1 +1,18 @@
-//! The Fooocus supervisor: config, installs, launch, restart policy, generations, limits, events.
+//! guard-core: the Fooocus supervisor and everything it needs, with no UI toolkit.
+//!
+//! * [`config`]: the TOML settings, validated, written atomically, with a last-good fallback.
+//! * [`install`]: finding a Fooocus install and the argv that starts it.
+//! * [`generation`]: one record per Fooocus task, from the console (pure).
+//! * [`policy`]: which limit is breached and when the next can be (pure).
+//! * [`restart`]: backoff and giving up (pure).
+//! * [`events`]: structured events (JSON lines, tracing).
+//! * [`supervisor`]: the process, its container, its console, the timers and the escalation.
+
+pub mod config;
+pub mod events;
+pub mod generation;
+pub mod install;
+pub mod paths;
+pub mod policy;
+pub mod restart;
+pub mod units;

@@ -1,0 +1,272 @@
+//! Structured events: what the guard did and saw, one JSON object per line (`--events`), in
+//! the log files, and to the UI. Sizes in bytes, times in seconds. Prompts never appear here.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+/// Which limit a breach is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitKind {
+    Timeout,
+    Stall,
+    Startup,
+    Memory,
+    Swap,
+    Vram,
+    Cpu,
+}
+
+impl LimitKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitKind::Timeout => "timeout",
+            LimitKind::Stall => "stall",
+            LimitKind::Startup => "startup",
+            LimitKind::Memory => "memory",
+            LimitKind::Swap => "swap",
+            LimitKind::Vram => "vram",
+            LimitKind::Cpu => "cpu",
+        }
+    }
+    /// Figures of this limit are bytes (else seconds or percent).
+    pub fn is_size(self) -> bool {
+        matches!(self, LimitKind::Memory | LimitKind::Swap | LimitKind::Vram)
+    }
+}
+
+/// How a generation was stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopHow {
+    Graceful,
+    Killed,
+}
+
+/// One step of an escalation, with its timing (also kept in the generation record).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StopStep {
+    /// "graceful" | "kill" | "restart"
+    pub step: String,
+    /// Seconds from the breach to the start of this step.
+    pub at_s: f64,
+    /// Seconds this step took.
+    pub took_s: f64,
+    /// "ended" | "ignored" | "unavailable" | "reaped" | "ready" | ...
+    pub result: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventKind {
+    /// Fooocus (or the command) started inside its container.
+    Started {
+        pid: u32,
+        backend: String,
+        backend_reason: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        version: Option<String>,
+        attempt: u32,
+    },
+    /// Fooocus printed its ready line.
+    Ready {
+        url: String,
+        startup_s: f64,
+    },
+    /// Fooocus is up but cannot generate (dead worker thread, no ready line in time).
+    Unhealthy {
+        reason: String,
+    },
+    GenerationStarted {
+        generation_id: u64,
+    },
+    GenerationFinished {
+        generation_id: u64,
+        outcome: String,
+        seconds: f64,
+        closed_by: String,
+        images_done: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        images_total: Option<u32>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        peak_ram_bytes: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        peak_vram_bytes: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        peak_cpu_percent: Option<f64>,
+    },
+    LimitBreached {
+        limit: LimitKind,
+        configured: f64,
+        observed: f64,
+        /// "stop_generation" | "kill_and_restart" | "killed_by_kernel" | "restart"
+        action: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        generation_id: Option<u64>,
+        /// For VRAM: "tree" (the tree's processes) or "device" (per-process figures unsupported).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
+    },
+    GenerationStopped {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        generation_id: Option<u64>,
+        how: StopHow,
+        limit: Option<LimitKind>,
+        /// Seconds from the breach (or the user's request) to the generation being over.
+        took_s: f64,
+        steps: Vec<StopStep>,
+    },
+    /// A Python error printed by Fooocus (exception type and message only).
+    FooocusError {
+        exception: String,
+        message: String,
+    },
+    OutOfMemory {
+        message: String,
+    },
+    Exited {
+        pid: u32,
+        code: Option<i32>,
+        signal: Option<i32>,
+        oom: bool,
+        /// The guard asked for this exit (user stop, limit kill, restart).
+        expected: bool,
+    },
+    Restarting {
+        attempt: u32,
+        delay_s: f64,
+        reason: String,
+    },
+    GaveUp {
+        failures: u32,
+        window_s: f64,
+        reason: String,
+    },
+    /// Containers left by a guard that died were cleaned at start.
+    StaleCleaned {
+        group: String,
+    },
+    /// Something the user should know about the guard itself (config fallback, gateway down).
+    Warning {
+        message: String,
+    },
+    Stopped,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GuardEvent {
+    /// RFC 3339, UTC, milliseconds.
+    pub ts: String,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+impl GuardEvent {
+    pub fn now(kind: EventKind) -> Self {
+        GuardEvent {
+            ts: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            kind,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match &self.kind {
+            EventKind::Started { .. } => "started",
+            EventKind::Ready { .. } => "ready",
+            EventKind::Unhealthy { .. } => "unhealthy",
+            EventKind::GenerationStarted { .. } => "generation_started",
+            EventKind::GenerationFinished { .. } => "generation_finished",
+            EventKind::LimitBreached { .. } => "limit_breached",
+            EventKind::GenerationStopped { .. } => "generation_stopped",
+            EventKind::FooocusError { .. } => "fooocus_error",
+            EventKind::OutOfMemory { .. } => "out_of_memory",
+            EventKind::Exited { .. } => "exited",
+            EventKind::Restarting { .. } => "restarting",
+            EventKind::GaveUp { .. } => "gave_up",
+            EventKind::StaleCleaned { .. } => "stale_cleaned",
+            EventKind::Warning { .. } => "warning",
+            EventKind::Stopped => "stopped",
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("events serialise")
+    }
+}
+
+/// Writes events as JSON lines to a file or stdout (`--events FILE|-`).
+#[derive(Clone)]
+pub struct JsonLines {
+    out: Arc<Mutex<Box<dyn Write + Send>>>,
+}
+
+impl JsonLines {
+    pub fn new(out: Box<dyn Write + Send>) -> Self {
+        JsonLines {
+            out: Arc::new(Mutex::new(out)),
+        }
+    }
+
+    pub fn open(path: &str) -> std::io::Result<Self> {
+        if path == "-" {
+            return Ok(Self::new(Box::new(std::io::stdout())));
+        }
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(Self::new(Box::new(f)))
+    }
+
+    pub fn write(&self, ev: &GuardEvent) {
+        let mut line = ev.to_json();
+        line.push('\n');
+        if let Ok(mut out) = self.out.lock() {
+            let _ = out.write_all(line.as_bytes());
+            let _ = out.flush();
+        }
+    }
+}
+
+/// Also record every event through `tracing` (JSON log files), at a level that fits.
+pub fn trace(ev: &GuardEvent) {
+    let json = ev.to_json();
+    match &ev.kind {
+        EventKind::LimitBreached { .. }
+        | EventKind::GaveUp { .. }
+        | EventKind::Unhealthy { .. }
+        | EventKind::OutOfMemory { .. }
+        | EventKind::Warning { .. } => {
+            tracing::warn!(target: "fooocus_guard::event", event = ev.name(), data = %json)
+        }
+        _ => tracing::info!(target: "fooocus_guard::event", event = ev.name(), data = %json),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shape_on_the_wire() {
+        let ev = GuardEvent::now(EventKind::LimitBreached {
+            limit: LimitKind::Timeout,
+            configured: 300.0,
+            observed: 300.02,
+            action: "stop_generation".into(),
+            generation_id: Some(3),
+            source: None,
+        });
+        let v: serde_json::Value = serde_json::from_str(&ev.to_json()).unwrap();
+        assert_eq!(v["event"], "limit_breached");
+        assert_eq!(v["limit"], "timeout");
+        assert_eq!(v["configured"], 300.0);
+        assert!(v["ts"].as_str().unwrap().ends_with('Z'));
+        assert!(v.get("source").is_none());
+        let back: GuardEvent = serde_json::from_str(&ev.to_json()).unwrap();
+        assert_eq!(back, ev);
+    }
+}

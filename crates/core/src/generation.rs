@@ -1,0 +1,596 @@
+//! Generations: one record per Fooocus task, built from what Fooocus printed (and what the
+//! gateway saw), closed even when the task end never comes. Pure: time is passed in.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::events::{LimitKind, StopHow, StopStep};
+
+/// What the guard learned from Fooocus's console (or the gateway), in its own words.
+/// `fooocus_console` events map onto these one to one (see `supervisor::signal_of`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Signal {
+    Listening { url: String },
+    Ready { url: String },
+    Version { version: String },
+    TaskStart,
+    ImageStart { index: u32, total: u32 },
+    Progress { step: u32, total: u32 },
+    ImageDone,
+    TaskEnd,
+    Stopped,
+    Skipped,
+    Error { exception: String, message: String },
+    Oom { message: String },
+    WorkerDied,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Running,
+    Completed,
+    Stopped,
+    Skipped,
+    Failed,
+    OutOfMemory,
+    TimedOut,
+    Stalled,
+    Killed,
+    Crashed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Running => "running",
+            Outcome::Completed => "completed",
+            Outcome::Stopped => "stopped",
+            Outcome::Skipped => "skipped",
+            Outcome::Failed => "failed",
+            Outcome::OutOfMemory => "out_of_memory",
+            Outcome::TimedOut => "timed_out",
+            Outcome::Stalled => "stalled",
+            Outcome::Killed => "killed",
+            Outcome::Crashed => "crashed",
+        }
+    }
+
+    /// The outcome of a generation a limit ended.
+    pub fn for_limit(limit: LimitKind) -> Outcome {
+        match limit {
+            LimitKind::Timeout => Outcome::TimedOut,
+            LimitKind::Stall => Outcome::Stalled,
+            LimitKind::Memory | LimitKind::Swap | LimitKind::Vram => Outcome::OutOfMemory,
+            LimitKind::Startup | LimitKind::Cpu => Outcome::Killed,
+        }
+    }
+}
+
+/// Why a generation record was closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClosedBy {
+    TaskEnd,
+    NextTask,
+    ProcessExit,
+    Quiet,
+    Limit,
+}
+
+impl ClosedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClosedBy::TaskEnd => "task_end",
+            ClosedBy::NextTask => "next_task",
+            ClosedBy::ProcessExit => "process_exit",
+            ClosedBy::Quiet => "quiet",
+            ClosedBy::Limit => "limit",
+        }
+    }
+}
+
+/// Peaks of what the tree used while the generation ran (filled from the sampler).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Peaks {
+    pub ram_bytes: Option<u64>,
+    pub swap_bytes: Option<u64>,
+    pub vram_bytes: Option<u64>,
+    pub cpu_percent: Option<f64>,
+}
+
+impl Peaks {
+    pub fn observe(&mut self, ram: u64, swap: u64, vram: Option<u64>, cpu: f64) {
+        self.ram_bytes = Some(self.ram_bytes.unwrap_or(0).max(ram));
+        self.swap_bytes = Some(self.swap_bytes.unwrap_or(0).max(swap));
+        if let Some(v) = vram {
+            self.vram_bytes = Some(self.vram_bytes.unwrap_or(0).max(v));
+        }
+        self.cpu_percent = Some(self.cpu_percent.unwrap_or(0.0).max(cpu));
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Generation {
+    pub id: u64,
+    pub started_ms: i64,
+    pub ended_ms: Option<i64>,
+    pub outcome: Outcome,
+    pub closed_by: Option<ClosedBy>,
+    pub images_done: u32,
+    pub images_total: Option<u32>,
+    pub image_index: Option<u32>,
+    pub last_step: Option<u32>,
+    pub steps_total: Option<u32>,
+    pub peaks: Peaks,
+    /// The limit that stopped it, and how.
+    pub limit: Option<LimitKind>,
+    pub stop_how: Option<StopHow>,
+    pub stop_steps: Vec<StopStep>,
+    /// Exception type of the error that failed it (never the prompt).
+    pub error: Option<String>,
+    #[serde(skip)]
+    pub(crate) started_at: Option<Instant>,
+    #[serde(skip)]
+    pub(crate) last_activity: Option<Instant>,
+    #[serde(skip)]
+    flags: Flags,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct Flags {
+    stopped: bool,
+    skipped: bool,
+    failed: bool,
+    oom: bool,
+    /// The guard asked Fooocus to stop it (a limit or the user through the guard).
+    stop_requested: bool,
+}
+
+impl Generation {
+    pub fn started_at(&self) -> Instant {
+        self.started_at.expect("live generation")
+    }
+    pub fn last_activity(&self) -> Instant {
+        self.last_activity.unwrap_or_else(|| self.started_at())
+    }
+    pub fn elapsed(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.started_at())
+    }
+    pub fn duration_s(&self) -> Option<f64> {
+        self.ended_ms.map(|e| (e - self.started_ms) as f64 / 1000.0)
+    }
+    /// Every image is done: only saving/logging is left, which no step or image marks.
+    pub fn finishing(&self) -> bool {
+        self.images_total
+            .is_some_and(|t| t > 0 && self.images_done >= t)
+    }
+}
+
+fn epoch_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Where Fooocus is, as the console shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Starting,
+    Ready {
+        url: String,
+    },
+    /// Up but cannot generate (dead worker thread).
+    Unhealthy {
+        reason: String,
+    },
+}
+
+/// What changed, for the supervisor to act on and report.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    Listening(String),
+    Ready(String),
+    Version(String),
+    Unhealthy(String),
+    Started(u64),
+    Progress,
+    Finished(Box<Generation>),
+    Error { exception: String, message: String },
+    Oom(String),
+}
+
+/// How long after the last image (with no task end) a generation is considered over.
+pub const QUIET_AFTER_LAST_IMAGE: Duration = Duration::from_secs(15);
+/// Same, when the number of images is unknown: only a long silence closes it.
+pub const QUIET_UNKNOWN_TOTAL: Duration = Duration::from_secs(120);
+
+#[derive(Debug)]
+pub struct Tracker {
+    pub phase: Phase,
+    pub version: Option<String>,
+    pub listening: Option<String>,
+    current: Option<Generation>,
+    next_id: u64,
+}
+
+impl Tracker {
+    /// `next_id` continues the numbering across restarts (and from the store).
+    pub fn new(next_id: u64) -> Self {
+        Tracker {
+            phase: Phase::Starting,
+            version: None,
+            listening: None,
+            current: None,
+            next_id,
+        }
+    }
+
+    /// A new Fooocus process: back to starting; numbering continues.
+    pub fn restart(&mut self) {
+        self.phase = Phase::Starting;
+        self.listening = None;
+    }
+
+    pub fn current(&self) -> Option<&Generation> {
+        self.current.as_ref()
+    }
+    pub fn current_mut(&mut self) -> Option<&mut Generation> {
+        self.current.as_mut()
+    }
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
+    fn open(&mut self, now: Instant, wall: SystemTime, out: &mut Vec<Change>) {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.current = Some(Generation {
+            id,
+            started_ms: epoch_ms(wall),
+            ended_ms: None,
+            outcome: Outcome::Running,
+            closed_by: None,
+            images_done: 0,
+            images_total: None,
+            image_index: None,
+            last_step: None,
+            steps_total: None,
+            peaks: Peaks::default(),
+            limit: None,
+            stop_how: None,
+            stop_steps: Vec::new(),
+            error: None,
+            started_at: Some(now),
+            last_activity: Some(now),
+            flags: Flags::default(),
+        });
+        out.push(Change::Started(id));
+    }
+
+    /// Close the current generation. `forced` overrides the outcome read from the flags.
+    pub fn close(
+        &mut self,
+        by: ClosedBy,
+        forced: Option<Outcome>,
+        wall: SystemTime,
+        out: &mut Vec<Change>,
+    ) {
+        let Some(mut g) = self.current.take() else {
+            return;
+        };
+        g.ended_ms = Some(epoch_ms(wall).max(g.started_ms));
+        g.closed_by = Some(by);
+        g.outcome = forced.unwrap_or_else(|| {
+            if let Some(l) = g.limit {
+                Outcome::for_limit(l)
+            } else if g.flags.oom {
+                Outcome::OutOfMemory
+            } else if g.flags.failed {
+                Outcome::Failed
+            } else if g.flags.stopped {
+                Outcome::Stopped
+            } else if g.flags.skipped && g.images_total.is_some_and(|t| g.images_done < t) {
+                Outcome::Skipped
+            } else if by == ClosedBy::ProcessExit {
+                Outcome::Crashed
+            } else {
+                Outcome::Completed
+            }
+        });
+        out.push(Change::Finished(Box::new(g)));
+    }
+
+    /// Mark that the guard is stopping the current generation because of `limit`.
+    pub fn mark_limit(&mut self, limit: LimitKind) {
+        if let Some(g) = self.current.as_mut() {
+            g.limit = Some(limit);
+            g.flags.stop_requested = true;
+        }
+    }
+
+    pub fn on_signal(&mut self, s: Signal, now: Instant, wall: SystemTime, out: &mut Vec<Change>) {
+        match s {
+            Signal::Listening { url } => {
+                self.listening = Some(url.clone());
+                out.push(Change::Listening(url));
+            }
+            Signal::Ready { url } => {
+                if !matches!(self.phase, Phase::Unhealthy { .. }) {
+                    self.phase = Phase::Ready { url: url.clone() };
+                    out.push(Change::Ready(url));
+                }
+            }
+            Signal::Version { version } => {
+                self.version = Some(version.clone());
+                out.push(Change::Version(version));
+            }
+            Signal::WorkerDied => {
+                let reason = "Fooocus's worker thread died: the page will wait forever for tasks"
+                    .to_string();
+                self.phase = Phase::Unhealthy {
+                    reason: reason.clone(),
+                };
+                out.push(Change::Unhealthy(reason));
+            }
+            Signal::TaskStart => {
+                if self.current.is_some() {
+                    self.close(ClosedBy::NextTask, None, wall, out);
+                }
+                self.open(now, wall, out);
+            }
+            Signal::ImageStart { index, total } => {
+                self.ensure_open(now, wall, out);
+                let g = self.current.as_mut().expect("open");
+                g.image_index = Some(index);
+                g.images_total = Some(total.max(g.images_total.unwrap_or(0)));
+                // Images before this one are done even if their "done" line was missed.
+                g.images_done = g.images_done.max(index.saturating_sub(1));
+                g.last_step = None;
+                g.last_activity = Some(now);
+                out.push(Change::Progress);
+            }
+            Signal::Progress { step, total } => {
+                self.ensure_open(now, wall, out);
+                let g = self.current.as_mut().expect("open");
+                // A step that does not move (a redraw) is not progress for the stall limit.
+                if g.last_step != Some(step) || g.steps_total != Some(total) {
+                    g.last_activity = Some(now);
+                }
+                g.last_step = Some(step);
+                g.steps_total = Some(total);
+                out.push(Change::Progress);
+            }
+            Signal::ImageDone => {
+                if let Some(g) = self.current.as_mut() {
+                    g.images_done += 1;
+                    if let Some(t) = g.images_total {
+                        g.images_total = Some(t.max(g.images_done));
+                    }
+                    g.last_activity = Some(now);
+                    out.push(Change::Progress);
+                }
+            }
+            Signal::TaskEnd => self.close(ClosedBy::TaskEnd, None, wall, out),
+            Signal::Stopped => {
+                if let Some(g) = self.current.as_mut() {
+                    g.flags.stopped = true;
+                    g.last_activity = Some(now);
+                }
+            }
+            Signal::Skipped => {
+                if let Some(g) = self.current.as_mut() {
+                    g.flags.skipped = true;
+                    g.last_activity = Some(now);
+                }
+            }
+            Signal::Error { exception, message } => {
+                if let Some(g) = self.current.as_mut() {
+                    g.flags.failed = true;
+                    g.error = Some(exception.clone());
+                    g.last_activity = Some(now);
+                }
+                out.push(Change::Error { exception, message });
+            }
+            Signal::Oom { message } => {
+                if let Some(g) = self.current.as_mut() {
+                    g.flags.oom = true;
+                    g.last_activity = Some(now);
+                }
+                out.push(Change::Oom(message));
+            }
+        }
+    }
+
+    fn ensure_open(&mut self, now: Instant, wall: SystemTime, out: &mut Vec<Change>) {
+        if self.current.is_none() {
+            // The task-start marker was missed (a fork that prints none): progress starts one.
+            self.open(now, wall, out);
+        }
+    }
+
+    /// When the current generation will be closed for lack of a task end, if nothing happens.
+    pub fn quiet_deadline(&self) -> Option<Instant> {
+        let g = self.current.as_ref()?;
+        if g.flags.stop_requested {
+            return None; // the escalation decides
+        }
+        let wait = if g.finishing() {
+            QUIET_AFTER_LAST_IMAGE
+        } else if g.images_total.is_none() && g.images_done > 0 {
+            QUIET_UNKNOWN_TOTAL
+        } else {
+            return None;
+        };
+        Some(g.last_activity() + wait)
+    }
+
+    /// Close the generation whose end never came (tab closed, API-driven task).
+    pub fn on_tick(&mut self, now: Instant, wall: SystemTime, out: &mut Vec<Change>) {
+        if self.quiet_deadline().is_some_and(|d| now >= d) {
+            self.close(ClosedBy::Quiet, None, wall, out);
+        }
+    }
+
+    /// The Fooocus process is gone: close what was running.
+    pub fn on_exit(&mut self, oom: bool, wall: SystemTime, out: &mut Vec<Change>) {
+        if let Some(g) = self.current.as_mut() {
+            if oom {
+                g.flags.oom = true;
+            }
+        }
+        self.close(ClosedBy::ProcessExit, None, wall, out);
+        self.phase = Phase::Starting;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(t: &mut Tracker, s: Signal, now: Instant) -> Vec<Change> {
+        let mut out = Vec::new();
+        t.on_signal(s, now, SystemTime::now(), &mut out);
+        out
+    }
+
+    fn finished(out: &[Change]) -> &Generation {
+        out.iter()
+            .find_map(|c| {
+                if let Change::Finished(g) = c {
+                    Some(&**g)
+                } else {
+                    None
+                }
+            })
+            .expect("a finished generation")
+    }
+
+    #[test]
+    fn a_full_task() {
+        let mut t = Tracker::new(1);
+        let t0 = Instant::now();
+        feed(
+            &mut t,
+            Signal::Ready {
+                url: "http://127.0.0.1:7865".into(),
+            },
+            t0,
+        );
+        assert_eq!(
+            t.phase,
+            Phase::Ready {
+                url: "http://127.0.0.1:7865".into()
+            }
+        );
+        assert_eq!(
+            feed(&mut t, Signal::TaskStart, t0),
+            vec![Change::Started(1)]
+        );
+        feed(&mut t, Signal::ImageStart { index: 1, total: 2 }, t0);
+        feed(&mut t, Signal::Progress { step: 5, total: 10 }, t0);
+        feed(&mut t, Signal::ImageDone, t0);
+        feed(&mut t, Signal::ImageStart { index: 2, total: 2 }, t0);
+        feed(&mut t, Signal::ImageDone, t0);
+        let out = feed(&mut t, Signal::TaskEnd, t0);
+        let g = finished(&out);
+        assert_eq!(
+            (g.outcome, g.closed_by, g.images_done, g.images_total),
+            (Outcome::Completed, Some(ClosedBy::TaskEnd), 2, Some(2))
+        );
+        assert!(t.current().is_none());
+    }
+
+    #[test]
+    fn missing_task_end_closed_by_next_task_or_quiet_or_exit() {
+        let mut t = Tracker::new(7);
+        let t0 = Instant::now();
+        feed(&mut t, Signal::TaskStart, t0);
+        let out = feed(&mut t, Signal::TaskStart, t0);
+        assert_eq!(finished(&out).closed_by, Some(ClosedBy::NextTask));
+        assert_eq!(out.last(), Some(&Change::Started(8)));
+
+        feed(&mut t, Signal::ImageStart { index: 1, total: 1 }, t0);
+        feed(&mut t, Signal::ImageDone, t0);
+        let d = t.quiet_deadline().unwrap();
+        assert_eq!(d, t0 + QUIET_AFTER_LAST_IMAGE);
+        let mut out = Vec::new();
+        t.on_tick(d - Duration::from_millis(1), SystemTime::now(), &mut out);
+        assert!(out.is_empty());
+        t.on_tick(d, SystemTime::now(), &mut out);
+        assert_eq!(finished(&out).closed_by, Some(ClosedBy::Quiet));
+        assert_eq!(finished(&out).outcome, Outcome::Completed);
+
+        feed(&mut t, Signal::TaskStart, t0);
+        let mut out = Vec::new();
+        t.on_exit(false, SystemTime::now(), &mut out);
+        assert_eq!(
+            (finished(&out).outcome, finished(&out).closed_by),
+            (Outcome::Crashed, Some(ClosedBy::ProcessExit))
+        );
+    }
+
+    #[test]
+    fn outcomes_from_flags() {
+        let t0 = Instant::now();
+        let cases: Vec<(Vec<Signal>, Outcome)> = vec![
+            (vec![Signal::Stopped], Outcome::Stopped),
+            (
+                vec![Signal::ImageStart { index: 1, total: 2 }, Signal::Skipped],
+                Outcome::Skipped,
+            ),
+            (
+                vec![Signal::Error {
+                    exception: "RuntimeError".into(),
+                    message: "x".into(),
+                }],
+                Outcome::Failed,
+            ),
+            (
+                vec![
+                    Signal::Error {
+                        exception: "torch.cuda.OutOfMemoryError".into(),
+                        message: "x".into(),
+                    },
+                    Signal::Oom {
+                        message: "CUDA out of memory".into(),
+                    },
+                ],
+                Outcome::OutOfMemory,
+            ),
+        ];
+        for (signals, want) in cases {
+            let mut t = Tracker::new(1);
+            feed(&mut t, Signal::TaskStart, t0);
+            for s in signals {
+                feed(&mut t, s, t0);
+            }
+            let out = feed(&mut t, Signal::TaskEnd, t0);
+            assert_eq!(finished(&out).outcome, want);
+        }
+        let mut t = Tracker::new(1);
+        feed(&mut t, Signal::TaskStart, t0);
+        t.mark_limit(LimitKind::Timeout);
+        let out = feed(&mut t, Signal::TaskEnd, t0);
+        assert_eq!(finished(&out).outcome, Outcome::TimedOut);
+    }
+
+    #[test]
+    fn redraws_are_not_progress_and_dead_worker_is_unhealthy() {
+        let mut t = Tracker::new(1);
+        let t0 = Instant::now();
+        feed(&mut t, Signal::TaskStart, t0);
+        feed(&mut t, Signal::Progress { step: 3, total: 10 }, t0);
+        feed(
+            &mut t,
+            Signal::Progress { step: 3, total: 10 },
+            t0 + Duration::from_secs(5),
+        );
+        assert_eq!(t.current().unwrap().last_activity(), t0);
+        let out = feed(&mut t, Signal::WorkerDied, t0);
+        assert!(matches!(out[0], Change::Unhealthy(_)));
+        feed(&mut t, Signal::Ready { url: "u".into() }, t0);
+        assert!(matches!(t.phase, Phase::Unhealthy { .. }));
+    }
+}
