@@ -1,0 +1,173 @@
+//! The supervision issue's "done when", on this machine's real cgroups: the CLI runs the
+//! Fooocus simulator contained, with caps, and leaves nothing behind.
+
+use std::time::Duration;
+
+use guard_e2e::*;
+
+fn scenario_with_children(pids: &std::path::Path) -> Value {
+    json!({"startup_seconds": 0.01, "spawn_children": true, "pids_file": pids})
+}
+
+#[test]
+fn a_tree_over_its_ram_cap_is_killed_by_the_kernel_and_reported_as_oom() {
+    let inst = make_install("2.5", &json!({"startup_seconds": 0.01, "allocate_mib": 400}));
+    let port = free_port().to_string();
+    let mut run = Running::start(&[
+        "--install", inst.path.to_str().unwrap(), "--port", &port,
+        "--memory", "150M", "--restart", "never", "--no-gateway",
+    ]);
+    let exited = run.wait_event("exited", LONG);
+    assert_eq!(exited["oom"], true, "events:\n{}", run.dump());
+    assert_eq!(exited["signal"], 9);
+    let breach = run.wait_event("limit_breached", LONG);
+    assert_eq!(breach["limit"], "memory");
+    assert_eq!(breach["action"], "killed_by_kernel");
+    assert_eq!(breach["configured"], (150u64 << 20) as f64);
+    run.wait_exit(LONG);
+}
+
+#[test]
+fn stopping_the_guard_leaves_no_process_setsid_grandchild_included() {
+    for backend in ["auto", "fallback"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let pids_file = tmp.path().join("pids");
+        let inst = make_install("2.5", &scenario_with_children(&pids_file));
+        let port = free_port().to_string();
+        let mut run = Running::start(&[
+            "--install", inst.path.to_str().unwrap(), "--port", &port, "--containment", backend, "--no-gateway",
+        ]);
+        run.wait_event("ready", LONG);
+        let pids = wait_pids(&pids_file, 3, LONG);
+        let started = run.wait_event("started", LONG);
+        let main_pid = started["pid"].as_u64().unwrap() as u32;
+        run.signal(libc::SIGTERM);
+        let st = run.wait_exit(LONG);
+        assert!(st.success() || st.code().is_some(), "{st:?}");
+        let mut all = pids.clone();
+        all.push(main_pid);
+        wait_gone(&all, Duration::from_secs(10)).unwrap_or_else(|alive| panic!("{backend}: still alive after the guard stopped: {alive:?}"));
+        assert!(run.events().iter().any(|e| e["event"] == "stopped"), "{}", run.dump());
+    }
+}
+
+#[test]
+fn kill_dash_nine_of_the_guard_leaves_no_process_twenty_times_in_a_row() {
+    for round in 0..20 {
+        let tmp = tempfile::tempdir().unwrap();
+        let pids_file = tmp.path().join("pids");
+        let inst = make_install("2.5", &scenario_with_children(&pids_file));
+        let port = free_port().to_string();
+        let mut run = Running::start(&["--install", inst.path.to_str().unwrap(), "--port", &port, "--no-gateway"]);
+        let pids = wait_pids(&pids_file, 3, LONG);
+        let started = run.wait_event("started", LONG);
+        let mut all = pids.clone();
+        all.push(started["pid"].as_u64().unwrap() as u32);
+        run.signal(libc::SIGKILL);
+        let _ = run.wait_exit(LONG);
+        wait_gone(&all, Duration::from_secs(10))
+            .unwrap_or_else(|alive| panic!("round {round}: processes outlived the SIGKILLed guard: {alive:?}"));
+    }
+}
+
+#[test]
+fn a_crashing_fooocus_is_restarted_with_backoff_then_given_up() {
+    let inst = make_install("2.5", &json!({"crash_at_startup": {"after_seconds": 0.05, "exit_code": 3}}));
+    let port = free_port().to_string();
+    let mut run = Running::start(&[
+        "--install", inst.path.to_str().unwrap(), "--port", &port, "--max-restarts", "2", "--no-gateway",
+    ]);
+    let st = run.wait_exit(Duration::from_secs(90));
+    assert_eq!(st.code(), Some(3), "gave up exits with 3; events:\n{}", run.dump());
+    let ev = run.events();
+    let delays: Vec<f64> = ev.iter().filter(|e| e["event"] == "restarting").map(|e| e["delay_s"].as_f64().unwrap()).collect();
+    assert_eq!(delays, [1.0, 2.0], "exponential backoff; events:\n{}", run.dump());
+    let exits: Vec<&Value> = ev.iter().filter(|e| e["event"] == "exited").collect();
+    assert_eq!(exits.len(), 3);
+    assert!(exits.iter().all(|e| e["code"] == 3 && e["expected"] == false));
+    let gave_up = ev.iter().find(|e| e["event"] == "gave_up").expect("gave_up");
+    assert_eq!(gave_up["failures"], 3);
+}
+
+#[test]
+fn a_clean_stop_by_the_user_is_never_restarted() {
+    let inst = make_install("2.5", &json!({"startup_seconds": 0.01}));
+    let port = free_port().to_string();
+    let mut run = Running::start(&["--install", inst.path.to_str().unwrap(), "--port", &port, "--restart", "always", "--no-gateway"]);
+    run.wait_event("ready", LONG);
+    run.signal(libc::SIGINT);
+    run.wait_exit(LONG);
+    assert!(!run.events().iter().any(|e| e["event"] == "restarting"), "{}", run.dump());
+}
+
+#[test]
+fn a_plain_command_runs_contained_and_its_exit_code_comes_back() {
+    let mut run = Running::start(&["--restart", "never", "--", "sh", "-c", "echo hello; exit 7"]);
+    let st = run.wait_exit(LONG);
+    assert_eq!(st.code(), Some(7));
+    let started = run.events().into_iter().find(|e| e["event"] == "started").unwrap();
+    assert!(["cgroup-v1", "cgroup-v2"].contains(&started["backend"].as_str().unwrap()), "{started}");
+}
+
+#[test]
+fn bad_limits_and_paths_get_messages_that_name_the_fix() {
+    let out = std::process::Command::new(cli())
+        .args(["run", "--memory", "lots", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--memory") && err.contains("12G"), "{err}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(cli())
+        .args(["run", "--install"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("entry_with_update.py"), "{err}");
+}
+
+#[test]
+fn a_broken_config_file_keeps_the_last_good_settings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("config.toml");
+    std::fs::write(&cfg, "[limits]\ntimeout_s = \"10m\"\n").unwrap();
+    // A good load records the last good copy.
+    let ok = std::process::Command::new(cli()).arg("doctor").arg("--config").arg(&cfg).output().unwrap();
+    assert!(ok.status.success());
+    std::fs::write(&cfg, "[limits\ntimeout_s = ").unwrap();
+    let out = std::process::Command::new(cli())
+        .args(["run", "--restart", "never", "--config"])
+        .arg(&cfg)
+        .args(["--", "true"])
+        .env("FOOOCUS_GUARD_DATA_DIR", tmp.path().join("data"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("is not valid") && err.contains("last good settings"), "{err}");
+    assert_eq!(std::fs::read_to_string(&cfg).unwrap(), "[limits\ntimeout_s = ", "the broken file is left for the user");
+}
+
+#[test]
+fn doctor_names_the_backend_and_why() {
+    let out = std::process::Command::new(cli()).args(["doctor", "--json"]).output().unwrap();
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["backend"]["kind"].is_string(), "{v}");
+    assert!(!v["backend"]["reason"].as_str().unwrap().is_empty());
+    assert!(v["gpu_status"].is_string());
+}
+
+#[test]
+fn detect_reports_version_and_fork() {
+    let inst = make_install("mashb1t", &json!({}));
+    let out = std::process::Command::new(cli()).args(["detect", "--json"]).arg(&inst.path).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["fork"], "mashb1t");
+    assert!(v[0]["version"].as_str().unwrap().contains("mashb1t"));
+}
