@@ -1,0 +1,515 @@
+//! Lines to events. A small state machine: whether a task runs, what it has shown so far, and
+//! an open Python traceback (kept together as one error event, bounded).
+
+use serde::{Deserialize, Serialize};
+
+/// One recognised event, at the 1-based input line where its text starts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub line: u64,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventKind {
+    /// Gradio's "Running on local URL" (models may still be loading).
+    Listening {
+        url: String,
+    },
+    /// Fooocus can take tasks ("App started successful", or Uvicorn's line for Fooocus-API).
+    Ready {
+        url: String,
+    },
+    Version {
+        version: String,
+    },
+    TaskStart,
+    ImageStart {
+        index: u32,
+        total: u32,
+    },
+    /// A sampling step (never a model-download bar).
+    Progress {
+        step: u32,
+        total: u32,
+    },
+    ImageDone {
+        seconds: f64,
+    },
+    /// `Total time`; Fooocus-API's "Finish task" has no figure (null).
+    TaskEnd {
+        seconds: Option<f64>,
+    },
+    Stopped,
+    Skipped,
+    /// A Python traceback, at the line where it starts. `traceback` holds its first lines.
+    Error {
+        exception: String,
+        message: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        traceback: Vec<String>,
+    },
+    /// Out of memory (CUDA or the CPU allocator); right after the error it belongs to.
+    Oom {
+        message: String,
+    },
+    /// The worker thread died: Fooocus is up but will never run a task.
+    WorkerDied,
+}
+
+impl EventKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::Listening { .. } => "listening",
+            EventKind::Ready { .. } => "ready",
+            EventKind::Version { .. } => "version",
+            EventKind::TaskStart => "task_start",
+            EventKind::ImageStart { .. } => "image_start",
+            EventKind::Progress { .. } => "progress",
+            EventKind::ImageDone { .. } => "image_done",
+            EventKind::TaskEnd { .. } => "task_end",
+            EventKind::Stopped => "stopped",
+            EventKind::Skipped => "skipped",
+            EventKind::Error { .. } => "error",
+            EventKind::Oom { .. } => "oom",
+            EventKind::WorkerDied => "worker_died",
+        }
+    }
+}
+
+/// Lines of one traceback kept for the error event.
+pub const MAX_TRACEBACK_LINES: usize = 40;
+/// Characters kept of one traceback line or message.
+const MAX_KEPT: usize = 500;
+/// Non-traceback lines tolerated inside an open traceback (merged stdout+stderr logs) before
+/// it is closed without its exception line.
+const MAX_FOREIGN_LINES: u32 = 8;
+
+#[derive(Debug, Default)]
+struct Traceback {
+    line: u64,
+    lines: Vec<String>,
+    exception: Option<(String, String)>,
+    /// "During handling ..." seen: another Traceback line continues this one.
+    chained: bool,
+    foreign: u32,
+}
+
+#[derive(Debug, Default)]
+struct Task {
+    /// Any image or step seen: a new start marker means a new task.
+    progressed: bool,
+    /// `[Fooocus] Preparing task i/N` seen (2.4+): images are announced explicitly.
+    explicit_images: bool,
+    /// Highest `Encoding positive #k` (2.0-2.3: the number of images).
+    encodings: u32,
+    images_done: u32,
+    /// The current image has shown a step (2.0-2.3: the next step after a done image starts one).
+    image_running: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Parser {
+    task: Option<Task>,
+    tb: Option<Traceback>,
+}
+
+fn clip(s: &str) -> String {
+    if s.len() <= MAX_KEPT {
+        return s.to_string();
+    }
+    let mut end = MAX_KEPT;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+/// `Name` or `dotted.Name: message` at the start of a line: a Python exception line.
+fn exception_line(t: &str) -> Option<(&str, &str)> {
+    let end = t
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+        .unwrap_or(t.len());
+    let name = &t[..end];
+    if name.is_empty()
+        || !name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    {
+        return None;
+    }
+    let rest = &t[end..];
+    let last = name.rsplit('.').next().unwrap_or(name);
+    // Python exception classes are CamelCase names ending in Error/Exception/... or known ones.
+    let looks = last.ends_with("Error")
+        || last.ends_with("Exception")
+        || last.ends_with("Interrupt")
+        || last.ends_with("Exit")
+        || last.ends_with("Warning")
+        || last == "StopIteration";
+    if !looks {
+        return None;
+    }
+    if rest.is_empty() {
+        Some((name, ""))
+    } else {
+        rest.strip_prefix(':').map(|m| (name, m.trim()))
+    }
+}
+
+/// Out-of-memory wording of CUDA and the CPU allocator.
+pub fn is_oom_text(t: &str) -> bool {
+    t.contains("CUDA out of memory")
+        || t.contains("OutOfMemoryError")
+        || t.contains("CUDA error: out of memory")
+        || t.contains("DefaultCPUAllocator: not enough memory")
+        || t.contains("can't allocate memory")
+}
+
+fn parse_u32(s: &str) -> Option<u32> {
+    if s.is_empty() || s.len() > 9 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// `k/K [` of a tqdm bar with plain integer counts (download bars have units: `6.46G/6.46G`).
+pub fn tqdm_step(t: &str) -> Option<(u32, u32)> {
+    if !t.contains('%') {
+        return None;
+    }
+    let bracket = t.find(" [")?;
+    let head = t[..bracket].trim_end();
+    let start = head.rfind(['|', ' ']).map(|i| i + 1).unwrap_or(0);
+    let (k, n) = head[start..].split_once('/')?;
+    let (k, n) = (parse_u32(k)?, parse_u32(n)?);
+    (n > 0 && k <= n).then_some((k, n))
+}
+
+/// A float at the start of `s` ("27.03 seconds").
+fn leading_f64(s: &str) -> Option<f64> {
+    let end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    s[..end].parse().ok()
+}
+
+fn url_after<'a>(t: &'a str, marker: &str) -> Option<&'a str> {
+    let i = t.find(marker)? + marker.len();
+    let rest = t[i..].trim_start();
+    let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+    let url = &rest[..end];
+    url.starts_with("http").then_some(url)
+}
+
+impl Parser {
+    pub fn new() -> Self {
+        Parser::default()
+    }
+
+    /// Whether a task is open (started and not ended).
+    pub fn in_task(&self) -> bool {
+        self.task.is_some()
+    }
+
+    fn flush_traceback(&mut self, out: &mut Vec<Event>) {
+        let Some(tb) = self.tb.take() else { return };
+        let (exception, message) = tb
+            .exception
+            .clone()
+            .unwrap_or_else(|| ("UnknownError".into(), String::new()));
+        let oom = is_oom_text(&exception)
+            || is_oom_text(&message)
+            || tb.lines.iter().any(|l| is_oom_text(l));
+        out.push(Event {
+            line: tb.line,
+            kind: EventKind::Error {
+                exception,
+                message: message.clone(),
+                traceback: tb.lines,
+            },
+        });
+        if oom {
+            out.push(Event {
+                line: tb.line,
+                kind: EventKind::Oom { message },
+            });
+        }
+    }
+
+    /// Feed one line (as split by [`crate::LineSplitter`]).
+    pub fn feed_line(&mut self, line: u64, text: &str, out: &mut Vec<Event>) {
+        let t = text.trim_end();
+        if let Some(tb) = self.tb.as_mut() {
+            if t.starts_with("Traceback (most recent call last)")
+                && (tb.chained || tb.exception.is_none())
+            {
+                tb.chained = false;
+                if tb.lines.len() < MAX_TRACEBACK_LINES {
+                    tb.lines.push(clip(t));
+                }
+                return;
+            }
+            if t.is_empty() {
+                return;
+            }
+            if t.starts_with("During handling of the above exception")
+                || t.starts_with("The above exception was the direct cause")
+            {
+                tb.chained = true;
+                tb.exception = None;
+                if tb.lines.len() < MAX_TRACEBACK_LINES {
+                    tb.lines.push(clip(t));
+                }
+                return;
+            }
+            let indented = text.starts_with([' ', '\t']);
+            if tb.exception.is_none() {
+                if indented {
+                    if tb.lines.len() < MAX_TRACEBACK_LINES {
+                        tb.lines.push(clip(t));
+                    }
+                    return;
+                }
+                if let Some((name, msg)) = exception_line(t) {
+                    tb.exception = Some((name.to_string(), clip(msg)));
+                    if tb.lines.len() < MAX_TRACEBACK_LINES {
+                        tb.lines.push(clip(t));
+                    }
+                    return;
+                }
+                tb.foreign += 1;
+                if tb.foreign <= MAX_FOREIGN_LINES {
+                    // Another stream's line in a merged log: the traceback goes on after it.
+                    self.plain_line(line, t, out);
+                    return;
+                }
+            } else if indented && tb.lines.len() < MAX_TRACEBACK_LINES {
+                // The message of an exception can run over several indented lines.
+                tb.lines.push(clip(t));
+                return;
+            }
+            self.flush_traceback(out);
+        }
+        if t.starts_with("Traceback (most recent call last)") {
+            self.tb = Some(Traceback {
+                line,
+                lines: vec![clip(t)],
+                ..Default::default()
+            });
+            return;
+        }
+        self.plain_line(line, t, out);
+    }
+
+    fn start_task(&mut self, line: u64, out: &mut Vec<Event>) {
+        if self.task.as_ref().is_some_and(|t| !t.progressed) {
+            return; // a second marker of the same task
+        }
+        self.task = Some(Task::default());
+        out.push(Event {
+            line,
+            kind: EventKind::TaskStart,
+        });
+    }
+
+    fn plain_line(&mut self, line: u64, t: &str, out: &mut Vec<Event>) {
+        let s = t.trim_start();
+        if s.is_empty() {
+            return;
+        }
+        if let Some(rest) = s.strip_prefix("Exception in thread ") {
+            if rest.to_ascii_lowercase().contains("worker") {
+                out.push(Event {
+                    line,
+                    kind: EventKind::WorkerDied,
+                });
+            }
+            return;
+        }
+        if let Some(url) = url_after(s, "Running on local URL:") {
+            out.push(Event {
+                line,
+                kind: EventKind::Listening {
+                    url: url.to_string(),
+                },
+            });
+            return;
+        }
+        if s.starts_with("App started successful") {
+            if let Some(url) = url_after(s, "Use the app with") {
+                out.push(Event {
+                    line,
+                    kind: EventKind::Ready {
+                        url: url.trim_end_matches('/').to_string(),
+                    },
+                });
+            }
+            return;
+        }
+        if let Some(url) = url_after(s, "Uvicorn running on") {
+            out.push(Event {
+                line,
+                kind: EventKind::Listening {
+                    url: url.to_string(),
+                },
+            });
+            out.push(Event {
+                line,
+                kind: EventKind::Ready {
+                    url: url.to_string(),
+                },
+            });
+            return;
+        }
+        if let Some(v) = s.strip_prefix("Fooocus version:") {
+            out.push(Event {
+                line,
+                kind: EventKind::Version {
+                    version: v.trim().to_string(),
+                },
+            });
+            return;
+        }
+        if s.starts_with("Enter LCM mode")
+            || s.starts_with("Enter Lightning mode")
+            || s.starts_with("Enter Hyper-SD mode")
+            || s.starts_with("[Parameters] Adaptive CFG")
+            || s.starts_with("[Fooocus] Initializing")
+            || s.starts_with("[Task Queue] Task queue start task")
+        {
+            self.start_task(line, out);
+            return;
+        }
+        if let Some(rest) = s.strip_prefix("[Fooocus] Preparing task ") {
+            let nums = rest.split_whitespace().next().unwrap_or("");
+            if let Some((i, n)) = nums
+                .split_once('/')
+                .and_then(|(i, n)| Some((parse_u32(i)?, parse_u32(n)?)))
+            {
+                if self.task.is_none() {
+                    self.start_task(line, out);
+                }
+                let task = self.task.as_mut().expect("task");
+                task.explicit_images = true;
+                task.progressed = true;
+                task.image_running = true;
+                out.push(Event {
+                    line,
+                    kind: EventKind::ImageStart { index: i, total: n },
+                });
+            }
+            return;
+        }
+        if let Some(rest) = s.strip_prefix("[Fooocus] Encoding positive #") {
+            if let (Some(task), Some(k)) = (
+                self.task.as_mut(),
+                parse_u32(rest.split_whitespace().next().unwrap_or("")),
+            ) {
+                task.encodings = task.encodings.max(k);
+            }
+            return;
+        }
+        if let Some((k, n)) = tqdm_step(s) {
+            if let Some(task) = self.task.as_mut() {
+                if !task.explicit_images && !task.image_running {
+                    // 2.0-2.3: an image starts with its first step; N = the prompts encoded.
+                    let index = task.images_done + 1;
+                    let total = task.encodings.max(index);
+                    task.image_running = true;
+                    out.push(Event {
+                        line,
+                        kind: EventKind::ImageStart { index, total },
+                    });
+                }
+                task.progressed = true;
+                out.push(Event {
+                    line,
+                    kind: EventKind::Progress { step: k, total: n },
+                });
+            }
+            return;
+        }
+        if let Some(rest) = s.strip_prefix("Generating and saving time:") {
+            if let Some(secs) = leading_f64(rest.trim()) {
+                if let Some(task) = self.task.as_mut() {
+                    task.images_done += 1;
+                    task.image_running = false;
+                    task.progressed = true;
+                }
+                out.push(Event {
+                    line,
+                    kind: EventKind::ImageDone { seconds: secs },
+                });
+            }
+            return;
+        }
+        if let Some(rest) = s.strip_prefix("Total time:") {
+            if let Some(secs) = leading_f64(rest.trim()) {
+                self.task = None;
+                out.push(Event {
+                    line,
+                    kind: EventKind::TaskEnd {
+                        seconds: Some(secs),
+                    },
+                });
+            }
+            return;
+        }
+        if let Some(rest) = s.strip_prefix("[Task Queue] Finish task") {
+            if let Some(msg) = rest.trim_start().strip_prefix("with error") {
+                let msg = msg.trim_start_matches([':', ',', ' ']).to_string();
+                out.push(Event {
+                    line,
+                    kind: EventKind::Error {
+                        exception: "TaskError".into(),
+                        message: clip(&msg),
+                        traceback: Vec::new(),
+                    },
+                });
+                if is_oom_text(&msg) {
+                    out.push(Event {
+                        line,
+                        kind: EventKind::Oom {
+                            message: clip(&msg),
+                        },
+                    });
+                }
+            }
+            self.task = None;
+            out.push(Event {
+                line,
+                kind: EventKind::TaskEnd { seconds: None },
+            });
+            return;
+        }
+        if s == "User stopped" {
+            out.push(Event {
+                line,
+                kind: EventKind::Stopped,
+            });
+            return;
+        }
+        if s == "User skipped" {
+            out.push(Event {
+                line,
+                kind: EventKind::Skipped,
+            });
+            return;
+        }
+        if is_oom_text(s) {
+            out.push(Event {
+                line,
+                kind: EventKind::Oom { message: clip(s) },
+            });
+        }
+    }
+
+    /// End of input: an open traceback becomes its error event.
+    pub fn finish(&mut self, out: &mut Vec<Event>) {
+        self.flush_traceback(out);
+    }
+}
