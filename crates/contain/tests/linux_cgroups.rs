@@ -1,0 +1,282 @@
+//! The Linux backends on this machine's real cgroups (v1 memory/cpu/cpuacct/pids/freezer, v2
+//! unified without memory) and without cgroups. Each test removes what it creates.
+#![cfg(target_os = "linux")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use guard_contain::linux::is_alive;
+use guard_contain::{create, BackendKind, Containment, Limits, Preference, TreeProbe};
+
+/// A tree: python (root) -> child -> grandchild that calls setsid(); pids go to `pids_file`.
+const TREE: &str = r#"
+import os, sys, time
+out = sys.argv[1]
+c = os.fork()
+if c == 0:
+    g = os.fork()
+    if g == 0:
+        os.setsid()
+        open(out, 'a').write('%d\n' % os.getpid())
+        time.sleep(1000)
+    open(out, 'a').write('%d\n' % os.getpid())
+    time.sleep(1000)
+open(out, 'a').write('%d\n' % os.getpid())
+time.sleep(1000)
+"#;
+
+fn spawn_tree(c: &dyn Containment, pids_file: &Path) -> std::process::Child {
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", TREE]).arg(pids_file).stdin(Stdio::null());
+    c.prepare(&mut cmd).unwrap();
+    let child = cmd.spawn().unwrap();
+    c.adopt(&child).unwrap();
+    child
+}
+
+fn wait_pids(file: &Path, n: usize) -> Vec<u32> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let pids: Vec<u32> = std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        if pids.len() >= n {
+            return pids;
+        }
+        assert!(Instant::now() < deadline, "tree did not start: {pids:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wait_gone(pids: &[u32], secs: u64) -> Vec<u32> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let alive: Vec<u32> = pids.iter().copied().filter(|p| is_alive(*p)).collect();
+        if alive.is_empty() || Instant::now() > deadline {
+            return alive;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+#[test]
+fn tree_kill_leaves_nothing_setsid_grandchild_included() {
+    for pref in [
+        Preference::CgroupV1,
+        Preference::CgroupV2,
+        Preference::Fallback,
+    ] {
+        let c = create(pref, "test-kill").unwrap();
+        let t = tmp();
+        let f = t.path().join("pids");
+        let mut child = spawn_tree(&*c, &f);
+        let pids = wait_pids(&f, 3);
+        let inside = c.pids().unwrap();
+        for p in &pids {
+            assert!(
+                inside.contains(p),
+                "{pref:?}: pid {p} not in the container's {inside:?}"
+            );
+        }
+        let report = c.kill_tree().unwrap();
+        let _ = child.wait();
+        assert!(report.signalled >= 3, "{pref:?}: {report:?}");
+        assert_eq!(
+            wait_gone(&pids, 5),
+            Vec::<u32>::new(),
+            "{pref:?}: survivors"
+        );
+        assert!(c.pids().unwrap().is_empty());
+    }
+}
+
+#[test]
+fn over_the_ram_cap_the_kernel_kills_and_oom_kills_rises() {
+    let c = create(Preference::CgroupV1, "test-oom").unwrap();
+    assert_eq!(c.choice().kind, BackendKind::CgroupV1);
+    c.set_limits(&Limits {
+        memory_bytes: Some(100 << 20),
+        ..Default::default()
+    })
+    .unwrap();
+    let mut cmd = Command::new("python3");
+    cmd.args([
+        "-c",
+        "b = bytearray(300 * 1024 * 1024)\nfor i in range(0, len(b), 4096): b[i] = 1\n",
+    ]);
+    c.prepare(&mut cmd).unwrap();
+    let mut child = cmd.spawn().unwrap();
+    c.adopt(&child).unwrap();
+    let st = child.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(st.signal(), Some(9), "{st:?}");
+    assert!(c.oom_kills() >= 1);
+}
+
+#[test]
+fn cpu_cap_holds_within_ten_percent() {
+    let c = create(Preference::CgroupV1, "test-cpu").unwrap();
+    c.set_limits(&Limits {
+        cpu_percent: Some(50),
+        ..Default::default()
+    })
+    .unwrap();
+    let TreeProbe::CgroupV1 { cpuacct, .. } = c.probe() else {
+        panic!("v1 probe")
+    };
+    let burn = "import os\nos.fork()\nwhile True: pass\n";
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", burn]);
+    c.prepare(&mut cmd).unwrap();
+    let mut child = cmd.spawn().unwrap();
+    c.adopt(&child).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let usage = || {
+        std::fs::read_to_string(cpuacct.join("cpuacct.usage"))
+            .unwrap()
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let (u0, t0) = (usage(), Instant::now());
+    std::thread::sleep(Duration::from_secs(4));
+    let (u1, t1) = (usage(), Instant::now());
+    let share = (u1 - u0) as f64 / 1e9 / t1.duration_since(t0).as_secs_f64();
+    c.kill_tree().unwrap();
+    let _ = child.wait();
+    // Two busy processes capped at half a core together.
+    assert!(
+        (share - 0.5).abs() <= 0.05,
+        "CPU share {share:.3} of a core, cap 0.5"
+    );
+}
+
+#[test]
+fn limits_change_live() {
+    let c = create(Preference::CgroupV1, "test-live").unwrap();
+    let TreeProbe::CgroupV1 { memory, .. } = c.probe() else {
+        panic!()
+    };
+    c.set_limits(&Limits {
+        memory_bytes: Some(512 << 20),
+        ..Default::default()
+    })
+    .unwrap();
+    let read = || {
+        std::fs::read_to_string(memory.join("memory.limit_in_bytes"))
+            .unwrap()
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+    };
+    assert_eq!(read(), 512 << 20);
+    c.set_limits(&Limits {
+        memory_bytes: Some(256 << 20),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(read(), 256 << 20);
+    c.set_limits(&Limits::default()).unwrap();
+    assert!(read() > 1 << 40, "unlimited");
+}
+
+/// Run as a child "guard": create a container, spawn a tree, then wait to be killed.
+#[test]
+fn guard_process_main() {
+    let Ok(backend) = std::env::var("CONTAIN_TEST_GUARD") else {
+        return;
+    };
+    let pref: Preference = backend.parse().unwrap();
+    let file = PathBuf::from(std::env::var("CONTAIN_TEST_PIDS").unwrap());
+    let c = create(pref, "test-guard").unwrap();
+    let _child = spawn_tree(&*c, &file);
+    if std::env::var("CONTAIN_TEST_PANIC").is_ok() {
+        wait_pids(&file, 3);
+        std::process::abort();
+    }
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+fn run_guard(backend: &str, abort: bool) -> (std::process::Child, Vec<u32>, tempfile::TempDir) {
+    let t = tmp();
+    let f = t.path().join("pids");
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--exact",
+        "guard_process_main",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("CONTAIN_TEST_GUARD", backend)
+    .env("CONTAIN_TEST_PIDS", &f)
+    .stdout(Stdio::null());
+    if abort {
+        cmd.env("CONTAIN_TEST_PANIC", "1");
+    }
+    let guard = cmd.spawn().unwrap();
+    let pids = wait_pids(&f, 3);
+    (guard, pids, t)
+}
+
+#[test]
+fn sigkill_of_the_guard_leaves_nothing_twenty_times_in_a_row() {
+    for backend in ["cgroup-v1", "fallback"] {
+        for round in 0..20 {
+            let (mut guard, pids, _t) = run_guard(backend, false);
+            guard.kill().unwrap();
+            guard.wait().unwrap();
+            let alive = wait_gone(&pids, 10);
+            assert!(
+                alive.is_empty(),
+                "{backend} round {round}: {alive:?} outlived the guard"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_aborting_guard_leaves_nothing() {
+    let (mut guard, pids, _t) = run_guard("cgroup-v1", true);
+    guard.wait().unwrap();
+    assert!(wait_gone(&pids, 10).is_empty());
+}
+
+#[test]
+fn stale_groups_of_a_dead_guard_are_cleaned() {
+    // A group named after a pid that cannot be alive.
+    let mounts = guard_contain::linux::detect::Mounts::read();
+    let mem = mounts
+        .v1_for("memory")
+        .unwrap()
+        .own_dir()
+        .join("fooocus-guard")
+        .join("4194000-1-stale");
+    std::fs::create_dir_all(&mem).unwrap();
+    let cleaned = guard_contain::clean_stale();
+    assert!(
+        cleaned.iter().any(|l| l.contains("4194000-1-stale")),
+        "{cleaned:?}"
+    );
+    assert!(!mem.exists());
+}
+
+#[test]
+fn backend_choice_is_explained() {
+    let c = create(Preference::Auto, "test-auto").unwrap();
+    assert_eq!(
+        c.choice().kind,
+        BackendKind::CgroupV1,
+        "this machine has v1 memory: {:?}",
+        c.choice()
+    );
+    assert!(c.choice().reason.contains("cgroup v1"));
+    let f = create(Preference::Fallback, "test-fb").unwrap();
+    assert!(f.choice().unenforced.contains(&"memory".to_string()));
+}
