@@ -18,7 +18,15 @@ fn long_task(extra: Value) -> Value {
 fn run_version(version: &str, task: Value, limits: &[&str]) -> (Running, FakeInstall) {
     let inst = make_install(version, &json!({"startup_seconds": 0.01, "tasks": [task]}));
     let port = free_port().to_string();
-    let mut args = vec!["--install", inst.path.to_str().unwrap(), "--port", &port, "--no-gateway", "--grace", "2s"];
+    let mut args = vec![
+        "--install",
+        inst.path.to_str().unwrap(),
+        "--port",
+        &port,
+        "--no-gateway",
+        "--grace",
+        "2s",
+    ];
     args.extend_from_slice(limits);
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -29,10 +37,11 @@ fn count(run: &Running, name: &str) -> usize {
     run.events().iter().filter(|e| e["event"] == name).count()
 }
 
-/// Versions whose Stop works from any session (or has an API): graceful.
-const GRACEFUL: [&str; 3] = ["2.1", "mre", "api"];
+/// Versions whose Stop works from any session (2.1.865 and older, MRE) or that have an API:
+/// graceful.
+const GRACEFUL: [&str; 4] = ["2.0", "2.1", "mre", "api"];
 /// Versions that only obey the starting tab: without the gateway, a kill.
-const KILL: [&str; 5] = ["2.0", "2.3", "2.4", "2.5", "mashb1t"];
+const KILL: [&str; 4] = ["2.3", "2.4", "2.5", "mashb1t"];
 
 #[test]
 fn a_long_generation_is_stopped_at_its_timeout_for_every_version() {
@@ -45,7 +54,12 @@ fn a_long_generation_is_stopped_at_its_timeout_for_every_version() {
         assert!(breach["observed"].as_f64().unwrap() >= 2.0);
         let stopped = run.wait_event("generation_stopped", LONG);
         let graceful = GRACEFUL.contains(version);
-        assert_eq!(stopped["how"], if graceful { "graceful" } else { "killed" }, "{version}: {}", run.dump());
+        assert_eq!(
+            stopped["how"],
+            if graceful { "graceful" } else { "killed" },
+            "{version}: {}",
+            run.dump()
+        );
         let fin = run.wait_for("the stopped generation's record", LONG, |e| {
             e["event"] == "generation_finished" && e["generation_id"] == stopped["generation_id"]
         });
@@ -56,41 +70,68 @@ fn a_long_generation_is_stopped_at_its_timeout_for_every_version() {
             assert_eq!(stopped["steps"][0]["result"], "ended");
         } else {
             // Killed and restarted, then ready again.
-            run.wait_for("ready after the restart", LONG, |_| count(&run, "ready") >= 2);
-            let exited = run.events().into_iter().find(|e| e["event"] == "exited").unwrap();
+            run.wait_for("ready after the restart", LONG, |_| {
+                count(&run, "ready") >= 2
+            });
+            let exited = run
+                .events()
+                .into_iter()
+                .find(|e| e["event"] == "exited")
+                .unwrap();
             assert_eq!(exited["expected"], true);
             let steps = stopped["steps"].as_array().unwrap();
-            assert!(steps.iter().any(|s| s["step"] == "kill"), "{version}: {stopped}");
+            assert!(
+                steps.iter().any(|s| s["step"] == "kill"),
+                "{version}: {stopped}"
+            );
         }
     }
 }
 
 #[test]
 fn a_graceful_stop_that_is_ignored_escalates_to_a_kill() {
-    let (run, _inst) = run_version("2.1", long_task(json!({"hang_in_task": true})), &["--timeout", "2s"]);
+    let (run, _inst) = run_version(
+        "2.1",
+        long_task(json!({"hang_in_task": true})),
+        &["--timeout", "2s"],
+    );
     let stopped = run.wait_event("generation_stopped", LONG);
     assert_eq!(stopped["how"], "killed", "{}", run.dump());
     let steps = stopped["steps"].as_array().unwrap();
     assert_eq!(steps[0]["step"], "graceful");
     assert_eq!(steps[0]["result"], "ignored");
-    assert!(steps[0]["took_s"].as_f64().unwrap() >= 2.0, "waited the grace period");
+    assert!(
+        steps[0]["took_s"].as_f64().unwrap() >= 2.0,
+        "waited the grace period"
+    );
     assert_eq!(steps[1]["step"], "kill");
-    run.wait_for("ready after the restart", LONG, |_| count(&run, "ready") >= 2);
+    run.wait_for("ready after the restart", LONG, |_| {
+        count(&run, "ready") >= 2
+    });
 }
 
 #[test]
 fn a_stalled_generation_is_stopped_at_its_stall_timeout() {
-    let (run, _inst) = run_version("2.5", long_task(json!({"stall_at_step": 3})), &["--stall-timeout", "2s", "--timeout", "5m"]);
+    let (run, _inst) = run_version(
+        "2.5",
+        long_task(json!({"stall_at_step": 3})),
+        &["--stall-timeout", "2s", "--timeout", "5m"],
+    );
     let breach = run.wait_event("limit_breached", LONG);
     assert_eq!(breach["limit"], "stall", "{}", run.dump());
-    let fin = run.wait_for("stalled record", LONG, |e| e["event"] == "generation_finished");
+    let fin = run.wait_for("stalled record", LONG, |e| {
+        e["event"] == "generation_finished"
+    });
     assert_eq!(fin["outcome"], "stalled");
-    run.wait_for("ready after the restart", LONG, |_| count(&run, "ready") >= 2);
+    run.wait_for("ready after the restart", LONG, |_| {
+        count(&run, "ready") >= 2
+    });
 }
 
 #[test]
 fn a_finished_generation_is_recorded_and_no_limit_fires_while_idle() {
-    let task = json!({"delay": 0.1, "images": 2, "steps": 5, "step_seconds": 0.02, "session_hash": "t"});
+    let task =
+        json!({"delay": 0.1, "images": 2, "steps": 5, "step_seconds": 0.02, "session_hash": "t"});
     let (run, _inst) = run_version("2.5", task, &["--timeout", "2s", "--stall-timeout", "2s"]);
     let fin = run.wait_event("generation_finished", LONG);
     assert_eq!(fin["outcome"], "completed", "{}", run.dump());
@@ -103,21 +144,45 @@ fn a_finished_generation_is_recorded_and_no_limit_fires_while_idle() {
 
 #[test]
 fn a_dead_worker_is_detected_and_fooocus_restarted() {
-    let inst = make_install("2.5", &json!({"startup_seconds": 0.01, "worker_dies": true}));
+    let inst = make_install(
+        "2.5",
+        &json!({"startup_seconds": 0.01, "worker_dies": true}),
+    );
     let port = free_port().to_string();
-    let mut run = Running::start(&["--install", inst.path.to_str().unwrap(), "--port", &port, "--max-restarts", "1", "--no-gateway"]);
+    let mut run = Running::start(&[
+        "--install",
+        inst.path.to_str().unwrap(),
+        "--port",
+        &port,
+        "--max-restarts",
+        "1",
+        "--no-gateway",
+    ]);
     let un = run.wait_event("unhealthy", LONG);
     assert!(un["reason"].as_str().unwrap().contains("worker"), "{un}");
     run.wait_event("restarting", LONG);
     let st = run.wait_exit(LONG);
-    assert_eq!(st.code(), Some(3), "gave up after the second dead worker: {}", run.dump());
+    assert_eq!(
+        st.code(),
+        Some(3),
+        "gave up after the second dead worker: {}",
+        run.dump()
+    );
 }
 
 #[test]
 fn no_ready_line_in_time_is_a_startup_breach() {
     let inst = make_install("2.5", &json!({"startup_seconds": 0.01, "ready_delay": 600}));
     let port = free_port().to_string();
-    let run = Running::start(&["--install", inst.path.to_str().unwrap(), "--port", &port, "--startup-timeout", "2s", "--no-gateway"]);
+    let run = Running::start(&[
+        "--install",
+        inst.path.to_str().unwrap(),
+        "--port",
+        &port,
+        "--startup-timeout",
+        "2s",
+        "--no-gateway",
+    ]);
     let b = run.wait_event("limit_breached", LONG);
     assert_eq!(b["limit"], "startup");
     assert_eq!(b["action"], "restart");

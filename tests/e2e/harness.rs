@@ -10,7 +10,10 @@ pub use serde_json::{json, Value};
 
 /// The repository root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 pub fn simulator() -> PathBuf {
@@ -21,11 +24,20 @@ pub fn simulator() -> PathBuf {
 /// for a test).
 pub fn cli() -> PathBuf {
     static BUILD: Once = Once::new();
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
     BUILD.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let st = Command::new(cargo)
-            .args(["build", "-q", "-p", "guard-cli", "--bin", "fooocus-guard-cli"])
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "guard-cli",
+                "--bin",
+                "fooocus-guard-cli",
+            ])
             .current_dir(root())
             .status()
             .expect("run cargo build");
@@ -53,13 +65,21 @@ pub fn make_install(version: &str, scenario: &Value) -> FakeInstall {
         .arg(&scen)
         .output()
         .expect("python3 runs");
-    assert!(out.status.success(), "make-install failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "make-install failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     FakeInstall { dir, path }
 }
 
 /// A free loopback port.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A running `fooocus-guard-cli run` with its events file.
@@ -87,7 +107,11 @@ impl Running {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start the CLI");
-        Running { child, events, _tmp: tmp }
+        Running {
+            child,
+            events,
+            _tmp: tmp,
+        }
     }
 
     pub fn events(&self) -> Vec<Value> {
@@ -113,7 +137,11 @@ impl Running {
     }
 
     pub fn dump(&self) -> String {
-        self.events().iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")
+        self.events()
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// Wait for the CLI to exit by itself.
@@ -125,7 +153,10 @@ impl Running {
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!("the CLI did not exit within {timeout:?}; events:\n{}", self.dump());
+                panic!(
+                    "the CLI did not exit within {timeout:?}; events:\n{}",
+                    self.dump()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -162,14 +193,20 @@ pub fn read_events(path: &Path) -> Vec<Value> {
         .unwrap_or_default()
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("event line is not JSON ({e}): {l}")))
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("event line is not JSON ({e}): {l}"))
+        })
         .collect()
 }
 
 pub fn pid_alive(pid: u32) -> bool {
     // A zombie has exited: it counts as gone.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s.rsplit(')').next().map(|r| !r.trim_start().starts_with('Z')).unwrap_or(false),
+        Ok(s) => s
+            .rsplit(')')
+            .next()
+            .map(|r| !r.trim_start().starts_with('Z'))
+            .unwrap_or(false),
         Err(_) => false,
     }
 }
@@ -186,7 +223,11 @@ pub fn wait_pids(file: &Path, n: usize, timeout: Duration) -> Vec<u32> {
         if pids.len() >= n {
             return pids;
         }
-        assert!(Instant::now() < deadline, "the simulator wrote only {pids:?} to {}", file.display());
+        assert!(
+            Instant::now() < deadline,
+            "the simulator wrote only {pids:?} to {}",
+            file.display()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

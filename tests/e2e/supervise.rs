@@ -11,11 +11,21 @@ fn scenario_with_children(pids: &std::path::Path) -> Value {
 
 #[test]
 fn a_tree_over_its_ram_cap_is_killed_by_the_kernel_and_reported_as_oom() {
-    let inst = make_install("2.5", &json!({"startup_seconds": 0.01, "allocate_mib": 400}));
+    let inst = make_install(
+        "2.5",
+        &json!({"startup_seconds": 0.01, "allocate_mib": 400}),
+    );
     let port = free_port().to_string();
     let mut run = Running::start(&[
-        "--install", inst.path.to_str().unwrap(), "--port", &port,
-        "--memory", "150M", "--restart", "never", "--no-gateway",
+        "--install",
+        inst.path.to_str().unwrap(),
+        "--port",
+        &port,
+        "--memory",
+        "150M",
+        "--restart",
+        "never",
+        "--no-gateway",
     ]);
     let exited = run.wait_event("exited", LONG);
     assert_eq!(exited["oom"], true, "events:\n{}", run.dump());
@@ -35,7 +45,13 @@ fn stopping_the_guard_leaves_no_process_setsid_grandchild_included() {
         let inst = make_install("2.5", &scenario_with_children(&pids_file));
         let port = free_port().to_string();
         let mut run = Running::start(&[
-            "--install", inst.path.to_str().unwrap(), "--port", &port, "--containment", backend, "--no-gateway",
+            "--install",
+            inst.path.to_str().unwrap(),
+            "--port",
+            &port,
+            "--containment",
+            backend,
+            "--no-gateway",
         ]);
         run.wait_event("ready", LONG);
         let pids = wait_pids(&pids_file, 3, LONG);
@@ -46,8 +62,14 @@ fn stopping_the_guard_leaves_no_process_setsid_grandchild_included() {
         assert!(st.success() || st.code().is_some(), "{st:?}");
         let mut all = pids.clone();
         all.push(main_pid);
-        wait_gone(&all, Duration::from_secs(10)).unwrap_or_else(|alive| panic!("{backend}: still alive after the guard stopped: {alive:?}"));
-        assert!(run.events().iter().any(|e| e["event"] == "stopped"), "{}", run.dump());
+        wait_gone(&all, Duration::from_secs(10)).unwrap_or_else(|alive| {
+            panic!("{backend}: still alive after the guard stopped: {alive:?}")
+        });
+        assert!(
+            run.events().iter().any(|e| e["event"] == "stopped"),
+            "{}",
+            run.dump()
+        );
     }
 }
 
@@ -58,34 +80,69 @@ fn kill_dash_nine_of_the_guard_leaves_no_process_twenty_times_in_a_row() {
         let pids_file = tmp.path().join("pids");
         let inst = make_install("2.5", &scenario_with_children(&pids_file));
         let port = free_port().to_string();
-        let mut run = Running::start(&["--install", inst.path.to_str().unwrap(), "--port", &port, "--no-gateway"]);
+        let mut run = Running::start(&[
+            "--install",
+            inst.path.to_str().unwrap(),
+            "--port",
+            &port,
+            "--no-gateway",
+        ]);
         let pids = wait_pids(&pids_file, 3, LONG);
         let started = run.wait_event("started", LONG);
         let mut all = pids.clone();
         all.push(started["pid"].as_u64().unwrap() as u32);
         run.signal(libc::SIGKILL);
         let _ = run.wait_exit(LONG);
-        wait_gone(&all, Duration::from_secs(10))
-            .unwrap_or_else(|alive| panic!("round {round}: processes outlived the SIGKILLed guard: {alive:?}"));
+        wait_gone(&all, Duration::from_secs(10)).unwrap_or_else(|alive| {
+            panic!("round {round}: processes outlived the SIGKILLed guard: {alive:?}")
+        });
     }
 }
 
 #[test]
 fn a_crashing_fooocus_is_restarted_with_backoff_then_given_up() {
-    let inst = make_install("2.5", &json!({"crash_at_startup": {"after_seconds": 0.05, "exit_code": 3}}));
+    let inst = make_install(
+        "2.5",
+        &json!({"crash_at_startup": {"after_seconds": 0.05, "exit_code": 3}}),
+    );
     let port = free_port().to_string();
     let mut run = Running::start(&[
-        "--install", inst.path.to_str().unwrap(), "--port", &port, "--max-restarts", "2", "--no-gateway",
+        "--install",
+        inst.path.to_str().unwrap(),
+        "--port",
+        &port,
+        "--max-restarts",
+        "2",
+        "--no-gateway",
     ]);
     let st = run.wait_exit(Duration::from_secs(90));
-    assert_eq!(st.code(), Some(3), "gave up exits with 3; events:\n{}", run.dump());
+    assert_eq!(
+        st.code(),
+        Some(3),
+        "gave up exits with 3; events:\n{}",
+        run.dump()
+    );
     let ev = run.events();
-    let delays: Vec<f64> = ev.iter().filter(|e| e["event"] == "restarting").map(|e| e["delay_s"].as_f64().unwrap()).collect();
-    assert_eq!(delays, [1.0, 2.0], "exponential backoff; events:\n{}", run.dump());
+    let delays: Vec<f64> = ev
+        .iter()
+        .filter(|e| e["event"] == "restarting")
+        .map(|e| e["delay_s"].as_f64().unwrap())
+        .collect();
+    assert_eq!(
+        delays,
+        [1.0, 2.0],
+        "exponential backoff; events:\n{}",
+        run.dump()
+    );
     let exits: Vec<&Value> = ev.iter().filter(|e| e["event"] == "exited").collect();
     assert_eq!(exits.len(), 3);
-    assert!(exits.iter().all(|e| e["code"] == 3 && e["expected"] == false));
-    let gave_up = ev.iter().find(|e| e["event"] == "gave_up").expect("gave_up");
+    assert!(exits
+        .iter()
+        .all(|e| e["code"] == 3 && e["expected"] == false));
+    let gave_up = ev
+        .iter()
+        .find(|e| e["event"] == "gave_up")
+        .expect("gave_up");
     assert_eq!(gave_up["failures"], 3);
 }
 
@@ -93,11 +150,23 @@ fn a_crashing_fooocus_is_restarted_with_backoff_then_given_up() {
 fn a_clean_stop_by_the_user_is_never_restarted() {
     let inst = make_install("2.5", &json!({"startup_seconds": 0.01}));
     let port = free_port().to_string();
-    let mut run = Running::start(&["--install", inst.path.to_str().unwrap(), "--port", &port, "--restart", "always", "--no-gateway"]);
+    let mut run = Running::start(&[
+        "--install",
+        inst.path.to_str().unwrap(),
+        "--port",
+        &port,
+        "--restart",
+        "always",
+        "--no-gateway",
+    ]);
     run.wait_event("ready", LONG);
     run.signal(libc::SIGINT);
     run.wait_exit(LONG);
-    assert!(!run.events().iter().any(|e| e["event"] == "restarting"), "{}", run.dump());
+    assert!(
+        !run.events().iter().any(|e| e["event"] == "restarting"),
+        "{}",
+        run.dump()
+    );
 }
 
 #[test]
@@ -105,8 +174,15 @@ fn a_plain_command_runs_contained_and_its_exit_code_comes_back() {
     let mut run = Running::start(&["--restart", "never", "--", "sh", "-c", "echo hello; exit 7"]);
     let st = run.wait_exit(LONG);
     assert_eq!(st.code(), Some(7));
-    let started = run.events().into_iter().find(|e| e["event"] == "started").unwrap();
-    assert!(["cgroup-v1", "cgroup-v2"].contains(&started["backend"].as_str().unwrap()), "{started}");
+    let started = run
+        .events()
+        .into_iter()
+        .find(|e| e["event"] == "started")
+        .unwrap();
+    assert!(
+        ["cgroup-v1", "cgroup-v2"].contains(&started["backend"].as_str().unwrap()),
+        "{started}"
+    );
 }
 
 #[test]
@@ -136,7 +212,12 @@ fn a_broken_config_file_keeps_the_last_good_settings() {
     let cfg = tmp.path().join("config.toml");
     std::fs::write(&cfg, "[limits]\ntimeout_s = \"10m\"\n").unwrap();
     // A good load records the last good copy.
-    let ok = std::process::Command::new(cli()).arg("doctor").arg("--config").arg(&cfg).output().unwrap();
+    let ok = std::process::Command::new(cli())
+        .arg("doctor")
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert!(ok.status.success());
     std::fs::write(&cfg, "[limits\ntimeout_s = ").unwrap();
     let out = std::process::Command::new(cli())
@@ -148,13 +229,23 @@ fn a_broken_config_file_keeps_the_last_good_settings() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert!(err.contains("is not valid") && err.contains("last good settings"), "{err}");
-    assert_eq!(std::fs::read_to_string(&cfg).unwrap(), "[limits\ntimeout_s = ", "the broken file is left for the user");
+    assert!(
+        err.contains("is not valid") && err.contains("last good settings"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&cfg).unwrap(),
+        "[limits\ntimeout_s = ",
+        "the broken file is left for the user"
+    );
 }
 
 #[test]
 fn doctor_names_the_backend_and_why() {
-    let out = std::process::Command::new(cli()).args(["doctor", "--json"]).output().unwrap();
+    let out = std::process::Command::new(cli())
+        .args(["doctor", "--json"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["backend"]["kind"].is_string(), "{v}");
@@ -165,8 +256,16 @@ fn doctor_names_the_backend_and_why() {
 #[test]
 fn detect_reports_version_and_fork() {
     let inst = make_install("mashb1t", &json!({}));
-    let out = std::process::Command::new(cli()).args(["detect", "--json"]).arg(&inst.path).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(cli())
+        .args(["detect", "--json"])
+        .arg(&inst.path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v[0]["fork"], "mashb1t");
     assert!(v[0]["version"].as_str().unwrap().contains("mashb1t"));

@@ -1,1 +1,462 @@
-fn main() {}
+//! fooocus-guard-cli: the headless Fooocus supervisor, for GPU servers and scripts.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use guard_core::config::{Config, ConfigFile, RestartMode};
+use guard_core::events::JsonLines;
+use guard_core::install;
+use guard_core::supervisor::{FooocusState, Guard, GuardOptions, Target, Update};
+use guard_core::units;
+
+mod monitor;
+
+#[derive(Parser)]
+#[command(
+    name = "fooocus-guard-cli",
+    version,
+    about = "Launch, contain and supervise Fooocus without a desktop"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run Fooocus (or any command) contained, with limits, restarting it when it dies.
+    Run(Box<RunArgs>),
+    /// List the Fooocus installs found in the given folders (or the usual places).
+    Detect {
+        dirs: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the containment backend and why, the cgroup version, the GPU status, the config.
+    Doctor {
+        #[arg(long)]
+        json: bool,
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Print one JSON object per event recognised in a saved Fooocus console log.
+    ParseLog {
+        /// A file, or - for standard input.
+        #[arg(default_value = "-")]
+        file: String,
+    },
+    /// Sample a running tree (a PID and its descendants): one JSON object per line.
+    Monitor(monitor::MonitorArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The Fooocus install: a Fooocus folder or the portable package's folder.
+    #[arg(long, value_name = "DIR", conflicts_with = "command")]
+    install: Option<PathBuf>,
+    /// An interpreter to use instead of the install's own.
+    #[arg(long, value_name = "PATH")]
+    python: Option<PathBuf>,
+    /// Wall-clock limit of one generation (e.g. 90s, 10m; 0 = off).
+    #[arg(long, value_name = "D")]
+    timeout: Option<String>,
+    /// No new step or image for this long while a generation runs (0 = off).
+    #[arg(long, value_name = "D")]
+    stall_timeout: Option<String>,
+    /// No ready line within this long after the start (0 = off).
+    #[arg(long, value_name = "D")]
+    startup_timeout: Option<String>,
+    /// How long a graceful stop may take before the tree is killed.
+    #[arg(long, value_name = "D")]
+    grace: Option<String>,
+    /// RAM cap of the whole tree (e.g. 800M, 12G).
+    #[arg(long, value_name = "SIZE")]
+    memory: Option<String>,
+    /// Swap cap of the tree.
+    #[arg(long, value_name = "SIZE")]
+    swap: Option<String>,
+    /// VRAM cap of the tree, enforced from GPU samples.
+    #[arg(long, value_name = "SIZE")]
+    vram: Option<String>,
+    /// CPU cap in percent of one core (100 = one core).
+    #[arg(long, value_name = "PERCENT")]
+    cpu: Option<String>,
+    #[arg(long, value_name = "never|on-failure|always")]
+    restart: Option<String>,
+    #[arg(long, value_name = "N")]
+    max_restarts: Option<u32>,
+    /// Settings file (default: the platform's config dir).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Write events as JSON lines to FILE (- for stdout).
+    #[arg(long, value_name = "FILE|-")]
+    events: Option<String>,
+    /// Containment backend: auto, cgroup-v2, cgroup-v1 or fallback.
+    #[arg(long, value_name = "BACKEND")]
+    containment: Option<String>,
+    /// Sampling interval (e.g. 1s, 250ms).
+    #[arg(long, value_name = "D")]
+    interval: Option<String>,
+    /// libnvidia-ml to load (default: the loader's search path).
+    #[arg(long, value_name = "PATH")]
+    nvml: Option<PathBuf>,
+    #[arg(long, value_name = "N")]
+    port: Option<u16>,
+    #[arg(long, value_name = "NAME")]
+    preset: Option<String>,
+    /// One of Fooocus's VRAM modes, e.g. always-low-vram.
+    #[arg(long, value_name = "MODE")]
+    vram_mode: Option<String>,
+    /// Listen on the LAN (bare --listen = 0.0.0.0).
+    #[arg(long, value_name = "IP", num_args = 0..=1, default_missing_value = "0.0.0.0")]
+    listen: Option<String>,
+    /// Start Fooocus directly on the port, without the gateway (no graceful stop on 2.2+).
+    #[arg(long)]
+    no_gateway: bool,
+    /// The command to supervise instead of an install.
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<OsString>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Run(a) => run(*a),
+        Cmd::Detect { dirs, json } => detect(dirs, json),
+        Cmd::Doctor { json, config } => doctor(json, config),
+        Cmd::ParseLog { file } => parse_log(&file),
+        Cmd::Monitor(a) => monitor::run(a),
+    }
+}
+
+pub(crate) fn fail(msg: impl AsRef<str>) -> ExitCode {
+    eprintln!("fooocus-guard: {}", msg.as_ref());
+    ExitCode::from(2)
+}
+
+/// Settings from the file (or its last good copy), then the command line on top.
+fn settings(a: &RunArgs) -> Result<Config, String> {
+    let file = match &a.config {
+        Some(p) => ConfigFile::new(p),
+        None => match ConfigFile::default_location() {
+            Some(f) => f,
+            None => return Ok(Config::default()),
+        },
+    };
+    let mut cfg = if a.config.is_some() && !file.path.exists() {
+        return Err(format!(
+            "{} does not exist: check the path given to --config",
+            file.path.display()
+        ));
+    } else {
+        let loaded = file.load().map_err(|e| {
+            format!("{e}\nFix the file, or move it away to start from the defaults.")
+        })?;
+        if let Some(w) = loaded.warning {
+            eprintln!("fooocus-guard: {w}");
+        }
+        loaded.config
+    };
+    let dur = |flag: &str, v: &Option<String>| -> Result<Option<Option<f64>>, String> {
+        v.as_deref()
+            .map(|t| {
+                units::parse_duration(t)
+                    .map(|d| d.map(|d| d.as_secs_f64()))
+                    .map_err(|e| format!("--{flag}: {e}"))
+            })
+            .transpose()
+    };
+    let size = |flag: &str, v: &Option<String>| -> Result<Option<Option<u64>>, String> {
+        v.as_deref()
+            .map(|t| units::parse_size(t).map_err(|e| format!("--{flag}: {e}")))
+            .transpose()
+    };
+    if let Some(v) = dur("timeout", &a.timeout)? {
+        cfg.limits.timeout_s = v;
+    }
+    if let Some(v) = dur("stall-timeout", &a.stall_timeout)? {
+        cfg.limits.stall_timeout_s = v;
+    }
+    if let Some(v) = dur("startup-timeout", &a.startup_timeout)? {
+        cfg.limits.startup_timeout_s = v;
+    }
+    if let Some(v) = dur("grace", &a.grace)? {
+        cfg.limits.grace_s = v;
+    }
+    if let Some(v) = size("memory", &a.memory)? {
+        cfg.limits.memory_bytes = v;
+    }
+    if let Some(v) = size("swap", &a.swap)? {
+        cfg.limits.swap_bytes = v;
+    }
+    if let Some(v) = size("vram", &a.vram)? {
+        cfg.limits.vram_bytes = v;
+    }
+    if let Some(c) = &a.cpu {
+        cfg.limits.cpu_percent = units::parse_percent(c).map_err(|e| format!("--cpu: {e}"))?;
+    }
+    if let Some(r) = &a.restart {
+        cfg.restart.policy = match r.as_str() {
+            "never" => RestartMode::Never,
+            "on-failure" => RestartMode::OnFailure,
+            "always" => RestartMode::Always,
+            other => {
+                return Err(format!(
+                    "--restart: '{other}' is not a restart policy: use never, on-failure or always"
+                ))
+            }
+        };
+    }
+    if let Some(n) = a.max_restarts {
+        cfg.restart.max_restarts = n;
+    }
+    if let Some(c) = &a.containment {
+        cfg.containment = c.clone();
+    }
+    if let Some(i) = &a.interval {
+        let d = units::parse_duration(i).map_err(|e| format!("--interval: {e}"))?;
+        cfg.sampling_interval_ms = d.map(|d| d.as_millis() as u64).unwrap_or(0);
+    }
+    if let Some(p) = &a.nvml {
+        cfg.nvml_library = Some(p.display().to_string());
+    }
+    if let Some(p) = a.port {
+        cfg.launch.port = p;
+    }
+    if let Some(p) = &a.preset {
+        cfg.launch.preset = Some(p.clone());
+    }
+    if let Some(m) = &a.vram_mode {
+        cfg.launch.vram_mode = Some(m.trim_start_matches('-').to_string());
+    }
+    if let Some(l) = &a.listen {
+        cfg.launch.listen = Some(l.clone());
+    }
+    if a.no_gateway {
+        cfg.gateway.enabled = false;
+    }
+    if let Some(p) = &a.python {
+        cfg.python = Some(p.display().to_string());
+    }
+    let errors = cfg.validate();
+    if !errors.is_empty() {
+        let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+        return Err(format!("invalid settings:\n{}", lines.join("\n")));
+    }
+    Ok(cfg)
+}
+
+fn run(a: RunArgs) -> ExitCode {
+    let cfg = match settings(&a) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let target = if let Some(dir) = &a.install {
+        match install::inspect(dir, cfg.python.as_deref().map(std::path::Path::new)) {
+            Ok(i) => Target::Install(i),
+            Err(e) => return fail(e.to_string()),
+        }
+    } else if let Some((prog, args)) = a.command.split_first() {
+        Target::Command(install::LaunchCommand::plain(
+            PathBuf::from(prog),
+            args.to_vec(),
+        ))
+    } else if let Some(p) = &cfg.install_path {
+        match install::inspect(
+            std::path::Path::new(p),
+            cfg.python.as_deref().map(std::path::Path::new),
+        ) {
+            Ok(i) => Target::Install(i),
+            Err(e) => return fail(format!("install_path in the settings: {e}")),
+        }
+    } else {
+        return fail(
+            "nothing to run: give --install DIR (a Fooocus folder) or -- COMMAND [ARGS...]",
+        );
+    };
+
+    let _log = guard_core::paths::log_dir().and_then(|d| guard_core::logging::init(&d).ok());
+    let events = match a.events.as_deref().map(JsonLines::open).transpose() {
+        Ok(e) => e,
+        Err(e) => return fail(format!("--events: cannot open the file: {e}")),
+    };
+
+    let mut opts = GuardOptions::new(cfg.clone(), Some(target));
+    opts.passthrough = true;
+    opts.exit_when_done = true;
+    opts.store = guard_core::paths::data_dir().map(|d| d.join("history.sqlite3"));
+    let guard = match Guard::start(opts) {
+        Ok(g) => g,
+        Err(e) => return fail(format!("cannot start the supervisor: {e}")),
+    };
+    let updates = guard.subscribe();
+    if let Some(ev) = events {
+        std::thread::spawn(move || {
+            for u in updates {
+                if let Update::Event(e) = u {
+                    ev.write(&e);
+                }
+            }
+        });
+    }
+    let sampler = guard_core::sampling::spawn(&guard, &cfg);
+
+    // Ctrl-C / SIGTERM: stop Fooocus cleanly and leave nothing behind.
+    let g2 = guard.clone();
+    let mut signals = match signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ]) {
+        Ok(s) => s,
+        Err(e) => return fail(format!("cannot handle signals: {e}")),
+    };
+    let sig_handle = signals.handle();
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            eprintln!("fooocus-guard: stopping Fooocus");
+            g2.shutdown();
+        }
+    });
+
+    guard.wait();
+    sig_handle.close();
+    drop(sampler);
+    let st = guard.status();
+    match (st.state, guard.last_exit()) {
+        (FooocusState::GaveUp, _) => ExitCode::from(3),
+        (_, Some((Some(c), _))) => ExitCode::from(c.clamp(0, 255) as u8),
+        (_, Some((None, Some(s)))) => ExitCode::from((128 + s).clamp(0, 255) as u8),
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+fn detect(dirs: Vec<PathBuf>, json: bool) -> ExitCode {
+    let mut found = Vec::new();
+    let mut problems = Vec::new();
+    if dirs.is_empty() {
+        found = install::detect(&[]);
+    } else {
+        for d in &dirs {
+            match install::inspect(d, None) {
+                Ok(i) => found.push(i),
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&found).expect("serialise")
+        );
+    } else if found.is_empty() && problems.is_empty() {
+        println!("No Fooocus install found in the usual places. Give its folder: fooocus-guard-cli detect DIR");
+    } else {
+        for i in &found {
+            println!(
+                "{}  {:?} {}  python: {}",
+                i.root.display(),
+                i.fork,
+                i.version.as_deref().unwrap_or("(version unknown)"),
+                i.python.display()
+            );
+        }
+    }
+    for p in &problems {
+        eprintln!("fooocus-guard: {p}");
+    }
+    if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
+}
+
+fn doctor(json: bool, config: Option<PathBuf>) -> ExitCode {
+    let pref = guard_contain::Preference::Auto;
+    let backend = guard_contain::probe_backend(pref);
+    let cgroup = guard_core::sampling::cgroup_summary();
+    let gpu = guard_core::sampling::gpu_summary(None);
+    let file = config
+        .map(ConfigFile::new)
+        .or_else(ConfigFile::default_location);
+    let cfg_state = match &file {
+        None => "no config dir on this platform".to_string(),
+        Some(f) if !f.path.exists() => {
+            format!("{} (not created yet: defaults in use)", f.path.display())
+        }
+        Some(f) => match f.load() {
+            Ok(l) => match l.warning {
+                Some(w) => format!("{}: {w}", f.path.display()),
+                None => format!("{} (valid)", f.path.display()),
+            },
+            Err(e) => e.to_string(),
+        },
+    };
+    let logs = guard_core::paths::log_dir()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
+    if json {
+        let v = serde_json::json!({
+            "backend": backend.as_ref().ok(),
+            "backend_error": backend.as_ref().err().map(|e| e.to_string()),
+            "cgroup": cgroup,
+            "gpu_status": gpu,
+            "config": cfg_state,
+            "logs": logs,
+        });
+        println!("{}", serde_json::to_string_pretty(&v).expect("serialise"));
+    } else {
+        match &backend {
+            Ok(b) => {
+                println!("containment: {} -- {}", b.kind.as_str(), b.reason);
+                if !b.unenforced.is_empty() {
+                    println!(
+                        "  not enforced by the OS (the guard's watchdog covers what it can): {}",
+                        b.unenforced.join(", ")
+                    );
+                }
+            }
+            Err(e) => println!("containment: unavailable -- {e}"),
+        }
+        println!("cgroups: {cgroup}");
+        println!("gpu: {gpu}");
+        println!("config: {cfg_state}");
+        println!("logs: {logs}");
+    }
+    ExitCode::SUCCESS
+}
+
+fn parse_log(file: &str) -> ExitCode {
+    let input: Box<dyn std::io::Read> = if file == "-" {
+        Box::new(std::io::stdin())
+    } else {
+        match std::fs::File::open(file) {
+            Ok(f) => Box::new(f),
+            Err(e) => return fail(format!("cannot read {file}: {e}")),
+        }
+    };
+    use std::io::Write;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut write_err = None;
+    let res = fooocus_console::parse_log(input, |ev| {
+        if write_err.is_none() {
+            if let Err(e) = serde_json::to_writer(&mut out, ev)
+                .map_err(std::io::Error::other)
+                .and_then(|_| out.write_all(b"\n"))
+            {
+                write_err = Some(e);
+            }
+        }
+    });
+    let _ = out.flush();
+    match (res, write_err) {
+        (Err(e), _) => fail(format!("reading {file}: {e}")),
+        (_, Some(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        (_, Some(e)) => fail(format!("writing: {e}")),
+        _ => ExitCode::SUCCESS,
+    }
+}

@@ -23,7 +23,7 @@ enum Esc {
     /// Inside `ESC ] ...` until BEL or `ESC \`.
     Osc,
     /// Saw ESC inside an OSC (maybe the `ESC \` terminator).
-    OscEsc,
+    OscTerminator,
 }
 
 pub const DEFAULT_MAX_LINE: usize = 16 * 1024;
@@ -122,7 +122,7 @@ impl LineSplitter {
                 Esc::Osc => {
                     match b {
                         0x07 => self.esc = Esc::None,
-                        0x1b => self.esc = Esc::OscEsc,
+                        0x1b => self.esc = Esc::OscTerminator,
                         b'\n' | b'\r' => self.esc = Esc::None,
                         _ => {}
                     }
@@ -130,7 +130,7 @@ impl LineSplitter {
                         continue;
                     }
                 }
-                Esc::OscEsc => {
+                Esc::OscTerminator => {
                     self.esc = if b == b'\\' { Esc::None } else { Esc::Osc };
                     continue;
                 }

@@ -196,6 +196,8 @@ fn guard_process_main() {
     let pref: Preference = backend.parse().unwrap();
     let file = PathBuf::from(std::env::var("CONTAIN_TEST_PIDS").unwrap());
     let c = create(pref, "test-guard").unwrap();
+    // Never waited: this process is killed (or aborts) with its tree, which is the point.
+    #[allow(clippy::zombie_processes)]
     let _child = spawn_tree(&*c, &file);
     if std::env::var("CONTAIN_TEST_PANIC").is_ok() {
         wait_pids(&file, 3);

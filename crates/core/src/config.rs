@@ -312,21 +312,21 @@ impl Config {
         secs(
             "limits.timeout_s",
             l.timeout_s,
-            5.0,
+            1.0,
             7.0 * 86_400.0,
             &mut push,
         );
         secs(
             "limits.stall_timeout_s",
             l.stall_timeout_s,
-            5.0,
+            1.0,
             86_400.0,
             &mut push,
         );
         secs(
             "limits.startup_timeout_s",
             l.startup_timeout_s,
-            10.0,
+            1.0,
             86_400.0,
             &mut push,
         );
@@ -435,7 +435,7 @@ enum NumOrText {
 fn de_secs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
     match Option::<NumOrText>::deserialize(d)? {
         None => Ok(None),
-        Some(NumOrText::Num(v)) if v == 0.0 => Ok(None),
+        Some(NumOrText::Num(0.0)) => Ok(None),
         Some(NumOrText::Num(v)) => Ok(Some(v)),
         Some(NumOrText::Text(t)) => units::parse_duration(&t)
             .map(|d| d.map(|d| d.as_secs_f64()))
@@ -446,7 +446,7 @@ fn de_secs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
 fn de_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     match Option::<NumOrText>::deserialize(d)? {
         None => Ok(None),
-        Some(NumOrText::Num(v)) if v == 0.0 => Ok(None),
+        Some(NumOrText::Num(0.0)) => Ok(None),
         Some(NumOrText::Num(v)) if v > 0.0 && v.fract() == 0.0 => Ok(Some(v as u64)),
         Some(NumOrText::Num(v)) => Err(serde::de::Error::custom(format!(
             "{v} is not a size in bytes: write a whole number or a size like \"12G\""
@@ -458,7 +458,7 @@ fn de_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
 fn de_percent<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
     match Option::<NumOrText>::deserialize(d)? {
         None => Ok(None),
-        Some(NumOrText::Num(v)) if v == 0.0 => Ok(None),
+        Some(NumOrText::Num(0.0)) => Ok(None),
         Some(NumOrText::Num(v)) if v > 0.0 && v.fract() == 0.0 && v <= u32::MAX as f64 => {
             Ok(Some(v as u32))
         }

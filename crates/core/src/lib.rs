@@ -8,11 +8,25 @@
 //! * [`events`]: structured events (JSON lines, tracing).
 //! * [`supervisor`]: the process, its container, its console, the timers and the escalation.
 
+pub mod app;
+pub mod autostart;
+pub mod browser;
 pub mod config;
+pub mod console;
+pub mod demo;
 pub mod events;
 pub mod generation;
 pub mod install;
+pub mod logging;
+pub mod metrics;
+pub mod notice;
 pub mod paths;
 pub mod policy;
 pub mod restart;
+pub mod sampling;
+pub mod stop;
+pub mod store;
+pub mod supervisor;
 pub mod units;
+
+pub use supervisor::{Guard, GuardOptions, Status, Target, Update};

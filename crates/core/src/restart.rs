@@ -57,11 +57,10 @@ impl RestartPolicy {
     }
 
     pub fn on_exit(&mut self, kind: ExitKind, now: Instant) -> Decision {
-        let restart = match (self.cfg.policy, kind) {
-            (RestartMode::Never, _) => false,
-            (RestartMode::OnFailure, ExitKind::Clean) => false,
-            _ => true,
-        };
+        let restart = !matches!(
+            (self.cfg.policy, kind),
+            (RestartMode::Never, _) | (RestartMode::OnFailure, ExitKind::Clean)
+        );
         if !restart {
             return Decision::Stay;
         }

@@ -395,7 +395,7 @@ impl Containment for CgroupContainer {
         let mut report = KillReport::default();
         if let Some(d) = &self.v2 {
             if d.join("cgroup.kill").exists() {
-                report.signalled += pids_in(d).len() as u32;
+                report.signalled = pids_in(d).len() as u32;
                 let _ = fs::write(d.join("cgroup.kill"), "1");
             }
         }
@@ -416,15 +416,17 @@ impl Containment for CgroupContainer {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             report.rounds += 1;
-            let mut listed = 0;
+            let mut listed: Vec<u32> = Vec::new();
             for d in self.dirs() {
                 for pid in pids_in(&d) {
-                    // SAFETY: kill(2); a pid that just exited gives ESRCH, which is fine.
-                    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-                    listed += 1;
+                    if !listed.contains(&pid) {
+                        // SAFETY: kill(2); a pid that just exited gives ESRCH, which is fine.
+                        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                        listed.push(pid);
+                    }
                 }
             }
-            report.signalled = report.signalled.max(listed);
+            report.signalled = report.signalled.max(listed.len() as u32);
             if let Some(f) = &freezer {
                 let _ = fs::write(f, "THAWED");
             }

@@ -1,0 +1,143 @@
+//! Optional Prometheus text exposition on 127.0.0.1 (off by default): the latest sample's
+//! figures and counters of generations by outcome and breaches by limit.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::events::{EventKind, GuardEvent};
+
+#[derive(Default, Debug)]
+pub struct Metrics {
+    /// name -> (help, value); gauges of the latest sample.
+    gauges: BTreeMap<&'static str, (&'static str, f64)>,
+    generations: BTreeMap<String, u64>,
+    breaches: BTreeMap<String, u64>,
+    restarts: u64,
+}
+
+impl Metrics {
+    pub fn set_gauge(&mut self, name: &'static str, help: &'static str, value: f64) {
+        self.gauges.insert(name, (help, value));
+    }
+
+    pub fn on_event(&mut self, ev: &GuardEvent) {
+        match &ev.kind {
+            EventKind::GenerationFinished { outcome, .. } => {
+                *self.generations.entry(outcome.clone()).or_default() += 1
+            }
+            EventKind::LimitBreached { limit, .. } => {
+                *self.breaches.entry(limit.as_str().to_string()).or_default() += 1
+            }
+            EventKind::Restarting { .. } => self.restarts += 1,
+            _ => {}
+        }
+    }
+
+    /// The text exposition format, version 0.0.4.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (name, (help, v)) in &self.gauges {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n"
+            ));
+        }
+        out.push_str("# HELP fooocus_guard_generations_total Generations finished, by outcome.\n# TYPE fooocus_guard_generations_total counter\n");
+        for (k, v) in &self.generations {
+            out.push_str(&format!(
+                "fooocus_guard_generations_total{{outcome=\"{k}\"}} {v}\n"
+            ));
+        }
+        out.push_str("# HELP fooocus_guard_breaches_total Limit breaches, by limit.\n# TYPE fooocus_guard_breaches_total counter\n");
+        for (k, v) in &self.breaches {
+            out.push_str(&format!(
+                "fooocus_guard_breaches_total{{limit=\"{k}\"}} {v}\n"
+            ));
+        }
+        out.push_str(&format!(
+            "# HELP fooocus_guard_restarts_total Restarts of Fooocus after a failure.\n# TYPE fooocus_guard_restarts_total counter\nfooocus_guard_restarts_total {}\n",
+            self.restarts
+        ));
+        out
+    }
+}
+
+/// Serve `/metrics` on 127.0.0.1:`port` from a thread. Loopback only, whatever the settings.
+pub fn serve(port: u16, metrics: Arc<Mutex<Metrics>>) -> Result<SocketAddr, String> {
+    let listener = TcpListener::bind(("127.0.0.1", port)).map_err(|e| {
+        format!(
+            "metrics: cannot listen on 127.0.0.1:{port} ({e}): pick another port in the settings"
+        )
+    })?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    std::thread::Builder::new()
+        .name("fooocus-guard-metrics".into())
+        .spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let _ = answer(conn, &metrics);
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(addr)
+}
+
+fn answer(mut conn: TcpStream, metrics: &Mutex<Metrics>) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut buf = [0u8; 2048];
+    let n = conn.read(&mut buf)?;
+    let req = String::from_utf8_lossy(&buf[..n]);
+    let path = req.split_whitespace().nth(1).unwrap_or("/");
+    let (status, body) = if path == "/metrics" {
+        ("200 OK", metrics.lock().unwrap().render())
+    } else {
+        (
+            "404 Not Found",
+            "only /metrics is served here\n".to_string(),
+        )
+    };
+    write!(
+        conn,
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::LimitKind;
+
+    #[test]
+    fn counts_and_serves_on_loopback() {
+        let m = Arc::new(Mutex::new(Metrics::default()));
+        {
+            let mut g = m.lock().unwrap();
+            g.set_gauge(
+                "fooocus_guard_tree_ram_bytes",
+                "RAM of the Fooocus tree.",
+                1024.0,
+            );
+            g.on_event(&GuardEvent::now(EventKind::LimitBreached {
+                limit: LimitKind::Timeout,
+                configured: 1.0,
+                observed: 2.0,
+                action: "x".into(),
+                generation_id: None,
+                source: None,
+            }));
+        }
+        let addr = serve(0, m).unwrap();
+        assert!(addr.ip().is_loopback());
+        let (status, body) =
+            crate::stop::http(&format!("http://{addr}"), "GET", "/metrics", None).unwrap();
+        let body = String::from_utf8(body).unwrap();
+        assert_eq!(status, 200);
+        assert!(body.contains("fooocus_guard_tree_ram_bytes 1024"), "{body}");
+        assert!(
+            body.contains("fooocus_guard_breaches_total{limit=\"timeout\"} 1"),
+            "{body}"
+        );
+    }
+}

@@ -1,0 +1,151 @@
+//! The words of desktop notifications: which limit, its value, what was seen, what happens
+//! now. Pure, so the wording is tested without a desktop.
+
+use std::time::Duration;
+
+use crate::events::{EventKind, GuardEvent, LimitKind};
+use crate::units::{format_duration, format_size};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    pub summary: String,
+    pub body: String,
+}
+
+fn secs(v: f64) -> String {
+    format_duration(Duration::from_secs_f64(v.max(0.0)))
+}
+
+/// The notification for an event, if it deserves one.
+pub fn for_event(ev: &GuardEvent) -> Option<Notice> {
+    let n = |summary: &str, body: String| {
+        Some(Notice {
+            summary: summary.into(),
+            body,
+        })
+    };
+    match &ev.kind {
+        EventKind::LimitBreached { limit, configured, observed, action, source, .. } => {
+            let what_now = match action.as_str() {
+                "stop_generation" => "Fooocus is stopping it; it stays up for your next image.",
+                "kill_and_restart" => "Fooocus is restarting; it will be ready in a moment.",
+                "restart" => "Fooocus is restarting.",
+                "killed_by_kernel" => "Fooocus is restarting if your restart setting allows it.",
+                _ => "",
+            };
+            let (summary, body) = match limit {
+                LimitKind::Timeout => (
+                    "Generation stopped: time limit",
+                    format!("Generation stopped after {} -- your limit is {}. {what_now}", secs(*observed), secs(*configured)),
+                ),
+                LimitKind::Stall => (
+                    "Generation stopped: no progress",
+                    format!("No progress for {} (your stall limit is {}). {what_now}", secs(*observed), secs(*configured)),
+                ),
+                LimitKind::Startup => (
+                    "Fooocus did not start",
+                    format!("Fooocus was not ready after {} (your start-up limit). {what_now}", secs(*configured)),
+                ),
+                LimitKind::Memory => (
+                    "Fooocus hit your RAM cap",
+                    format!(
+                        "Fooocus used {} of RAM -- your cap is {}, so your PC stays responsive. {what_now}",
+                        format_size(*observed as u64),
+                        format_size(*configured as u64)
+                    ),
+                ),
+                LimitKind::Swap => (
+                    "Fooocus hit your swap cap",
+                    format!("Fooocus used {} of swap -- your cap is {}. {what_now}", format_size(*observed as u64), format_size(*configured as u64)),
+                ),
+                LimitKind::Vram => (
+                    "Generation stopped: VRAM cap",
+                    format!(
+                        "{} used {} of VRAM -- your cap is {}. {what_now}",
+                        if source.as_deref() == Some("device") { "The GPU" } else { "Fooocus" },
+                        format_size(*observed as u64),
+                        format_size(*configured as u64)
+                    ),
+                ),
+                LimitKind::Cpu => ("CPU cap reached", format!("Fooocus is held to {configured:.0}% of a core. {what_now}")),
+            };
+            n(summary, body.trim_end().to_string())
+        }
+        EventKind::Exited { expected: false, oom: false, code, signal, .. } => n(
+            "Fooocus stopped unexpectedly",
+            match (code, signal) {
+                (Some(c), _) => format!("Fooocus exited with code {c}. The guard restarts it if your restart setting allows it; the console shows what it printed."),
+                (_, Some(s)) => format!("Fooocus was killed by signal {s}. The guard restarts it if your restart setting allows it."),
+                _ => "Fooocus exited. The guard restarts it if your restart setting allows it.".to_string(),
+            },
+        ),
+        EventKind::GaveUp { failures, window_s, reason } => n(
+            "Fooocus keeps failing",
+            format!(
+                "Fooocus failed {failures} times in {} (last: {reason}). Restarts are paused: check the console, then start it again.",
+                secs(*window_s)
+            ),
+        ),
+        EventKind::Unhealthy { reason } => n("Fooocus cannot generate", format!("{reason}. The guard restarts it.")),
+        EventKind::Ready { url, .. } => n("Fooocus is ready", format!("Open {url} to start generating.")),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeout_words() {
+        let ev = GuardEvent::now(EventKind::LimitBreached {
+            limit: LimitKind::Timeout,
+            configured: 300.0,
+            observed: 300.4,
+            action: "kill_and_restart".into(),
+            generation_id: Some(4),
+            source: None,
+        });
+        let n = for_event(&ev).unwrap();
+        assert_eq!(n.summary, "Generation stopped: time limit");
+        assert_eq!(
+            n.body,
+            "Generation stopped after 5 min -- your limit is 5 min. Fooocus is restarting; it will be ready in a moment."
+        );
+    }
+
+    #[test]
+    fn memory_and_crash_and_quiet_events() {
+        let ev = GuardEvent::now(EventKind::LimitBreached {
+            limit: LimitKind::Memory,
+            configured: (12u64 << 30) as f64,
+            observed: (12u64 << 30) as f64,
+            action: "killed_by_kernel".into(),
+            generation_id: None,
+            source: None,
+        });
+        assert!(for_event(&ev).unwrap().body.contains("12 GiB"));
+        let ev = GuardEvent::now(EventKind::Exited {
+            pid: 1,
+            code: Some(1),
+            signal: None,
+            oom: false,
+            expected: false,
+        });
+        assert!(for_event(&ev).unwrap().body.contains("code 1"));
+        let ev = GuardEvent::now(EventKind::Exited {
+            pid: 1,
+            code: Some(0),
+            signal: None,
+            oom: false,
+            expected: true,
+        });
+        assert_eq!(for_event(&ev), None);
+        assert_eq!(
+            for_event(&GuardEvent::now(EventKind::GenerationStarted {
+                generation_id: 1
+            })),
+            None
+        );
+    }
+}

@@ -1,0 +1,168 @@
+//! The sampler thread: samples the tree and the machine every interval (twice as often while a
+//! generation runs), reports usage to the limit policy, keeps the graphs' history, and
+//! publishes each sample to the UI.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use guard_contain::TreeProbe;
+use guard_history::{HistoryPoint, Point, SampleHistory};
+use guard_sample::{Sample, Sampler, SamplerConfig};
+
+use crate::config::Config;
+use crate::policy::Usage;
+use crate::supervisor::Guard;
+
+pub struct Sampling {
+    interval_ms: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    history: Arc<Mutex<SampleHistory>>,
+}
+
+impl Sampling {
+    pub fn set_interval_ms(&self, ms: u64) {
+        self.interval_ms.store(ms.max(100), Ordering::Relaxed);
+    }
+
+    pub fn history(&self, range_s: u64) -> Vec<HistoryPoint> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        self.history.lock().unwrap().query(range_s, now)
+    }
+
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Sampling {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The policy's view of a sample.
+pub fn usage_of(s: &Sample) -> Option<Usage> {
+    let t = s.tree.as_ref()?;
+    Some(Usage {
+        ram_bytes: t.ram_bytes,
+        swap_bytes: t.swap_bytes,
+        tree_vram_bytes: t.vram_bytes,
+        device_vram_bytes: s.device_vram_bytes(),
+        cpu_percent: t.cpu_percent,
+    })
+}
+
+fn point_of(s: &Sample) -> Point {
+    let gpu = s
+        .gpus
+        .iter()
+        .filter_map(|g| g.util_percent)
+        .fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))));
+    Point {
+        ts_ms: s.ts_ms,
+        cpu_percent: s.tree.as_ref().map(|t| t.cpu_percent).unwrap_or(0.0) as f32,
+        ram_bytes: s.tree.as_ref().map(|t| t.ram_bytes).unwrap_or(0) as f64,
+        gpu_util: gpu.map(|g| g as f32),
+        vram_bytes: s
+            .tree
+            .as_ref()
+            .and_then(|t| t.vram_bytes)
+            .or_else(|| s.device_vram_bytes())
+            .map(|v| v as f64),
+    }
+}
+
+pub fn sampler_config(cfg: &Config) -> SamplerConfig {
+    SamplerConfig {
+        nvml_lib: cfg.nvml_library.as_ref().map(Into::into),
+        gpu: true,
+        sysfs_root: None,
+    }
+}
+
+pub fn spawn(guard: &Guard, cfg: &Config) -> Sampling {
+    let interval_ms = Arc::new(AtomicU64::new(cfg.sampling_interval_ms.max(100)));
+    let stop = Arc::new(AtomicBool::new(false));
+    let history = Arc::new(Mutex::new(SampleHistory::new()));
+    let (g, iv, st, h, scfg) = (
+        guard.clone(),
+        interval_ms.clone(),
+        stop.clone(),
+        history.clone(),
+        sampler_config(cfg),
+    );
+    let _ = std::thread::Builder::new()
+        .name("fooocus-guard-sampler".into())
+        .spawn(move || {
+            let mut sampler = Sampler::new(scfg);
+            g.set_gpu_status(sampler.gpu_status());
+            let mut current: Option<(TreeProbe, u32)> = None;
+            let mut next = Instant::now();
+            while !st.load(Ordering::Relaxed) {
+                let (tree, generating) = g.tree();
+                if tree != current {
+                    sampler.set_tree(tree.as_ref().map(|(p, _)| p));
+                    current = tree;
+                }
+                let s = sampler.sample();
+                if let Some(u) = usage_of(s) {
+                    g.report_usage(u);
+                }
+                h.lock().unwrap().push(point_of(s));
+                g.set_gpu_status(&s.gpu_status);
+                g.publish_sample(Arc::new(s.clone()));
+                let mut every = Duration::from_millis(iv.load(Ordering::Relaxed));
+                if generating {
+                    every = (every / 2).max(Duration::from_millis(100));
+                }
+                next += every;
+                let now = Instant::now();
+                if next < now {
+                    next = now + every;
+                }
+                std::thread::sleep(next - now);
+            }
+        });
+    Sampling {
+        interval_ms,
+        stop,
+        history,
+    }
+}
+
+/// One line on the cgroup setup, for `doctor`.
+pub fn cgroup_summary() -> String {
+    #[cfg(target_os = "linux")]
+    {
+        let m = guard_contain::linux::detect::Mounts::read();
+        let v1: Vec<String> = m.v1.iter().flat_map(|h| h.controllers.clone()).collect();
+        match (&m.v2, v1.is_empty()) {
+            (Some((mount, _)), true) => format!("cgroup v2 only, at {}", mount.display()),
+            (Some((mount, _)), false) => format!(
+                "hybrid: v1 controllers {} and v2 at {}",
+                v1.join(", "),
+                mount.display()
+            ),
+            (None, false) => format!("cgroup v1 only: {}", v1.join(", ")),
+            (None, true) => "no cgroups mounted".into(),
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        "not Linux: a Job Object holds the tree".into()
+    }
+}
+
+/// The GPU status the sampler would report.
+pub fn gpu_summary(lib: Option<&std::path::Path>) -> String {
+    let s = Sampler::new(SamplerConfig {
+        nvml_lib: lib.map(Into::into),
+        gpu: true,
+        sysfs_root: None,
+    });
+    s.gpu_status().to_string()
+}
