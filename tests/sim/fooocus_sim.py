@@ -314,8 +314,11 @@ class Sim:
             self.out.say("Processing time (total): %.2f seconds" % total)
         if api:
             if failed:
-                self.out.say("[Task Queue] Finish task with error, job_id=%d, %s" % (t["job"], failed),
-                             events=[("error", {"exception": "TaskError", "message": "job_id=%d, %s" % (t["job"], failed)}), ("task_end", {"seconds": None})])
+                msg = "job_id=%d, %s" % (t["job"], failed)
+                ev = [("error", {"exception": "TaskError", "message": msg})]
+                if sc.get("oom"):
+                    ev.append(("oom", {"message": msg}))
+                self.out.say("[Task Queue] Finish task with error, " + msg, events=ev + [("task_end", {"seconds": None})])
             else:
                 self.out.say("[Task Queue] Finish task, job_id=%d" % t["job"], events=[("task_end", {"seconds": None})])
         elif sc.get("total_time_line", True):

@@ -1,0 +1,109 @@
+//! The console parser against the simulator's ground truth, for every supported version: each
+//! event kind is recognised at the line the simulator printed it on (`parse-log` on the saved
+//! console, as a user would run it).
+
+use std::process::Command;
+
+use guard_e2e::*;
+
+fn run_sim(version: &str, scenario: &Value) -> (String, Vec<Value>) {
+    let dir = tempfile::tempdir().unwrap();
+    let scen = dir.path().join("s.json");
+    let truth = dir.path().join("truth.jsonl");
+    std::fs::write(&scen, scenario.to_string()).unwrap();
+    let out = Command::new("python3")
+        .arg(simulator())
+        .args([
+            "--sim-version",
+            version,
+            "--port",
+            "0",
+            "--merge-stderr",
+            "--scenario",
+        ])
+        .arg(&scen)
+        .arg("--truth")
+        .arg(&truth)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stdout).into_owned();
+    (log, read_events(&truth))
+}
+
+fn parse(log: &str) -> Vec<Value> {
+    let mut child = Command::new(cli())
+        .args(["parse-log", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(log.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Keep only the fields the truth states (the parser adds e.g. a traceback).
+fn project(parsed: &[Value], truth: &[Value]) -> Vec<Value> {
+    parsed
+        .iter()
+        .zip(truth.iter().chain(std::iter::repeat(&Value::Null)))
+        .map(|(p, t)| match t.as_object() {
+            Some(keys) => Value::Object(
+                keys.keys()
+                    .filter_map(|k| p.get(k).map(|v| (k.clone(), v.clone())))
+                    .collect(),
+            ),
+            None => p.clone(),
+        })
+        .collect()
+}
+
+#[test]
+fn every_event_kind_at_the_right_line_for_every_version() {
+    for version in ["2.0", "2.1", "2.3", "2.4", "2.5", "mashb1t", "mre", "api"] {
+        let scenario = json!({
+            "startup_seconds": 0.0,
+            "download": true,
+            "tasks": [
+                {"delay": 0.0, "images": 2, "steps": 3, "step_seconds": 0.0},
+                {"delay": 0.0, "images": 1, "steps": 4, "step_seconds": 0.0, "tty_bars": true},
+                {"delay": 0.0, "images": 1, "steps": 3, "step_seconds": 0.0, "oom": {"form": "cuda"}},
+                {"delay": 0.0, "images": 1, "steps": 3, "step_seconds": 0.0, "task_error": {"exception": "ValueError", "message": "bad size"}},
+                {"delay": 0.0, "images": 1, "steps": 3, "step_seconds": 0.0, "oom": {"form": "cpu"}}
+            ],
+            "exit_after_seconds": 2.0
+        });
+        let (log, truth) = run_sim(version, &scenario);
+        assert!(
+            truth.len() > 10,
+            "{version}: the simulator printed too little:\n{log}"
+        );
+        let parsed = parse(&log);
+        assert_eq!(
+            project(&parsed, &truth),
+            truth,
+            "{version}: parser and truth differ; log:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn a_dead_worker_is_recognised() {
+    let (log, truth) = run_sim(
+        "2.5",
+        &json!({"startup_seconds": 0.0, "worker_dies": true, "exit_after_seconds": 1.0}),
+    );
+    let parsed = parse(&log);
+    assert_eq!(project(&parsed, &truth), truth, "log:\n{log}");
+    assert!(truth.iter().any(|e| e["kind"] == "worker_died"));
+}

@@ -1,0 +1,210 @@
+"""The simulator's own tests: it must print what Fooocus prints and misbehave on demand."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.request
+
+SIM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fooocus_sim.py")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+class Run:
+    def __init__(self, version="2.5", scenario=None, extra=()):
+        self.dir = tempfile.mkdtemp()
+        self.port = free_port()
+        self.truth = os.path.join(self.dir, "truth.jsonl")
+        scen = os.path.join(self.dir, "s.json")
+        with open(scen, "w") as f:
+            json.dump(dict({"startup_seconds": 0.01}, **(scenario or {})), f)
+        self.out = open(os.path.join(self.dir, "out.txt"), "w+")
+        self.p = subprocess.Popen([sys.executable, SIM, "--sim-version", version, "--port", str(self.port),
+                                   "--scenario", scen, "--merge-stderr", "--truth", self.truth, *extra],
+                                  stdout=self.out, stderr=subprocess.STDOUT)
+
+    def text(self):
+        with open(self.out.name) as f:
+            return f.read()
+
+    def wait_text(self, needle, timeout=20):
+        end = time.time() + timeout
+        while time.time() < end:
+            if needle in self.text():
+                return self.text()
+            if self.p.poll() is not None and needle not in self.text():
+                break
+            time.sleep(0.05)
+        raise AssertionError("%r not printed; output:\n%s" % (needle, self.text()))
+
+    def http(self, method, path, body=None):
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.port, path), method=method,
+                                     data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, json.loads(r.read() or b"null")
+
+    def truth_events(self):
+        with open(self.truth) as f:
+            return [json.loads(l) for l in f if l.strip()]
+
+    def close(self):
+        if self.p.poll() is None:
+            self.p.kill()
+        self.p.wait()
+        self.out.close()
+
+
+class Startup(unittest.TestCase):
+    def test_each_version_starts_in_order(self):
+        for v, ready in [("2.0", "App started successful"), ("2.1", "App started successful"),
+                         ("2.5", "App started successful"), ("mre", "App started successful"), ("api", "Uvicorn running on")]:
+            r = Run(v)
+            try:
+                text = r.wait_text(ready)
+                if v != "api":
+                    self.assertLess(text.index("Fooocus version:"), text.index("Running on local URL:  http://127.0.0.1:%d" % r.port))
+                    self.assertLess(text.index("Running on local URL"), text.index("App started successful"))
+                kinds = [e["kind"] for e in r.truth_events()]
+                self.assertIn("ready", kinds)
+            finally:
+                r.close()
+
+    def test_unknown_flag_exits_2(self):
+        p = subprocess.run([sys.executable, SIM, "--no-such-flag"], capture_output=True)
+        self.assertEqual(p.returncode, 2)
+
+
+class Tasks(unittest.TestCase):
+    def test_task_prints_steps_and_total_time(self):
+        r = Run("2.5")
+        try:
+            r.wait_text("App started successful")
+            self.assertEqual(r.http("POST", "/sim/generate", {"images": 2, "steps": 3, "step_seconds": 0.01})[0], 200)
+            text = r.wait_text("Total time:")
+            self.assertIn("[Fooocus] Preparing task 2/2 ...", text)
+            self.assertIn("3/3 [", text)
+            kinds = [e["kind"] for e in r.truth_events()]
+            self.assertEqual(kinds.count("progress"), 6)
+            self.assertEqual(kinds[-1], "task_end")
+        finally:
+            r.close()
+
+    def test_stop_obeys_the_session_on_25_but_not_on_21(self):
+        for version, other_session_stops in [("2.5", False), ("2.1", True)]:
+            r = Run(version)
+            try:
+                r.wait_text("App started successful")
+                r.http("POST", "/sim/generate", {"images": 1, "steps": 400, "step_seconds": 0.02, "session_hash": "tab1"})
+                r.wait_text("1/400")
+                r.http("POST", "/run/predict", {"fn_index": 5, "data": [None], "session_hash": "another"})
+                time.sleep(0.3)
+                self.assertEqual("User stopped" in r.text(), other_session_stops, version)
+                r.http("POST", "/run/predict", {"fn_index": 5, "data": [None], "session_hash": "tab1"})
+                r.wait_text("Total time:")
+                self.assertIn("User stopped", r.text())
+            finally:
+                r.close()
+
+    def test_api_stop_endpoint(self):
+        r = Run("api")
+        try:
+            r.wait_text("Uvicorn running on")
+            r.http("POST", "/v1/generation/text-to-image", {"images": 1, "steps": 400, "step_seconds": 0.02})
+            r.wait_text("1/400")
+            r.http("POST", "/v1/generation/stop", {})
+            r.wait_text("[Task Queue] Finish task")
+        finally:
+            r.close()
+
+
+class Misbehaviour(unittest.TestCase):
+    def test_children_and_a_setsid_grandchild(self):
+        d = tempfile.mkdtemp()
+        pids = os.path.join(d, "pids")
+        r = Run("2.5", {"spawn_children": True, "pids_file": pids})
+        try:
+            r.wait_text("App started successful")
+            end = time.time() + 10
+            while time.time() < end and len(open(pids).read().split()) < 3:
+                time.sleep(0.05)
+            main, *others = [int(p) for p in open(pids).read().split()]
+            self.assertEqual(main, r.p.pid)
+            sessions = {os.getsid(p) for p in others}
+            self.assertEqual(len(sessions), 2, "one of them called setsid()")
+        finally:
+            for p in [int(x) for x in open(pids).read().split()]:
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            r.close()
+
+    def test_ignore_sigterm(self):
+        r = Run("2.5", {"ignore_sigterm": True})
+        try:
+            r.wait_text("App started successful")
+            r.p.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            self.assertIsNone(r.p.poll())
+        finally:
+            r.close()
+
+    def test_sigterm_exits_promptly(self):
+        r = Run("2.5")
+        r.wait_text("App started successful")
+        r.p.send_signal(signal.SIGTERM)
+        self.assertEqual(r.p.wait(timeout=5), 0)
+        r.close()
+
+    def test_crash_at_startup(self):
+        r = Run("2.5", {"crash_at_startup": {"after_seconds": 0.01, "exit_code": 3}})
+        self.assertEqual(r.p.wait(timeout=20), 3)
+        self.assertIn("Traceback (most recent call last):", r.text())
+        r.close()
+
+    def test_dead_worker_keeps_http_but_never_readies(self):
+        r = Run("2.5", {"worker_dies": True})
+        try:
+            r.wait_text("Exception in thread Thread-2 (worker):")
+            time.sleep(0.5)
+            self.assertNotIn("App started successful", r.text())
+            self.assertEqual(r.http("GET", "/sim/state")[0], 200)
+        finally:
+            r.close()
+
+    def test_allocate_raises_rss(self):
+        r = Run("2.5", {"allocate_mib": 200})
+        try:
+            r.wait_text("App started successful")
+            rss = int([l for l in open("/proc/%d/status" % r.p.pid) if l.startswith("VmRSS")][0].split()[1])
+            self.assertGreater(rss, 200 * 1024)
+        finally:
+            r.close()
+
+
+class MakeInstall(unittest.TestCase):
+    def test_layouts(self):
+        for layout, marker in [("venv", "fooocus_env/bin/python"), ("portable", "python_embeded/python.exe"), ("api", "fooocus_api_version.py")]:
+            d = os.path.join(tempfile.mkdtemp(), "F")
+            p = subprocess.run([sys.executable, SIM, "make-install", d, "--layout", layout], capture_output=True, text=True)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            info = json.loads(p.stdout)
+            found = [os.path.join(dp, f) for dp, _, fs in os.walk(d) for f in fs]
+            self.assertTrue(any(f.endswith(marker) for f in found), (layout, found))
+            self.assertTrue(info["version"])
+
+
+if __name__ == "__main__":
+    unittest.main()
