@@ -247,3 +247,20 @@ pub fn wait_gone(pids: &[u32], timeout: Duration) -> Result<(), Vec<u32>> {
 }
 
 pub const LONG: Duration = Duration::from_secs(60);
+
+/// The fake libnvidia-ml (tests/fake-nvml), built once per test process.
+pub fn fake_nvml() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fooocus-guard-e2e-nvml-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let lib = dir.join("libnvidia-ml.so.1");
+    if !lib.exists() {
+        let st = Command::new("gcc")
+            .args(["-shared", "-fPIC", "-O2", "-o"])
+            .arg(&lib)
+            .arg(root().join("tests/fake-nvml/fake_nvml.c"))
+            .status()
+            .expect("gcc runs");
+        assert!(st.success());
+    }
+    lib
+}

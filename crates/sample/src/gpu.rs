@@ -33,13 +33,6 @@ pub fn init_status(e: &NvmlError) -> String {
     }
 }
 
-fn unsupported(e: &NvmlError) -> bool {
-    matches!(
-        e,
-        NvmlError::NotSupported | NvmlError::FailedToLoadSymbol(_) | NvmlError::FunctionNotFound
-    )
-}
-
 impl Gpus {
     pub fn new(cfg: &SamplerConfig) -> Gpus {
         let mut g = Gpus {
@@ -164,21 +157,34 @@ impl Gpus {
             if self.per_process && !pids.is_empty() {
                 let mut seen: u64 = 0;
                 let mut ok = false;
+                // A process with both a compute and a graphics context is listed twice with the
+                // same figure: count each pid once.
+                let mut counted: [(u32, u64); 64] = [(0, 0); 64];
+                let mut n = 0usize;
                 for list in [
                     d.running_compute_processes(),
                     d.running_graphics_processes(),
                 ] {
-                    match list {
-                        Ok(procs) => {
-                            ok = true;
-                            for p in procs.iter().filter(|p| pids.contains(&p.pid)) {
-                                if let UsedGpuMemory::Used(b) = p.used_gpu_memory {
-                                    seen += b;
-                                }
+                    let Ok(procs) = list else { continue };
+                    ok = true;
+                    for p in procs.iter().filter(|p| pids.contains(&p.pid)) {
+                        let UsedGpuMemory::Used(b) = p.used_gpu_memory else {
+                            continue;
+                        };
+                        if let Some((_, prev)) =
+                            counted[..n].iter_mut().find(|(pid, _)| *pid == p.pid)
+                        {
+                            if b > *prev {
+                                seen += b - *prev;
+                                *prev = b;
                             }
+                        } else {
+                            if n < counted.len() {
+                                counted[n] = (p.pid, b);
+                                n += 1;
+                            }
+                            seen += b;
                         }
-                        Err(e) if unsupported(&e) => {}
-                        Err(_) => {}
                     }
                 }
                 if ok {

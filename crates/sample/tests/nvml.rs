@@ -1,0 +1,114 @@
+//! The real nvml-wrapper path against the fake libnvidia-ml: figures, per-process VRAM of the
+//! tree, VRAM rising over time, and every degraded state. One test at a time: the script path
+//! is an environment variable the library reads.
+
+mod common;
+
+use std::sync::Mutex;
+
+use guard_contain::TreeProbe;
+use guard_sample::{Sampler, SamplerConfig};
+
+static ENV: Mutex<()> = Mutex::new(());
+
+fn sampler_with(script: &str, omit: bool) -> (Sampler, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("script");
+    std::fs::write(&path, script).unwrap();
+    std::env::set_var("FAKE_NVML_SCRIPT", &path);
+    let s = Sampler::new(SamplerConfig {
+        nvml_lib: Some(common::fake_nvml(omit)),
+        gpu: true,
+        sysfs_root: None,
+    });
+    (s, dir)
+}
+
+fn me() -> TreeProbe {
+    TreeProbe::Processes {
+        root_pid: std::process::id(),
+    }
+}
+
+#[test]
+fn gpu_figures_and_the_trees_vram() {
+    let _g = ENV.lock().unwrap();
+    let pid = std::process::id();
+    let script = format!(
+        "count=2\ngpu0.name=NVIDIA GeForce RTX 3060\ngpu0.total=12884901888\ngpu0.used=4294967296\ngpu0.util=87\ngpu0.temp=66\n\
+gpu0.compute={pid}:3221225472,999999:1000\ngpu0.graphics={pid}:1048576\ngpu1.name=Second\ngpu1.total=1000\ngpu1.used=10\n"
+    );
+    let (mut s, _d) = sampler_with(&script, false);
+    assert_eq!(s.gpu_status(), "ok");
+    s.set_tree(Some(&me()));
+    let sample = s.sample().clone();
+    assert_eq!(sample.gpus.len(), 2);
+    let g = &sample.gpus[0];
+    assert_eq!(g.name, "NVIDIA GeForce RTX 3060");
+    assert_eq!(g.vram_used_bytes, Some(4294967296));
+    assert_eq!(g.vram_total_bytes, Some(12884901888));
+    assert_eq!(g.util_percent, Some(87.0));
+    assert_eq!(g.temperature_c, Some(66.0));
+    // Only the tree's processes count (not pid 999999), and a pid listed for both compute
+    // and graphics counts once.
+    assert_eq!(sample.tree.as_ref().unwrap().vram_bytes, Some(3221225472));
+    assert_eq!(sample.device_vram_bytes(), Some(4294967296 + 10));
+}
+
+#[test]
+fn vram_rising_over_time() {
+    let _g = ENV.lock().unwrap();
+    let pid = std::process::id();
+    let (mut s, _d) = sampler_with(&format!("count=1\ngpu0.total=8589934592\ngpu0.used=1000000+100000000\ngpu0.compute={pid}:0+100000000\n"), false);
+    s.set_tree(Some(&me()));
+    let a = s.sample().tree.as_ref().unwrap().vram_bytes.unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let b = s.sample().tree.as_ref().unwrap().vram_bytes.unwrap();
+    assert!(b >= a + 20_000_000, "rising: {a} then {b}");
+}
+
+#[test]
+fn degraded_states_never_stop_sampling() {
+    let _g = ENV.lock().unwrap();
+    let missing = Sampler::new(SamplerConfig {
+        nvml_lib: Some("/nonexistent/libnvidia-ml.so.1".into()),
+        gpu: true,
+        sysfs_root: None,
+    });
+    assert!(
+        missing.gpu_status().starts_with("no NVIDIA GPU"),
+        "{}",
+        missing.gpu_status()
+    );
+
+    let (s, _d) = sampler_with("init=driver_not_loaded\n", false);
+    assert_eq!(s.gpu_status(), "NVIDIA driver not loaded");
+    let (s, _d) = sampler_with("init=no_permission\n", false);
+    assert_eq!(s.gpu_status(), "no permission to use the NVIDIA driver");
+
+    // One unsupported call drops just that figure.
+    let (mut s, _d) = sampler_with("count=1\ngpu0.util=50\nerror.memory=not_supported\n", false);
+    let smp = s.sample();
+    assert_eq!(smp.gpus[0].vram_used_bytes, None);
+    assert_eq!(smp.gpus[0].util_percent, Some(50.0));
+
+    // No per-process symbols: the device's VRAM stands in, and the status says so.
+    let (mut s, _d) = sampler_with("count=1\ngpu0.total=100\ngpu0.used=60\n", true);
+    s.set_tree(Some(&me()));
+    let smp = s.sample().clone();
+    assert_eq!(smp.tree.as_ref().unwrap().vram_bytes, None);
+    assert_eq!(smp.device_vram_bytes(), Some(60));
+    assert!(
+        smp.gpu_status.contains("VRAM per process not supported"),
+        "{}",
+        smp.gpu_status
+    );
+
+    // Per-process call unsupported at run time: the same.
+    let (mut s, _d) = sampler_with("count=1\ngpu0.total=100\ngpu0.used=60\nerror.compute=not_supported\nerror.graphics=not_supported\n", false);
+    s.set_tree(Some(&me()));
+    assert!(s
+        .sample()
+        .gpu_status
+        .contains("VRAM per process not supported"));
+}

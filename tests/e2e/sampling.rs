@@ -1,0 +1,116 @@
+//! The sampler in the running guard: the VRAM cap stops a scripted runaway (through the real
+//! nvml-wrapper and the fake libnvidia-ml), and `monitor` prints samples of a running tree.
+
+use std::process::Command;
+use std::time::Duration;
+
+use guard_e2e::*;
+
+#[test]
+fn the_vram_cap_stops_a_runaway_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("nvml.txt");
+    std::fs::write(
+        &script,
+        "count=1\ngpu0.name=Fake RTX\ngpu0.total=8589934592\ngpu0.used=1073741824\n",
+    )
+    .unwrap();
+    std::env::set_var("FAKE_NVML_SCRIPT", &script);
+    let lib = fake_nvml();
+    let task = json!({"delay": 0.5, "images": 1, "steps": 2000, "step_seconds": 0.05, "session_hash": "t"});
+    let inst = make_install("2.5", &json!({"startup_seconds": 0.01, "tasks": [task]}));
+    let port = free_port().to_string();
+    let run = Running::start(&[
+        "--install",
+        inst.path.to_str().unwrap(),
+        "--port",
+        &port,
+        "--no-gateway",
+        "--vram",
+        "3G",
+        "--nvml",
+        lib.to_str().unwrap(),
+        "--interval",
+        "200ms",
+    ]);
+    let started = run.wait_event("started", LONG);
+    let pid = started["pid"].as_u64().unwrap();
+    run.wait_event("generation_started", LONG);
+    // Fooocus's VRAM climbs 1 GiB a second from 1 GiB: over the 3 GiB cap in about 2 s.
+    std::fs::write(
+        &script,
+        format!("count=1\ngpu0.name=Fake RTX\ngpu0.total=8589934592\ngpu0.used=1073741824+1073741824\ngpu0.compute={pid}:1073741824+1073741824\n"),
+    )
+    .unwrap();
+    let b = run.wait_event("limit_breached", LONG);
+    assert_eq!(b["limit"], "vram", "{}", run.dump());
+    assert_eq!(b["source"], "tree");
+    assert_eq!(b["configured"], (3u64 << 30) as f64);
+    assert!(b["observed"].as_f64().unwrap() > (3u64 << 30) as f64);
+    let stopped = run.wait_event("generation_stopped", LONG);
+    assert_eq!(stopped["limit"], "vram");
+    let fin = run.wait_for("record", LONG, |e| e["event"] == "generation_finished");
+    assert_eq!(fin["outcome"], "out_of_memory");
+    assert!(
+        fin["peak_vram_bytes"].as_u64().unwrap() > 3u64 << 30,
+        "{fin}"
+    );
+}
+
+#[test]
+fn monitor_prints_samples_of_a_running_tree() {
+    let inst = make_install("2.5", &json!({"startup_seconds": 0.01, "allocate_mib": 64}));
+    let port = free_port().to_string();
+    let run = Running::start(&[
+        "--install",
+        inst.path.to_str().unwrap(),
+        "--port",
+        &port,
+        "--no-gateway",
+    ]);
+    run.wait_event("ready", LONG);
+    let pid = run.wait_event("started", LONG)["pid"]
+        .as_u64()
+        .unwrap()
+        .to_string();
+    let out = Command::new(cli())
+        .args([
+            "monitor",
+            "--pid",
+            &pid,
+            "--count",
+            "2",
+            "--interval",
+            "200ms",
+            "--json",
+            "--nvml",
+            "/nonexistent/libnvidia-ml.so.1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    let s = &lines[1];
+    assert!(s["ts"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(
+        s["tree"]["ram_source"], "cgroup",
+        "the guard's own group is read: {s}"
+    );
+    assert!(s["tree"]["ram_bytes"].as_u64().unwrap() > 64 << 20, "{s}");
+    assert!(s["tree"]["processes"].as_u64().unwrap() >= 1);
+    assert!(s["system"]["ram_total_bytes"].as_u64().unwrap() > 0);
+    assert!(s["gpus"].as_array().unwrap().is_empty());
+    assert!(s["gpu_status"]
+        .as_str()
+        .unwrap()
+        .starts_with("no NVIDIA GPU"));
+    let _ = Duration::ZERO;
+}
