@@ -270,3 +270,92 @@ fn detect_reports_version_and_fork() {
     assert_eq!(v[0]["fork"], "mashb1t");
     assert!(v[0]["version"].as_str().unwrap().contains("mashb1t"));
 }
+
+#[test]
+fn prompts_never_reach_the_logs_unless_the_user_opts_in() {
+    for opt_in in [false, true] {
+        let task = json!({"delay": 0.1, "images": 1, "steps": 2, "step_seconds": 0.01, "prompt": "a secret purple giraffe"});
+        let inst = make_install("2.5", &json!({"startup_seconds": 0.01, "tasks": [task]}));
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = tmp.path().join("config.toml");
+        std::fs::write(&cfg, format!("log_prompts = {opt_in}\n")).unwrap();
+        let data = tmp.path().join("data");
+        let events = tmp.path().join("events.jsonl");
+        let mut child = std::process::Command::new(cli())
+            .args([
+                "run",
+                "--no-gateway",
+                "--port",
+                &free_port().to_string(),
+                "--install",
+            ])
+            .arg(&inst.path)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--events")
+            .arg(&events)
+            .env("FOOOCUS_GUARD_DATA_DIR", &data)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + LONG;
+        while !read_events(&events)
+            .iter()
+            .any(|e| e["event"] == "generation_finished")
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no generation finished"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().unwrap();
+        let mut logs = String::new();
+        for e in std::fs::read_dir(data.join("logs")).unwrap().flatten() {
+            logs.push_str(&std::fs::read_to_string(e.path()).unwrap());
+        }
+        assert!(
+            logs.contains("generation_finished"),
+            "events are logged: {logs}"
+        );
+        assert_eq!(logs.contains("purple giraffe"), opt_in, "opt_in={opt_in}");
+        assert!(!std::fs::read_to_string(&events)
+            .unwrap()
+            .contains("purple giraffe"));
+    }
+}
+
+#[test]
+fn without_cgroups_the_watchdog_enforces_the_ram_cap() {
+    let inst = make_install(
+        "2.5",
+        &json!({"startup_seconds": 0.01, "allocate_step_mib": 64}),
+    );
+    let port = free_port().to_string();
+    let run = Running::start(&[
+        "--install",
+        inst.path.to_str().unwrap(),
+        "--port",
+        &port,
+        "--no-gateway",
+        "--containment",
+        "fallback",
+        "--memory",
+        "200M",
+        "--interval",
+        "200ms",
+    ]);
+    let b = run.wait_event("limit_breached", LONG);
+    assert_eq!(b["limit"], "memory", "{}", run.dump());
+    assert_eq!(b["action"], "kill_and_restart");
+    let seen = b["observed"].as_f64().unwrap();
+    assert!(
+        seen > (200u64 << 20) as f64 && seen < (400u64 << 20) as f64,
+        "overshoot stays within a few intervals: {seen}"
+    );
+    run.wait_for("restart", LONG, |e| {
+        e["event"] == "started" && e["attempt"].as_u64() > Some(0)
+    });
+}

@@ -302,6 +302,12 @@ fn run(a: RunArgs) -> ExitCode {
         });
     }
     let sampler = guard_core::sampling::spawn(&guard, &cfg);
+    if cfg.metrics.enabled {
+        match guard_core::metrics::start(&guard, cfg.metrics.port) {
+            Ok(addr) => eprintln!("fooocus-guard: metrics at http://{addr}/metrics"),
+            Err(e) => guard.warn(&e),
+        }
+    }
 
     // Ctrl-C / SIGTERM: stop Fooocus cleanly and leave nothing behind.
     let g2 = guard.clone();

@@ -282,3 +282,72 @@ fn backend_choice_is_explained() {
     let f = create(Preference::Fallback, "test-fb").unwrap();
     assert!(f.choice().unenforced.contains(&"memory".to_string()));
 }
+
+#[test]
+fn cgroup_v2_files_against_a_fake_cgroupfs_tree() {
+    use guard_contain::linux::detect::Mounts;
+    let root = tmp();
+    for f in [
+        "cgroup.controllers",
+        "cgroup.subtree_control",
+        "cgroup.procs",
+    ] {
+        std::fs::write(
+            root.path().join(f),
+            if f == "cgroup.controllers" {
+                "cpuset cpu io memory pids\n"
+            } else {
+                ""
+            },
+        )
+        .unwrap();
+    }
+    let mounts = Mounts {
+        v1: Vec::new(),
+        v2: Some((root.path().to_path_buf(), "/".into())),
+    };
+    let c = guard_contain::linux::create_in(&mounts, Preference::CgroupV2, "fake").unwrap();
+    assert_eq!(c.choice().kind, BackendKind::CgroupV2);
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("cgroup.subtree_control")).unwrap(),
+        "+memory +cpu +pids"
+    );
+    let TreeProbe::CgroupV2 { dir } = c.probe() else {
+        panic!()
+    };
+    assert!(dir.starts_with(root.path().join("fooocus-guard")));
+    // A real kernel makes these files when the controllers are enabled.
+    for f in [
+        "memory.max",
+        "memory.high",
+        "memory.swap.max",
+        "cpu.max",
+        "cgroup.procs",
+        "memory.events",
+    ] {
+        std::fs::write(dir.join(f), "").unwrap();
+    }
+    c.set_limits(&Limits {
+        memory_bytes: Some(1000 << 20),
+        swap_bytes: Some(1 << 30),
+        cpu_percent: Some(150),
+    })
+    .unwrap();
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    assert_eq!(read("memory.max"), (1000u64 << 20).to_string());
+    assert_eq!(
+        read("memory.high"),
+        ((1000u64 << 20) as f64 * 0.95).floor().to_string()
+    );
+    assert_eq!(read("memory.swap.max"), (1u64 << 30).to_string());
+    assert_eq!(read("cpu.max"), "150000 100000");
+    c.set_limits(&Limits::default()).unwrap();
+    assert_eq!(read("memory.max"), "max");
+    assert_eq!(read("cpu.max"), "max 100000");
+    std::fs::write(
+        dir.join("memory.events"),
+        "low 0\nhigh 3\nmax 2\noom 1\noom_kill 1\n",
+    )
+    .unwrap();
+    assert_eq!(c.oom_kills(), 1);
+}

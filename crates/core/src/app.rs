@@ -101,6 +101,11 @@ impl App {
             guard.warn(&w);
         }
         let sampling = crate::sampling::spawn(&guard, &config);
+        if config.metrics.enabled {
+            if let Err(e) = crate::metrics::start(&guard, config.metrics.port) {
+                guard.warn(&e);
+            }
+        }
         if let Some(d) = &demo {
             d.drive(&guard);
         }

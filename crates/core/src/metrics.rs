@@ -64,6 +64,72 @@ impl Metrics {
     }
 }
 
+/// Serve the guard's figures on 127.0.0.1:`port`: counters from its events, gauges from its
+/// samples.
+pub fn start(guard: &crate::Guard, port: u16) -> Result<SocketAddr, String> {
+    let metrics = Arc::new(Mutex::new(Metrics::default()));
+    let addr = serve(port, metrics.clone())?;
+    let rx = guard.subscribe();
+    std::thread::Builder::new()
+        .name("fooocus-guard-metrics-feed".into())
+        .spawn(move || {
+            for u in rx {
+                let mut m = metrics.lock().unwrap();
+                match u {
+                    crate::Update::Event(e) => m.on_event(&e),
+                    crate::Update::Sample(s) => {
+                        m.set_gauge(
+                            "fooocus_guard_system_cpu_percent",
+                            "CPU use of the whole machine, percent.",
+                            s.system.cpu_percent,
+                        );
+                        m.set_gauge(
+                            "fooocus_guard_system_ram_used_bytes",
+                            "RAM in use on the machine.",
+                            s.system.ram_used_bytes as f64,
+                        );
+                        m.set_gauge(
+                            "fooocus_guard_system_ram_total_bytes",
+                            "RAM of the machine.",
+                            s.system.ram_total_bytes as f64,
+                        );
+                        let t = s.tree.clone().unwrap_or_default();
+                        m.set_gauge(
+                            "fooocus_guard_tree_cpu_percent",
+                            "CPU use of the Fooocus tree, percent of one core.",
+                            t.cpu_percent,
+                        );
+                        m.set_gauge(
+                            "fooocus_guard_tree_ram_bytes",
+                            "RAM of the Fooocus tree.",
+                            t.ram_bytes as f64,
+                        );
+                        m.set_gauge(
+                            "fooocus_guard_tree_swap_bytes",
+                            "Swap of the Fooocus tree.",
+                            t.swap_bytes as f64,
+                        );
+                        m.set_gauge(
+                            "fooocus_guard_tree_processes",
+                            "Processes in the Fooocus tree.",
+                            t.processes as f64,
+                        );
+                        if let Some(v) = t.vram_bytes.or_else(|| s.device_vram_bytes()) {
+                            m.set_gauge(
+                                "fooocus_guard_vram_bytes",
+                                "VRAM of the Fooocus tree (or the GPUs).",
+                                v as f64,
+                            );
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(addr)
+}
+
 /// Serve `/metrics` on 127.0.0.1:`port` from a thread. Loopback only, whatever the settings.
 pub fn serve(port: u16, metrics: Arc<Mutex<Metrics>>) -> Result<SocketAddr, String> {
     let listener = TcpListener::bind(("127.0.0.1", port)).map_err(|e| {

@@ -889,9 +889,16 @@ impl Loop {
         let pending = &mut self.pending_console;
         let tracker = &mut self.tracker;
         let changes = &mut self.changes;
+        // Fooocus's console holds prompts: it reaches the log files only if the user opted in.
+        let log_console = self.cfg.log_prompts;
         reader.feed(
             bytes,
-            |line| pending.push(console.push(stream, line)),
+            |line| {
+                if log_console {
+                    tracing::info!(target: "fooocus_guard::console", stream = ?stream, line);
+                }
+                pending.push(console.push(stream, line))
+            },
             |sig| tracker.on_signal(sig, now, wall, changes),
         );
         drop(console);
@@ -1303,13 +1310,15 @@ impl Loop {
             "tree killed {:.1} ms after the limit fell due; restarting Fooocus",
             took_total * 1000.0
         ));
-        self.emit(EventKind::GenerationStopped {
-            generation_id: generation,
-            how: StopHow::Killed,
-            limit,
-            took_s: took_total,
-            steps,
-        });
+        if generation.is_some() {
+            self.emit(EventKind::GenerationStopped {
+                generation_id: generation,
+                how: StopHow::Killed,
+                limit,
+                took_s: took_total,
+                steps,
+            });
+        }
         self.apply_changes(done);
     }
 

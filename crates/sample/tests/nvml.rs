@@ -112,3 +112,26 @@ fn degraded_states_never_stop_sampling() {
         .gpu_status
         .contains("VRAM per process not supported"));
 }
+
+#[test]
+fn amd_gpus_through_sysfs() {
+    let _g = ENV.lock().unwrap();
+    let sys = tempfile::tempdir().unwrap();
+    let dev = sys.path().join("class/drm/card0/device");
+    std::fs::create_dir_all(&dev).unwrap();
+    std::fs::create_dir_all(sys.path().join("class/drm/card0-DP-1")).unwrap();
+    std::fs::write(dev.join("gpu_busy_percent"), "42\n").unwrap();
+    std::fs::write(dev.join("mem_info_vram_used"), "2147483648\n").unwrap();
+    std::fs::write(dev.join("mem_info_vram_total"), "17179869184\n").unwrap();
+    let mut s = Sampler::new(SamplerConfig {
+        nvml_lib: Some("/nonexistent/libnvidia-ml.so.1".into()),
+        gpu: true,
+        sysfs_root: Some(sys.path().to_path_buf()),
+    });
+    assert!(s.gpu_status().contains("AMD"), "{}", s.gpu_status());
+    let smp = s.sample();
+    assert_eq!(smp.gpus.len(), 1);
+    assert_eq!(smp.gpus[0].util_percent, Some(42.0));
+    assert_eq!(smp.gpus[0].vram_used_bytes, Some(2147483648));
+    assert_eq!(smp.gpus[0].vram_total_bytes, Some(17179869184));
+}

@@ -35,7 +35,16 @@ fn group_name(label: &str) -> String {
 }
 
 pub fn create(pref: Preference, name: &str) -> Result<Box<dyn Containment>> {
-    let mounts = detect::Mounts::read();
+    create_in(&detect::Mounts::read(), pref, name)
+}
+
+/// `create` with the hierarchies given (tests point them at a fake cgroupfs tree).
+pub fn create_in(
+    mounts: &detect::Mounts,
+    pref: Preference,
+    name: &str,
+) -> Result<Box<dyn Containment>> {
+    let mounts = mounts.clone();
     let name = group_name(name);
     match pref {
         Preference::CgroupV2 => Ok(Box::new(cgroup::CgroupContainer::create_v2(
