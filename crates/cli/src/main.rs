@@ -292,15 +292,15 @@ fn run(a: RunArgs) -> ExitCode {
         Err(e) => return fail(format!("cannot start the supervisor: {e}")),
     };
     let updates = guard.subscribe();
-    if let Some(ev) = events {
+    let writer = events.map(|ev| {
         std::thread::spawn(move || {
             for u in updates {
                 if let Update::Event(e) = u {
                     ev.write(&e);
                 }
             }
-        });
-    }
+        })
+    });
     let sampler = guard_core::sampling::spawn(&guard, &cfg);
     if cfg.metrics.enabled {
         match guard_core::metrics::start(&guard, cfg.metrics.port) {
@@ -329,7 +329,12 @@ fn run(a: RunArgs) -> ExitCode {
 
     guard.wait();
     sig_handle.close();
-    drop(sampler);
+    sampler.stop();
+    // Every event written before leaving: end the subscriptions, let the writer drain.
+    guard.close_subscribers();
+    if let Some(w) = writer {
+        let _ = w.join();
+    }
     let st = guard.status();
     match (st.state, guard.last_exit()) {
         (FooocusState::GaveUp, _) => ExitCode::from(3),

@@ -350,6 +350,12 @@ impl Guard {
         }
     }
 
+    /// Let every subscriber's channel end (after the supervisor stopped), so their threads
+    /// drain what is left and finish.
+    pub fn close_subscribers(&self) {
+        self.shared.subscribers.lock().unwrap().clear();
+    }
+
     /// Hand a sample to subscribers (the UI's graphs).
     pub fn publish_sample(&self, s: Arc<guard_sample::Sample>) {
         self.shared.publish(Update::Sample(s));

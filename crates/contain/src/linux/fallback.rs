@@ -141,19 +141,29 @@ impl Containment for Fallback {
         let mut report = KillReport::default();
         let root = *self.root.lock().unwrap();
         let deadline = start + Duration::from_secs(30);
+        // Every pid seen in the tree, until it is dead: a grandchild whose parent is dying is
+        // briefly nobody's child in /proc, and must not be forgotten then.
+        let mut known: Vec<u32> = Vec::new();
         loop {
             report.rounds += 1;
-            if let Some(r) = root {
-                // SAFETY: kill(2) on the tree's process group.
-                unsafe { libc::kill(-(r as libc::pid_t), libc::SIGKILL) };
-            }
+            // Look before killing: killing first would orphan what the walk must find.
             let tree = self.tree();
             for p in &tree {
+                if !known.contains(p) {
+                    known.push(*p);
+                }
+            }
+            for p in &known {
+                // SAFETY: kill(2); pids are the tree's and still alive (or ESRCH).
                 unsafe { libc::kill(*p as libc::pid_t, libc::SIGKILL) };
             }
-            report.signalled = report.signalled.max(tree.len() as u32);
+            if let Some(r) = root {
+                unsafe { libc::kill(-(r as libc::pid_t), libc::SIGKILL) };
+            }
+            report.signalled = report.signalled.max(known.len() as u32);
             self.reap_orphans();
-            if tree.is_empty() {
+            known.retain(|p| Some(*p) != root && is_alive(*p));
+            if tree.is_empty() && known.is_empty() {
                 break;
             }
             if Instant::now() > deadline {
