@@ -1,0 +1,161 @@
+// Dashboard: live graphs with limits, the current generation, Fooocus's status and actions,
+// the containment backend, and the console.
+import { api, on } from "../ipc";
+import { h, clear } from "../dom";
+import { graph, type Graph, type Series } from "../charts";
+import { actionsFor, ConsoleBuffer, mergeLive, pointOf, STATE_LABEL, timeoutBand } from "../logic";
+import { formatDuration, formatSize } from "../units";
+import type { HistoryPoint, Settings, Status } from "../types";
+import type { View } from "../main";
+
+const RANGES: [string, number][] = [["1 min", 60], ["10 min", 600], ["1 h", 3600], ["6 h", 21600], ["24 h", 86400]];
+
+export function dashboard(): View {
+  let range = 600;
+  let points: HistoryPoint[] = [];
+  let breaches: number[] = [];
+  let settings: Settings | null = null;
+  let status: Status | null = null;
+  const graphs: Record<Series, Graph> = {
+    cpu: graph("cpu", "CPU (% of one core)"),
+    ram: graph("ram", "RAM"),
+    gpu: graph("gpu", "GPU utilisation (%)"),
+    vram: graph("vram", "VRAM"),
+  };
+  const limitFor = (k: Series): number | null =>
+    !settings ? null : k === "cpu" ? settings.limits.cpu_percent : k === "ram" ? settings.limits.memory_bytes : k === "vram" ? settings.limits.vram_bytes : null;
+  const redraw = () => {
+    for (const [k, g] of Object.entries(graphs) as [Series, Graph][]) g.set(points, limitFor(k), breaches);
+  };
+  const load = async () => {
+    settings = await api.settings();
+    points = await api.history(range);
+    const since = Date.now() - range * 1000;
+    breaches = (await api.breaches(200)).filter((b) => b.ts_ms >= since).map((b) => b.ts_ms);
+    redraw();
+  };
+
+  const rangeBar = h("div", { class: "segmented", role: "group", "aria-label": "Time range" });
+  for (const [label, s] of RANGES) {
+    const b = h("button", { onclick: () => { range = s; mark(); void load(); } }, label);
+    b.dataset.range = String(s);
+    rangeBar.append(b);
+  }
+  const mark = () => rangeBar.querySelectorAll("button").forEach((b) => b.classList.toggle("active", b.dataset.range === String(range)));
+  mark();
+
+  // Status card
+  const stateEl = h("span", { class: "state", id: "state" });
+  const urlEl = h("span", { class: "muted" });
+  const backendEl = h("details", { class: "backend" });
+  const gpuEl = h("div", { class: "muted" });
+  const graceEl = h("div", { class: "muted" });
+  const btn = (label: string, f: () => Promise<unknown>, id: string) => h("button", { id, onclick: () => void f().catch(showError) }, label);
+  const buttons = {
+    start: btn("Start", api.start, "btn-start"),
+    stop: btn("Stop", api.stop, "btn-stop"),
+    restart: btn("Restart", api.restart, "btn-restart"),
+    browser: btn("Open in browser", api.openInBrowser, "btn-browser"),
+    stopGeneration: btn("Stop generation", api.stopGeneration, "btn-stop-generation"),
+  };
+  const errorEl = h("div", { class: "error hidden", role: "alert" });
+  const showError = (e: unknown) => { errorEl.textContent = String(e); errorEl.classList.remove("hidden"); };
+
+  // Generation card
+  const genTitle = h("div", { class: "gen-title" }, "No generation running");
+  const genBar = h("div", { class: "bar" }, h("div", { class: "fill" }));
+  const timeBar = h("div", { class: "bar time" }, h("div", { class: "fill" }));
+  const genText = h("div", { class: "muted", id: "gen-text" });
+
+  // Console
+  const buffer = new ConsoleBuffer(5000);
+  const consoleEl = h("pre", { class: "console", id: "console", tabindex: "0", "aria-label": "Fooocus console" });
+  const search = h("input", { type: "search", placeholder: "Search the console", "aria-label": "Search the console", id: "console-search" }) as HTMLInputElement;
+  const renderConsole = () => {
+    const lines = buffer.search(search.value).slice(-1500);
+    const frag = document.createDocumentFragment();
+    for (const l of lines) frag.append(h("div", { class: `line ${l.stream}` }, l.text || " "));
+    consoleEl.replaceChildren(frag);
+    consoleEl.scrollTop = consoleEl.scrollHeight;
+  };
+  search.addEventListener("input", renderConsole);
+  const copy = h("button", { onclick: () => void navigator.clipboard?.writeText(buffer.search(search.value).map((l) => l.text).join("\n")) }, "Copy");
+
+  const el = h(
+    "section",
+    { class: "dashboard" },
+    h("div", { class: "cards" },
+      h("div", { class: "card status-card" },
+        h("div", { class: "row" }, h("h2", {}, "Fooocus"), stateEl),
+        urlEl,
+        h("div", { class: "actions" }, ...Object.values(buttons)),
+        errorEl, backendEl, gpuEl, graceEl),
+      h("div", { class: "card gen-card" }, h("h2", {}, "Current generation"), genTitle, genBar, h("div", { class: "label muted" }, "Elapsed against the timeout"), timeBar, genText)),
+    h("div", { class: "row between" }, h("h2", {}, "Resources"), rangeBar),
+    h("div", { class: "graphs" }, ...Object.values(graphs).map((g) => g.el)),
+    h("div", { class: "row between" }, h("h2", {}, "Console"), h("div", { class: "row" }, search, copy)),
+    consoleEl,
+  );
+
+  const applyStatus = (s: Status) => {
+    status = s;
+    stateEl.textContent = STATE_LABEL[s.state];
+    stateEl.className = `state ${s.state}`;
+    urlEl.textContent = s.url ? `Listening on ${s.url}` : "";
+    const a = actionsFor(s.state, !!s.url);
+    (Object.keys(buttons) as (keyof typeof buttons)[]).forEach((k) => ((buttons[k] as HTMLButtonElement).disabled = !a[k]));
+    clear(backendEl, h("summary", {}, `Containment: ${s.backend?.kind ?? "—"}`), h("p", {}, s.backend?.reason ?? "Fooocus is not running"),
+      s.backend?.unenforced.length ? h("p", { class: "warn" }, `Not enforced by the OS: ${s.backend.unenforced.join(", ")} (the guard's watchdog covers RAM)`) : null);
+    gpuEl.textContent = `GPU: ${s.gpu_status}`;
+    graceEl.textContent = s.graceful_stop.available ? "Graceful stop: available" : `Graceful stop: unavailable — ${s.graceful_stop.why}`;
+    renderGeneration();
+  };
+  const renderGeneration = () => {
+    const g = status?.generation;
+    const fill = (bar: HTMLElement, f: number, band = "ok") => {
+      const d = bar.firstElementChild as HTMLElement;
+      d.style.width = `${(f * 100).toFixed(1)}%`;
+      bar.dataset.band = band;
+    };
+    if (!g) {
+      genTitle.textContent = "No generation running";
+      genText.textContent = "";
+      fill(genBar, 0);
+      fill(timeBar, 0);
+      return;
+    }
+    const elapsed = (Date.now() - g.started_ms) / 1000;
+    const img = g.image_index && g.image_total ? `Image ${g.image_index} of ${g.image_total}` : "Preparing";
+    const step = g.step && g.step_total ? `, step ${g.step} of ${g.step_total}` : "";
+    genTitle.textContent = `Generation ${g.id}: ${img}${step}`;
+    const done = g.image_total ? ((g.image_index ?? 1) - 1 + (g.step && g.step_total ? g.step / g.step_total : 0)) / g.image_total : 0;
+    fill(genBar, Math.max(0, Math.min(1, done)));
+    const t = timeoutBand(elapsed, g.timeout_s);
+    fill(timeBar, t.fraction, t.band);
+    genText.textContent = `${formatDuration(elapsed)}${g.timeout_s ? ` of ${formatDuration(g.timeout_s)}` : " (no timeout set)"}`;
+  };
+  setInterval(renderGeneration, 1000);
+
+  void on.sample((s) => {
+    const live = mergeLive(points, [pointOf(s)], range, s.ts_ms);
+    points = live;
+    if (range <= 3600) redraw();
+    el.dataset.samples = String(Number(el.dataset.samples ?? 0) + 1);
+    el.dataset.lastRam = formatSize(s.tree?.ram_bytes ?? null);
+  });
+  void on.console((lines) => { buffer.push(lines); renderConsole(); });
+  void on.event((e) => {
+    if (e.event === "limit_breached") {
+      breaches.push(Date.parse(e.ts));
+      redraw();
+    }
+  });
+  void api.console(null, null).then((lines) => { buffer.push(lines); renderConsole(); });
+  const ro = new ResizeObserver(() => {
+    const w = Math.max(280, Math.floor((el.clientWidth - 24) / 2) - 4);
+    Object.values(graphs).forEach((g) => g.resize(w));
+  });
+  ro.observe(el);
+
+  return { el, show: () => void load(), status: applyStatus };
+}
