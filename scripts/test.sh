@@ -10,12 +10,18 @@ export CARGO_TERM_COLOR=never
 step() { echo; echo "=== $* ==="; }
 start=$(date +%s)
 
+step "The front end: unit tests and builds (the app's build embeds ui/dist)"
+(cd ui && npm ci --no-audit --no-fund --loglevel=error && npm test && npm run -s build && npm run -s build:mock)
+
 step "Rust: formatting and lints"
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets -q -- -D warnings
+# The libraries and the CLI (default members), then the tray app on its own: building them
+# together would unify features and build Tauri twice.
+cargo clippy --all-targets -q -- -D warnings
+cargo clippy -p fooocus-guard --all-targets -q -- -D warnings
 
 step "Rust: library, CLI and end-to-end suites (real cgroups, the simulator, the fake NVML)"
-cargo test --workspace --no-fail-fast -- --test-threads=2
+cargo test --no-fail-fast -- --test-threads=2
 
 step "The Fooocus simulator's own tests"
 python3 -m unittest discover -s tests/sim -v 2>&1 | tail -n 5

@@ -1,4 +1,5 @@
 // Fooocus Guard's window: dashboard, history, settings, and a first-run screen.
+import "./locale";
 import "./style.css";
 import { api, on } from "./ipc";
 import { h, clear } from "./dom";

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The tray app for real: built, started in demo mode under Xvfb with a D-Bus session, a
+# notification daemon and a tray host; then driven through tauri-driver (WebDriver).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+cargo build -q -p fooocus-guard
+bash tests/app/e2e.sh
+command -v tauri-driver >/dev/null || cargo install tauri-driver --version '^2' --locked -q
+app=$(pwd)/target/debug/fooocus-guard
+tmp=$(mktemp -d)
+FOOOCUS_GUARD_CONFIG_DIR=$tmp/config FOOOCUS_GUARD_DATA_DIR=$tmp/data \
+  dbus-run-session -- xvfb-run -a -s "-screen 0 1280x900x24" bash -c "
+    tauri-driver --port 4444 >$tmp/driver.log 2>&1 &
+    sleep 1
+    python3 tests/app/webdriver.py '$app'; rc=\$?
+    kill %1 2>/dev/null; exit \$rc"

@@ -1,0 +1,30 @@
+fn main() {
+    // Only these commands exist for the webview, and capabilities/default.json grants them:
+    // anything else (another plugin's command, a command not listed) is refused by Tauri.
+    tauri_build::try_build(tauri_build::Attributes::new().app_manifest(
+        tauri_build::AppManifest::new().commands(&[
+            "get_status",
+            "start_fooocus",
+            "stop_fooocus",
+            "restart_fooocus",
+            "stop_generation",
+            "open_in_browser",
+            "get_history",
+            "get_console",
+            "get_settings",
+            "validate_settings",
+            "save_settings",
+            "detect_installs",
+            "check_install",
+            "pick_folder",
+            "get_generations",
+            "get_breaches",
+            "limit_stats",
+            "export_history_csv",
+            "mark_breaches_seen",
+            // Not granted to the webview: exists so a test can prove ungranted commands fail.
+            "debug_forbidden",
+        ]),
+    ))
+    .expect("tauri build script");
+}

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# One desktop session for the tray app, run by e2e.sh inside dbus-run-session and Xvfb: a real
+# notification daemon (dunst), a real tray host (status-notifier-watcher + gtk-sni-tray-standalone),
+# and the app in demo mode supervising the Fooocus simulator. Prints "N passed, M failed".
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+app=${APP:-target/debug/fooocus-guard}
+art=artifacts/app
+mkdir -p "$art"
+tmp=$(mktemp -d)
+export FOOOCUS_GUARD_CONFIG_DIR=$tmp/config FOOOCUS_GUARD_DATA_DIR=$tmp/data XDG_CONFIG_HOME=$tmp/xdg
+passed=0; failed=0
+check() { # check NAME COMMAND...
+  local name=$1; shift
+  if "$@"; then passed=$((passed+1)); echo "ok   $name"; else failed=$((failed+1)); echo "FAIL $name"; fi
+}
+wait_for() { # wait_for SECONDS COMMAND...
+  local until=$(( $(date +%s) + $1 )); shift
+  while ! "$@" >/dev/null 2>&1; do
+    [ "$(date +%s)" -ge "$until" ] && return 1
+    sleep 0.3
+  done
+}
+
+dunst >"$tmp/dunst.log" 2>&1 &
+status-notifier-watcher >"$tmp/watcher.log" 2>&1 &
+sleep 0.5
+gtk-sni-tray-standalone >"$tmp/tray-host.log" 2>&1 &
+"$app" --demo >"$tmp/app.log" 2>&1 &
+pid=$!
+
+check "the window titled 'Fooocus Guard' opens" wait_for 60 xdotool search --name '^Fooocus Guard$'
+check "the tray icon registers with the tray host" wait_for 30 python3 tests/app/tray.py items
+check "the tray menu offers what the issue lists" bash -c 'python3 tests/app/tray.py menu | cut -f2 | tr "\n" "|" | grep -q "Open dashboard|Start Fooocus|Stop Fooocus|Restart Fooocus|Open Fooocus in the browser|Stop the current generation|Quit"'
+notified() { dunstctl history | grep -q "Generation stopped"; }
+check "a timed-out generation raises a friendly notification" wait_for 120 notified
+check "the notification says what happens now" bash -c 'dunstctl history | grep -q "your limit is 20 s"'
+db=$tmp/data/history.sqlite3
+breach() { python3 -c "import sqlite3,sys; c=sqlite3.connect('$db'); sys.exit(0 if c.execute(\"select count(*) from breaches where limit_kind='timeout'\").fetchone()[0] else 1)"; }
+check "the breach is in the history store" wait_for 30 breach
+check "the tray's status line follows the state" bash -c 'python3 tests/app/tray.py status | grep -Eq "^Fooocus Guard: (Fooocus is ready|image [0-9]+ of [0-9]+|generating)"'
+sleep 2
+import -window root "$art/dashboard.png" 2>/dev/null
+check "a screenshot of the dashboard was taken" test -s "$art/dashboard.png"
+check "Quit from the tray menu" python3 tests/app/tray.py click Quit
+gone() { ! kill -0 "$pid" 2>/dev/null; }
+check "the app exits" wait_for 30 gone
+sim_gone() { ! pgrep -f "$tmp/data/demo" >/dev/null; }
+check "no Fooocus process outlives the app" wait_for 10 sim_gone
+if [ "$failed" -gt 0 ]; then
+  echo "--- app log"; tail -n 40 "$tmp/app.log"; echo "--- dunst"; dunstctl history 2>/dev/null | head -c 2000; echo
+fi
+kill "$pid" 2>/dev/null; pkill -P $$ 2>/dev/null
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

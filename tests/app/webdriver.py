@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""The real window through tauri-driver (W3C WebDriver over HTTP, standard library only):
+the webview may call the app's own commands, a command outside the capability list is refused,
+the CSP forbids remote scripts, and the settings panel saves a limit.
+
+  webdriver.py APP_BINARY   (tauri-driver must listen on 127.0.0.1:4444)
+"""
+import json
+import sys
+import time
+import urllib.request
+
+BASE = "http://127.0.0.1:4444"
+
+
+def call(method, path, body=None):
+    req = urllib.request.Request(BASE + path, method=method, data=None if body is None else json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return json.loads(r.read() or b"{}").get("value")
+
+
+def main():
+    app = sys.argv[1]
+    caps = {"capabilities": {"alwaysMatch": {"browserName": "wry", "tauri:options": {"application": app, "args": ["--demo"]}}}}
+    deadline = time.time() + 60
+    while True:
+        try:
+            sid = call("POST", "/session", caps)["sessionId"]
+            break
+        except Exception:
+            if time.time() > deadline:
+                raise
+            time.sleep(1)
+    run = lambda script, *args: call("POST", f"/session/{sid}/execute/async", {"script": script, "args": list(args)})
+    passed = failed = 0
+
+    def check(name, cond, detail=""):
+        nonlocal passed, failed
+        if cond:
+            passed += 1
+            print("ok  ", name)
+        else:
+            failed += 1
+            print("FAIL", name, detail)
+
+    try:
+        title = call("GET", f"/session/{sid}/title")
+        check("the window is titled Fooocus Guard", title == "Fooocus Guard", title)
+        ok = run("const done = arguments[arguments.length-1]; window.__TAURI_INTERNALS__.invoke('get_status').then(s => done(s.state), e => done('ERR ' + e));")
+        check("the app's own command answers", ok and not str(ok).startswith("ERR"), ok)
+        refused = run("const done = arguments[arguments.length-1]; window.__TAURI_INTERNALS__.invoke('debug_forbidden').then(v => done('ALLOWED ' + v), e => done('REFUSED ' + e));")
+        check("a command outside the capability list is refused", str(refused).startswith("REFUSED"), refused)
+        refused2 = run("const done = arguments[arguments.length-1]; window.__TAURI_INTERNALS__.invoke('plugin:dialog|open', {options: {}}).then(v => done('ALLOWED'), e => done('REFUSED ' + e));")
+        check("another plugin's command is refused", str(refused2).startswith("REFUSED"), refused2)
+        csp = run("""const done = arguments[arguments.length-1];
+            const s = document.createElement('script'); s.src = 'https://example.com/x.js';
+            let blocked = false;
+            document.addEventListener('securitypolicyviolation', () => { blocked = true; done('BLOCKED'); });
+            s.onerror = () => setTimeout(() => done(blocked ? 'BLOCKED' : 'ERROR'), 300);
+            s.onload = () => done('LOADED');
+            document.head.appendChild(s);""")
+        check("the CSP forbids remote scripts", csp in ("BLOCKED",), csp)
+        # The settings panel: set a short timeout and save it.
+        res = run("""const done = arguments[arguments.length-1];
+            document.querySelector('button[data-tab=settings]').click();
+            setTimeout(() => {
+              const i = document.querySelector("input[name='limits.timeout_s']");
+              i.value = '15s'; i.dispatchEvent(new Event('input'));
+              setTimeout(() => { document.querySelector('#save').click();
+                setTimeout(() => done(document.querySelector('#save-result').textContent), 1500); }, 800);
+            }, 800);""")
+        check("the settings panel saves a new timeout live", "Applied now" in str(res) and "limits" in str(res), res)
+    finally:
+        try:
+            call("DELETE", f"/session/{sid}")
+        except Exception:
+            pass
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
