@@ -15,7 +15,8 @@ pkgs=(build-essential pkg-config python3 python3-venv curl ca-certificates
       libxdo-dev)
 if [ "$what" = test ]; then
   pkgs+=(xvfb xauth dbus dbus-x11 webkit2gtk-driver xdotool imagemagick dunst libnotify-bin
-         haskell-status-notifier-item-utils haskell-gtk-sni-tray-utils chromium procps psmisc)
+         haskell-status-notifier-item-utils haskell-gtk-sni-tray-utils chromium procps psmisc
+         libglib2.0-bin)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -26,11 +26,18 @@ dunst >"$tmp/dunst.log" 2>&1 &
 status-notifier-watcher >"$tmp/watcher.log" 2>&1 &
 sleep 0.5
 gtk-sni-tray-standalone >"$tmp/tray-host.log" 2>&1 &
-"$app" --demo >"$tmp/app.log" 2>&1 &
+# Start in the tray only (as at login), then open the dashboard from the tray menu.
+"$app" --demo --hidden >"$tmp/app.log" 2>&1 &
 pid=$!
 
+check "the tray icon registers with the tray host" wait_for 60 python3 tests/app/tray.py items
+check "no window while the app sits in the tray" bash -c "sleep 3; ! xdotool search --name '^Fooocus Guard$'"
+tray_mib=$(python3 tests/app/rss.py "$pid")
+check "'Open dashboard' in the tray menu" python3 tests/app/tray.py click "Open dashboard"
 check "the window titled 'Fooocus Guard' opens" wait_for 60 xdotool search --name '^Fooocus Guard$'
-check "the tray icon registers with the tray host" wait_for 30 python3 tests/app/tray.py items
+sleep 5
+open_mib=$(python3 tests/app/rss.py "$pid")
+echo "memory of the app (its processes, not Fooocus): ${tray_mib} MiB in the tray, ${open_mib} MiB with the dashboard open"
 check "the tray menu offers what the issue lists" bash -c 'python3 tests/app/tray.py menu | cut -f2 | tr "\n" "|" | grep -q "Open dashboard|Start Fooocus|Stop Fooocus|Restart Fooocus|Open Fooocus in the browser|Stop the current generation|Quit"'
 notified() { dunstctl history | grep -q "Generation stopped"; }
 check "a timed-out generation raises a friendly notification" wait_for 120 notified

@@ -46,6 +46,11 @@ def main():
 
     try:
         title = call("GET", f"/session/{sid}/title")
+        samples = lambda: int(run("const done = arguments[arguments.length-1]; done(document.querySelector('.dashboard')?.dataset.samples || '0');") or 0)
+        a = samples()
+        time.sleep(3)
+        b = samples()
+        check("the graphs move with live samples", b > a, f"{a} -> {b}")
         check("the window is titled Fooocus Guard", title == "Fooocus Guard", title)
         ok = run("const done = arguments[arguments.length-1]; window.__TAURI_INTERNALS__.invoke('get_status').then(s => done(s.state), e => done('ERR ' + e));")
         check("the app's own command answers", ok and not str(ok).startswith("ERR"), ok)
@@ -71,6 +76,18 @@ def main():
                 setTimeout(() => done(document.querySelector('#save-result').textContent), 1500); }, 800);
             }, 800);""")
         check("the settings panel saves a new timeout live", "Applied now" in str(res) and "limits" in str(res), res)
+        # The demo queues a runaway generation: the new timeout stops it, and the history shows it.
+        seen = 0
+        deadline = time.time() + 150
+        while time.time() < deadline and not seen:
+            time.sleep(5)
+            seen = int(run("""const done = arguments[arguments.length-1];
+                document.querySelector('button[data-tab=history]').click();
+                setTimeout(() => done(String(document.querySelectorAll('#generations .chip.timed_out').length)), 1000);""") or 0)
+        check("a hanging generation is stopped at the timeout set in the settings and listed in the history", seen > 0)
+        limit_rows = run("""const done = arguments[arguments.length-1];
+            done(Array.from(document.querySelectorAll('#breaches tbody tr')).map(r => r.innerText).join(' | '));""")
+        check("the limit event is in the history", "timeout" in str(limit_rows) and "15 s" in str(limit_rows), limit_rows)
     finally:
         try:
             call("DELETE", f"/session/{sid}")
