@@ -91,6 +91,11 @@ pub struct Running {
 
 impl Running {
     pub fn start(args: &[&str]) -> Running {
+        Self::start_with_config("", args)
+    }
+
+    /// Start with these settings in the config file (TOML).
+    pub fn start_with_config(config: &str, args: &[&str]) -> Running {
         let tmp = tempfile::tempdir().unwrap();
         let events = tmp.path().join("events.jsonl");
         std::fs::write(&events, "").unwrap();
@@ -99,7 +104,7 @@ impl Running {
             .arg("--events")
             .arg(&events)
             .arg("--config")
-            .arg(empty_config(tmp.path()))
+            .arg(config_file(tmp.path(), config))
             .args(args)
             .env("FOOOCUS_GUARD_DATA_DIR", tmp.path().join("data"))
             .stdin(Stdio::null())
@@ -162,6 +167,17 @@ impl Running {
         }
     }
 
+    /// The guard's data dir (history, logs).
+    pub fn data_dir(&self) -> PathBuf {
+        self._tmp.path().join("data")
+    }
+
+    /// SIGTERM, and wait until the CLI has stopped Fooocus and exited.
+    pub fn stop(&mut self) {
+        self.signal(libc::SIGTERM);
+        self.wait_exit(LONG);
+    }
+
     pub fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on our own child.
         unsafe { libc::kill(self.child.id() as i32, sig) };
@@ -182,9 +198,9 @@ impl Drop for Running {
     }
 }
 
-fn empty_config(dir: &Path) -> PathBuf {
+fn config_file(dir: &Path, text: &str) -> PathBuf {
     let p = dir.join("config.toml");
-    std::fs::write(&p, "").unwrap();
+    std::fs::write(&p, text).unwrap();
     p
 }
 

@@ -121,50 +121,32 @@ fn prometheus_figures_on_loopback() {
         "2.5",
         &json!({"startup_seconds": 0.01, "tasks": [{"delay": 0.1, "images": 1, "steps": 2, "step_seconds": 0.01}]}),
     );
-    let dir = tempfile::tempdir().unwrap();
     let mport = free_port();
-    let cfg = dir.path().join("config.toml");
-    std::fs::write(&cfg, format!("[metrics]\nenabled = true\nport = {mport}\n")).unwrap();
-    let events = dir.path().join("events.jsonl");
-    let mut child = Command::new(cli())
-        .args([
-            "run",
+    let port = free_port().to_string();
+    let mut run = Running::start_with_config(
+        &format!("[metrics]\nenabled = true\nport = {mport}\n"),
+        &[
+            "--install",
+            inst.path.to_str().unwrap(),
+            "--port",
+            &port,
             "--no-gateway",
             "--interval",
             "200ms",
-            "--port",
-            &free_port().to_string(),
-            "--install",
-        ])
-        .arg(&inst.path)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--events")
-        .arg(&events)
-        .env("FOOOCUS_GUARD_DATA_DIR", dir.path().join("data"))
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + LONG;
-    let body = loop {
-        let ok = read_events(&events)
-            .iter()
-            .any(|e| e["event"] == "generation_finished");
-        if ok {
-            std::thread::sleep(Duration::from_millis(500));
-            use std::io::{Read, Write};
-            let mut s = std::net::TcpStream::connect(("127.0.0.1", mport)).unwrap();
-            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-                .unwrap();
-            let mut b = String::new();
-            s.read_to_string(&mut b).unwrap();
-            break b;
-        }
-        assert!(std::time::Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(50));
+        ],
+    );
+    run.wait_event("generation_finished", LONG);
+    std::thread::sleep(Duration::from_millis(500));
+    let body = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", mport)).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut b = String::new();
+        s.read_to_string(&mut b).unwrap();
+        b
     };
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    child.wait().unwrap();
+    run.stop();
     assert!(
         body.contains("fooocus_guard_generations_total{outcome=\"completed\"} 1"),
         "{body}"

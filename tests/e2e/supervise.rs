@@ -276,44 +276,24 @@ fn prompts_never_reach_the_logs_unless_the_user_opts_in() {
     for opt_in in [false, true] {
         let task = json!({"delay": 0.1, "images": 1, "steps": 2, "step_seconds": 0.01, "prompt": "a secret purple giraffe"});
         let inst = make_install("2.5", &json!({"startup_seconds": 0.01, "tasks": [task]}));
-        let tmp = tempfile::tempdir().unwrap();
-        let cfg = tmp.path().join("config.toml");
-        std::fs::write(&cfg, format!("log_prompts = {opt_in}\n")).unwrap();
-        let data = tmp.path().join("data");
-        let events = tmp.path().join("events.jsonl");
-        let mut child = std::process::Command::new(cli())
-            .args([
-                "run",
-                "--no-gateway",
-                "--port",
-                &free_port().to_string(),
+        let port = free_port().to_string();
+        let mut run = Running::start_with_config(
+            &format!("log_prompts = {opt_in}\n"),
+            &[
                 "--install",
-            ])
-            .arg(&inst.path)
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--events")
-            .arg(&events)
-            .env("FOOOCUS_GUARD_DATA_DIR", &data)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + LONG;
-        while !read_events(&events)
-            .iter()
-            .any(|e| e["event"] == "generation_finished")
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no generation finished"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        child.wait().unwrap();
+                inst.path.to_str().unwrap(),
+                "--port",
+                &port,
+                "--no-gateway",
+            ],
+        );
+        run.wait_event("generation_finished", LONG);
+        run.stop();
         let mut logs = String::new();
-        for e in std::fs::read_dir(data.join("logs")).unwrap().flatten() {
+        for e in std::fs::read_dir(run.data_dir().join("logs"))
+            .unwrap()
+            .flatten()
+        {
             logs.push_str(&std::fs::read_to_string(e.path()).unwrap());
         }
         assert!(
@@ -321,7 +301,7 @@ fn prompts_never_reach_the_logs_unless_the_user_opts_in() {
             "events are logged: {logs}"
         );
         assert_eq!(logs.contains("purple giraffe"), opt_in, "opt_in={opt_in}");
-        assert!(!std::fs::read_to_string(&events)
+        assert!(!std::fs::read_to_string(&run.events)
             .unwrap()
             .contains("purple giraffe"));
     }

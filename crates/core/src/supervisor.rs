@@ -438,7 +438,6 @@ struct Run {
     container: Box<dyn Containment>,
     out: StreamReader,
     err: StreamReader,
-    open_streams: u8,
     end: Option<EndReason>,
     route: StopRoute,
     gateway_note: Option<String>,
@@ -635,8 +634,8 @@ impl Loop {
     fn handle(&mut self, m: Msg) {
         match m {
             Msg::Cmd(c) => self.command(c),
-            Msg::Output { run, stream, bytes } => self.output(run, stream, &bytes),
-            Msg::Eof { run, stream } => self.eof(run, stream),
+            Msg::Output { run, stream, bytes } => self.output(run, stream, Some(&bytes)),
+            Msg::Eof { run, stream } => self.output(run, stream, None),
             Msg::Exited { run, exit } => self.exited(run, exit),
             Msg::Usage(u) => self.usage(u),
             Msg::StopSent { run, result } => self.stop_sent(run, result),
@@ -802,7 +801,6 @@ impl Loop {
             container,
             out: StreamReader::new(),
             err: StreamReader::new(),
-            open_streams: 2,
             end: None,
             route: StopRoute::Unavailable {
                 why: "Fooocus is starting".into(),
@@ -877,7 +875,8 @@ impl Loop {
             });
     }
 
-    fn output(&mut self, run_id: u64, stream: Stream, bytes: &[u8]) {
+    /// Fooocus printed `bytes` on `stream` (None: the stream closed, flush what is partial).
+    fn output(&mut self, run_id: u64, stream: Stream, bytes: Option<&[u8]>) {
         let Mode::Running(run) = &mut self.mode else {
             return;
         };
@@ -897,43 +896,17 @@ impl Loop {
         let changes = &mut self.changes;
         // Fooocus's console holds prompts: it reaches the log files only if the user opted in.
         let log_console = self.cfg.log_prompts;
-        reader.feed(
-            bytes,
-            |line| {
-                if log_console {
-                    tracing::info!(target: "fooocus_guard::console", stream = ?stream, line);
-                }
-                pending.push(console.push(stream, line))
-            },
-            |sig| tracker.on_signal(sig, now, wall, changes),
-        );
-        drop(console);
-        self.apply_changes(now);
-    }
-
-    fn eof(&mut self, run_id: u64, stream: Stream) {
-        let Mode::Running(run) = &mut self.mode else {
-            return;
+        let on_line = |line: &str| {
+            if log_console {
+                tracing::info!(target: "fooocus_guard::console", stream = ?stream, line);
+            }
+            pending.push(console.push(stream, line))
         };
-        if run.id != run_id {
-            return;
+        let on_signal = |sig| tracker.on_signal(sig, now, wall, changes);
+        match bytes {
+            Some(b) => reader.feed(b, on_line, on_signal),
+            None => reader.finish(on_line, on_signal),
         }
-        run.open_streams = run.open_streams.saturating_sub(1);
-        let now = Instant::now();
-        let wall = SystemTime::now();
-        let reader = if stream == Stream::Stdout {
-            &mut run.out
-        } else {
-            &mut run.err
-        };
-        let mut console = self.shared.console.lock().unwrap();
-        let pending = &mut self.pending_console;
-        let tracker = &mut self.tracker;
-        let changes = &mut self.changes;
-        reader.finish(
-            |line| pending.push(console.push(stream, line)),
-            |sig| tracker.on_signal(sig, now, wall, changes),
-        );
         drop(console);
         self.apply_changes(now);
     }
