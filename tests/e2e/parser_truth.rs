@@ -79,7 +79,9 @@ fn every_event_kind_at_the_right_line_for_every_version() {
                 {"delay": 0.0, "images": 1, "steps": 4, "step_seconds": 0.0, "tty_bars": true},
                 {"delay": 0.0, "images": 1, "steps": 3, "step_seconds": 0.0, "oom": {"form": "cuda"}},
                 {"delay": 0.0, "images": 1, "steps": 3, "step_seconds": 0.0, "task_error": {"exception": "ValueError", "message": "bad size"}},
-                {"delay": 0.0, "images": 1, "steps": 3, "step_seconds": 0.0, "oom": {"form": "cpu"}}
+                {"delay": 0.0, "images": 1, "steps": 3, "step_seconds": 0.0, "oom": {"form": "cpu"}},
+                {"delay": 0.0, "images": 2, "steps": 4, "step_seconds": 0.0, "skip_at_step": 2},
+                {"delay": 0.0, "images": 2, "steps": 4, "step_seconds": 0.0, "stop_at_step": 3}
             ],
             "exit_after_seconds": 2.0
         });

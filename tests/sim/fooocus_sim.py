@@ -278,6 +278,11 @@ class Sim:
                 if sc.get("stall_at_step") and k >= int(sc["stall_at_step"]):
                     while not (self.stop_flag.is_set() and sc.get("stall_honours_stop", True)):
                         time.sleep(0.05)
+                # Scripted presses of the Stop / Skip buttons (the user, not the guard).
+                if sc.get("stop_at_step") and k == int(sc["stop_at_step"]):
+                    self.stop_flag.set()
+                if sc.get("skip_at_step") and k == int(sc["skip_at_step"]) and i == 1:
+                    self.skip_flag.set()
                 if self.stop_flag.is_set():
                     self.out.say("User stopped", events=[("stopped", {})])
                     stopped = True

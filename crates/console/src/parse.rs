@@ -494,6 +494,11 @@ impl Parser {
             return;
         }
         if s == "User skipped" {
+            // The skipped image is over: the next step starts the next image (2.0-2.3).
+            if let Some(task) = self.task.as_mut() {
+                task.images_done += 1;
+                task.image_running = false;
+            }
             out.push(Event {
                 line,
                 kind: EventKind::Skipped,
