@@ -188,3 +188,54 @@ fn no_ready_line_in_time_is_a_startup_breach() {
     assert_eq!(b["action"], "restart");
     run.wait_event("restarting", LONG);
 }
+
+#[test]
+fn behind_the_gateway_fooocus_answers_on_the_users_port() {
+    // Fooocus 2.5 behind the gateway: the browser's port is the gateway's, Fooocus listens on an
+    // internal one. A task started with plain HTTP (no browser tab, so no queue session) cannot
+    // be stopped gracefully: the guard says why and kills.
+    let inst = make_install("2.5", &json!({"startup_seconds": 0.01}));
+    let port = free_port();
+    let run = Running::start(&[
+        "--install",
+        inst.path.to_str().unwrap(),
+        "--port",
+        &port.to_string(),
+        "--timeout",
+        "2s",
+        "--grace",
+        "1s",
+    ]);
+    let ready = run.wait_event("ready", LONG);
+    assert_eq!(
+        ready["url"],
+        format!("http://127.0.0.1:{port}"),
+        "the user's URL is the gateway's"
+    );
+    let body = br#"{"images": 1, "steps": 1000, "step_seconds": 0.05, "session_hash": "api"}"#;
+    let reply = http_post(port, "/sim/generate", body);
+    assert!(
+        reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.1 200"),
+        "{reply}"
+    );
+    let stopped = run.wait_event("generation_stopped", LONG);
+    assert_eq!(stopped["how"], "killed", "{}", run.dump());
+    let graceful = &stopped["steps"][0];
+    assert!(
+        graceful["result"]
+            .as_str()
+            .unwrap()
+            .contains("no generation is running through the gateway"),
+        "{stopped}"
+    );
+}
+
+fn http_post(port: u16, path: &str, body: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).unwrap();
+    s.write_all(body).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}

@@ -440,6 +440,9 @@ struct Run {
     err: StreamReader,
     end: Option<EndReason>,
     route: StopRoute,
+    /// The gateway in front of this Fooocus (None: off, not possible, or it failed to start).
+    gateway: Option<Arc<guard_gateway::Gateway>>,
+    /// Why there is no gateway, when the user wanted one.
     gateway_note: Option<String>,
 }
 
@@ -729,7 +732,7 @@ impl Loop {
         };
         let run_id = self.next_run;
         self.next_run += 1;
-        let launch = target.command(&self.cfg);
+        let (launch, gateway, gateway_note) = self.launch_with_gateway(&target);
         let container = match guard_contain::create(self.cfg.containment_preference(), "fooocus") {
             Ok(c) => c,
             Err(e) => {
@@ -805,8 +808,82 @@ impl Loop {
             route: StopRoute::Unavailable {
                 why: "Fooocus is starting".into(),
             },
-            gateway_note: None,
+            gateway,
+            gateway_note,
         }));
+    }
+
+    /// The command for `target`, and the gateway in front of it when the user wants one: then
+    /// Fooocus listens on an internal loopback port and the gateway on the user's port. If the
+    /// gateway cannot start, Fooocus starts directly on the user's port and the reason is kept.
+    fn launch_with_gateway(
+        &mut self,
+        target: &Target,
+    ) -> (
+        LaunchCommand,
+        Option<Arc<guard_gateway::Gateway>>,
+        Option<String>,
+    ) {
+        let Target::Install(install) = target else {
+            return (target.command(&self.cfg), None, None);
+        };
+        if !self.cfg.gateway.enabled {
+            let note = "the gateway is turned off in the settings".to_string();
+            return (target.command(&self.cfg), None, Some(note));
+        }
+        if install.fork == crate::install::Fork::FooocusApi {
+            return (target.command(&self.cfg), None, None);
+        }
+        let internal = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port());
+        let listen_ip: std::net::IpAddr = self
+            .cfg
+            .launch
+            .listen
+            .as_deref()
+            .and_then(|l| l.parse().ok())
+            .unwrap_or([127, 0, 0, 1].into());
+        let started = internal.map_err(|e| e.to_string()).and_then(|port| {
+            guard_gateway::Gateway::start(guard_gateway::GatewayConfig {
+                listen: std::net::SocketAddr::new(listen_ip, self.cfg.launch.port),
+                upstream: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            })
+            .map(|g| (g, port))
+            .map_err(|e| e.to_string())
+        });
+        match started {
+            Ok((gw, port)) => {
+                // Fooocus itself only on loopback, behind the gateway.
+                let mut opts = self.cfg.launch.clone();
+                opts.listen = None;
+                let cmd = install::launch_command(install, &opts, port);
+                (cmd, Some(Arc::new(gw)), None)
+            }
+            Err(why) => {
+                let msg = format!(
+                    "graceful stop is unavailable: {why}; Fooocus starts directly on port {}",
+                    self.cfg.launch.port
+                );
+                self.guard_line(&msg);
+                self.emit(EventKind::Warning { message: msg });
+                (target.command(&self.cfg), None, Some(why))
+            }
+        }
+    }
+
+    /// Where the user's browser should go: the gateway's address when there is one.
+    fn user_url(&self, url: String) -> String {
+        match &self.mode {
+            Mode::Running(run) if run.gateway.is_some() => {
+                let host = match self.cfg.launch.listen.as_deref() {
+                    None | Some("0.0.0.0") | Some("::") => "127.0.0.1",
+                    Some(h) => h,
+                };
+                format!("http://{host}:{}", self.cfg.launch.port)
+            }
+            _ => url,
+        }
     }
 
     fn spawn_io(&self, run: u64, mut child: Child) {
@@ -917,6 +994,7 @@ impl Loop {
         for c in changes {
             match c {
                 Change::Listening(url) => {
+                    let url = self.user_url(url);
                     self.shared.status.lock().unwrap().url = Some(url);
                     self.update_route();
                 }
@@ -927,6 +1005,7 @@ impl Loop {
                         Mode::Running(r) => now.duration_since(r.started).as_secs_f64(),
                         _ => 0.0,
                     };
+                    let url = self.user_url(url);
                     self.shared.status.lock().unwrap().url = Some(url.clone());
                     self.update_route();
                     self.emit(EventKind::Ready { url, startup_s });
@@ -975,9 +1054,11 @@ impl Loop {
             install.map(|i| i.fork),
             version.as_deref(),
             url.as_deref(),
-            false,
+            run.gateway.is_some(),
         );
-        let _ = &run.gateway_note;
+        if let (StopRoute::Unavailable { why }, Some(note)) = (&mut run.route, &run.gateway_note) {
+            why.push_str(&format!(" ({note})"));
+        }
     }
 
     fn generation_finished(&mut self, g: Generation, now: Instant) {
@@ -1183,6 +1264,7 @@ impl Loop {
             return;
         };
         let route = run.route.clone();
+        let gateway = run.gateway.clone();
         let run_id = run.id;
         let grace = self.limits.grace;
         let mut esc = Escalation {
@@ -1215,7 +1297,13 @@ impl Loop {
         let _ = std::thread::Builder::new()
             .name("fooocus-stop".into())
             .spawn(move || {
-                let result = stop::request_stop(&route);
+                let result = match (&route, gateway) {
+                    // The tab's own Stop, through the gateway that saw its session.
+                    (StopRoute::Gateway, Some(gw)) => {
+                        gw.request_stop().map(|_| ()).map_err(|e| e.to_string())
+                    }
+                    _ => stop::request_stop(&route),
+                };
                 let _ = tx.send(Msg::StopSent {
                     run: run_id,
                     result,

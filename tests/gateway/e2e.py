@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""The gateway against a real Gradio 3.41.2 app wired like Fooocus 2.5: a real client (gradio_client,
+which speaks the queue WebSocket like the browser) starts a long generation through the guard's
+gateway; the guard's timeout stops it the way that tab's Stop button would, the app stays up and
+takes the next task; an app that ignores the stop is killed; the gateway's added latency is measured.
+
+  tests/gateway/.venv/bin/python tests/gateway/e2e.py target/debug/fooocus-guard-cli
+"""
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+from gradio_client import Client
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CLI = os.path.abspath(sys.argv[1])
+passed = failed = 0
+
+
+def check(name, cond, detail=""):
+    global passed, failed
+    if cond:
+        passed += 1
+        print("ok  ", name)
+    else:
+        failed += 1
+        print("FAIL", name, detail)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def make_install(d):
+    """A Fooocus-shaped folder whose entry script runs the Gradio app with the venv's python."""
+    os.makedirs(os.path.join(d, "modules"), exist_ok=True)
+    with open(os.path.join(d, "entry_with_update.py"), "w") as f:
+        f.write("import os, sys\nos.execv(sys.executable, [sys.executable, %r] + sys.argv[1:])\n" % os.path.join(HERE, "fooocus_like_app.py"))
+    for n in ("launch.py", "webui.py", "modules/async_worker.py"):
+        open(os.path.join(d, n), "w").close()
+    with open(os.path.join(d, "fooocus_version.py"), "w") as f:
+        f.write("version = '2.5.5'\n")
+    # The venv's interpreter (a symlink would lose the venv and its gradio).
+    py = os.path.join(d, "fooocus_env", "bin", "python")
+    os.makedirs(os.path.dirname(py), exist_ok=True)
+    with open(py, "w") as f:
+        f.write('#!/bin/sh\nexec %s "$@"\n' % os.path.join(HERE, ".venv", "bin", "python"))
+    os.chmod(py, 0o755)
+
+
+def events(path):
+    with open(path) as f:
+        return [json.loads(l) for l in f if l.strip()]
+
+
+def wait_event(path, pred, timeout=120):
+    end = time.time() + timeout
+    while time.time() < end:
+        for e in events(path):
+            if pred(e):
+                return e
+        time.sleep(0.1)
+    out = os.path.join(os.path.dirname(path), "out.txt")
+    raise AssertionError("event not seen; events: %s\noutput:\n%s" % (events(path), open(out).read()[-3000:] if os.path.exists(out) else ""))
+
+
+def run_case(ignore_stop):
+    tmp = tempfile.mkdtemp()
+    inst = os.path.join(tmp, "Fooocus")
+    make_install(inst)
+    port = free_port()
+    ev = os.path.join(tmp, "events.jsonl")
+    cfg = os.path.join(tmp, "config.toml")
+    open(cfg, "w").close()
+    open(ev, "w").close()
+    env = dict(os.environ, FOOOCUS_GUARD_DATA_DIR=os.path.join(tmp, "data"), SIM_IGNORE_STOP="1" if ignore_stop else "0")
+    guard = subprocess.Popen([CLI, "run", "--install", inst, "--port", str(port), "--timeout", "4s", "--grace", "5s",
+                              "--config", cfg, "--events", ev], env=env, stdout=open(os.path.join(tmp, "out.txt"), "w"), stderr=subprocess.STDOUT)
+    try:
+        wait_event(ev, lambda e: e["event"] == "ready", 180)
+        client = Client("http://127.0.0.1:%d/" % port, verbose=False)
+        job = client.submit("a lighthouse", fn_index=0)
+        stopped = wait_event(ev, lambda e: e["event"] == "generation_stopped", 120)
+        return guard, client, job, stopped, ev, port
+    except Exception:
+        guard.send_signal(signal.SIGTERM)
+        guard.wait(30)
+        raise
+
+
+def latency(port_direct, port_gw, n=300):
+    def one(port):
+        t = time.perf_counter()
+        urllib.request.urlopen("http://127.0.0.1:%d/config" % port, timeout=5).read()
+        return (time.perf_counter() - t) * 1000
+    for p in (port_direct, port_gw):
+        for _ in range(20):
+            one(p)
+    d = sorted(one(port_direct) for _ in range(n))
+    g = sorted(one(port_gw) for _ in range(n))
+    return statistics.median(d), statistics.median(g), d[int(n * 0.99)], g[int(n * 0.99)]
+
+
+# 1. The stop goes through: graceful, the app stays up and takes the next task.
+guard, client, job, stopped, ev, port = run_case(ignore_stop=False)
+try:
+    check("a timed-out generation is stopped gracefully through the gateway", stopped.get("how") == "graceful", stopped)
+    check("...within the grace period", stopped["steps"][0]["result"] == "ended" and stopped["steps"][0]["took_s"] < 5, stopped)
+    out = open(os.path.join(os.path.dirname(ev), "out.txt")).read()
+    check("the app itself said 'User stopped' (its own Stop handler ran)", "User stopped" in out)
+    check("Fooocus was not restarted", not any(e["event"] == "exited" for e in events(ev)))
+    job2 = client.submit("again", fn_index=0)
+    fin = wait_event(ev, lambda e: e["event"] == "generation_started" and e["generation_id"] >= 2, 60)
+    check("the next generation runs on the same process", fin is not None)
+    # Latency the gateway adds (the upstream port is Fooocus's own; read it from `started`).
+    with open("/proc/%d/cmdline" % [e for e in events(ev) if e["event"] == "started"][0]["pid"], "rb") as f:
+        args = f.read().split(b"\0")
+    internal = int(args[args.index(b"--port") + 1])
+    md, mg, pd, pg = latency(internal, port)
+    print("gateway latency, GET /config on loopback: direct %.2f ms, through the gateway %.2f ms (median); p99 %.2f / %.2f ms; added %.2f ms"
+          % (md, mg, pd, pg, mg - md))
+finally:
+    guard.send_signal(signal.SIGTERM)
+    guard.wait(60)
+
+# 2. An app that ignores the stop: the guard escalates to a kill after the grace period.
+guard, client, job, stopped, ev, port = run_case(ignore_stop=True)
+try:
+    check("an ignored stop escalates to a kill", stopped.get("how") == "killed" and stopped["steps"][0]["result"] == "ignored", stopped)
+    wait_event(ev, lambda e: e["event"] == "ready" and sum(1 for x in events(ev) if x["event"] == "ready") >= 2, 180)
+    check("Fooocus is restarted and ready again", sum(1 for x in events(ev) if x["event"] == "ready") >= 2)
+finally:
+    guard.send_signal(signal.SIGTERM)
+    guard.wait(60)
+
+print("%d passed, %d failed" % (passed, failed))
+sys.exit(1 if failed else 0)
