@@ -848,6 +848,8 @@ impl Loop {
             guard_gateway::Gateway::start(guard_gateway::GatewayConfig {
                 listen: std::net::SocketAddr::new(listen_ip, self.cfg.launch.port),
                 upstream: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                token: self.cfg.gateway.token.clone(),
+                rate_per_minute: self.cfg.gateway.rate_per_minute,
             })
             .map(|g| (g, port))
             .map_err(|e| e.to_string())

@@ -27,6 +27,11 @@ pub struct GatewayConfig {
     pub listen: SocketAddr,
     /// Fooocus on its internal loopback port.
     pub upstream: SocketAddr,
+    /// When set, a client must bring this token (`?token=` once, then a cookie; or
+    /// `Authorization: Bearer`). For Fooocus on the LAN.
+    pub token: Option<String>,
+    /// Generations one client (IP) may queue per minute.
+    pub rate_per_minute: Option<u32>,
 }
 
 /// A generation seen in the queue traffic.
@@ -39,6 +44,8 @@ pub struct ActiveTask {
 
 #[derive(Default)]
 struct State {
+    /// Queue joins per client, for the rate limit.
+    joins: std::collections::HashMap<std::net::IpAddr, std::collections::VecDeque<Instant>>,
     /// Queue events in flight, by (session, fn): started and not completed.
     running: Vec<ActiveTask>,
     /// Every session hash seen, newest last (for diagnostics).
@@ -110,7 +117,9 @@ impl Gateway {
             .map_err(|e| GatewayError(e.to_string()))?;
         let state = Arc::new(Mutex::new(State::default()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (st, stp, upstream) = (state.clone(), stop.clone(), cfg.upstream);
+        let (st, stp) = (state.clone(), stop.clone());
+        let rules = Arc::new(cfg.clone());
+        let upstream = cfg.upstream;
         std::thread::Builder::new()
             .name("fooocus-gateway".into())
             .spawn(move || {
@@ -119,10 +128,10 @@ impl Gateway {
                         break;
                     }
                     let Ok(client) = conn else { continue };
-                    let st = st.clone();
+                    let (st, rules) = (st.clone(), rules.clone());
                     let _ = std::thread::Builder::new()
                         .name("fooocus-gateway-conn".into())
-                        .spawn(move || relay(client, upstream, st));
+                        .spawn(move || relay(client, &rules, st));
                 }
             })
             .map_err(|e| GatewayError(e.to_string()))?;
@@ -184,7 +193,21 @@ impl Drop for Gateway {
 }
 
 /// Relay one connection both ways; the client's bytes and the server's each go through a tap.
-fn relay(client: TcpStream, upstream: SocketAddr, state: Arc<Mutex<State>>) {
+fn relay(client: TcpStream, rules: &GatewayConfig, state: Arc<Mutex<State>>) {
+    let upstream = rules.upstream;
+    let mut client = client;
+    // The first request head decides: refused clients never reach Fooocus.
+    let Some(head) = first_head(&mut client) else {
+        return;
+    };
+    let peer = client
+        .peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or([127, 0, 0, 1].into());
+    if let Admit::Reply(resp) = admit(rules, &state, peer, &head, Instant::now()) {
+        let _ = client.write_all(&resp);
+        return;
+    }
     let Ok(server) = TcpStream::connect_timeout(&upstream, Duration::from_secs(5)) else {
         let mut c = client;
         let _ = c.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: 46\r\n\r\nFooocus is not answering yet: try again soon.\n");
@@ -195,19 +218,13 @@ fn relay(client: TcpStream, upstream: SocketAddr, state: Arc<Mutex<State>>) {
     let tap = Arc::new(Mutex::new(Tap::default()));
     // The first request head: a queue WebSocket must not negotiate compression, or its messages
     // could not be read on the side. Everything else passes as it came.
-    let mut client = client;
     let mut server = server;
-    match first_head(&mut client) {
-        Some(head) => {
-            let head = strip_ws_compression(head);
-            if server.write_all(&head).is_err() {
-                return;
-            }
-            let events = tap.lock().unwrap().from_client(&head);
-            apply(&state, events);
-        }
-        None => return,
+    let head = strip_ws_compression(head);
+    if server.write_all(&head).is_err() {
+        return;
     }
+    let events = tap.lock().unwrap().from_client(&head);
+    apply(&state, events);
     let (c2, s2) = match (client.try_clone(), server.try_clone()) {
         (Ok(c), Ok(s)) => (c, s),
         _ => return,
@@ -245,6 +262,118 @@ fn first_head(client: &mut TcpStream) -> Option<Vec<u8>> {
             return Some(buf);
         }
     }
+}
+
+/// What to do with a connection, from its first request head.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admit {
+    Pass,
+    /// Answer this and close (401, a redirect that sets the token cookie, 429).
+    Reply(Vec<u8>),
+}
+
+const COOKIE: &str = "fooocus_guard_token";
+
+fn reply(status: &str, extra: &str, body: &str) -> Admit {
+    Admit::Reply(
+        format!(
+            "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    )
+}
+
+/// The token check and the per-client rate limit on queued generations.
+fn admit(
+    rules: &GatewayConfig,
+    state: &Mutex<State>,
+    peer: std::net::IpAddr,
+    head: &[u8],
+    now: Instant,
+) -> Admit {
+    let end = head
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(head.len());
+    let text = String::from_utf8_lossy(&head[..end]);
+    let first = text.split("\r\n").next().unwrap_or("");
+    let target = first.split_whitespace().nth(1).unwrap_or("/");
+    let header = |name: &str| {
+        text.split("\r\n").skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    };
+    if let Some(token) = rules.token.as_deref() {
+        let bearer =
+            header("authorization").and_then(|v| v.strip_prefix("Bearer ").map(str::to_string));
+        let cookie = header("cookie").and_then(|c| {
+            c.split(';').find_map(|kv| {
+                kv.trim()
+                    .strip_prefix(&format!("{COOKIE}="))
+                    .map(str::to_string)
+            })
+        });
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let in_query = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("token="))
+            .map(str::to_string);
+        if in_query.as_deref() == Some(token) {
+            // Once by link; from then on the browser sends the cookie.
+            let rest: Vec<&str> = query
+                .split('&')
+                .filter(|kv| !kv.starts_with("token="))
+                .collect();
+            let location = if rest.is_empty() {
+                path.to_string()
+            } else {
+                format!("{path}?{}", rest.join("&"))
+            };
+            return reply(
+                "302 Found",
+                &format!("Location: {location}\r\nSet-Cookie: {COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict\r\n"),
+                "",
+            );
+        }
+        if bearer.as_deref() != Some(token) && cookie.as_deref() != Some(token) {
+            return reply(
+                "401 Unauthorized",
+                "WWW-Authenticate: Bearer\r\n",
+                "This Fooocus is protected by Fooocus Guard. Open it once as http://<this address>/?token=<the token from Fooocus Guard's settings>.\n",
+            );
+        }
+    }
+    if let Some(rate) = rules.rate_per_minute {
+        let upgrade = header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
+        if upgrade && target.starts_with("/queue/join") {
+            let mut st = state.lock().unwrap();
+            let q = st.joins.entry(peer).or_default();
+            while q
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
+            {
+                q.pop_front();
+            }
+            if q.len() as u32 >= rate {
+                let wait = q
+                    .front()
+                    .map(|t| 60u64.saturating_sub(now.duration_since(*t).as_secs()))
+                    .unwrap_or(60)
+                    .max(1);
+                return reply(
+                    "429 Too Many Requests",
+                    &format!("Retry-After: {wait}\r\n"),
+                    &format!("Too many generations from this computer: at most {rate} a minute. Try again in {wait} s.\n"),
+                );
+            }
+            q.push_back(now);
+        }
+    }
+    Admit::Pass
 }
 
 /// Drop `Sec-WebSocket-Extensions` from a `/queue/join` upgrade request.
