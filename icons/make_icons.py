@@ -77,4 +77,25 @@ for name, size in [("32x32.png", 32), ("128x128.png", 128), ("icon.png", 512)]:
 for state, dot in [("stopped", (150, 150, 150)), ("starting", (235, 170, 40)), ("ready", (70, 190, 100)),
                    ("generating", (80, 160, 255)), ("breach", (230, 60, 50))]:
     png(HERE / f"tray-{state}.png", 32, icon(BRAND, dot))
+
+
+def ico(path, sizes, pixel):
+    """A Windows .ico whose images are PNGs (read by Windows Vista and later, and by tauri-build
+    for the executable's resource)."""
+    images = []
+    for size in sizes:
+        tmp = path.with_suffix(f".{size}.tmp")
+        png(tmp, size, pixel)
+        images.append((size, tmp.read_bytes()))
+        tmp.unlink()
+    out = struct.pack("<HHH", 0, 1, len(images))
+    offset = 6 + 16 * len(images)
+    for size, data in images:
+        dim = 0 if size >= 256 else size  # 0 means 256
+        out += struct.pack("<BBBBHHII", dim, dim, 0, 0, 1, 32, len(data), offset)
+        offset += len(data)
+    path.write_bytes(out + b"".join(d for _, d in images))
+
+
+ico(HERE / "icon.ico", [16, 24, 32, 48, 64, 256], icon(BRAND, (240, 244, 250)))
 print("icons written to", HERE)

@@ -1,6 +1,7 @@
 //! The generation issue's "done when", against the simulator for each supported version:
 //! generations are tracked, and a runaway one is stopped at its limit -- gracefully where the
 //! version allows it, by a tree kill and a restart where not -- and Fooocus is ready again.
+#![cfg(unix)]
 
 use std::time::Duration;
 

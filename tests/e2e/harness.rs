@@ -1,5 +1,8 @@
 //! Shared pieces of the end-to-end suites: the CLI binary, fake Fooocus installs made by the
 //! simulator, and reading the guard's JSON-lines events.
+// The CLI under signals, the Python simulator and cgroups: a Linux suite. Windows has its own
+// (crates/contain/tests/windows_job.rs, crates/core/tests/windows_supervise.rs) run under Wine.
+#![cfg(unix)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,6 +1,7 @@
 //! The console parser against the simulator's ground truth, for every supported version: each
 //! event kind is recognised at the line the simulator printed it on (`parse-log` on the saved
 //! console, as a user would run it).
+#![cfg(unix)]
 
 use std::process::Command;
 

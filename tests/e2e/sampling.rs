@@ -1,5 +1,6 @@
 //! The sampler in the running guard: the VRAM cap stops a scripted runaway (through the real
 //! nvml-wrapper and the fake libnvidia-ml), and `monitor` prints samples of a running tree.
+#![cfg(unix)]
 
 use std::process::Command;
 use std::time::Duration;

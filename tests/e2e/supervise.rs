@@ -1,5 +1,6 @@
 //! The supervision issue's "done when", on this machine's real cgroups: the CLI runs the
 //! Fooocus simulator contained, with caps, and leaves nothing behind.
+#![cfg(unix)]
 
 use std::time::Duration;
 

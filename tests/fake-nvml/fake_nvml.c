@@ -2,6 +2,7 @@
  * A fake libnvidia-ml.so.1 for tests: the real nvml-wrapper code path runs against it.
  * Every call re-reads a script file (path in $FAKE_NVML_SCRIPT) of key=value lines; see README.md.
  * Build: gcc -shared -fPIC -O2 -o libnvidia-ml.so.1 fake_nvml.c
+ * Windows (nvml.dll, for the tests under Wine): x86_64-w64-mingw32-gcc -shared -O2 -o nvml.dll fake_nvml.c
  * Build with -DOMIT_PROCESSES to leave out the per-process symbols (FailedToLoadSymbol).
  */
 #include <stdio.h>
@@ -9,6 +10,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#ifdef _WIN32
+#include <windows.h>
+#endif
 
 typedef int nvmlReturn_t;
 typedef struct fake_device *nvmlDevice_t;
@@ -29,16 +33,36 @@ static double age; /* seconds since the script was written: drives "rising" valu
 
 static void load(void) {
     nlines = 0;
+#ifdef _WIN32
+    /* The C runtime's getenv sees the environment as it was at start; the tests set the
+     * variable later, through SetEnvironmentVariableW. */
+    static char buf[1024];
+    DWORD n = GetEnvironmentVariableA("FAKE_NVML_SCRIPT", buf, sizeof buf);
+    const char *path = (n > 0 && n < sizeof buf) ? buf : NULL;
+#else
     const char *path = getenv("FAKE_NVML_SCRIPT");
+#endif
     if (!path) return;
     FILE *f = fopen(path, "r");
     if (!f) return;
+#ifdef _WIN32
+    WIN32_FILE_ATTRIBUTE_DATA attr;
+    if (GetFileAttributesExA(path, GetFileExInfoStandard, &attr)) {
+        FILETIME now;
+        GetSystemTimeAsFileTime(&now);
+        ULARGE_INTEGER a, b;
+        a.LowPart = attr.ftLastWriteTime.dwLowDateTime; a.HighPart = attr.ftLastWriteTime.dwHighDateTime;
+        b.LowPart = now.dwLowDateTime; b.HighPart = now.dwHighDateTime;
+        age = (double)(b.QuadPart - a.QuadPart) / 1e7; /* 100 ns units */
+    }
+#else
     struct stat st;
     if (fstat(fileno(f), &st) == 0) {
         struct timespec now;
         clock_gettime(CLOCK_REALTIME, &now);
         age = (now.tv_sec - st.st_mtim.tv_sec) + (now.tv_nsec - st.st_mtim.tv_nsec) / 1e9;
     }
+#endif
     while (nlines < MAX_LINES && fgets(lines[nlines], sizeof lines[0], f)) {
         lines[nlines][strcspn(lines[nlines], "\r\n")] = 0;
         if (lines[nlines][0] && lines[nlines][0] != '#') nlines++;

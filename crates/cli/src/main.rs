@@ -12,6 +12,7 @@ use guard_core::supervisor::{FooocusState, Guard, GuardOptions, Target, Update};
 use guard_core::units;
 
 mod monitor;
+mod stop_signal;
 
 #[derive(Parser)]
 #[command(
@@ -309,26 +310,14 @@ fn run(a: RunArgs) -> ExitCode {
         }
     }
 
-    // Ctrl-C / SIGTERM: stop Fooocus cleanly and leave nothing behind.
-    let g2 = guard.clone();
-    let mut signals = match signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-    ]) {
+    // Ctrl-C / SIGTERM / the console closing: stop Fooocus cleanly and leave nothing behind.
+    let stop_signals = match stop_signal::watch(&guard) {
         Ok(s) => s,
-        Err(e) => return fail(format!("cannot handle signals: {e}")),
+        Err(e) => return fail(e),
     };
-    let sig_handle = signals.handle();
-    std::thread::spawn(move || {
-        if signals.forever().next().is_some() {
-            eprintln!("fooocus-guard: stopping Fooocus");
-            g2.shutdown();
-        }
-    });
 
     guard.wait();
-    sig_handle.close();
+    drop(stop_signals);
     sampler.stop();
     // Every event written before leaving: end the subscriptions, let the writer drain.
     guard.close_subscribers();

@@ -120,8 +120,9 @@ pub enum TreeProbe {
     },
     /// No cgroup: walk the descendants of `root_pid` in /proc.
     Processes { root_pid: u32 },
-    /// The container answers itself through [`Containment::native_usage`] (Windows job).
-    Native,
+    /// A Windows job: its own accounting, read through the probe.
+    #[cfg(windows)]
+    Job(windows::JobProbe),
 }
 
 /// Figures a backend can give without the sampler (Windows job accounting).

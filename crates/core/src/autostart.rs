@@ -47,12 +47,25 @@ mod imp {
 
 #[cfg(windows)]
 mod imp {
+    use std::os::windows::process::CommandExt;
+
     const KEY: &str = r"HKCU\Software\Microsoft\Windows\CurrentVersion\Run";
+    /// reg.exe is a console program: without this a window flashes from the tray app.
+    const CREATE_NO_WINDOW: u32 = 0x0800_0000;
+
+    fn reg() -> std::process::Command {
+        let mut c = std::process::Command::new("reg");
+        c.creation_flags(CREATE_NO_WINDOW)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c
+    }
 
     pub fn set(on: bool) -> Result<(), String> {
         let exe =
             std::env::current_exe().map_err(|e| format!("cannot find the app's own path: {e}"))?;
-        let mut cmd = std::process::Command::new("reg");
+        let mut cmd = reg();
         if on {
             cmd.args(["add", KEY, "/v", "FooocusGuard", "/t", "REG_SZ", "/f", "/d"])
                 .arg(format!("\"{}\" --hidden", exe.display()));
@@ -70,10 +83,10 @@ mod imp {
     }
 
     pub fn is_on() -> bool {
-        std::process::Command::new("reg")
+        reg()
             .args(["query", KEY, "/v", "FooocusGuard"])
-            .output()
-            .map(|o| o.status.success())
+            .status()
+            .map(|s| s.success())
             .unwrap_or(false)
     }
 }
@@ -101,5 +114,19 @@ mod tests {
         assert!(super::is_on());
         super::set(false).unwrap();
         assert!(!super::is_on());
+    }
+}
+
+/// Under Wine in CI (its reg.exe and registry), and on real Windows.
+#[cfg(all(test, windows))]
+mod windows_tests {
+    #[test]
+    fn the_run_key_is_written_and_removed() {
+        let was = super::is_on();
+        super::set(true).unwrap();
+        assert!(super::is_on());
+        super::set(false).unwrap();
+        assert!(!super::is_on());
+        super::set(was).unwrap();
     }
 }

@@ -79,13 +79,36 @@ fn exe(dir: &Path) -> PathBuf {
     }
 }
 
-fn conda_env_python(env: &Path) -> Option<PathBuf> {
-    let py = if cfg!(windows) {
+fn conda_env_python_path(env: &Path) -> PathBuf {
+    if cfg!(windows) {
         env.join("python.exe")
     } else {
         env.join("bin").join("python")
-    };
+    }
+}
+
+fn conda_env_python(env: &Path) -> Option<PathBuf> {
+    let py = conda_env_python_path(env);
     (env.join("conda-meta").is_dir() && py.exists()).then_some(py)
+}
+
+/// The absolute, resolved path, in the form users know: on Windows `canonicalize` answers
+/// `\\?\C:\...`, which shows badly and which some Python tools refuse as a working directory.
+pub fn canonical(path: &Path) -> PathBuf {
+    let Ok(p) = fs::canonicalize(path) else {
+        return path.to_path_buf();
+    };
+    #[cfg(windows)]
+    {
+        let s = p.to_string_lossy();
+        if let Some(rest) = s.strip_prefix(r"\\?\") {
+            // Only drive paths: `\\?\UNC\...` keeps its prefix.
+            if rest.as_bytes().get(1) == Some(&b':') {
+                return PathBuf::from(rest);
+            }
+        }
+    }
+    p
 }
 
 /// Conda envs named `fooocus` in the usual places, and beside the install (`../envs/fooocus`).
@@ -146,7 +169,7 @@ pub fn inspect(path: &Path, python: Option<&Path>) -> Result<Install, InstallErr
     if !path.exists() {
         return Err(InstallError::Missing(path.display().to_string()));
     }
-    let root = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let root = canonical(path);
     if !root.is_dir() {
         return Err(InstallError::NotAnInstall {
             path: root.display().to_string(),
@@ -493,7 +516,7 @@ mod tests {
             assert!(i.python.ends_with("python_embeded/python.exe"));
             let cmd = launch_command(&i, &LaunchOptions::default(), 7865);
             assert_eq!(cmd.args[0], "-s");
-            assert_eq!(cmd.cwd, fs::canonicalize(&root).unwrap());
+            assert_eq!(cmd.cwd, canonical(&root));
         }
     }
 
@@ -561,7 +584,8 @@ mod tests {
         fooocus_folder(&d, "version = '2.3.1'\n");
         let env = t.path().join("envs/fooocus");
         fs::create_dir_all(env.join("conda-meta")).unwrap();
-        touch(&exe(&env), "");
+        // A conda env's interpreter: python.exe at its top on Windows, bin/python elsewhere.
+        touch(&conda_env_python_path(&env), "");
         let i = inspect(&d, None).unwrap();
         assert_eq!(i.kind, InstallKind::Conda);
     }

@@ -156,6 +156,8 @@ enum Cmd {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ExitInfo {
     Code(i32),
+    /// Unix only: Windows processes end with a code.
+    #[cfg_attr(not(unix), allow(dead_code))]
     Signal(i32),
 }
 
@@ -175,6 +177,11 @@ enum Msg {
         exit: ExitInfo,
     },
     Usage(Usage),
+    /// Something the container saw itself (Windows job messages).
+    Container {
+        run: u64,
+        event: guard_contain::ContainerEvent,
+    },
     StopSent {
         run: u64,
         result: Result<(), String>,
@@ -641,6 +648,7 @@ impl Loop {
             Msg::Eof { run, stream } => self.output(run, stream, None),
             Msg::Exited { run, exit } => self.exited(run, exit),
             Msg::Usage(u) => self.usage(u),
+            Msg::Container { run, event } => self.container_event(run, event),
             Msg::StopSent { run, result } => self.stop_sent(run, result),
         }
     }
@@ -776,6 +784,19 @@ impl Loop {
             self.emit(EventKind::Warning { message: msg });
             self.mode = Mode::GaveUp;
             return;
+        }
+        if let Some(events) = container.take_events() {
+            // Ends when the container drops its sender (the run is over).
+            let tx = self.tx.clone();
+            let _ = std::thread::Builder::new()
+                .name("container-events".into())
+                .spawn(move || {
+                    for event in events {
+                        if tx.send(Msg::Container { run: run_id, event }).is_err() {
+                            break;
+                        }
+                    }
+                });
         }
         let pid = child.id();
         let choice = container.choice().clone();
@@ -1442,6 +1463,54 @@ impl Loop {
         }
     }
 
+    fn container_event(&mut self, run_id: u64, event: guard_contain::ContainerEvent) {
+        use guard_contain::ContainerEvent;
+        let Mode::Running(run) = &self.mode else {
+            return;
+        };
+        if run.id != run_id {
+            return;
+        }
+        match event {
+            // Windows does not kill at the job's memory limit: the allocation that crossed it
+            // failed, and Fooocus is left in whatever state its error handling leaves. Treat it
+            // as the RAM cap's breach: stop, kill, restart.
+            ContainerEvent::MemoryLimitHit => {
+                let Some(cap) = self.limits.memory else {
+                    return;
+                };
+                let observed = run
+                    .container
+                    .native_usage()
+                    .map(|u| u.peak_memory_bytes.max(cap))
+                    .unwrap_or(cap);
+                self.breach(
+                    Breach {
+                        limit: LimitKind::Memory,
+                        configured: cap as f64,
+                        observed: observed as f64,
+                        due: None,
+                        source: None,
+                    },
+                    Instant::now(),
+                );
+            }
+            ContainerEvent::ProcessExited {
+                pid,
+                code,
+                abnormal: true,
+            } if pid != run.pid => {
+                let code = code.map_or("unknown".into(), |c| format!("{c:#x}"));
+                self.guard_line(&format!(
+                    "a process of Fooocus's tree (pid {pid}) crashed (exit code {code})"
+                ));
+            }
+            ContainerEvent::NewProcess { .. }
+            | ContainerEvent::ProcessExited { .. }
+            | ContainerEvent::Empty => {}
+        }
+    }
+
     fn exited(&mut self, run_id: u64, exit: ExitInfo) {
         let Mode::Running(run) = &mut self.mode else {
             return;
@@ -1456,7 +1525,8 @@ impl Loop {
             ExitInfo::Code(c) => (Some(c), None),
             ExitInfo::Signal(s) => (None, Some(s)),
         };
-        let oom = signal == Some(9) && oom_kills > 0;
+        // Linux: the kernel SIGKILLed it in the cgroup. Windows: the job refused memory.
+        let oom = oom_kills > 0 && (signal == Some(9) || cfg!(windows));
         *self.shared.last_exit.lock().unwrap() = Some((code, signal));
         let end = run.end;
         let pid = run.pid;

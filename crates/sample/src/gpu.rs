@@ -23,14 +23,36 @@ pub struct Gpus {
 }
 
 /// The user-facing reason for an NVML failure at start.
+const NO_NVML: &str = if cfg!(windows) {
+    "no NVIDIA GPU (nvml.dll not found)"
+} else {
+    "no NVIDIA GPU (libnvidia-ml not found)"
+};
+
 pub fn init_status(e: &NvmlError) -> String {
     match e {
-        NvmlError::LibloadingError(_) => "no NVIDIA GPU (libnvidia-ml not found)".into(),
+        NvmlError::LibloadingError(_) => NO_NVML.into(),
         NvmlError::DriverNotLoaded => "NVIDIA driver not loaded".into(),
         NvmlError::NoPermission => "no permission to use the NVIDIA driver".into(),
-        NvmlError::LibraryNotFound => "no NVIDIA GPU (libnvidia-ml not found)".into(),
+        NvmlError::LibraryNotFound => NO_NVML.into(),
         other => format!("NVIDIA GPU unusable: {other}"),
     }
+}
+
+/// The loader's search path first (libnvidia-ml.so.1; nvml.dll in System32 with current drivers),
+/// then, on Windows, where older drivers installed it.
+fn default_nvml() -> Result<Nvml, NvmlError> {
+    let first = Nvml::init();
+    #[cfg(windows)]
+    if first.is_err() {
+        let program_files =
+            std::env::var_os("ProgramW6432").unwrap_or_else(|| r"C:\Program Files".into());
+        let old = PathBuf::from(program_files).join(r"NVIDIA Corporation\NVSMI\nvml.dll");
+        if old.exists() {
+            return Nvml::builder().lib_path(old.as_os_str()).init();
+        }
+    }
+    first
 }
 
 impl Gpus {
@@ -47,7 +69,7 @@ impl Gpus {
         }
         let init = match &cfg.nvml_lib {
             Some(p) => Nvml::builder().lib_path(p.as_os_str()).init(),
-            None => Nvml::init(),
+            None => default_nvml(),
         };
         match init {
             Ok(n) => {

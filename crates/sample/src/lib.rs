@@ -8,6 +8,12 @@
 mod gpu;
 #[cfg(target_os = "linux")]
 mod linux;
+#[cfg(target_os = "linux")]
+use linux as os;
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+use windows as os;
 
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -92,10 +98,10 @@ pub struct SamplerConfig {
 /// The sampler. Call [`Sampler::set_tree`] when Fooocus (re)starts, then [`Sampler::sample`]
 /// every tick.
 pub struct Sampler {
-    #[cfg(target_os = "linux")]
-    sys: linux::System,
-    #[cfg(target_os = "linux")]
-    tree: Option<linux::Tree>,
+    #[cfg(any(target_os = "linux", windows))]
+    sys: os::System,
+    #[cfg(any(target_os = "linux", windows))]
+    tree: Option<os::Tree>,
     gpus: Gpus,
     sample: Sample,
     last: Option<(Instant, u64)>,
@@ -116,9 +122,9 @@ impl Sampler {
             .map(|n| n.get())
             .unwrap_or(1) as f64;
         Sampler {
-            #[cfg(target_os = "linux")]
-            sys: linux::System::open(),
-            #[cfg(target_os = "linux")]
+            #[cfg(any(target_os = "linux", windows))]
+            sys: os::System::open(),
+            #[cfg(any(target_os = "linux", windows))]
             tree: None,
             gpus: Gpus::new(&cfg),
             sample: Sample::default(),
@@ -131,11 +137,11 @@ impl Sampler {
     /// Watch a new tree (or none). Opens its counter files once.
     pub fn set_tree(&mut self, probe: Option<&TreeProbe>) {
         self.last = None;
-        #[cfg(target_os = "linux")]
+        #[cfg(any(target_os = "linux", windows))]
         {
-            self.tree = probe.and_then(linux::Tree::open);
+            self.tree = probe.and_then(os::Tree::open);
         }
-        #[cfg(not(target_os = "linux"))]
+        #[cfg(not(any(target_os = "linux", windows)))]
         let _ = probe;
     }
 
@@ -147,7 +153,7 @@ impl Sampler {
     pub fn sample(&mut self) -> &Sample {
         let now = Instant::now();
         self.sample.ts_ms = now_ms();
-        #[cfg(target_os = "linux")]
+        #[cfg(any(target_os = "linux", windows))]
         {
             self.sys.read(&mut self.sample.system);
             let mut has_tree = false;

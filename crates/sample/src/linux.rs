@@ -190,7 +190,6 @@ impl Tree {
                     page: page.max(1) as u64,
                 }
             }
-            TreeProbe::Native => return None,
         };
         Some(Tree {
             src,

@@ -24,23 +24,70 @@ fn sampler_with(script: &str, omit: bool) -> (Sampler, tempfile::TempDir) {
     (s, dir)
 }
 
-fn me() -> TreeProbe {
-    TreeProbe::Processes {
-        root_pid: std::process::id(),
+/// The tree whose VRAM counts: on Linux this test process (its /proc descendants); on Windows a
+/// child in a Job Object (a process cannot watch its own job), this binary re-run as a sleeper.
+struct Tree {
+    probe: TreeProbe,
+    pid: u32,
+    #[cfg(windows)]
+    _job: (Box<dyn guard_contain::Containment>, KillOnDrop),
+}
+
+#[cfg(windows)]
+struct KillOnDrop(std::process::Child);
+#[cfg(windows)]
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[cfg(unix)]
+fn tree() -> Tree {
+    let pid = std::process::id();
+    Tree {
+        probe: TreeProbe::Processes { root_pid: pid },
+        pid,
+    }
+}
+
+#[cfg(windows)]
+fn tree() -> Tree {
+    let c = guard_contain::create(guard_contain::Preference::Auto, "nvml-test").unwrap();
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["sleeper", "--exact", "-q"])
+        .env("FG_SLEEPER", "1");
+    c.prepare(&mut cmd).unwrap();
+    let child = cmd.spawn().unwrap();
+    c.adopt(&child).unwrap();
+    Tree {
+        probe: c.probe(),
+        pid: child.id(),
+        _job: (c, KillOnDrop(child)),
+    }
+}
+
+/// Not a test: the sleeper of `tree()` on Windows. Without `FG_SLEEPER` it does nothing.
+#[test]
+fn sleeper() {
+    if std::env::var_os("FG_SLEEPER").is_some() {
+        std::thread::sleep(std::time::Duration::from_secs(120));
     }
 }
 
 #[test]
 fn gpu_figures_and_the_trees_vram() {
-    let _g = ENV.lock().unwrap();
-    let pid = std::process::id();
+    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let t = tree();
+    let pid = t.pid;
     let script = format!(
         "count=2\ngpu0.name=NVIDIA GeForce RTX 3060\ngpu0.total=12884901888\ngpu0.used=4294967296\ngpu0.util=87\ngpu0.temp=66\n\
 gpu0.compute={pid}:3221225472,999999:1000\ngpu0.graphics={pid}:1048576\ngpu1.name=Second\ngpu1.total=1000\ngpu1.used=10\n"
     );
     let (mut s, _d) = sampler_with(&script, false);
     assert_eq!(s.gpu_status(), "ok");
-    s.set_tree(Some(&me()));
+    s.set_tree(Some(&t.probe));
     let sample = s.sample().clone();
     assert_eq!(sample.gpus.len(), 2);
     let g = &sample.gpus[0];
@@ -57,10 +104,11 @@ gpu0.compute={pid}:3221225472,999999:1000\ngpu0.graphics={pid}:1048576\ngpu1.nam
 
 #[test]
 fn vram_rising_over_time() {
-    let _g = ENV.lock().unwrap();
-    let pid = std::process::id();
+    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let t = tree();
+    let pid = t.pid;
     let (mut s, _d) = sampler_with(&format!("count=1\ngpu0.total=8589934592\ngpu0.used=1000000+100000000\ngpu0.compute={pid}:0+100000000\n"), false);
-    s.set_tree(Some(&me()));
+    s.set_tree(Some(&t.probe));
     let a = s.sample().tree.as_ref().unwrap().vram_bytes.unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
     let b = s.sample().tree.as_ref().unwrap().vram_bytes.unwrap();
@@ -69,7 +117,8 @@ fn vram_rising_over_time() {
 
 #[test]
 fn degraded_states_never_stop_sampling() {
-    let _g = ENV.lock().unwrap();
+    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let t = tree();
     let missing = Sampler::new(SamplerConfig {
         nvml_lib: Some("/nonexistent/libnvidia-ml.so.1".into()),
         gpu: true,
@@ -94,7 +143,7 @@ fn degraded_states_never_stop_sampling() {
 
     // No per-process symbols: the device's VRAM stands in, and the status says so.
     let (mut s, _d) = sampler_with("count=1\ngpu0.total=100\ngpu0.used=60\n", true);
-    s.set_tree(Some(&me()));
+    s.set_tree(Some(&t.probe));
     let smp = s.sample().clone();
     assert_eq!(smp.tree.as_ref().unwrap().vram_bytes, None);
     assert_eq!(smp.device_vram_bytes(), Some(60));
@@ -106,16 +155,17 @@ fn degraded_states_never_stop_sampling() {
 
     // Per-process call unsupported at run time: the same.
     let (mut s, _d) = sampler_with("count=1\ngpu0.total=100\ngpu0.used=60\nerror.compute=not_supported\nerror.graphics=not_supported\n", false);
-    s.set_tree(Some(&me()));
+    s.set_tree(Some(&t.probe));
     assert!(s
         .sample()
         .gpu_status
         .contains("VRAM per process not supported"));
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 fn amd_gpus_through_sysfs() {
-    let _g = ENV.lock().unwrap();
+    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
     let sys = tempfile::tempdir().unwrap();
     let dev = sys.path().join("class/drm/card0/device");
     std::fs::create_dir_all(&dev).unwrap();
