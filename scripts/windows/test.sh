@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Windows, from Linux: type-checks the whole workspace (the Tauri app included) and lints it for
+# x86_64-pc-windows-gnu, then runs the libraries' tests under Wine -- the Job Object backend's
+# integration tests among them. What Wine cannot show (the job memory limit and its message,
+# peak memory, CPU accounting) is tested only on real Windows: see docs/windows.md.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$here"
+bash scripts/windows/setup.sh
+. scripts/windows/env.sh
+# The Tauri app embeds the built front end.
+[ -f ui/dist/index.html ] || (cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run -s build)
+
+echo "--- check and lint for x86_64-pc-windows-gnu (workspace, all targets)"
+wcargo clippy --workspace --all-targets -q -- -D warnings
+
+# The fake NVIDIA library as nvml.dll (the tests cannot run the Linux compiler from inside Wine).
+nvml_dir=$CARGO_TARGET_DIR/fake-nvml
+for kind in full omit; do
+  mkdir -p "$nvml_dir/$kind"
+  flags=(); [ "$kind" = omit ] && flags=(-DOMIT_PROCESSES)
+  x86_64-w64-mingw32-gcc -shared -O2 "${flags[@]}" -o "$nvml_dir/$kind/nvml.dll" tests/fake-nvml/fake_nvml.c
+done
+# Wine sees the Linux file system as drive Z:.
+export FAKE_NVML_DLL_DIR="Z:${nvml_dir//\//\\}"
+
+echo "--- tests under Wine ($("$CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER" --version))"
+wcargo test --no-fail-fast \
+  -p fooocus-console -p guard-contain -p guard-sample -p guard-history -p guard-core \
+  -p guard-gateway -p guard-cli -- --test-threads=2
+/usr/lib/wine/wineserver -k 2>/dev/null || true
