@@ -39,6 +39,10 @@ mod windows_tests {
         let logs = super::log_dir().unwrap();
         assert!(config.starts_with(&appdata), "{}", config.display());
         assert!(logs.starts_with(&local), "{}", logs.display());
-        assert!(logs.ends_with(r"fooocus-guard\data\logs"), "{}", logs.display());
+        assert!(
+            logs.ends_with(r"fooocus-guard\data\logs"),
+            "{}",
+            logs.display()
+        );
     }
 }
