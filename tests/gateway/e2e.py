@@ -75,6 +75,33 @@ def wait_event(path, pred, timeout=120):
     raise AssertionError("event not seen; events: %s\noutput:\n%s" % (events(path), open(out).read()[-3000:] if os.path.exists(out) else ""))
 
 
+def start_guard(extra_env=None, timeout="4s", port=None):
+    """The CLI supervising the app through the gateway; returns (guard, events path, user port)."""
+    tmp = tempfile.mkdtemp()
+    inst = os.path.join(tmp, "Fooocus")
+    make_install(inst)
+    port = port or free_port()
+    ev = os.path.join(tmp, "events.jsonl")
+    cfg = os.path.join(tmp, "config.toml")
+    open(cfg, "w").close()
+    open(ev, "w").close()
+    env = dict(os.environ, FOOOCUS_GUARD_DATA_DIR=os.path.join(tmp, "data"), **(extra_env or {}))
+    guard = subprocess.Popen([CLI, "run", "--install", inst, "--port", str(port), "--timeout", timeout, "--grace", "5s",
+                              "--config", cfg, "--events", ev], env=env, stdout=open(os.path.join(tmp, "out.txt"), "w"), stderr=subprocess.STDOUT)
+    return guard, ev, port
+
+
+def stop_guard(guard):
+    guard.send_signal(signal.SIGTERM)
+    guard.wait(60)
+
+
+def fooocus_argv(ev, nth=0):
+    started = [e for e in events(ev) if e["event"] == "started"][nth]
+    with open("/proc/%d/cmdline" % started["pid"], "rb") as f:
+        return f.read().split(b"\0")
+
+
 def run_case(ignore_stop):
     tmp = tempfile.mkdtemp()
     inst = os.path.join(tmp, "Fooocus")
@@ -124,8 +151,7 @@ try:
     fin = wait_event(ev, lambda e: e["event"] == "generation_started" and e["generation_id"] >= 2, 60)
     check("the next generation runs on the same process", fin is not None)
     # Latency the gateway adds (the upstream port is Fooocus's own; read it from `started`).
-    with open("/proc/%d/cmdline" % [e for e in events(ev) if e["event"] == "started"][0]["pid"], "rb") as f:
-        args = f.read().split(b"\0")
+    args = fooocus_argv(ev)
     internal = int(args[args.index(b"--port") + 1])
     md, mg, pd, pg = latency(internal, port)
     print("gateway latency, GET /config on loopback: direct %.2f ms, through the gateway %.2f ms (median); p99 %.2f / %.2f ms; added %.2f ms"
@@ -143,6 +169,58 @@ try:
 finally:
     guard.send_signal(signal.SIGTERM)
     guard.wait(60)
+
+# 3. Uploads and downloads pass byte for byte; a fork whose console shows no task is still
+#    tracked, from the queue alone (start, and the end when its call completes).
+guard, ev, port = start_guard({"SIM_QUIET": "1", "SIM_STEPS": "30", "SIM_STEP_SECONDS": "0.05"}, timeout="60s")
+try:
+    wait_event(ev, lambda e: e["event"] == "ready", 180)
+    client = Client("http://127.0.0.1:%d/" % port, verbose=False)
+    src = os.path.join(tempfile.mkdtemp(), "input.png")
+    payload = os.urandom(3 * 1024 * 1024 + 17)
+    with open(src, "wb") as f:
+        f.write(payload)
+    got = client.predict(src, fn_index=3)
+    with open(got, "rb") as f:
+        back = f.read()
+    check("a 3 MiB upload and its download pass through the gateway byte for byte", back == payload,
+          "sent %d bytes, got %d" % (len(payload), len(back)))
+    client.predict("a quiet lighthouse", fn_index=0)
+    fin = wait_event(ev, lambda e: e["event"] == "generation_finished", 60)
+    check("a generation the console never showed is tracked from the queue", fin["closed_by"] == "queue_end"
+          and fin["outcome"] == "completed" and fin["seconds"] >= 1.0, fin)
+    check("...and only one", sum(1 for e in events(ev) if e["event"] == "generation_started") == 1, events(ev))
+finally:
+    stop_guard(guard)
+
+# 4. The user's port is taken: no gateway, Fooocus is started directly on the user's port, and the
+#    guard says graceful stop is unavailable and why. Once the port is free, the next start has
+#    the gateway again.
+blocker = socket.socket()
+blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+blocker.bind(("127.0.0.1", 0))
+blocker.listen(1)
+taken = blocker.getsockname()[1]
+guard, ev, port = start_guard(port=taken)
+try:
+    warn = wait_event(ev, lambda e: e["event"] == "warning" and "graceful stop is unavailable" in e["message"], 60)
+    check("a taken port: the guard says graceful stop is unavailable, and why",
+          ("127.0.0.1:%d" % taken) in warn["message"] and "another program" in warn["message"], warn)
+    wait_event(ev, lambda e: e["event"] == "started", 60)
+    argv = fooocus_argv(ev)
+    check("...and starts Fooocus directly on the user's port", argv[argv.index(b"--port") + 1] == str(taken).encode(), argv)
+    # The app cannot listen there either and exits; the port is freed; the restart tries the
+    # gateway again.
+    wait_event(ev, lambda e: e["event"] == "exited", 120)
+    blocker.close()
+    ready = wait_event(ev, lambda e: e["event"] == "ready", 180)
+    n = sum(1 for e in events(ev) if e["event"] == "started")
+    argv = fooocus_argv(ev, n - 1)
+    check("once the port is free, Fooocus comes back behind the gateway",
+          argv[argv.index(b"--port") + 1] != str(taken).encode() and (":%d" % taken) in ready["url"], (argv, ready))
+finally:
+    blocker.close()
+    stop_guard(guard)
 
 print("%d passed, %d failed" % (passed, failed))
 sys.exit(1 if failed else 0)

@@ -77,6 +77,8 @@ pub enum ClosedBy {
     ProcessExit,
     Quiet,
     Limit,
+    /// The gateway saw the generate call complete in Gradio's queue (no task end on the console).
+    QueueEnd,
 }
 
 impl ClosedBy {
@@ -87,6 +89,7 @@ impl ClosedBy {
             ClosedBy::ProcessExit => "process_exit",
             ClosedBy::Quiet => "quiet",
             ClosedBy::Limit => "limit",
+            ClosedBy::QueueEnd => "queue_end",
         }
     }
 }
@@ -136,6 +139,9 @@ pub struct Generation {
     pub(crate) last_activity: Option<Instant>,
     #[serde(skip)]
     flags: Flags,
+    /// The queue call (session, function) this generation belongs to, once the gateway saw it.
+    #[serde(skip)]
+    queue: Option<(String, u64)>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -146,6 +152,16 @@ struct Flags {
     oom: bool,
     /// The guard asked Fooocus to stop it (a limit or the user through the guard).
     stop_requested: bool,
+}
+
+/// What the gateway saw in Gradio's queue, for the tracker (see `Tracker::on_queue`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QueueSignal {
+    /// A queued call sent an update while running. Fooocus's generate call does at every step
+    /// it reports; short calls (seed refresh, UI toggles) never do.
+    Generating { session_hash: String, fn_index: u64 },
+    /// A queued call completed (finished, failed or stopped).
+    Completed { session_hash: String, fn_index: u64 },
 }
 
 impl Generation {
@@ -213,7 +229,16 @@ pub struct Tracker {
     pub listening: Option<String>,
     current: Option<Generation>,
     next_id: u64,
+    /// The queue call whose generation is already closed (its final updates must not open
+    /// another), until the queue says it completed.
+    spent_call: Option<(String, u64)>,
+    /// When the console last closed a generation: a queue update right after it is the task's
+    /// final result being delivered, not a new generation.
+    console_closed_at: Option<Instant>,
 }
+
+/// How long after the console closed a generation an untied queue update cannot open one.
+const QUEUE_TAIL: Duration = Duration::from_secs(5);
 
 impl Tracker {
     /// `next_id` continues the numbering across restarts (and from the store).
@@ -224,6 +249,8 @@ impl Tracker {
             listening: None,
             current: None,
             next_id,
+            spent_call: None,
+            console_closed_at: None,
         }
     }
 
@@ -265,6 +292,7 @@ impl Tracker {
             started_at: Some(now),
             last_activity: Some(now),
             flags: Flags::default(),
+            queue: None,
         });
         out.push(Change::Started(id));
     }
@@ -282,6 +310,10 @@ impl Tracker {
         };
         g.ended_ms = Some(epoch_ms(wall).max(g.started_ms));
         g.closed_by = Some(by);
+        if by != ClosedBy::QueueEnd {
+            self.spent_call = g.queue.clone();
+            self.console_closed_at = Some(Instant::now());
+        }
         g.outcome = forced.unwrap_or_else(|| {
             if let Some(l) = g.limit {
                 Outcome::for_limit(l)
@@ -403,6 +435,71 @@ impl Tracker {
         }
     }
 
+    /// The second source beside the console: Gradio's queue as the gateway relays it.
+    ///
+    /// * An update from a call opens a generation when the console shows none (a fork or a
+    ///   console that prints no task start) and ties the open generation to that call; each
+    ///   update is activity for the stall limit (Fooocus sends them only as steps complete).
+    /// * The completion of the tied call closes the generation if the console did not
+    ///   (`ClosedBy::QueueEnd`); a completion of any other call changes nothing, so a task that
+    ///   another tab queued and the console already started is never closed by mistake.
+    pub fn on_queue(
+        &mut self,
+        q: QueueSignal,
+        now: Instant,
+        wall: SystemTime,
+        out: &mut Vec<Change>,
+    ) {
+        match q {
+            QueueSignal::Generating {
+                session_hash,
+                fn_index,
+            } => {
+                if matches!(self.phase, Phase::Unhealthy { .. }) {
+                    return;
+                }
+                let key = (session_hash, fn_index);
+                if self.spent_call.as_ref() == Some(&key) {
+                    return; // the final results of a generation already closed
+                }
+                match self.current.as_ref() {
+                    // An update of another tab's call: not this generation's.
+                    Some(g) if g.queue.as_ref().is_some_and(|k| *k != key) => return,
+                    Some(_) => {}
+                    None if self
+                        .console_closed_at
+                        .is_some_and(|t| now.saturating_duration_since(t) < QUEUE_TAIL) =>
+                    {
+                        return
+                    }
+                    None => {}
+                }
+                self.ensure_open(now, wall, out);
+                let g = self.current.as_mut().expect("open");
+                if g.queue.is_none() {
+                    g.queue = Some(key);
+                }
+                g.last_activity = Some(now);
+            }
+            QueueSignal::Completed {
+                session_hash,
+                fn_index,
+            } => {
+                let key = (session_hash, fn_index);
+                if self.spent_call.as_ref() == Some(&key) {
+                    self.spent_call = None;
+                }
+                if self
+                    .current
+                    .as_ref()
+                    .is_some_and(|g| g.queue.as_ref() == Some(&key))
+                {
+                    self.close(ClosedBy::QueueEnd, None, wall, out);
+                }
+            }
+        }
+    }
+
     fn ensure_open(&mut self, now: Instant, wall: SystemTime, out: &mut Vec<Change>) {
         if self.current.is_none() {
             // The task-start marker was missed (a fork that prints none): progress starts one.
@@ -465,6 +562,87 @@ mod tests {
                 }
             })
             .expect("a finished generation")
+    }
+
+    fn queue(t: &mut Tracker, q: QueueSignal, now: Instant) -> Vec<Change> {
+        let mut out = Vec::new();
+        t.on_queue(q, now, SystemTime::now(), &mut out);
+        out
+    }
+    fn generating(tab: &str) -> QueueSignal {
+        QueueSignal::Generating {
+            session_hash: tab.into(),
+            fn_index: 67,
+        }
+    }
+    fn completed(tab: &str) -> QueueSignal {
+        QueueSignal::Completed {
+            session_hash: tab.into(),
+            fn_index: 67,
+        }
+    }
+
+    #[test]
+    fn the_queue_starts_and_ends_a_generation_the_console_does_not_show() {
+        let mut t = Tracker::new(1);
+        let t0 = Instant::now() + Duration::from_secs(60);
+        assert_eq!(
+            queue(&mut t, generating("tab1"), t0),
+            vec![Change::Started(1)]
+        );
+        // Further updates are activity for the stall limit, not new generations.
+        let t1 = t0 + Duration::from_secs(3);
+        assert!(queue(&mut t, generating("tab1"), t1).is_empty());
+        assert_eq!(t.current().unwrap().last_activity(), t1);
+        // Another tab's call completing does not end this generation.
+        assert!(queue(&mut t, completed("tab2"), t1).is_empty());
+        let out = queue(&mut t, completed("tab1"), t1);
+        let g = finished(&out);
+        assert_eq!(g.closed_by, Some(ClosedBy::QueueEnd));
+        assert_eq!(g.outcome, Outcome::Completed);
+        assert!(t.current().is_none());
+    }
+
+    #[test]
+    fn the_console_and_the_queue_make_one_generation() {
+        let mut t = Tracker::new(1);
+        let t0 = Instant::now() + Duration::from_secs(60);
+        assert_eq!(
+            feed(&mut t, Signal::TaskStart, t0),
+            vec![Change::Started(1)]
+        );
+        assert!(
+            queue(&mut t, generating("tab1"), t0).is_empty(),
+            "tied, not a second one"
+        );
+        let out = feed(&mut t, Signal::TaskEnd, t0);
+        assert_eq!(finished(&out).closed_by, Some(ClosedBy::TaskEnd));
+        // The results delivered after the console's end: no phantom generation.
+        assert!(queue(&mut t, generating("tab1"), t0 + Duration::from_secs(30)).is_empty());
+        assert!(queue(&mut t, completed("tab1"), t0).is_empty());
+        assert!(t.current().is_none());
+        // The same tab's next task is a new generation.
+        let out = queue(&mut t, generating("tab1"), t0 + Duration::from_secs(90));
+        assert_eq!(out, vec![Change::Started(2)]);
+    }
+
+    #[test]
+    fn an_untied_update_right_after_the_console_end_opens_nothing() {
+        let mut t = Tracker::new(1);
+        let t0 = Instant::now();
+        feed(&mut t, Signal::TaskStart, t0);
+        feed(&mut t, Signal::TaskEnd, t0);
+        assert!(queue(&mut t, generating("tab1"), Instant::now()).is_empty());
+        assert!(t.current().is_none());
+    }
+
+    #[test]
+    fn another_tabs_updates_do_not_touch_the_running_generation() {
+        let mut t = Tracker::new(1);
+        let t0 = Instant::now() + Duration::from_secs(60);
+        queue(&mut t, generating("tab1"), t0);
+        assert!(queue(&mut t, generating("tab2"), t0 + Duration::from_secs(9)).is_empty());
+        assert_eq!(t.current().unwrap().last_activity(), t0);
     }
 
     #[test]

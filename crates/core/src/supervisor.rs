@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::console::{ConsoleBuffer, ConsoleLine, Stream, StreamReader};
 use crate::events::{self, EventKind, GuardEvent, LimitKind, StopHow, StopStep};
-use crate::generation::{Change, ClosedBy, Generation, Outcome, Phase, Tracker};
+use crate::generation::{Change, ClosedBy, Generation, Outcome, Phase, QueueSignal, Tracker};
 use crate::install::{self, Install, LaunchCommand};
 use crate::policy::{self, Breach, LimitSet, Usage};
 use crate::restart::{Decision, ExitKind, RestartPolicy};
@@ -177,6 +177,11 @@ enum Msg {
         exit: ExitInfo,
     },
     Usage(Usage),
+    /// Gradio's queue as the gateway relays it.
+    Queue {
+        run: u64,
+        event: guard_gateway::QueueEvent,
+    },
     /// Something the container saw itself (Windows job messages).
     Container {
         run: u64,
@@ -649,6 +654,7 @@ impl Loop {
             Msg::Exited { run, exit } => self.exited(run, exit),
             Msg::Usage(u) => self.usage(u),
             Msg::Container { run, event } => self.container_event(run, event),
+            Msg::Queue { run, event } => self.queue_event(run, event),
             Msg::StopSent { run, result } => self.stop_sent(run, result),
         }
     }
@@ -740,7 +746,7 @@ impl Loop {
         };
         let run_id = self.next_run;
         self.next_run += 1;
-        let (launch, gateway, gateway_note) = self.launch_with_gateway(&target);
+        let (launch, gateway, gateway_note) = self.launch_with_gateway(&target, run_id);
         let container = match guard_contain::create(self.cfg.containment_preference(), "fooocus") {
             Ok(c) => c,
             Err(e) => {
@@ -837,9 +843,27 @@ impl Loop {
     /// The command for `target`, and the gateway in front of it when the user wants one: then
     /// Fooocus listens on an internal loopback port and the gateway on the user's port. If the
     /// gateway cannot start, Fooocus starts directly on the user's port and the reason is kept.
+    /// A sender for the gateway's queue events; a thread hands them to the supervisor as
+    /// `Msg::Queue` for this run, until the gateway (the last sender) is dropped.
+    fn queue_events(&self, run_id: u64) -> std::sync::mpsc::Sender<guard_gateway::QueueEvent> {
+        let (qtx, qrx) = std::sync::mpsc::channel();
+        let tx = self.tx.clone();
+        let _ = std::thread::Builder::new()
+            .name("queue-events".into())
+            .spawn(move || {
+                for event in qrx {
+                    if tx.send(Msg::Queue { run: run_id, event }).is_err() {
+                        break;
+                    }
+                }
+            });
+        qtx
+    }
+
     fn launch_with_gateway(
         &mut self,
         target: &Target,
+        run_id: u64,
     ) -> (
         LaunchCommand,
         Option<Arc<guard_gateway::Gateway>>,
@@ -871,6 +895,7 @@ impl Loop {
                 upstream: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
                 token: self.cfg.gateway.token.clone(),
                 rate_per_minute: self.cfg.gateway.rate_per_minute,
+                events: Some(self.queue_events(run_id)),
             })
             .map(|g| (g, port))
             .map_err(|e| e.to_string())
@@ -1461,6 +1486,34 @@ impl Loop {
         if let Err(e) = run.container.kill_tree() {
             eprintln!("fooocus-guard: tree kill failed: {e}");
         }
+    }
+
+    fn queue_event(&mut self, run_id: u64, event: guard_gateway::QueueEvent) {
+        use guard_gateway::QueueEvent;
+        if !matches!(&self.mode, Mode::Running(run) if run.id == run_id) {
+            return;
+        }
+        let signal = match event {
+            QueueEvent::Generating {
+                session_hash,
+                fn_index,
+            } => QueueSignal::Generating {
+                session_hash,
+                fn_index,
+            },
+            QueueEvent::Completed {
+                session_hash,
+                fn_index,
+            } => QueueSignal::Completed {
+                session_hash,
+                fn_index,
+            },
+            QueueEvent::Joined { .. } | QueueEvent::Started { .. } => return,
+        };
+        let now = Instant::now();
+        self.tracker
+            .on_queue(signal, now, SystemTime::now(), &mut self.changes);
+        self.apply_changes(now);
     }
 
     fn container_event(&mut self, run_id: u64, event: guard_contain::ContainerEvent) {

@@ -32,6 +32,9 @@ pub struct GatewayConfig {
     pub token: Option<String>,
     /// Generations one client (IP) may queue per minute.
     pub rate_per_minute: Option<u32>,
+    /// Where the queue's events go as they are seen (the supervisor's second source of
+    /// generation events beside the console). None: kept only for `request_stop`.
+    pub events: Option<std::sync::mpsc::Sender<QueueEvent>>,
 }
 
 /// A generation seen in the queue traffic.
@@ -50,6 +53,7 @@ struct State {
     running: Vec<ActiveTask>,
     /// Every session hash seen, newest last (for diagnostics).
     sessions: Vec<String>,
+    sink: Option<std::sync::mpsc::Sender<QueueEvent>>,
 }
 
 impl State {
@@ -75,6 +79,7 @@ impl State {
                     started: Instant::now(),
                 });
             }
+            QueueEvent::Generating { .. } => {}
             QueueEvent::Completed {
                 session_hash,
                 fn_index,
@@ -115,7 +120,10 @@ impl Gateway {
         let addr = listener
             .local_addr()
             .map_err(|e| GatewayError(e.to_string()))?;
-        let state = Arc::new(Mutex::new(State::default()));
+        let state = Arc::new(Mutex::new(State {
+            sink: cfg.events.clone(),
+            ..State::default()
+        }));
         let stop = Arc::new(AtomicBool::new(false));
         let (st, stp) = (state.clone(), stop.clone());
         let rules = Arc::new(cfg.clone());
@@ -404,6 +412,9 @@ fn apply(state: &Mutex<State>, events: Vec<QueueEvent>) {
     }
     let mut s = state.lock().unwrap();
     for e in events {
+        if let Some(tx) = &s.sink {
+            let _ = tx.send(e.clone());
+        }
         s.on_event(e);
     }
 }

@@ -9,6 +9,9 @@ pub enum QueueEvent {
     Joined { session_hash: String, fn_index: u64 },
     /// The function started running for that session.
     Started { session_hash: String, fn_index: u64 },
+    /// It sent an update while running (`process_generating`): Fooocus's generate function does
+    /// at every step it reports (progress text, a preview), and only while it makes progress.
+    Generating { session_hash: String, fn_index: u64 },
     /// It ended (finished, failed or stopped).
     Completed { session_hash: String, fn_index: u64 },
 }
@@ -127,6 +130,10 @@ impl Tap {
                     session_hash: h,
                     fn_index: f,
                 }),
+                Some("process_generating") => out.push(QueueEvent::Generating {
+                    session_hash: h,
+                    fn_index: f,
+                }),
                 Some("process_completed") => out.push(QueueEvent::Completed {
                     session_hash: h,
                     fn_index: f,
@@ -166,6 +173,17 @@ mod tests {
         assert_eq!(
             t.from_server(&msgs),
             vec![QueueEvent::Started {
+                session_hash: "tab1".into(),
+                fn_index: 12
+            }]
+        );
+        let step = text_frame(
+            br#"{"msg":"process_generating","output":{"data":[]}}"#,
+            None,
+        );
+        assert_eq!(
+            t.from_server(&step),
+            vec![QueueEvent::Generating {
                 session_hash: "tab1".into(),
                 fn_index: 12
             }]

@@ -61,6 +61,7 @@ fn gateway(token: Option<&str>, rate: Option<u32>) -> Gateway {
         upstream: echo_upstream(),
         token: token.map(String::from),
         rate_per_minute: rate,
+        events: None,
     })
     .unwrap()
 }
@@ -169,6 +170,7 @@ fn a_taken_port_is_a_clear_error() {
         upstream: echo_upstream(),
         token: None,
         rate_per_minute: None,
+        events: None,
     })
     .err()
     .unwrap()
