@@ -1474,9 +1474,12 @@ impl Loop {
             EndReason::UserStop | EndReason::Shutdown | EndReason::UserRestart
         ) {
             self.shared.status.lock().unwrap().state = FooocusState::Stopping;
-            terminate(run.pid);
             // Fooocus holds no state worth a long wait; 5 s covers its exit handlers.
-            let deadline = Instant::now() + Duration::from_secs(5);
+            let deadline = if terminate(run.pid) {
+                Instant::now() + Duration::from_secs(5)
+            } else {
+                Instant::now()
+            };
             while Instant::now() < deadline
                 && run.container.pids().map(|p| !p.is_empty()).unwrap_or(false)
             {
@@ -1769,17 +1772,21 @@ impl Loop {
     }
 }
 
+/// Ask Fooocus to exit; false when there is no way to ask.
 #[cfg(unix)]
-fn terminate(pid: u32) {
+fn terminate(pid: u32) -> bool {
     // SAFETY: plain kill(2) on the pid the guard spawned and has not reaped yet.
     unsafe {
         libc::kill(pid as libc::pid_t, libc::SIGTERM);
     }
+    true
 }
 
 #[cfg(not(unix))]
-fn terminate(_pid: u32) {
-    // Windows has no SIGTERM for a console-less process: the tree kill follows.
+fn terminate(_pid: u32) -> bool {
+    // Windows has no SIGTERM, and a process without a console gets no Ctrl-Break: the tree
+    // kill follows at once rather than after a wait for nothing.
+    false
 }
 
 #[cfg(unix)]
