@@ -37,7 +37,6 @@ check "'Open dashboard' in the tray menu" python3 tests/app/tray.py click "Open 
 check "the window titled 'Fooocus Guard' opens" wait_for 60 xdotool search --name '^Fooocus Guard$'
 sleep 5
 open_mib=$(python3 tests/app/rss.py "$pid")
-echo "memory of the app (its processes, not Fooocus): ${tray_mib} MiB in the tray, ${open_mib} MiB with the dashboard open"
 check "the tray menu offers what the issue lists" bash -c 'python3 tests/app/tray.py menu | cut -f2 | tr "\n" "|" | grep -q "Open dashboard|Start Fooocus|Stop Fooocus|Restart Fooocus|Open Fooocus in the browser|Stop the current generation|Quit"'
 notified() { dunstctl history | grep -q "Generation stopped"; }
 check "a timed-out generation raises a friendly notification" wait_for 120 notified
@@ -49,6 +48,16 @@ check "the tray's status line follows the state" bash -c 'python3 tests/app/tray
 sleep 2
 import -window root "$art/dashboard.png" 2>/dev/null
 check "a screenshot of the dashboard was taken" test -s "$art/dashboard.png"
+# Closing the window (as its close button would) gives its memory back: the webview is destroyed,
+# the app stays in the tray.
+for w in $(xdotool search --name '^Fooocus Guard$'); do python3 tests/app/close_window.py "$w"; done
+no_window() { ! xdotool search --name '^Fooocus Guard$' >/dev/null; }
+check "the window closes" wait_for 30 no_window
+check "the app stays in the tray" kill -0 "$pid"
+sleep 5
+closed_mib=$(python3 tests/app/rss.py "$pid")
+echo "memory of the app (its processes, not Fooocus): ${tray_mib} MiB in the tray, ${open_mib} MiB with the dashboard open, ${closed_mib} MiB after closing it"
+check "closing the dashboard gives most of its memory back" test "$closed_mib" -lt $(( (tray_mib + open_mib) / 2 ))
 check "Quit from the tray menu" python3 tests/app/tray.py click Quit
 gone() { ! kill -0 "$pid" 2>/dev/null; }
 check "the app exits" wait_for 30 gone
