@@ -792,17 +792,10 @@ impl Loop {
             return;
         }
         if let Some(events) = container.take_events() {
-            // Ends when the container drops its sender (the run is over).
-            let tx = self.tx.clone();
-            let _ = std::thread::Builder::new()
-                .name("container-events".into())
-                .spawn(move || {
-                    for event in events {
-                        if tx.send(Msg::Container { run: run_id, event }).is_err() {
-                            break;
-                        }
-                    }
-                });
+            self.forward("container-events", events, move |event| Msg::Container {
+                run: run_id,
+                event,
+            });
         }
         let pid = child.id();
         let choice = container.choice().clone();
@@ -840,26 +833,39 @@ impl Loop {
         }));
     }
 
-    /// The command for `target`, and the gateway in front of it when the user wants one: then
-    /// Fooocus listens on an internal loopback port and the gateway on the user's port. If the
-    /// gateway cannot start, Fooocus starts directly on the user's port and the reason is kept.
-    /// A sender for the gateway's queue events; a thread hands them to the supervisor as
-    /// `Msg::Queue` for this run, until the gateway (the last sender) is dropped.
-    fn queue_events(&self, run_id: u64) -> std::sync::mpsc::Sender<guard_gateway::QueueEvent> {
-        let (qtx, qrx) = std::sync::mpsc::channel();
+    /// Hands what `from` yields to the supervisor as messages, on a thread of its own that ends
+    /// with `from` (its last sender dropped with the run's container or gateway).
+    fn forward<T: Send + 'static>(
+        &self,
+        name: &str,
+        from: impl IntoIterator<Item = T> + Send + 'static,
+        wrap: impl Fn(T) -> Msg + Send + 'static,
+    ) {
         let tx = self.tx.clone();
         let _ = std::thread::Builder::new()
-            .name("queue-events".into())
+            .name(name.into())
             .spawn(move || {
-                for event in qrx {
-                    if tx.send(Msg::Queue { run: run_id, event }).is_err() {
+                for item in from {
+                    if tx.send(wrap(item)).is_err() {
                         break;
                     }
                 }
             });
+    }
+
+    /// A sender for the gateway's queue events, handed to the supervisor as `Msg::Queue`.
+    fn queue_events(&self, run_id: u64) -> std::sync::mpsc::Sender<guard_gateway::QueueEvent> {
+        let (qtx, qrx) = std::sync::mpsc::channel();
+        self.forward("queue-events", qrx, move |event| Msg::Queue {
+            run: run_id,
+            event,
+        });
         qtx
     }
 
+    /// The command for `target`, and the gateway in front of it when the user wants one: then
+    /// Fooocus listens on an internal loopback port and the gateway on the user's port. If the
+    /// gateway cannot start, Fooocus starts directly on the user's port and the reason is kept.
     fn launch_with_gateway(
         &mut self,
         target: &Target,
