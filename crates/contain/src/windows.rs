@@ -26,7 +26,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use windows_sys::Win32::Foundation::{
-    CloseHandle, GetLastError, ERROR_MORE_DATA, HANDLE, INVALID_HANDLE_VALUE, WAIT_TIMEOUT,
+    CloseHandle, GetLastError, ERROR_ACCESS_DENIED, ERROR_MORE_DATA, HANDLE, INVALID_HANDLE_VALUE,
+    WAIT_TIMEOUT,
 };
 use windows_sys::Win32::System::Diagnostics::ToolHelp::{
     CreateToolhelp32Snapshot, Thread32First, Thread32Next, TH32CS_SNAPTHREAD, THREADENTRY32,
@@ -88,6 +89,19 @@ struct Job {
 }
 
 impl Job {
+    /// An unnamed job: nothing else can open it, and it cannot collide with another guard's.
+    fn new() -> Result<Job> {
+        // SAFETY: a plain constructor; the handle is owned by `Handle`.
+        let job = unsafe { CreateJobObjectW(std::ptr::null(), std::ptr::null()) };
+        if job.is_null() {
+            return Err(last_error("creating the Job Object"));
+        }
+        Ok(Job {
+            handle: Handle(job),
+            ids: Mutex::new(vec![0; 257]),
+        })
+    }
+
     fn query<T>(&self, class: JOBOBJECTINFOCLASS) -> Result<T> {
         // SAFETY: T is one of the plain C structs the class names; the size passed matches it.
         unsafe {
@@ -256,15 +270,34 @@ pub struct JobContainer {
     choice: BackendChoice,
 }
 
+/// What `create` would give, from a job made and dropped for the question.
 pub fn probe_backend() -> Result<BackendChoice> {
-    Ok(BackendChoice {
+    Ok(choice_for(&Job::new()?))
+}
+
+/// The choice for this machine. CPU rate control came with Windows 8 (and Wine has none): ask
+/// the job, so that the settings and `doctor` say the CPU cap is not enforced before anyone
+/// sets one.
+fn choice_for(job: &Job) -> BackendChoice {
+    let mut choice = BackendChoice {
         kind: BackendKind::JobObject,
         reason: "a Job Object that kills the tree when the guard's handle closes holds Fooocus; \
                  the RAM cap is the job's commit limit (RAM plus page file), the CPU cap its \
                  hard rate limit"
             .into(),
         unenforced: Vec::new(),
-    })
+    };
+    let off: JOBOBJECT_CPU_RATE_CONTROL_INFORMATION = unsafe { zeroed() };
+    if job
+        .set(JobObjectCpuRateControlInformation, &off, "")
+        .is_err()
+    {
+        choice.unenforced.push("cpu".into());
+        choice
+            .reason
+            .push_str("; this Windows has no CPU rate control, so the CPU cap is not enforced");
+    }
+    choice
 }
 
 pub fn create(name: &str) -> Result<Box<dyn Containment>> {
@@ -273,16 +306,7 @@ pub fn create(name: &str) -> Result<Box<dyn Containment>> {
 
 impl JobContainer {
     pub fn create(_name: &str) -> Result<Self> {
-        // An unnamed job: nothing else can open it, and it cannot collide with another guard's.
-        // SAFETY: plain constructor calls; every handle is owned by a `Handle`.
-        let job = unsafe { CreateJobObjectW(std::ptr::null(), std::ptr::null()) };
-        if job.is_null() {
-            return Err(last_error("creating the Job Object"));
-        }
-        let job = Arc::new(Job {
-            handle: Handle(job),
-            ids: Mutex::new(vec![0; 257]),
-        });
+        let job = Arc::new(Job::new()?);
         let mut limits: JOBOBJECT_EXTENDED_LIMIT_INFORMATION = unsafe { zeroed() };
         // DIE_ON_UNHANDLED_EXCEPTION: a crashed Python ends at once instead of hanging in the
         // Windows Error Reporting dialog, so the restart policy sees the crash.
@@ -311,6 +335,10 @@ impl JobContainer {
             "connecting the job to its completion port",
         )?;
 
+        // CPU rate control came with Windows 8 (and Wine does not have it): ask once, so that
+        // the settings and `doctor` can say the CPU cap is not enforced before anyone sets one.
+        let choice = choice_for(&job);
+
         let (tx, rx) = crossbeam_channel::bounded(EVENT_BACKLOG);
         let memory_hits = Arc::new(AtomicU64::new(0));
         let port_thread = {
@@ -327,7 +355,7 @@ impl JobContainer {
             port_thread: Some(port_thread),
             events: Mutex::new(Some(rx)),
             memory_hits,
-            choice: probe_backend()?,
+            choice,
         })
     }
 }
@@ -451,7 +479,21 @@ impl Containment for JobContainer {
         let process = child.as_raw_handle() as HANDLE;
         // SAFETY: `process` is the live handle std holds for the child.
         if unsafe { AssignProcessToJobObject(self.job.handle.0, process) } == 0 {
-            let err = last_error("putting Fooocus into its Job Object");
+            let os = std::io::Error::last_os_error();
+            let err = if os.raw_os_error() == Some(ERROR_ACCESS_DENIED as i32) {
+                // Windows 7, or a launcher that runs the guard in a job of its own that allows
+                // no nested jobs.
+                ContainError::Unavailable {
+                    backend: "job-object",
+                    why: "Windows refused to put Fooocus into a Job Object because Fooocus Guard \
+                          itself runs inside a job that allows no other (Windows 7, or the \
+                          program that started the guard): start Fooocus Guard directly, from \
+                          the Start menu or its own folder"
+                        .into(),
+                }
+            } else {
+                ContainError::io("putting Fooocus into its Job Object", os)
+            };
             // Never let the suspended child run outside the job.
             unsafe { TerminateProcess(process, KILLED_EXIT_CODE) };
             return Err(err);
