@@ -530,6 +530,14 @@ def make_install(argv):
         os.makedirs(os.path.join(env, "bin"), exist_ok=True)
         link(sys.executable, os.path.join(env, "bin", "python"))
         python = os.path.join(env, "bin", "python")
+    elif os.name == "nt":
+        # Windows: symlinks need special rights, and a venv's python.exe is a launcher that
+        # reads pyvenv.cfg -- make a real (pip-less) venv. Not exercised by CI (no Windows
+        # Python under Wine).
+        import subprocess
+        env = os.path.join(fooocus, "fooocus_env")
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", env], check=True)
+        python = os.path.join(env, "Scripts", "python.exe")
     else:
         os.makedirs(os.path.join(fooocus, "fooocus_env", "bin"), exist_ok=True)
         link(sys.executable, os.path.join(fooocus, "fooocus_env", "bin", "python"))
