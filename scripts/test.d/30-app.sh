@@ -13,4 +13,6 @@ FOOOCUS_GUARD_CONFIG_DIR=$tmp/config FOOOCUS_GUARD_DATA_DIR=$tmp/data \
     tauri-driver --port 4444 >$tmp/driver.log 2>&1 &
     sleep 1
     python3 tests/app/webdriver.py '$app'; rc=\$?
+    # A failure here is often the driver's: show its side of the story.
+    [ \$rc -eq 0 ] || { echo '--- tauri-driver log'; tail -n 40 $tmp/driver.log; }
     kill %1 2>/dev/null; exit \$rc"
