@@ -176,27 +176,52 @@ impl Job {
         }
     }
 
-    fn usage(&self, pids: &mut Vec<u32>) -> Result<NativeUsage> {
+    /// One pass over the job for a sample: its accounting, its processes, and each one's memory
+    /// (one OpenProcess per process, no allocation once `pids` is large enough).
+    fn read(&self, pids: &mut Vec<u32>) -> Result<JobReading> {
         let acct = self.accounting()?;
-        let ext: JOBOBJECT_EXTENDED_LIMIT_INFORMATION =
-            self.query(JobObjectExtendedLimitInformation)?;
         self.pids_into(pids)?;
-        let mut memory = 0u64;
+        let (mut working_set, mut commit) = (0u64, 0u64);
         for &pid in pids.iter() {
-            memory += process_memory(pid)
-                .map(|m| m.WorkingSetSize as u64)
-                .unwrap_or(0);
+            if let Some(m) = process_memory(pid) {
+                working_set += m.WorkingSetSize as u64;
+                commit += m.PagefileUsage as u64;
+            }
         }
-        Ok(NativeUsage {
-            memory_bytes: memory,
-            peak_memory_bytes: ext.PeakJobMemoryUsed as u64,
+        Ok(JobReading {
             // FILETIME units: 100 ns.
             cpu_time: Duration::from_nanos(
                 (acct.TotalUserTime as u64 + acct.TotalKernelTime as u64) * 100,
             ),
             processes: acct.ActiveProcesses,
+            working_set,
+            commit,
         })
     }
+
+    fn usage(&self, pids: &mut Vec<u32>) -> Result<NativeUsage> {
+        let r = self.read(pids)?;
+        let ext: JOBOBJECT_EXTENDED_LIMIT_INFORMATION =
+            self.query(JobObjectExtendedLimitInformation)?;
+        Ok(NativeUsage {
+            memory_bytes: r.working_set,
+            peak_memory_bytes: ext.PeakJobMemoryUsed as u64,
+            cpu_time: r.cpu_time,
+            processes: r.processes,
+        })
+    }
+}
+
+/// The job's figures at one instant.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JobReading {
+    /// User + kernel time of every process that ran in the job.
+    pub cpu_time: Duration,
+    pub processes: u32,
+    /// Resident memory of the job's processes.
+    pub working_set: u64,
+    /// Their committed private memory (what the job's memory limit counts).
+    pub commit: u64,
 }
 
 /// Whether a process with this pid is still running (not exited).
@@ -243,21 +268,9 @@ impl PartialEq for JobProbe {
 impl Eq for JobProbe {}
 
 impl JobProbe {
-    /// The job's accounting; `pids` receives the processes in the job.
-    pub fn usage(&self, pids: &mut Vec<u32>) -> Result<NativeUsage> {
-        self.0.usage(pids)
-    }
-
-    /// Working-set and commit (private bytes) totals of the processes in `pids`.
-    pub fn memory_of(pids: &[u32]) -> (u64, u64) {
-        let (mut ws, mut commit) = (0u64, 0u64);
-        for &pid in pids {
-            if let Some(m) = process_memory(pid) {
-                ws += m.WorkingSetSize as u64;
-                commit += m.PagefileUsage as u64;
-            }
-        }
-        (ws, commit)
+    /// The job's figures; `pids` receives the processes in the job.
+    pub fn read(&self, pids: &mut Vec<u32>) -> Result<JobReading> {
+        self.0.read(pids)
     }
 }
 

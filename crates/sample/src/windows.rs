@@ -69,16 +69,15 @@ impl Tree {
 
     /// Fill `t` (all but CPU %) and `pids`; returns the tree's cumulative CPU time in ns.
     pub fn read(&mut self, t: &mut TreeSample, pids: &mut Vec<u32>) -> u64 {
-        let Ok(usage) = self.job.usage(pids) else {
+        let Ok(r) = self.job.read(pids) else {
             return 0;
         };
-        let (working_set, commit) = JobProbe::memory_of(pids);
-        t.ram_bytes = working_set;
+        t.ram_bytes = r.working_set;
         t.ram_source = RamSource::Job;
         // What the job has committed beyond what is resident lives in the page file: the
         // closest Windows figure to Linux's swap.
-        t.swap_bytes = commit.saturating_sub(working_set);
-        t.processes = usage.processes;
-        usage.cpu_time.as_nanos() as u64
+        t.swap_bytes = r.commit.saturating_sub(r.working_set);
+        t.processes = r.processes;
+        r.cpu_time.as_nanos() as u64
     }
 }
