@@ -75,7 +75,7 @@ def wait_event(path, pred, timeout=120):
     raise AssertionError("event not seen; events: %s\noutput:\n%s" % (events(path), open(out).read()[-3000:] if os.path.exists(out) else ""))
 
 
-def start_guard(extra_env=None, timeout="4s", port=None):
+def start_guard(extra_env=None, timeout="4s", port=None, metrics_port=None):
     """The CLI supervising the app through the gateway; returns (guard, events path, user port)."""
     tmp = tempfile.mkdtemp()
     inst = os.path.join(tmp, "Fooocus")
@@ -83,12 +83,34 @@ def start_guard(extra_env=None, timeout="4s", port=None):
     port = port or free_port()
     ev = os.path.join(tmp, "events.jsonl")
     cfg = os.path.join(tmp, "config.toml")
-    open(cfg, "w").close()
+    with open(cfg, "w") as f:
+        if metrics_port:
+            f.write("[metrics]\nenabled = true\nport = %d\n" % metrics_port)
     open(ev, "w").close()
     env = dict(os.environ, FOOOCUS_GUARD_DATA_DIR=os.path.join(tmp, "data"), **(extra_env or {}))
     guard = subprocess.Popen([CLI, "run", "--install", inst, "--port", str(port), "--timeout", timeout, "--grace", "5s",
                               "--config", cfg, "--events", ev], env=env, stdout=open(os.path.join(tmp, "out.txt"), "w"), stderr=subprocess.STDOUT)
     return guard, ev, port
+
+
+def gauge(port, name):
+    try:
+        text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5).read().decode()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def wait_gauge(port, name, value, timeout=60):
+    end = time.time() + timeout
+    while time.time() < end:
+        if gauge(port, name) == value:
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def stop_guard(guard):
@@ -201,7 +223,8 @@ blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 blocker.bind(("127.0.0.1", 0))
 blocker.listen(1)
 taken = blocker.getsockname()[1]
-guard, ev, port = start_guard(port=taken)
+metrics = free_port()
+guard, ev, port = start_guard(port=taken, metrics_port=metrics)
 try:
     warn = wait_event(ev, lambda e: e["event"] == "warning" and "graceful stop is unavailable" in e["message"], 60)
     check("a taken port: the guard says graceful stop is unavailable, and why",
@@ -209,6 +232,8 @@ try:
     wait_event(ev, lambda e: e["event"] == "started", 60)
     argv = fooocus_argv(ev)
     check("...and starts Fooocus directly on the user's port", argv[argv.index(b"--port") + 1] == str(taken).encode(), argv)
+    check("...and its metrics say graceful stop is unavailable", wait_gauge(metrics, "fooocus_guard_graceful_stop_available", 0.0),
+          gauge(metrics, "fooocus_guard_graceful_stop_available"))
     # The app cannot listen there either and exits; the port is freed; the restart tries the
     # gateway again.
     wait_event(ev, lambda e: e["event"] == "exited", 120)
@@ -218,6 +243,8 @@ try:
     argv = fooocus_argv(ev, n - 1)
     check("once the port is free, Fooocus comes back behind the gateway",
           argv[argv.index(b"--port") + 1] != str(taken).encode() and (":%d" % taken) in ready["url"], (argv, ready))
+    check("...and graceful stop is available again", wait_gauge(metrics, "fooocus_guard_graceful_stop_available", 1.0),
+          gauge(metrics, "fooocus_guard_graceful_stop_available"))
 finally:
     blocker.close()
     stop_guard(guard)

@@ -636,6 +636,26 @@ pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    /// The example in the README is what users copy: it must load as it is.
+    #[test]
+    fn the_readme_example_is_a_valid_config() {
+        let readme = include_str!("../../../README.md");
+        let block = readme
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .expect("a toml block in the README");
+        let c: Config = toml::from_str(block).unwrap_or_else(|e| panic!("{e}"));
+        // The example's install path is the reader's to fill in.
+        let errors: Vec<_> = c
+            .validate()
+            .into_iter()
+            .filter(|e| e.field != "install_path")
+            .collect();
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(c.gateway.enabled && !c.metrics.enabled && !c.log_prompts);
+    }
+
     #[test]
     fn defaults_are_valid_and_round_trip() {
         let c = Config::default();

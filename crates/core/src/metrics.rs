@@ -77,6 +77,15 @@ pub fn start(guard: &crate::Guard, port: u16) -> Result<SocketAddr, String> {
                 let mut m = metrics.lock().unwrap();
                 match u {
                     crate::Update::Event(e) => m.on_event(&e),
+                    crate::Update::Status(st) => {
+                        // For alerting on a headless server: a breach will cost a model reload
+                        // while this is 0 (the status and `doctor` say why).
+                        m.set_gauge(
+                            "fooocus_guard_graceful_stop_available",
+                            "1 when a generation can be stopped without restarting Fooocus.",
+                            f64::from(u8::from(st.graceful_stop.available)),
+                        );
+                    }
                     crate::Update::Sample(s) => {
                         m.set_gauge(
                             "fooocus_guard_system_cpu_percent",
