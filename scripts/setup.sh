@@ -4,9 +4,7 @@
 set -euo pipefail
 what=${1:-test}
 here=$(cd "$(dirname "$0")/.." && pwd)
-
-SUDO=""
-if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+. "$here/scripts/lib/debs.sh"
 
 # Debian packages: the Rust build (C toolchain, pkg-config), the Tauri app (WebKitGTK, the tray's
 # appindicator), and for tests a real X server, D-Bus session, notification daemon and tray host.
@@ -18,24 +16,13 @@ if [ "$what" = test ]; then
          haskell-status-notifier-item-utils haskell-gtk-sni-tray-utils chromium procps psmisc
          libglib2.0-bin)
 fi
-missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "setup: installing ${missing[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+ensure_debs setup "${pkgs[@]}"
 
 if ! command -v cargo >/dev/null; then
   echo "setup: cargo is missing: install Rust with rustup (https://rustup.rs), then run this again" >&2
   exit 1
 fi
-if ! command -v npm >/dev/null; then
-  echo "setup: installing Node.js and npm"
-  $SUDO apt-get install -y -qq nodejs npm
-fi
+command -v npm >/dev/null || ensure_debs setup nodejs npm
 
 # The front end must exist before any cargo step that builds the Tauri app.
 if [ -f "$here/ui/package.json" ]; then

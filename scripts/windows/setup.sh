@@ -7,18 +7,9 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 . "$here/scripts/windows/env.sh"
-SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+. "$here/scripts/lib/debs.sh"
 
-pkgs=(gcc-mingw-w64-x86-64 wine64 libllvm22 libgit2-1.5 libssh2-1 libcurl4)
-missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "windows setup: installing ${missing[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+ensure_debs "windows setup" gcc-mingw-w64-x86-64 wine64 libllvm22 libgit2-1.5 libssh2-1 libcurl4
 
 version=1.96.0+dfsg1-1~deb12u2
 if [ "$(cat "$rust_web/.version" 2>/dev/null)" != "$version" ] || [ ! -x "$rust_web/usr/bin/cargo-clippy" ]; then

@@ -6,6 +6,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$here"
+start=$(date +%s)
 bash scripts/windows/setup.sh
 . scripts/windows/env.sh
 # The Tauri app embeds the built front end.
@@ -29,3 +30,4 @@ wcargo test --no-fail-fast \
   -p fooocus-console -p guard-contain -p guard-sample -p guard-history -p guard-core \
   -p guard-gateway -p guard-cli -- --test-threads=2
 /usr/lib/wine/wineserver -k 2>/dev/null || true
+echo "--- windows: set-up, lint and tests in $(( $(date +%s) - start )) s"

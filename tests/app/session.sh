@@ -56,6 +56,8 @@ check "the window closes" wait_for 30 no_window
 check "the app stays in the tray" kill -0 "$pid"
 sleep 5
 closed_mib=$(python3 tests/app/rss.py "$pid")
+# What stays after the close, process by process (RSS in KiB): the README's breakdown.
+ps -o rss=,args= -p "$pid" --ppid "$pid" | cut -c1-100 | sed 's/^/  after closing: /'
 echo "memory of the app (its processes, not Fooocus): ${tray_mib} MiB in the tray, ${open_mib} MiB with the dashboard open, ${closed_mib} MiB after closing it"
 check "closing the dashboard gives most of its memory back" test "$closed_mib" -lt $(( (tray_mib + open_mib) / 2 ))
 check "Quit from the tray menu" python3 tests/app/tray.py click Quit

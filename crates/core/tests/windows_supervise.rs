@@ -90,18 +90,19 @@ fn a_hung_generation_ends_in_a_tree_kill_and_fooocus_comes_back() {
     let mut seen = Vec::new();
     let mut first_run_pids = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
-    let restarted = loop {
+    loop {
         assert!(Instant::now() < deadline, "events so far: {seen:#?}");
         let Ok(Update::Event(e)) = updates.recv_timeout(Duration::from_millis(500)) else {
             continue;
         };
         match &e.kind {
-            EventKind::Started { attempt, .. } if *attempt > 0 => break e,
+            // Fooocus came back after the kill.
+            EventKind::Started { attempt, .. } if *attempt > 0 => break,
             EventKind::GenerationStopped { .. } => first_run_pids = pids(&pids_file),
             _ => {}
         }
         seen.push(e);
-    };
+    }
     let kinds: Vec<&EventKind> = seen.iter().map(|e| &e.kind).collect();
     assert!(
         kinds
@@ -142,7 +143,6 @@ fn a_hung_generation_ends_in_a_tree_kill_and_fooocus_comes_back() {
     for p in &first_run_pids {
         assert!(!is_alive(*p), "pid {p} of the killed run is still alive");
     }
-    drop(restarted);
 
     guard.shutdown();
     guard.wait();
