@@ -47,6 +47,9 @@ pub struct LaunchOptions {
     /// Address to listen on; None = loopback only. "0.0.0.0" exposes Fooocus to the LAN.
     pub listen: Option<String>,
     pub extra_args: Vec<String>,
+    /// Start through entry_with_update.py, which hard-resets the Fooocus folder to upstream's
+    /// newest code at every start; off: launch.py starts the version the user has.
+    pub auto_update: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,6 +143,7 @@ impl Default for LaunchOptions {
             port: DEFAULT_PORT,
             listen: None,
             extra_args: Vec::new(),
+            auto_update: false,
         }
     }
 }
