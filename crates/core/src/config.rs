@@ -728,6 +728,15 @@ mod tests {
         fs::write(&file.path, "[limits]\nmemory_bytes = \"1K\"\n").unwrap();
         let loaded = file.load().unwrap();
         assert!(loaded.warning.unwrap().contains("limits.memory_bytes"));
+
+        // Absurd durations, as text or as numbers: named, never a crash.
+        for text in ["timeout_s = \"1e30\"", "timeout_s = 1e30"] {
+            fs::write(&file.path, format!("[limits]\n{text}\n")).unwrap();
+            let loaded = file.load().unwrap();
+            assert_eq!(loaded.config, good, "{text}");
+            let w = loaded.warning.unwrap();
+            assert!(w.contains("timeout_s"), "{text}: {w}");
+        }
     }
 
     #[test]

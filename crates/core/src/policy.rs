@@ -25,7 +25,12 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 
 impl From<&LimitsConfig> for LimitSet {
     fn from(c: &LimitsConfig) -> Self {
-        let d = |v: Option<f64>| v.filter(|v| *v > 0.0).map(Duration::from_secs_f64);
+        // Validation keeps limits in range; an absurd value that slipped through is no limit,
+        // never a panic.
+        let d = |v: Option<f64>| {
+            v.filter(|v| *v > 0.0)
+                .and_then(|v| Duration::try_from_secs_f64(v).ok())
+        };
         LimitSet {
             timeout: d(c.timeout_s),
             stall: d(c.stall_timeout_s),

@@ -458,6 +458,8 @@ struct Run {
     gateway: Option<Arc<guard_gateway::Gateway>>,
     /// Why there is no gateway, when the user wanted one.
     gateway_note: Option<String>,
+    /// Fooocus could not bind its port: (port, whether it is the user's own port).
+    port_taken: Option<(u16, bool)>,
 }
 
 #[derive(Debug)]
@@ -850,6 +852,7 @@ impl Loop {
             },
             gateway,
             gateway_note,
+            port_taken: None,
         }));
     }
 
@@ -1106,6 +1109,9 @@ impl Loop {
                 }
                 Change::Progress => {}
                 Change::Error { exception, message } => {
+                    if let Some(port) = taken_port(&message) {
+                        self.port_taken(port);
+                    }
                     self.emit(EventKind::FooocusError { exception, message });
                 }
                 Change::Oom(message) => self.emit(EventKind::OutOfMemory { message }),
@@ -1639,6 +1645,7 @@ impl Loop {
         *self.shared.last_exit.lock().unwrap() = Some((code, signal));
         let end = run.end;
         let pid = run.pid;
+        let port_taken = run.port_taken;
         let now = Instant::now();
         *self.shared.tree.lock().unwrap() = None;
         self.shared.generating.store(false, Ordering::Relaxed);
@@ -1692,6 +1699,13 @@ impl Loop {
                     _ => "exited".to_string(),
                 };
                 self.guard_line(&format!("Fooocus {reason}"));
+                if let Some((port, true)) = port_taken {
+                    self.give_up(
+                        1,
+                        format!("port {port} is taken by another program: close it, or pick another port in the settings"),
+                    );
+                    return;
+                }
                 match self.restart.on_exit(kind, now) {
                     Decision::Restart { attempt, delay } => {
                         self.schedule_restart(now, attempt, delay, reason)
@@ -1701,6 +1715,25 @@ impl Loop {
                 }
             }
         }
+    }
+
+    /// Gradio was given `--port P` and P is taken: it tries only that port and exits
+    /// (networking.py: "Cannot find empty port in range: P-P"). Behind the gateway P is the
+    /// guard's internal port, and the restart picks another; the user's own port stays taken
+    /// until they act, so restarting cannot help.
+    fn port_taken(&mut self, port: u16) {
+        let Mode::Running(run) = &mut self.mode else {
+            return;
+        };
+        let users = run.gateway.is_none() && port == self.cfg.launch.port;
+        run.port_taken = Some((port, users));
+        let msg = if users {
+            format!("port {port} is taken by another program (another Fooocus?): close it, or pick another port in the settings")
+        } else {
+            format!("Fooocus's internal port {port} was taken just before it started; the restart uses another")
+        };
+        self.guard_line(&msg);
+        self.emit(EventKind::Warning { message: msg });
     }
 
     fn after_failure(&mut self, now: Instant, reason: String) {
@@ -1860,4 +1893,21 @@ fn exit_info(st: std::process::ExitStatus) -> ExitInfo {
 /// Argv helper for the CLI: OsString from &str.
 pub fn os(args: &[&str]) -> Vec<OsString> {
     args.iter().map(OsString::from).collect()
+}
+
+/// The port in Gradio's "Cannot find empty port in range: P-P" (its networking.py, 3.39/3.41).
+fn taken_port(message: &str) -> Option<u16> {
+    let rest = message.split("Cannot find empty port in range:").nth(1)?;
+    let first = rest.trim_start().split('-').next()?;
+    first.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod port_tests {
+    #[test]
+    fn the_taken_port_is_read_from_gradios_message() {
+        let m = "Cannot find empty port in range: 7865-7865. You can specify a different port by setting the GRADIO_SERVER_PORT environment variable or passing the `server_port` parameter to `launch()`.";
+        assert_eq!(super::taken_port(m), Some(7865));
+        assert_eq!(super::taken_port("CUDA out of memory"), None);
+    }
 }
