@@ -119,6 +119,9 @@ struct Traceback {
     /// A frame of Fooocus's worker loop (`in worker`) or Fooocus-API's (`in
     /// task_schedule_loop`) was seen: an exception escaping it kills the thread.
     through_worker: bool,
+    /// A `threading.py ... in _bootstrap_inner` frame: the exception escaped a thread's
+    /// function (only an uncaught one shows the frames above it), header printed or not.
+    thread_top: bool,
 }
 
 #[derive(Debug, Default)]
@@ -359,7 +362,10 @@ impl Parser {
         let oom = is_oom_text(&exception)
             || is_oom_text(&message)
             || tb.lines.iter().any(|l| is_oom_text(l));
-        if let (Some(header), true) = (tb.thread_header, tb.through_worker) {
+        if let (Some(header), true) = (
+            tb.thread_header.or(tb.thread_top.then_some(tb.line)),
+            tb.through_worker,
+        ) {
             // The exception escaped the worker loop: the thread is gone (Fooocus before
             // 2.0.90 and MRE on any task error; any version when the worker fails to start).
             out.push(Event {
@@ -400,6 +406,9 @@ impl Parser {
     fn tb_push(tb: &mut Traceback, t: &str) {
         if t.ends_with(", in worker") || t.ends_with(", in task_schedule_loop") {
             tb.through_worker = true;
+        }
+        if t.ends_with(", in _bootstrap_inner") {
+            tb.thread_top = true;
         }
         if tb.lines.len() < MAX_TRACEBACK_LINES {
             tb.lines.push(clip(t));
