@@ -135,8 +135,9 @@ struct Task {
     images_done: u32,
     /// The current image has shown a step (2.0-2.3: the next step after a done image starts one).
     image_running: bool,
-    /// Started by Fooocus-API's `[Task Queue]` line: it prints no task end after a Stop or an
-    /// error inside its image loop, so those end the task here.
+    /// Started by Fooocus-API 0.3/0.4's `[Task Queue] Task queue start task`: they print no
+    /// task end after a Stop or an error inside the image loop, so those end the task here
+    /// (0.5's `[Task Queue] Start task` prints `Finish task` after a Stop).
     api: bool,
     /// Fooocus-API printed `Process error:`: the traceback it logs next ends the task.
     end_after_traceback: bool,
@@ -486,7 +487,7 @@ impl Parser {
     }
 
     /// Fooocus-API's `[Task Queue]` start: a task still open here never printed its end.
-    fn start_api_task(&mut self, line: u64, out: &mut Vec<Event>) {
+    fn start_api_task(&mut self, line: u64, no_end_after_stop: bool, out: &mut Vec<Event>) {
         if self.task.take().is_some() {
             out.push(Event {
                 line,
@@ -495,7 +496,7 @@ impl Parser {
         }
         self.start_task(line, out);
         if let Some(t) = self.task.as_mut() {
-            t.api = true;
+            t.api = no_end_after_stop;
         }
     }
 
@@ -607,10 +608,12 @@ impl Parser {
             });
             return;
         }
-        if s.starts_with("[Task Queue] Task queue start task")
-            || s.starts_with("[Task Queue] Start task")
-        {
-            self.start_api_task(line, out);
+        if s.starts_with("[Task Queue] Task queue start task") {
+            self.start_api_task(line, true, out);
+            return;
+        }
+        if s.starts_with("[Task Queue] Start task") {
+            self.start_api_task(line, false, out);
             return;
         }
         // Fooocus-API 0.4 logs the mode lines as `[Fooocus] Enter LCM mode.`.
@@ -727,7 +730,8 @@ impl Parser {
                 kind: EventKind::Stopped,
             });
             if self.task.as_ref().is_some_and(|t| t.api) {
-                // Fooocus-API 0.3/0.4 print no "Finish task" after a Stop.
+                // Fooocus-API 0.3/0.4 print no "Finish task" after a Stop (0.4.1.1
+                // `worker.py:1014-1037`).
                 self.task = None;
                 out.push(Event {
                     line,

@@ -191,7 +191,7 @@ fn fooocus_api_04_logger_prefix_and_ends_without_finish() {
 [2024-05-18 15:07:01] INFO     [Task Queue] Task queue start task, job_id=a2\n\
  33%|███▎      | 1/3 [00:01<00:02,  1.0s/it]\n\
 [2024-05-18 15:07:02] WARNING  [Fooocus] User stopped\n\
-[2024-05-18 15:07:03] INFO     [Task Queue] Start task, job_id=a3, pid=7\n\
+[2024-05-18 15:07:03] INFO     [Task Queue] Task queue start task, job_id=a3\n\
  33%|███▎      | 1/3 [00:01<00:02,  1.0s/it]\n\
 [2024-05-18 15:07:04] ERROR    [Fooocus] Process error: CUDA out of memory.\n\
 [2024-05-18 15:07:04] ERROR    CUDA out of memory.\n\
@@ -226,6 +226,30 @@ torch.cuda.OutOfMemoryError: CUDA out of memory.\n\
             (20, "progress"),
             (21, "task_end"),
             (21, "task_start"),
+        ]
+    );
+}
+
+/// 0.5 (`worker.py:299,1066-1070`): `Start task`, and `Finish task` also after a Stop.
+#[test]
+fn fooocus_api_05_ends_at_finish_after_a_stop() {
+    let log = "[2024-05-18 15:07:03] INFO     [Task Queue] Start task, job_id=a3, pid=7\n\
+ 33%|███▎      | 1/3 [00:01<00:02,  1.0s/it]\nUser stopped\n[Enhance] Skipping, preconditions aren't met\n\
+[2024-05-18 15:07:04] INFO     [Task Queue] Finish task, job_id=a3\nProcessing time (total): 3.00 seconds\n\
+[2024-05-18 15:07:05] INFO     [Task Queue] Start task, job_id=a4, pid=7\n\
+[2024-05-18 15:07:06] ERROR    [Task Queue] Finish task with error: CUDA out of memory. Tried to allocate 2.00 GiB, job_id=a4\n";
+    assert_eq!(
+        kinds_no_activity(log),
+        vec![
+            (1, "task_start"),
+            (2, "image_start"),
+            (2, "progress"),
+            (3, "stopped"),
+            (5, "task_end"),
+            (7, "task_start"),
+            (8, "error"),
+            (8, "oom"),
+            (8, "task_end"),
         ]
     );
 }
