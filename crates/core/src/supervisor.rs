@@ -511,23 +511,23 @@ struct Loop {
     last_status: Option<Status>,
     pending_console: Vec<ConsoleLine>,
     last_console_flush: Instant,
-    store: Option<crate::store::Store>,
+    store: Option<crate::store::HistoryWriter>,
+    /// The history queue overflowed (said once).
+    history_warned: bool,
     exit_when_done: bool,
 }
 
 impl Loop {
     fn new(opts: GuardOptions, tx: Sender<Msg>, shared: Arc<Shared>, spawner: Spawner) -> Loop {
-        let store = opts
-            .store
-            .as_deref()
-            .and_then(|p| match crate::store::Store::open(p) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    eprintln!("fooocus-guard: history is not kept: {e}");
-                    None
-                }
-            });
-        let next_id = store.as_ref().map(|s| s.next_generation_id()).unwrap_or(1);
+        // The history database is opened and written on a thread of its own: a database held
+        // by another process must not hold up the launch or any deadline.
+        let (store, next_id) = match opts.store.clone() {
+            Some(p) => {
+                let (w, first) = crate::store::HistoryWriter::spawn(p, Duration::from_millis(300));
+                (Some(w), first)
+            }
+            None => (None, 1),
+        };
         Loop {
             limits: LimitSet::from(&opts.config.limits),
             restart: RestartPolicy::new(opts.config.restart.clone()),
@@ -549,6 +549,7 @@ impl Loop {
             pending_console: Vec::new(),
             last_console_flush: Instant::now(),
             store,
+            history_warned: false,
             exit_when_done: opts.exit_when_done,
         }
     }
@@ -556,13 +557,24 @@ impl Loop {
     fn emit(&mut self, kind: EventKind) {
         let ev = GuardEvent::now(kind);
         events::trace(&ev);
-        if let Some(store) = &self.store {
-            store.record_event(&ev);
-        }
+        let kept = self.store.as_ref().is_none_or(|s| s.record_event(&ev));
         if let EventKind::LimitBreached { .. } = ev.kind {
             self.shared.status.lock().unwrap().unseen_breach = true;
         }
         self.shared.publish(Update::Event(ev));
+        if !kept {
+            self.history_overflowed();
+        }
+    }
+
+    /// The disk or the database is too slow for the history queue: records were dropped.
+    fn history_overflowed(&mut self) {
+        if std::mem::replace(&mut self.history_warned, true) {
+            return;
+        }
+        let msg = "the history database is not keeping up (held by another program, or a slow disk): some history records are dropped; supervision goes on".to_string();
+        self.guard_line(&msg);
+        self.emit(EventKind::Warning { message: msg });
     }
 
     fn guard_line(&mut self, text: &str) {
@@ -1138,6 +1150,13 @@ impl Loop {
             .version
             .clone()
             .or_else(|| install.and_then(|i| i.version.clone()));
+        // A develop build between 2.1.865 and 2.2.0 still says 2.1.865 but already stops per
+        // session; its worker's "Started worker with PID" line gives it away.
+        let version = if self.tracker.per_session_stop {
+            None
+        } else {
+            version
+        };
         let creds = install
             .map(|i| stop::Credentials::for_install(&i.fooocus_dir, &self.cfg.launch.extra_args))
             .unwrap_or_default();
@@ -1206,8 +1225,8 @@ impl Loop {
             peak_vram_bytes: g.peaks.vram_bytes,
             peak_cpu_percent: g.peaks.cpu_percent,
         });
-        if let Some(store) = &self.store {
-            store.save_generation(&g);
+        if !self.store.as_ref().is_none_or(|s| s.save_generation(&g)) {
+            self.history_overflowed();
         }
     }
 
@@ -1516,7 +1535,8 @@ impl Loop {
                 step.took_s
             ));
             if let (Some(store), Some(id)) = (&self.store, esc.generation) {
-                store.append_stop_step(id, &step);
+                // A dropped step is said by the next overflow of a larger record.
+                let _ = store.append_stop_step(id, &step);
             }
         }
     }
@@ -1645,7 +1665,10 @@ impl Loop {
         *self.shared.last_exit.lock().unwrap() = Some((code, signal));
         let end = run.end;
         let pid = run.pid;
-        let port_taken = run.port_taken;
+        let port_taken = run.port_taken.or_else(|| {
+            let port = self.tracker.port_taken?;
+            Some((port, run.gateway.is_none() && port == self.cfg.launch.port))
+        });
         let now = Instant::now();
         *self.shared.tree.lock().unwrap() = None;
         self.shared.generating.store(false, Ordering::Relaxed);
