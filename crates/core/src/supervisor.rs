@@ -1703,8 +1703,31 @@ impl Loop {
             Some(EndReason::UserStop) | Some(EndReason::Shutdown) => {
                 self.guard_line("Fooocus stopped");
             }
-            Some(EndReason::UserRestart) | Some(EndReason::Limit) => {
-                self.start_run(self.attempts + 1)
+            Some(EndReason::UserRestart) => self.start_run(self.attempts + 1),
+            Some(EndReason::Limit) => {
+                let limit = self.esc.as_ref().and_then(|e| e.limit);
+                match self.restart.on_limit_kill(now) {
+                    Decision::Restart { delay, .. } if delay.is_zero() => {
+                        self.start_run(self.attempts + 1)
+                    }
+                    Decision::Restart { attempt, delay } => self.schedule_restart(
+                        now,
+                        attempt,
+                        delay,
+                        "stopped again for a limit".into(),
+                    ),
+                    Decision::GiveUp { failures } => {
+                        self.esc = None;
+                        let what = limit.map_or("a", |l| l.as_str());
+                        self.give_up(
+                            failures,
+                            format!(
+                                "its {what} limit stopped it each time; a cap below what Fooocus needs once loaded is the usual cause: raise it in the settings (History shows what past generations used)"
+                            ),
+                        )
+                    }
+                    Decision::Stay => self.start_run(self.attempts + 1),
+                }
             }
             Some(EndReason::Unhealthy) => {
                 self.after_failure(now, "Fooocus could not generate".into())
