@@ -413,3 +413,48 @@ fn a_locked_history_database_delays_no_limit() {
     );
     run.stop();
 }
+
+/// Fooocus printing 100 MB of console as fast as it can: the guard reads it all (Fooocus never
+/// blocks on a print) but keeps at most a bounded amount waiting, so its memory stays flat.
+/// Prints the guard's peak RSS.
+#[test]
+fn a_console_flood_does_not_grow_the_guard() {
+    let tmp = tempfile::tempdir().unwrap();
+    let done = tmp.path().join("flooded");
+    let script = format!(
+        "import sys,time\n\
+         line='x'*1023+'\\n'\n\
+         for _ in range(100*1024): sys.stdout.write(line)\n\
+         sys.stdout.flush()\n\
+         open({done:?},'w').close()\n\
+         time.sleep(60)"
+    );
+    let mut run = Running::start(&["--restart", "never", "--", "python3", "-c", &script]);
+    let t0 = std::time::Instant::now();
+    while !done.exists() {
+        assert!(
+            t0.elapsed() < LONG,
+            "the flood never finished: {}",
+            run.dump()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Let the loop catch up with what it kept, then read the peak.
+    std::thread::sleep(Duration::from_millis(500));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", run.child.id())).unwrap();
+    let hwm_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    println!(
+        "guard peak RSS while Fooocus printed 100 MB: {} MiB",
+        hwm_kib / 1024
+    );
+    assert!(
+        hwm_kib < 64 * 1024,
+        "the guard grew to {} MiB while Fooocus flooded its console",
+        hwm_kib / 1024
+    );
+    run.stop();
+}

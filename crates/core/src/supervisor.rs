@@ -460,6 +460,10 @@ struct Run {
     gateway_note: Option<String>,
     /// Fooocus could not bind its port: (port, whether it is the user's own port).
     port_taken: Option<(u16, bool)>,
+    /// Asked to exit (SIGTERM): when the tree is killed if it has not exited by then.
+    kill_at: Option<Instant>,
+    /// When the console counts as quiet (no output since), to complete an open traceback.
+    settle_at: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -512,6 +516,8 @@ struct Loop {
     pending_console: Vec<ConsoleLine>,
     last_console_flush: Instant,
     store: Option<crate::store::HistoryWriter>,
+    /// Bytes of Fooocus's output read but not yet handled by the loop (bounded).
+    console_inflight: Arc<std::sync::atomic::AtomicUsize>,
     /// The history queue overflowed (said once).
     history_warned: bool,
     exit_when_done: bool,
@@ -549,6 +555,7 @@ impl Loop {
             pending_console: Vec::new(),
             last_console_flush: Instant::now(),
             store,
+            console_inflight: Default::default(),
             history_warned: false,
             exit_when_done: opts.exit_when_done,
         }
@@ -647,6 +654,8 @@ impl Loop {
                     );
                 }
                 take(self.tracker.quiet_deadline());
+                take(run.kill_at);
+                take(run.settle_at);
             }
             Mode::WaitingRestart { at, .. } => take(Some(*at)),
             _ => {}
@@ -670,7 +679,11 @@ impl Loop {
     fn handle(&mut self, m: Msg) {
         match m {
             Msg::Cmd(c) => self.command(c),
-            Msg::Output { run, stream, bytes } => self.output(run, stream, Some(&bytes)),
+            Msg::Output { run, stream, bytes } => {
+                self.output(run, stream, Some(&bytes));
+                self.console_inflight
+                    .fetch_sub(bytes.len(), Ordering::Relaxed);
+            }
             Msg::Eof { run, stream } => self.output(run, stream, None),
             Msg::Exited { run, exit } => self.exited(run, exit),
             Msg::Usage(u) => self.usage(u),
@@ -865,6 +878,8 @@ impl Loop {
             gateway,
             gateway_note,
             port_taken: None,
+            kill_at: None,
+            settle_at: None,
         }));
     }
 
@@ -996,11 +1011,13 @@ impl Loop {
             let Some(mut pipe) = pipe else { continue };
             let tx = self.tx.clone();
             let passthrough = self.passthrough;
+            let inflight = self.console_inflight.clone();
             let _ = std::thread::Builder::new()
                 .name(format!("fooocus-{stream:?}"))
                 .spawn(move || {
                     // Read continuously: a full pipe blocks Fooocus's print and looks like a hang.
                     let mut buf = vec![0u8; 64 * 1024];
+                    let mut dropped = 0usize;
                     loop {
                         match pipe.read(&mut buf) {
                             Ok(0) => break,
@@ -1010,14 +1027,25 @@ impl Loop {
                                     let _ = o.write_all(&buf[..n]);
                                     let _ = o.flush();
                                 }
-                                if tx
-                                    .send(Msg::Output {
-                                        run,
-                                        stream,
-                                        bytes: buf[..n].to_vec(),
-                                    })
-                                    .is_err()
-                                {
+                                // Fooocus flooding its console must not grow the guard (it
+                                // sits outside the cgroup, so no cap would catch it): past
+                                // the budget, output is dropped and counted, and the pipe is
+                                // still read so Fooocus never blocks on a print.
+                                if inflight.load(Ordering::Relaxed) + n > CONSOLE_BUDGET {
+                                    dropped += n;
+                                    continue;
+                                }
+                                let mut bytes = Vec::new();
+                                if dropped > 0 {
+                                    bytes.extend_from_slice(
+                                        format!("\n[fooocus-guard: {dropped} bytes of Fooocus's output dropped: it printed faster than the guard could read]\n")
+                                            .as_bytes(),
+                                    );
+                                    dropped = 0;
+                                }
+                                bytes.extend_from_slice(&buf[..n]);
+                                inflight.fetch_add(bytes.len(), Ordering::Relaxed);
+                                if tx.send(Msg::Output { run, stream, bytes }).is_err() {
                                     break;
                                 }
                             }
@@ -1051,6 +1079,7 @@ impl Loop {
         }
         let now = Instant::now();
         let wall = SystemTime::now();
+        run.settle_at = Some(now + CONSOLE_SETTLE);
         let reader = if stream == Stream::Stdout {
             &mut run.out
         } else {
@@ -1280,7 +1309,27 @@ impl Loop {
                 self.kill_for_escalation(now);
             }
         }
+        if let Mode::Running(run) = &mut self.mode {
+            if run.settle_at.is_some_and(|at| now >= at) {
+                run.settle_at = None;
+                let wall = SystemTime::now();
+                let (tracker, changes) = (&mut self.tracker, &mut self.changes);
+                for reader in [&mut run.out, &mut run.err] {
+                    reader.settle(|sig| tracker.on_signal(sig, now, wall, changes));
+                }
+            }
+        }
+        if let Mode::Running(run) = &mut self.mode {
+            if run.kill_at.is_some_and(|at| now >= at) {
+                run.kill_at = None;
+                if let Err(e) = run.container.kill_tree() {
+                    eprintln!("fooocus-guard: tree kill failed: {e}");
+                }
+            }
+        }
         match &self.mode {
+            // Stopping on purpose: no limit applies any more.
+            Mode::Running(run) if run.end.is_some() => {}
             Mode::Running(run) => {
                 let started = run.started;
                 if self.esc.is_none() {
@@ -1553,16 +1602,11 @@ impl Loop {
             EndReason::UserStop | EndReason::Shutdown | EndReason::UserRestart
         ) {
             self.shared.status.lock().unwrap().state = FooocusState::Stopping;
-            // Fooocus holds no state worth a long wait; 5 s covers its exit handlers.
-            let deadline = if terminate(run.pid) {
-                Instant::now() + Duration::from_secs(5)
-            } else {
-                Instant::now()
-            };
-            while Instant::now() < deadline
-                && run.container.pids().map(|p| !p.is_empty()).unwrap_or(false)
-            {
-                std::thread::sleep(Duration::from_millis(20));
+            // Fooocus holds no state worth a long wait; 5 s covers its exit handlers. The loop
+            // goes on meanwhile (a timer, like a limit stop's grace), so it never sleeps here.
+            if terminate(run.pid) {
+                run.kill_at = Some(Instant::now() + Duration::from_secs(5));
+                return;
             }
         }
         if let Err(e) = run.container.kill_tree() {
@@ -1940,6 +1984,12 @@ fn exit_info(st: std::process::ExitStatus) -> ExitInfo {
 pub fn os(args: &[&str]) -> Vec<OsString> {
     args.iter().map(OsString::from).collect()
 }
+
+/// Quiet this long, the console's open traceback is complete (see `Parser::settle`).
+const CONSOLE_SETTLE: Duration = Duration::from_millis(300);
+
+/// How much of Fooocus's output may wait for the loop (both pipes together).
+const CONSOLE_BUDGET: usize = 4 << 20;
 
 /// The port in Gradio's "Cannot find empty port in range: P-P" (its networking.py, 3.39/3.41).
 fn taken_port(message: &str) -> Option<u16> {
