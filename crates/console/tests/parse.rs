@@ -443,7 +443,10 @@ fn a_quiet_stream_completes_a_traceback_whose_exception_was_seen() {
     assert!(out.is_empty(), "{out:?}");
     p.settle(&mut out);
     let kinds: Vec<&str> = out.iter().map(|e| e.kind.name()).collect();
-    assert!(kinds.contains(&"worker_died") && kinds.contains(&"error"), "{kinds:?}");
+    assert!(
+        kinds.contains(&"worker_died") && kinds.contains(&"error"),
+        "{kinds:?}"
+    );
 
     let mut p = ConsoleParser::new();
     let mut out = Vec::new();

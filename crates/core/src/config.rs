@@ -621,7 +621,27 @@ pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     {
-        let mut f = fs::File::create(&tmp)?;
+        let mut opts = fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        let _ = fs::remove_file(&tmp);
+        // The settings may hold a gateway token: a new file is the user's alone, and a file
+        // the user made keeps the mode they gave it.
+        #[cfg(unix)]
+        let mode = {
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            let mode = fs::metadata(path)
+                .map(|m| m.permissions().mode() & 0o7777)
+                .unwrap_or(0o600);
+            opts.mode(mode);
+            mode
+        };
+        let mut f = opts.open(&tmp)?;
+        // The umask may have narrowed the mode further than the user's file had it.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            f.set_permissions(fs::Permissions::from_mode(mode))?;
+        }
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
     }
@@ -737,6 +757,20 @@ mod tests {
             let w = loaded.warning.unwrap();
             assert!(w.contains("timeout_s"), "{text}: {w}");
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn config_files_are_private_and_keep_the_users_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = ConfigFile::new(dir.path().join("config.toml"));
+        file.save(&Config::default()).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&file.path), 0o600);
+        fs::set_permissions(&file.path, fs::Permissions::from_mode(0o640)).unwrap();
+        file.save(&Config::default()).unwrap();
+        assert_eq!(mode(&file.path), 0o640, "the user's mode is kept");
     }
 
     #[test]
