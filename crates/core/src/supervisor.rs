@@ -464,6 +464,8 @@ struct Run {
     kill_at: Option<Instant>,
     /// When the console counts as quiet (no output since), to complete an open traceback.
     settle_at: Option<Instant>,
+    /// Tree kills that did not finish, in a row.
+    kill_failures: u32,
 }
 
 #[derive(Debug)]
@@ -574,6 +576,25 @@ impl Loop {
         }
     }
 
+    /// A tree kill did not finish (the group could not be read, processes stuck in the
+    /// kernel): the tree may still run, so it is tried again every second until it empties,
+    /// and the user is told.
+    fn kill_failed(&mut self, now: Instant, why: String) {
+        let Mode::Running(run) = &mut self.mode else {
+            return;
+        };
+        run.kill_failures += 1;
+        run.kill_at = Some(now + Duration::from_secs(1));
+        let n = run.kill_failures;
+        if n == 1 || n % 30 == 0 {
+            let msg = format!(
+                "could not kill Fooocus's processes ({why}); trying again every second (attempt {n})"
+            );
+            self.guard_line(&msg);
+            self.emit(EventKind::Warning { message: msg });
+        }
+    }
+
     /// The disk or the database is too slow for the history queue: records were dropped.
     fn history_overflowed(&mut self) {
         if std::mem::replace(&mut self.history_warned, true) {
@@ -660,12 +681,18 @@ impl Loop {
             Mode::WaitingRestart { at, .. } => take(Some(*at)),
             _ => {}
         }
-        if let Some(Escalation {
-            phase: EscPhase::Graceful { deadline, .. },
-            ..
-        }) = &self.esc
-        {
-            take(Some(*deadline));
+        match &self.esc {
+            Some(Escalation {
+                phase: EscPhase::Graceful { deadline, .. },
+                ..
+            }) => take(Some(*deadline)),
+            Some(Escalation {
+                phase: EscPhase::Restarting { since },
+                ..
+            }) => take(Some(
+                *since + self.limits.startup.unwrap_or(RESTART_DEADLINE),
+            )),
+            None => {}
         }
         if !self.pending_console.is_empty() {
             take(Some(self.last_console_flush + Duration::from_millis(100)));
@@ -880,6 +907,7 @@ impl Loop {
             port_taken: None,
             kill_at: None,
             settle_at: None,
+            kill_failures: 0,
         }));
     }
 
@@ -1323,7 +1351,34 @@ impl Loop {
             if run.kill_at.is_some_and(|at| now >= at) {
                 run.kill_at = None;
                 if let Err(e) = run.container.kill_tree() {
-                    eprintln!("fooocus-guard: tree kill failed: {e}");
+                    self.kill_failed(now, e.to_string());
+                }
+            }
+        }
+        // The restart after a kill has a deadline too: past the start-up limit (10 min when
+        // that is off) the escalation ends and the start-up limit watches Fooocus again.
+        if let Some(Escalation {
+            phase: EscPhase::Restarting { since },
+            ..
+        }) = &self.esc
+        {
+            if now >= *since + self.limits.startup.unwrap_or(RESTART_DEADLINE) {
+                let since = *since;
+                let esc = self.esc.take().expect("escalation");
+                self.guard_line(&format!(
+                    "Fooocus was not ready {:.0} s after the kill",
+                    now.duration_since(since).as_secs_f64()
+                ));
+                if let (Some(store), Some(id)) = (&self.store, esc.generation) {
+                    let _ = store.append_stop_step(
+                        id,
+                        &StopStep {
+                            step: "restart".into(),
+                            at_s: since.saturating_duration_since(esc.due).as_secs_f64(),
+                            took_s: now.duration_since(since).as_secs_f64(),
+                            result: "not ready in time".into(),
+                        },
+                    );
                 }
             }
         }
@@ -1532,6 +1587,11 @@ impl Loop {
             result,
         });
         esc.phase = EscPhase::Restarting { since: done };
+        if let Err(e) = &report {
+            let why = e.to_string();
+            self.kill_failed(done, why);
+        }
+        let Some(esc) = self.esc.as_mut() else { return };
         let took_total = done.saturating_duration_since(esc.due).as_secs_f64();
         let (limit, generation, steps) = (esc.limit, esc.generation, esc.steps.clone());
         let (grace_s, grace) = match &esc.grace {
@@ -1610,7 +1670,7 @@ impl Loop {
             }
         }
         if let Err(e) = run.container.kill_tree() {
-            eprintln!("fooocus-guard: tree kill failed: {e}");
+            self.kill_failed(Instant::now(), e.to_string());
         }
     }
 
@@ -1984,6 +2044,9 @@ fn exit_info(st: std::process::ExitStatus) -> ExitInfo {
 pub fn os(args: &[&str]) -> Vec<OsString> {
     args.iter().map(OsString::from).collect()
 }
+
+/// How long the restart after a kill may take when the start-up limit is off.
+const RESTART_DEADLINE: Duration = Duration::from_secs(600);
 
 /// Quiet this long, the console's open traceback is complete (see `Parser::settle`).
 const CONSOLE_SETTLE: Duration = Duration::from_millis(300);
