@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub use rules::browser_url;
+pub use rules::{browser_url, url_with_token};
 pub use tap::{QueueEvent, Tap};
 
 #[derive(Clone, Debug)]
@@ -95,9 +95,18 @@ struct State {
 
 /// Count one event for `ip` in a sliding minute unless `limit` are already there; the seconds
 /// until the oldest leaves when refused.
-fn count_in_minute(map: &mut PerClient, ip: std::net::IpAddr, limit: u32, add: bool, now: Instant) -> Result<(), u64> {
+fn count_in_minute(
+    map: &mut PerClient,
+    ip: std::net::IpAddr,
+    limit: u32,
+    add: bool,
+    now: Instant,
+) -> Result<(), u64> {
     if map.len() > 4096 {
-        map.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < Duration::from_secs(60)));
+        map.retain(|_, q| {
+            q.back()
+                .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(60))
+        });
     }
     let q = map.entry(ip).or_default();
     while q
@@ -210,8 +219,7 @@ impl Gateway {
             .map_err(|e| GatewayError(format!("the gateway cannot start: {e}")))?;
         let listener = {
             let _in = rt.enter();
-            tokio::net::TcpListener::from_std(listener)
-                .map_err(|e| GatewayError(e.to_string()))?
+            tokio::net::TcpListener::from_std(listener).map_err(|e| GatewayError(e.to_string()))?
         };
         let state = Arc::new(Mutex::new(State {
             sink: cfg.events.clone(),
@@ -323,4 +331,3 @@ pub fn stop_fn_index(config: &serde_json::Value) -> Option<u64> {
         })
         .map(|i| i as u64)
 }
-

@@ -141,8 +141,7 @@ impl Drop for Busy {
     fn drop(&mut self) {
         let s = &self.0.slot;
         s.served.fetch_add(1, Ordering::SeqCst);
-        s.idle_since
-            .store(self.0.shared.now_ms(), Ordering::SeqCst);
+        s.idle_since.store(self.0.shared.now_ms(), Ordering::SeqCst);
         s.busy.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -236,7 +235,11 @@ async fn serve(stream: TcpStream, held: Arc<Held>, local: Option<SocketAddr>) {
     }
 }
 
-fn text(status: StatusCode, extra: &[(header::HeaderName, String)], body: String) -> Response<Body> {
+fn text(
+    status: StatusCode,
+    extra: &[(header::HeaderName, String)],
+    body: String,
+) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from(body)).map_err(|e| match e {}).boxed());
     *r.status_mut() = status;
     let h = r.headers_mut();

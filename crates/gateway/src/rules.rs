@@ -154,6 +154,30 @@ pub fn browser_url(listen: std::net::SocketAddr, token: Option<&str>) -> String 
     }
 }
 
+/// `url` (the status's address, which never carries the token) with the token as `?token=`:
+/// what "Open Fooocus in the browser" opens when a token is set.
+pub fn url_with_token(url: &str, token: Option<&str>) -> String {
+    let Some(t) = token else {
+        return url.to_string();
+    };
+    let (base, fragment) = url
+        .split_once('#')
+        .map_or((url, None), |(b, f)| (b, Some(f)));
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let base =
+        if base.contains("://") && !base.split_once("://").is_some_and(|(_, r)| r.contains('/')) {
+            format!("{base}/")
+        } else {
+            base.to_string()
+        };
+    let mut out = format!("{base}{sep}token={}", cookie_value(t));
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
+    }
+    out
+}
+
 /// Host and port of `Host:` or an origin's authority (`[v6]:port`, `name:port`, `name`).
 fn split_authority(a: &str) -> (String, Option<u16>) {
     let a = a.trim();
@@ -286,19 +310,47 @@ mod tests {
     }
 
     #[test]
+    fn the_status_url_gets_the_token() {
+        assert_eq!(
+            url_with_token("http://127.0.0.1:7865", Some("a&b")),
+            "http://127.0.0.1:7865/?token=a%26b"
+        );
+        assert_eq!(
+            url_with_token("http://127.0.0.1:7865/?x=1", Some("t")),
+            "http://127.0.0.1:7865/?x=1&token=t"
+        );
+        assert_eq!(url_with_token("http://h:1/", None), "http://h:1/");
+    }
+
+    #[test]
     fn hosts_and_origins() {
         let lan: IpAddr = "192.168.1.5".parse().unwrap();
-        for ok in ["localhost:7865", "127.0.0.1:7865", "192.168.1.5:7865", "[::1]:7865", "MyPC:7865", "mypc.local"] {
+        for ok in [
+            "localhost:7865",
+            "127.0.0.1:7865",
+            "192.168.1.5:7865",
+            "[::1]:7865",
+            "MyPC:7865",
+            "mypc.local",
+        ] {
             assert!(host_names_this_machine(ok, lan, Some("mypc")), "{ok}");
         }
-        for bad in ["evil.example:7865", "192.168.1.6:7865", "mypc.evil.example", ""] {
+        for bad in [
+            "evil.example:7865",
+            "192.168.1.6:7865",
+            "mypc.evil.example",
+            "",
+        ] {
             assert!(!host_names_this_machine(bad, lan, Some("mypc")), "{bad}");
         }
         assert!(same_origin(None, "127.0.0.1:7865"));
         assert!(same_origin(Some("http://127.0.0.1:7865"), "127.0.0.1:7865"));
         assert!(same_origin(Some("http://localhost"), "localhost:80"));
         assert!(!same_origin(Some("http://evil.example"), "127.0.0.1:7865"));
-        assert!(!same_origin(Some("http://127.0.0.1:7866"), "127.0.0.1:7865"));
+        assert!(!same_origin(
+            Some("http://127.0.0.1:7866"),
+            "127.0.0.1:7865"
+        ));
         assert!(!same_origin(Some("null"), "127.0.0.1:7865"));
     }
 }
