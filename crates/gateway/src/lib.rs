@@ -331,3 +331,69 @@ pub fn stop_fn_index(config: &serde_json::Value) -> Option<u64> {
         })
         .map(|i| i as u64)
 }
+
+/// A small loopback HTTP server on the gateway's stack (hyper, bounded the same way) for the
+/// guard's own pages, such as `/metrics`: `page(path)` gives the body, None is a 404.
+pub struct PageServer {
+    addr: SocketAddr,
+    stop: Arc<tokio::sync::Notify>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PageServer {
+    pub fn start(
+        listen: SocketAddr,
+        content_type: &'static str,
+        page: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> Result<PageServer, GatewayError> {
+        let listener =
+            std::net::TcpListener::bind(listen).map_err(|e| GatewayError(e.to_string()))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| GatewayError(e.to_string()))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| GatewayError(e.to_string()))?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(|e| GatewayError(e.to_string()))?;
+        let listener = {
+            let _in = rt.enter();
+            tokio::net::TcpListener::from_std(listener).map_err(|e| GatewayError(e.to_string()))?
+        };
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let stop2 = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("fooocus-guard-pages".into())
+            .spawn(move || {
+                rt.block_on(relay::serve_pages(
+                    listener,
+                    Arc::new(page),
+                    content_type,
+                    stop2,
+                ));
+                drop(rt);
+            })
+            .map_err(|e| GatewayError(e.to_string()))?;
+        Ok(PageServer {
+            addr,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for PageServer {
+    fn drop(&mut self) {
+        self.stop.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

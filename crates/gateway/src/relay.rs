@@ -259,7 +259,7 @@ fn text(
     r
 }
 
-fn header_str<'a>(req: &'a Request<Incoming>, name: header::HeaderName) -> Option<&'a str> {
+fn header_str(req: &Request<Incoming>, name: header::HeaderName) -> Option<&str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -555,4 +555,57 @@ pub(crate) async fn fetch(
     tokio::time::timeout(Duration::from_secs(10), work)
         .await
         .map_err(|_| "no answer in 10 s".to_string())?
+}
+
+type Page = dyn Fn(&str) -> Option<String> + Send + Sync;
+
+/// The guard's own pages: GET only, a few connections, each bounded in time.
+pub(crate) async fn serve_pages(
+    listener: TcpListener,
+    page: Arc<Page>,
+    content_type: &'static str,
+    stop: Arc<tokio::sync::Notify>,
+) {
+    let open = Arc::new(tokio::sync::Semaphore::new(16));
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.notified() => return,
+            a = listener.accept() => a,
+        };
+        let Ok((stream, _)) = accepted else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            continue; // full: closed at once
+        };
+        let page = page.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let body = page(req.uri().path());
+                async move {
+                    let (status, body) = match body {
+                        Some(b) => (StatusCode::OK, b),
+                        None => (
+                            StatusCode::NOT_FOUND,
+                            "only /metrics is served here\n".into(),
+                        ),
+                    };
+                    let mut r = Response::new(Full::new(Bytes::from(body)));
+                    *r.status_mut() = status;
+                    r.headers_mut()
+                        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+                    Ok::<_, Infallible>(r)
+                }
+            });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(5))
+                .max_buf_size(16 * 1024);
+            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            let _ = tokio::time::timeout(Duration::from_secs(30), conn).await;
+            drop(permit);
+        });
+    }
 }

@@ -227,7 +227,11 @@ fn keep_alive_then_websocket_upgrade_is_rate_limited_and_tapped() {
         session_hash: "tab-a".into(),
         fn_index: 7,
     };
-    let seen: Vec<QueueEvent> = events.iter().take_while(|e| *e != started).collect();
+    // (A broken tap fails here after 30 s instead of hanging.)
+    let seen: Vec<QueueEvent> =
+        std::iter::from_fn(|| events.recv_timeout(Duration::from_secs(30)).ok())
+            .take_while(|e| *e != started)
+            .collect();
     assert!(
         seen.contains(&QueueEvent::Joined {
             session_hash: "tab-a".into(),
