@@ -218,6 +218,10 @@ try:
     check("an ignored stop escalates to a kill", stopped.get("how") == "killed" and stopped["steps"][0]["result"] == "ignored", stopped)
     wait_event(ev, lambda e: e["event"] == "ready" and sum(1 for x in events(ev) if x["event"] == "ready") >= 2, 180)
     check("Fooocus is restarted and ready again", sum(1 for x in events(ev) if x["event"] == "ready") >= 2)
+    argv = fooocus_argv(ev, 1)
+    check("...behind a new gateway on the same port (the old one let go of it first)",
+          argv[argv.index(b"--port") + 1] != str(port).encode()
+          and not any(e["event"] == "warning" and "graceful stop is unavailable" in e["message"] for e in events(ev)), argv)
 finally:
     guard.send_signal(signal.SIGTERM)
     guard.wait(60)
