@@ -78,7 +78,9 @@ pub struct ActiveTask {
     pub started: Instant,
 }
 
-type PerClient = std::collections::HashMap<std::net::IpAddr, std::collections::VecDeque<Instant>>;
+/// Per client address: when each counted thing happened, and which it was (a hash).
+type PerClient =
+    std::collections::HashMap<std::net::IpAddr, std::collections::VecDeque<(Instant, u64)>>;
 
 #[derive(Default)]
 struct State {
@@ -94,37 +96,41 @@ struct State {
 }
 
 /// Count one event for `ip` in a sliding minute unless `limit` are already there; the seconds
-/// until the oldest leaves when refused.
+/// until the oldest leaves when refused. `add`: the event's key; an event whose key was already
+/// counted this minute is not counted again (a stale cookie sent with every request is one wrong
+/// token, a guesser's tokens are all different).
 fn count_in_minute(
     map: &mut PerClient,
     ip: std::net::IpAddr,
     limit: u32,
-    add: bool,
+    add: Option<u64>,
     now: Instant,
 ) -> Result<(), u64> {
     if map.len() > 4096 {
         map.retain(|_, q| {
             q.back()
-                .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(60))
+                .is_some_and(|(t, _)| now.duration_since(*t) < Duration::from_secs(60))
         });
     }
     let q = map.entry(ip).or_default();
     while q
         .front()
-        .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
+        .is_some_and(|(t, _)| now.duration_since(*t) >= Duration::from_secs(60))
     {
         q.pop_front();
     }
     if q.len() as u32 >= limit {
         let wait = q
             .front()
-            .map(|t| 60u64.saturating_sub(now.duration_since(*t).as_secs()))
+            .map(|(t, _)| 60u64.saturating_sub(now.duration_since(*t).as_secs()))
             .unwrap_or(60)
             .max(1);
         return Err(wait);
     }
-    if add {
-        q.push_back(now);
+    if let Some(key) = add {
+        if key == 0 || !q.iter().any(|(_, k)| *k == key) {
+            q.push_back((now, key));
+        }
     }
     Ok(())
 }

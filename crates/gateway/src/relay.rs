@@ -32,6 +32,7 @@ pub(crate) struct Shared {
     next_id: AtomicU64,
     epoch: Instant,
     machine: Option<String>,
+    hasher: std::collections::hash_map::RandomState,
 }
 
 impl Shared {
@@ -47,7 +48,16 @@ impl Shared {
             next_id: AtomicU64::new(0),
             epoch: Instant::now(),
             machine: rules::machine_name(),
+            hasher: Default::default(),
         })
+    }
+
+    /// A keyed hash of the wrong tokens a request brought (the throttle keeps no token).
+    fn key_of(&self, p: &Presented) -> u64 {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let mut h = self.hasher.build_hasher();
+        (&p.query, &p.bearer, &p.cookie).hash(&mut h);
+        h.finish() | 1
     }
 
     fn now_ms(&self) -> u64 {
@@ -298,7 +308,7 @@ async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<Body> {
         if presented.any() {
             let limit = shared.limits.failed_tokens_per_minute;
             let mut st = shared.state.lock().unwrap();
-            if let Err(wait) = count_in_minute(&mut st.failures, peer, limit, false, now) {
+            if let Err(wait) = count_in_minute(&mut st.failures, peer, limit, None, now) {
                 return text(
                     StatusCode::TOO_MANY_REQUESTS,
                     &[(header::RETRY_AFTER, wait.to_string())],
@@ -306,7 +316,8 @@ async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<Body> {
                 );
             }
             if !presented.matches(token) {
-                let _ = count_in_minute(&mut st.failures, peer, limit, true, now);
+                let key = shared.key_of(&presented);
+                let _ = count_in_minute(&mut st.failures, peer, limit, Some(key), now);
             }
         }
         if !presented.matches(token) {
@@ -371,7 +382,7 @@ async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<Body> {
             return text(
                 StatusCode::FORBIDDEN,
                 &[],
-                "Refused: this request names another host than this computer. Open Fooocus by this computer's address.\n".into(),
+                "Refused: this request names a host that is not this computer. Open Fooocus by this computer's IP address or name (or NAME.local); to use another name, set a gateway token.\n".into(),
             );
         }
         if !rules::same_origin(header_str(&req, header::ORIGIN), host) {
@@ -386,7 +397,7 @@ async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<Body> {
     if let Some(rate) = shared.cfg.rate_per_minute {
         if queue_join || rules::is_api_generation(req.method(), &norm) {
             let mut st = shared.state.lock().unwrap();
-            if let Err(wait) = count_in_minute(&mut st.joins, peer, rate, true, now) {
+            if let Err(wait) = count_in_minute(&mut st.joins, peer, rate, Some(0), now) {
                 return text(
                     StatusCode::TOO_MANY_REQUESTS,
                     &[(header::RETRY_AFTER, wait.to_string())],

@@ -346,8 +346,19 @@ fn tokens_wrong_malformed_and_percent_encoded() {
 fn wrong_tokens_are_throttled_per_client() {
     let (g, _) = start(Some("right-token"), None, Limits::default());
     let get = |headers: &str| Client::new(g.local_addr()).ask("GET /config", headers);
-    for _ in 0..10 {
-        let (h, _) = get("Authorization: Bearer wrong-token\r\n");
+    // A browser with the cookie of an old token sends it with every request: one wrong token.
+    for _ in 0..30 {
+        let (h, _) = get("Cookie: fooocus_guard_token=old-token\r\n");
+        assert!(h.starts_with("http/1.1 401"), "{h}");
+    }
+    let (h, _) = get("Authorization: Bearer right-token\r\n");
+    assert!(
+        h.starts_with("http/1.1 200"),
+        "a stale cookie does not lock out: {h}"
+    );
+    // A guesser's tokens all differ.
+    for i in 0..9 {
+        let (h, _) = get(&format!("Authorization: Bearer wrong-token-{i}\r\n"));
         assert!(h.starts_with("http/1.1 401"), "{h}");
     }
     // Even the right token is not compared now: guessing stops here.
