@@ -54,10 +54,8 @@ impl Shared {
 
     /// A keyed hash of the wrong tokens a request brought (the throttle keeps no token).
     fn key_of(&self, p: &Presented) -> u64 {
-        use std::hash::{BuildHasher, Hash, Hasher};
-        let mut h = self.hasher.build_hasher();
-        (&p.query, &p.bearer, &p.cookie).hash(&mut h);
-        h.finish() | 1
+        use std::hash::BuildHasher;
+        self.hasher.hash_one((&p.query, &p.bearer, &p.cookie)) | 1
     }
 
     fn now_ms(&self) -> u64 {
