@@ -608,9 +608,11 @@ pub(crate) async fn serve_pages(
                 }
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
+            // One request a connection, closed after its answer (as scrapers expect).
             builder
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(5))
+                .keep_alive(false)
                 .max_buf_size(16 * 1024);
             let conn = builder.serve_connection(TokioIo::new(stream), svc);
             let _ = tokio::time::timeout(Duration::from_secs(30), conn).await;
