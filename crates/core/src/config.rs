@@ -196,6 +196,23 @@ pub const VRAM_MODES: [&str; 6] = [
     "always-cpu",
 ];
 
+/// A flag in `extra_args` that would override where Fooocus listens (Python's argparse also
+/// takes any unambiguous prefix, `--lis` for `--listen`): the flag and what to use instead.
+fn guarded_flag(arg: &str) -> Option<(&'static str, &'static str)> {
+    let name = arg.strip_prefix("--")?.split('=').next().unwrap_or("");
+    if name.is_empty() {
+        return None;
+    }
+    [
+        ("--listen", "set launch.listen (Fooocus on the network, through the gateway)"),
+        ("--host", "set launch.listen (Fooocus on the network, through the gateway)"),
+        ("--port", "set launch.port"),
+        ("--share", "share Fooocus on the network with launch.listen and gateway.token instead of a public Gradio link"),
+    ]
+    .into_iter()
+    .find(|(flag, _)| flag[2..].starts_with(name))
+}
+
 /// One invalid field: the dotted field path, the value as the user gave it, and a message that
 /// names the accepted range.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -276,6 +293,12 @@ impl Config {
                     &format!("launch.extra_args[{i}]"),
                     a.escape_debug().to_string(),
                     "contains a NUL byte".into(),
+                );
+            } else if let Some((flag, fix)) = guarded_flag(a) {
+                push(
+                    &format!("launch.extra_args[{i}]"),
+                    a.clone(),
+                    format!("{flag} is set by Fooocus Guard (it keeps Fooocus behind the gateway): remove it and {fix}"),
                 );
             }
         }
@@ -405,6 +428,12 @@ impl Config {
                     "gateway.token",
                     "(hidden)".into(),
                     "must be at least 8 characters long".into(),
+                );
+            } else if !self.gateway.enabled {
+                push(
+                    "gateway.token",
+                    "(hidden)".into(),
+                    "only the gateway checks the token, and it is turned off: turn the gateway on (gateway.enabled = true), or remove the token".into(),
                 );
             }
         }
@@ -661,6 +690,46 @@ mod tests {
     use super::*;
 
     /// The example in the README is what users copy: it must load as it is.
+    #[test]
+    fn flags_that_move_fooocus_and_a_token_without_gateway_are_refused() {
+        let mut c = Config::default();
+        c.launch.extra_args = [
+            "--always-high-vram",
+            "--listen",
+            "--port=7000",
+            "--sha",
+            "--preset",
+            "x",
+        ]
+        .map(String::from)
+        .to_vec();
+        let errs = c.validate();
+        let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "launch.extra_args[1]",
+                "launch.extra_args[2]",
+                "launch.extra_args[3]"
+            ],
+            "{errs:?}"
+        );
+        assert!(errs[0].message.contains("--listen") && errs[0].message.contains("launch.listen"));
+        assert!(errs[2].message.contains("--share"));
+        let mut c = Config::default();
+        c.gateway.token = Some("long-enough-token".into());
+        assert!(c.validate().is_empty());
+        c.gateway.enabled = false;
+        let errs = c.validate();
+        assert!(
+            errs.len() == 1
+                && errs[0].field == "gateway.token"
+                && errs[0].value == "(hidden)"
+                && errs[0].message.contains("gateway.enabled"),
+            "{errs:?}"
+        );
+    }
+
     #[test]
     fn the_readme_example_is_a_valid_config() {
         let readme = include_str!("../../../README.md");

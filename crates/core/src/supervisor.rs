@@ -943,7 +943,9 @@ impl Loop {
 
     /// The command for `target`, and the gateway in front of it when the user wants one: then
     /// Fooocus listens on an internal loopback port and the gateway on the user's port. If the
-    /// gateway cannot start, Fooocus starts directly on the user's port and the reason is kept.
+    /// gateway cannot start, the reason is kept and Fooocus starts on the user's port, but only
+    /// on loopback when the user shares it (a token, or a listen address beyond loopback): the
+    /// LAN never reaches Fooocus without the gateway in front.
     fn launch_with_gateway(
         &mut self,
         target: &Target,
@@ -960,9 +962,6 @@ impl Loop {
             let note = "the gateway is turned off in the settings".to_string();
             return (target.command(&self.cfg), None, Some(note));
         }
-        if install.fork == crate::install::Fork::FooocusApi {
-            return (target.command(&self.cfg), None, None);
-        }
         let internal = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port());
@@ -973,6 +972,7 @@ impl Loop {
             .as_deref()
             .and_then(|l| l.parse().ok())
             .unwrap_or([127, 0, 0, 1].into());
+        let shared = self.cfg.gateway.token.is_some() || !listen_ip.is_loopback();
         let started = internal.map_err(|e| e.to_string()).and_then(|port| {
             guard_gateway::Gateway::start(guard_gateway::GatewayConfig {
                 listen: std::net::SocketAddr::new(listen_ip, self.cfg.launch.port),
@@ -980,17 +980,30 @@ impl Loop {
                 token: self.cfg.gateway.token.clone(),
                 rate_per_minute: self.cfg.gateway.rate_per_minute,
                 events: Some(self.queue_events(run_id)),
+                limits: guard_gateway::Limits::default(),
             })
             .map(|g| (g, port))
             .map_err(|e| e.to_string())
         });
+        // Fooocus itself only on loopback: behind the gateway, or alone when it cannot start.
+        let mut loopback = self.cfg.launch.clone();
+        loopback.listen = None;
         match started {
             Ok((gw, port)) => {
-                // Fooocus itself only on loopback, behind the gateway.
-                let mut opts = self.cfg.launch.clone();
-                opts.listen = None;
-                let cmd = install::launch_command(install, &opts, port);
+                let cmd = install::launch_command(install, &loopback, port);
                 (cmd, Some(Arc::new(gw)), None)
+            }
+            Err(why) if shared => {
+                let msg = format!(
+                    "graceful stop is unavailable and Fooocus is not shared on the network: {why}; Fooocus starts on this computer only (127.0.0.1:{port}), because without the gateway nothing would check the token or the rate; free the port and restart Fooocus to share it again",
+                    port = self.cfg.launch.port
+                );
+                self.guard_line(&msg);
+                self.emit(EventKind::Warning { message: msg });
+                let cmd = install::launch_command(install, &loopback, self.cfg.launch.port);
+                let note =
+                    format!("{why}; Fooocus is on this computer only until the gateway can start");
+                (cmd, None, Some(note))
             }
             Err(why) => {
                 let msg = format!(
