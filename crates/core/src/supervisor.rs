@@ -1215,6 +1215,12 @@ impl Loop {
             .url
             .clone()
             .or_else(|| self.tracker.listening.clone());
+        // The status URL is the gateway's when there is one, which asks callers for the token:
+        // the guard's own stop goes to Fooocus directly, on its internal loopback port.
+        let url = match &run.gateway {
+            Some(gw) if url.is_some() => Some(format!("http://{}", gw.upstream())),
+            _ => url,
+        };
         let version = self
             .tracker
             .version

@@ -316,13 +316,22 @@ impl Drop for Gateway {
     }
 }
 
-/// The dependency a click on the component with elem_id `stop_button` triggers.
+/// The index of the dependency a click on Fooocus's Stop button triggers, from Gradio's
+/// `/config`. From 2.1.680 the button has `elem_id` `stop_button`; before (2.0.x, 2.1.0 to
+/// 2.1.679) it is only a button whose value is "Stop" (upstream webui.py:
+/// `gr.Button(label="Stop", value="Stop", ...)`). Gradio 3.x lists targets as `[id, ...]` with
+/// `"trigger": "click"`; 4.x as `[[id, "click"], ...]`.
 pub fn stop_fn_index(config: &serde_json::Value) -> Option<u64> {
-    let id = config["components"].as_array()?.iter().find_map(|c| {
-        (c["props"]["elem_id"] == "stop_button")
-            .then(|| c["id"].as_u64())
-            .flatten()
-    })?;
+    let comps = config["components"].as_array()?;
+    let id = comps
+        .iter()
+        .find(|c| c["props"]["elem_id"] == "stop_button")
+        .or_else(|| {
+            comps
+                .iter()
+                .find(|c| c["type"] == "button" && c["props"]["value"] == "Stop")
+        })
+        .and_then(|c| c["id"].as_u64())?;
     config["dependencies"]
         .as_array()?
         .iter()
