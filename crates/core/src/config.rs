@@ -562,7 +562,10 @@ impl ConfigFile {
         })?;
         let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Broken {
             path: path.display().to_string(),
-            message: format!("is not valid: {}", e.to_string().trim_end()),
+            message: hide_secrets(
+                &format!("is not valid: {}", e.to_string().trim_end()),
+                &text,
+            ),
         })?;
         let errors = config.validate();
         if !errors.is_empty() {
@@ -630,6 +633,30 @@ impl ConfigFile {
         let _ = write_atomic(&self.last_good_path(), &text);
         Ok(())
     }
+}
+
+/// TOML's errors quote the offending line: a typo on the token's line would put the token in
+/// the warning, the logs and the dashboard. Every value given to a `token` key is hidden.
+fn hide_secrets(message: &str, source: &str) -> String {
+    let mut out = message.to_string();
+    for line in source.lines() {
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        if !key.trim().trim_matches('"').ends_with("token") {
+            continue;
+        }
+        let value = value.trim();
+        if value.len() >= 3 {
+            out = out.replace(value, "(hidden)");
+            // The value as TOML would show it without its quotes.
+            let bare = value.trim_matches(|c| c == '"' || c == '\'');
+            if bare.len() >= 3 {
+                out = out.replace(bare, "(hidden)");
+            }
+        }
+    }
+    out
 }
 
 pub fn to_toml(config: &Config) -> String {
@@ -840,6 +867,22 @@ mod tests {
         fs::set_permissions(&file.path, fs::Permissions::from_mode(0o640)).unwrap();
         file.save(&Config::default()).unwrap();
         assert_eq!(mode(&file.path), 0o640, "the user's mode is kept");
+    }
+
+    #[test]
+    fn a_typo_on_the_token_line_never_shows_the_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = ConfigFile::new(dir.path().join("config.toml"));
+        for text in [
+            "[gateway]\ntoken = \"s3cret-token-value\n",
+            "[gateway]\ntoken = s3cret-token-value\n",
+            "[gateway]\ntoken = \"s3cret-token-value\" x\n",
+        ] {
+            fs::write(&file.path, text).unwrap();
+            let w = ConfigFile::read(&file.path).unwrap_err().to_string();
+            assert!(!w.contains("s3cret"), "{w}");
+            assert!(w.contains("is not valid"), "{w}");
+        }
     }
 
     #[test]
