@@ -207,7 +207,7 @@ class Sim:
                 self.out.say("[System ARGV] " + str(argv))
             self.out.say("Python " + PYTHON)
             self.out.say("Fooocus version: " + v["version"], events=[("version", {"version": v["version"]})])
-            if self.args.preset:
+            if self.args.preset and self.vname != "2.1.679":  # 2.1.679 loads it silently
                 self.out.say("Loaded preset: /content/Fooocus/presets/%s.json" % self.args.preset)
         crash = sc.get("crash_at_startup")
         if crash:
