@@ -500,8 +500,24 @@ impl Parser {
         }
     }
 
-    /// A tqdm bar (`bar_parts` found it), then whatever was glued after it.
+    /// A tqdm bar (`bar_parts` found it), then whatever was glued after it (more bars, or
+    /// one other line; a loop, so a line of endless glued bars cannot grow the stack).
     fn bar_line(&mut self, line: u64, s: &str, desc: &str, rest: &str, out: &mut Vec<Event>) {
+        let (mut s, mut desc, mut rest) = (s, desc, rest);
+        loop {
+            self.one_bar(line, s, desc, out);
+            let next = rest.trim_start();
+            if next.is_empty() {
+                return;
+            }
+            match bar_parts(next) {
+                Some((d, r)) if r.len() < rest.len() => (s, desc, rest) = (next, d, r),
+                _ => return self.plain_line(line, next, out),
+            }
+        }
+    }
+
+    fn one_bar(&mut self, line: u64, s: &str, desc: &str, out: &mut Vec<Event>) {
         match (tqdm_step(s), self.task.as_mut()) {
             (Some(_), Some(task)) if task.enhancing => out.push(activity(line, "enhance")),
             (Some((k, n)), Some(task)) => {
@@ -529,10 +545,6 @@ impl Parser {
             }),
             // Byte-unit bars and described ones (`Fetching 3 files:`): downloads.
             _ => out.push(activity(line, "download")),
-        }
-        let rest = rest.trim_start();
-        if !rest.is_empty() {
-            self.plain_line(line, rest, out);
         }
     }
 

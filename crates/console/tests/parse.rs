@@ -343,6 +343,14 @@ fn markers_glued_after_a_bar_are_seen() {
     );
 }
 
+#[test]
+fn a_line_of_endless_glued_bars_is_read_without_recursion() {
+    let bar = " 50%|█████     | 5/10 [00:01<00:01,  5.0it/s]";
+    let log = format!("[Parameters] Adaptive CFG = 7\n{}\n", bar.repeat(200));
+    let ev = events(&log);
+    assert_eq!(ev.iter().filter(|e| e.1.contains("progress")).count(), 200);
+}
+
 /// 2.5 (`v2.5.5/modules/async_worker.py:1316,1361,1437,1460`): enhance bars are not image steps.
 #[test]
 fn enhance_phase_is_activity() {
