@@ -254,10 +254,11 @@ fn fooocus_api_05_ends_at_finish_after_a_stop() {
     );
 }
 
+/// 0.3.33 (`worker.py:124,130,917`): plain lines.
 #[test]
 fn fooocus_api_lines() {
     let log = "INFO:     Uvicorn running on http://127.0.0.1:8888 (Press CTRL+C to quit)\n[Task Queue] Task queue start task, job_id=abc\n\
- 10%|█         | 1/10 [00:01<00:09,  1.0s/it]\n[Task Queue] Finish task, job_id=abc\n[Task Queue] Task queue start task, job_id=d\n[Task Queue] Finish task with error, CUDA out of memory\n";
+ 10%|█         | 1/10 [00:01<00:09,  1.0s/it]\n[Task Queue] Finish task, job_id=abc\n[Task Queue] Task queue start task, job_id=d\n[Task Queue] Finish task with error, job_id=d\n";
     let ev = events(log);
     let k: Vec<_> = kinds(log);
     assert_eq!(
@@ -271,7 +272,6 @@ fn fooocus_api_lines() {
             (4, "task_end"),
             (5, "task_start"),
             (6, "error"),
-            (6, "oom"),
             (6, "task_end")
         ]
     );
@@ -435,5 +435,42 @@ proptest! {
                 prop_assert!(traceback.len() <= fooocus_console::MAX_TRACEBACK_LINES);
             }
         }
+    }
+}
+
+#[test]
+fn every_kind_name_is_its_serde_tag() {
+    let kinds = [
+        EventKind::Listening { url: "u".into() },
+        EventKind::Ready { url: "u".into() },
+        EventKind::Version {
+            version: "v".into(),
+        },
+        EventKind::TaskStart,
+        EventKind::ImageStart { index: 1, total: 1 },
+        EventKind::Progress { step: 1, total: 1 },
+        EventKind::ImageDone { seconds: 1.0 },
+        EventKind::TaskEnd { seconds: None },
+        EventKind::Stopped,
+        EventKind::Skipped,
+        EventKind::Error {
+            exception: "E".into(),
+            message: "m".into(),
+            traceback: vec![],
+        },
+        EventKind::Oom {
+            message: "m".into(),
+        },
+        EventKind::WorkerDied,
+        EventKind::Activity {
+            what: "task".into(),
+        },
+        EventKind::PortTaken { port: 7865 },
+        EventKind::WorkerStarted { pid: 1 },
+    ];
+    for k in kinds {
+        let v = serde_json::to_value(&k).unwrap();
+        assert_eq!(v["kind"], k.name());
+        assert_eq!(serde_json::from_value::<EventKind>(v).unwrap(), k);
     }
 }
