@@ -474,3 +474,28 @@ fn every_kind_name_is_its_serde_tag() {
         assert_eq!(serde_json::from_value::<EventKind>(v).unwrap(), k);
     }
 }
+
+/// A dead worker prints nothing after its traceback: the death is told from its frames, not
+/// when a later line closes the traceback.
+#[test]
+fn a_dead_worker_is_told_before_its_traceback_ends() {
+    let mut p = fooocus_console::Parser::new();
+    let mut out = Vec::new();
+    for (i, l) in [
+        "Exception in thread Thread-2 (worker):",
+        "Traceback (most recent call last):",
+        "  File \"/usr/lib/python3.10/threading.py\", line 1016, in _bootstrap_inner",
+        "    self.run()",
+        "  File \"/f/modules/async_worker.py\", line 25, in worker",
+        "    import modules.default_pipeline as pipeline",
+        "ImportError: cannot import name 'x'",
+    ]
+    .iter()
+    .enumerate()
+    {
+        p.feed_line(i as u64 + 1, l, &mut out);
+    }
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].kind, EventKind::WorkerDied);
+    assert_eq!(out[0].line, 1);
+}
