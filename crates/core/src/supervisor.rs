@@ -22,7 +22,7 @@ use guard_contain::{BackendChoice, Containment, TreeProbe};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::console::{ConsoleBuffer, ConsoleLine, Stream, StreamReader};
+use crate::console::{ConsoleBuffer, ConsoleLine, ConsoleReader, Stream};
 use crate::events::{self, EventKind, GuardEvent, LimitKind, StopHow, StopStep};
 use crate::generation::{
     Change, ClosedBy, Generation, Outcome, Phase, QueueSignal, Signal, Tracker,
@@ -450,8 +450,8 @@ struct Run {
     pid: u32,
     started: Instant,
     container: Box<dyn Containment>,
-    out: StreamReader,
-    err: StreamReader,
+    /// Both pipes into one parser, in arrival order.
+    console: ConsoleReader,
     end: Option<EndReason>,
     route: StopRoute,
     /// The gateway in front of this Fooocus (None: off, not possible, or it failed to start).
@@ -896,8 +896,7 @@ impl Loop {
             pid,
             started: Instant::now(),
             container,
-            out: StreamReader::new(),
-            err: StreamReader::new(),
+            console: ConsoleReader::new(),
             end: None,
             route: StopRoute::Unavailable {
                 why: "Fooocus is starting".into(),
@@ -1121,11 +1120,7 @@ impl Loop {
         let now = Instant::now();
         let wall = SystemTime::now();
         run.settle_at = Some(now + CONSOLE_SETTLE);
-        let reader = if stream == Stream::Stdout {
-            &mut run.out
-        } else {
-            &mut run.err
-        };
+        let reader = &mut run.console;
         let mut console = self.shared.console.lock().unwrap();
         let pending = &mut self.pending_console;
         let tracker = &mut self.tracker;
@@ -1148,8 +1143,8 @@ impl Loop {
             tracker.on_signal(sig, now, wall, changes)
         };
         match bytes {
-            Some(b) => reader.feed(b, on_line, on_signal),
-            None => reader.finish(on_line, on_signal),
+            Some(b) => reader.feed(stream, b, on_line, on_signal),
+            None => reader.finish(stream, on_line, on_signal),
         }
         drop(console);
         self.apply_changes(now);
@@ -1361,9 +1356,8 @@ impl Loop {
                 run.settle_at = None;
                 let wall = SystemTime::now();
                 let (tracker, changes) = (&mut self.tracker, &mut self.changes);
-                for reader in [&mut run.out, &mut run.err] {
-                    reader.settle(|sig| tracker.on_signal(sig, now, wall, changes));
-                }
+                run.console
+                    .settle(|sig| tracker.on_signal(sig, now, wall, changes));
             }
         }
         if let Mode::Running(run) = &mut self.mode {
