@@ -15,6 +15,8 @@ SNAPSHOTS = os.environ.get(
 #   mre             MRE: launch.py's parse_args() on ComfyUI's cli_args (stood in, see standin)
 #   api             Fooocus-API: main.py's first parse, then fooocusapi/args.py on Fooocus's parser
 # standin: the snapshot whose code stands in for what this one clones at install time.
+# comfy: 2.0.x and MRE clone ComfyUI at install time; this snapshot's bundled ComfyUI copy stands
+#   in for its command line and model_management (standins/sitecustomize.py).
 # vram: how that version's parser names the VRAM modes the guard offers (None: it has none).
 LDM_VRAM = {m: m.replace("-", "_") for m in (
     "always-gpu", "always-high-vram", "always-normal-vram", "always-low-vram", "always-no-vram", "always-cpu")}
@@ -28,7 +30,7 @@ COMFY_VRAM = {
 }
 
 VERSIONS = [
-    dict(name="2.0.78", archive="fooocus-2.0.78", fork="fooocus", parser="webui-argparse", vram=None, preset=False, gradio="3.39.0", stop="global, no elem_id"),
+    dict(name="2.0.78", archive="fooocus-2.0.78", fork="fooocus", parser="webui-argparse", comfy="fooocus-2.1.679", vram=None, preset=False, gradio="3.39.0", stop="global, no elem_id"),
     dict(name="2.1.679", archive="fooocus-2.1.679", fork="fooocus", parser="fcbh", vram=COMFY_VRAM, preset=True, gradio="3.39.0", stop="global, no elem_id"),
     dict(name="2.1.865", archive="fooocus-2.1.865", fork="fooocus", parser="ldm", vram=LDM_VRAM, preset=True, gradio="3.41.2", stop="global"),
     dict(name="2.2.1", archive="fooocus-2.2.1", fork="fooocus", parser="ldm", vram=LDM_VRAM, preset=True, gradio="3.41.2", stop="per session"),
@@ -36,7 +38,7 @@ VERSIONS = [
     dict(name="2.4.3", archive="fooocus-2.4.3", fork="fooocus", parser="ldm", vram=LDM_VRAM, preset=True, gradio="3.41.2", stop="per session"),
     dict(name="2.5.5", archive="fooocus-2.5.5", fork="fooocus", parser="ldm", vram=LDM_VRAM, preset=True, gradio="3.41.2", stop="per session"),
     dict(name="2.6.5 (mashb1t)", archive="mashb1t-fooocus-2.6.5", fork="mashb1t", parser="ldm", vram=LDM_VRAM, preset=True, gradio="3.41.2", stop="per session"),
-    dict(name="2.0.78.5 MRE", archive="fooocus-mre-2.0.78.5", fork="mre", parser="mre", standin="fooocus-2.1.679", vram=COMFY_VRAM, preset=False, gradio="3.41.2", stop="global"),
+    dict(name="2.0.78.5 MRE", archive="fooocus-mre-2.0.78.5", fork="mre", parser="mre", standin="fooocus-2.1.679", comfy="fooocus-2.1.679", vram=COMFY_VRAM, preset=False, gradio="3.41.2", stop="global"),
     dict(name="API 0.3.33", archive="fooocus-api-0.3.33", fork="fooocus-api", parser="api", standin="fooocus-2.3.1", vram=LDM_VRAM, preset=True, gradio=None, stop="REST"),
     dict(name="API 0.4.1.1", archive="fooocus-api-0.4.1.1", fork="fooocus-api", parser="api", vram=LDM_VRAM, preset=True, gradio=None, stop="REST"),
     dict(name="API 0.5.0.1", archive="fooocus-api-0.5.0.1", fork="fooocus-api", parser="api", vram=LDM_VRAM, preset=True, gradio=None, stop="REST"),
@@ -45,4 +47,5 @@ VERSIONS = [
 # The number each version prints about itself (what a refusal must name).
 for v in VERSIONS:
     v.setdefault("standin", None)
+    v.setdefault("comfy", None)
     v["number"] = v["name"].split(" ")[-1] if v["fork"] == "fooocus-api" else v["name"].split(" ")[0]

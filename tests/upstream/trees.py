@@ -26,7 +26,16 @@ def unpack(archive, dest, python=None):
         t.extractall(dest, filter="data")
     tree = os.path.join(dest, archive)  # each archive holds one folder named like itself
     make_env(tree, python or sys.executable)
+    placeholders(tree)
     return tree
+
+
+def placeholders(tree):
+    """The snapshots leave images out; the UI of 2.1.8xx+ reads this one's mtime at start-up."""
+    styles = os.path.join(tree, "sdxl_styles")
+    if os.path.isdir(styles):
+        os.makedirs(os.path.join(styles, "samples"), exist_ok=True)
+        open(os.path.join(styles, "samples", "fooocus_v2.jpg"), "ab").close()
 
 
 def make_env(tree, python):

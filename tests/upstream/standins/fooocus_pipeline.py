@@ -5,7 +5,9 @@ callback, the Stop/Skip handling, saving and logging the image -- is upstream's,
 it calls the real pipeline. The sampler keeps what a user can observe of the real one (core.ksampler
 over a k-diffusion sampler): a tqdm bar on stderr, one step at a time, the interrupt check between
 steps (model_management.throw_exception_if_processing_interrupted, upstream's own), then upstream's
-callback with (step, x0, x, total_steps, preview). A step takes FOOOCUS_STANDIN_STEP_SECONDS.
+callback with (step, x0, x, total_steps, preview). A step takes FOOOCUS_STANDIN_STEP_SECONDS, or
+the number in the file FOOOCUS_STANDIN_STEP_FILE names (read at each image, so a test can make one
+generation slow and the next fast).
 """
 import importlib
 import os
@@ -16,7 +18,26 @@ from tqdm.auto import trange
 
 import stub
 
-STEP_SECONDS = float(os.environ.get("FOOOCUS_STANDIN_STEP_SECONDS", "0.2"))
+
+
+def step_seconds():
+    path = os.environ.get("FOOOCUS_STANDIN_STEP_FILE")
+    if path and os.path.exists(path):
+        with open(path) as f:
+            return float(f.read().strip())
+    return float(os.environ.get("FOOOCUS_STANDIN_STEP_SECONDS", "0.2"))
+
+
+def _loading_models():
+    """Importing the real pipeline loads the checkpoints: seconds to minutes, so the UI's launch()
+    has long set local_url when the worker prints its ready line (`App started successful`).
+    Importing this stand-in takes no time; it waits for launch() instead, so the worker keeps the
+    order it has on a real machine (fooocus-fidelity L8 is the rare case where it does not)."""
+    import shared  # upstream's
+
+    end = time.time() + 120
+    while getattr(getattr(shared, "gradio_root", None), "local_url", None) is None and time.time() < end:
+        time.sleep(0.05)
 
 
 def model_management():
@@ -31,8 +52,9 @@ def model_management():
 
 def process_diffusion(*args, steps=30, width=1024, height=1024, callback=None, **kw):
     mm = model_management()
+    seconds = step_seconds()
     for i in trange(steps):
-        time.sleep(STEP_SECONDS)  # the UNet and the sampler's maths
+        time.sleep(seconds)  # the UNet and the sampler's maths
         mm.throw_exception_if_processing_interrupted()
         if callback is not None:
             callback(i, None, None, steps, None)
@@ -53,6 +75,9 @@ def refresh_everything(*a, **k):
 
 def clear_all_caches(*a, **k):
     pass
+
+
+_loading_models()
 
 
 def __getattr__(name):

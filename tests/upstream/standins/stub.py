@@ -124,10 +124,17 @@ class Stub(metaclass=StubMeta):
     __le__ = __gt__ = __ge__ = __lt__
 
 
+SUBMODULES = {"torch.cuda", "torch.hub", "torch.version"}  # those with values set in module()
+
+
 class StubModule(types.ModuleType):
     def __getattr__(self, name):
         if name.startswith("__") and name.endswith("__"):
             raise AttributeError(name)
+        if "%s.%s" % (self.__name__, name) in SUBMODULES:
+            import importlib
+
+            return importlib.import_module("%s.%s" % (self.__name__, name))
         root = StubMeta(self.__name__, (Stub,), {"_pure": True, "__qualname__": self.__name__, "__module__": self.__name__})
         value = child(root, name)
         setattr(self, name, value)
@@ -168,6 +175,7 @@ def module(name):
     if name == "torch":
         m.__version__ = "2.1.0"
         m.device = Device
+        m.get_num_threads = lambda: os.cpu_count() or 1
     if name == "torch.version":
         m.__version__ = "2.1.0"
         m.cuda = None
@@ -175,6 +183,14 @@ def module(name):
     if name == "torch.hub":
         m.download_url_to_file = download_url_to_file
         m.get_dir = lambda: os.path.join(os.path.expanduser("~"), ".cache", "torch", "hub")
+    if name == "torch.cuda":
+        # Without --always-cpu, ComfyUI's model_management sizes the GPU at import: an 8 GiB one.
+        gib8 = 8 * 1024 ** 3
+        m.mem_get_info = lambda *a: (gib8, gib8)
+        m.memory_stats = lambda *a: {"reserved_bytes.all.current": 0, "active_bytes.all.current": 0}
+        m.current_device = lambda: 0
+        m.get_device_name = lambda *a: "stand-in GPU"
+        m.get_allocator_backend = lambda: "native"
     if name == "cv2":
         m.__version__ = "4.8.0"
     return m
