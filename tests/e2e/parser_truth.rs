@@ -7,6 +7,22 @@ use std::process::Command;
 
 use guard_e2e::*;
 
+/// Every simulated version, named by its upstream snapshot (`tests/sim/README.md`).
+const VERSIONS: [&str; 12] = [
+    "2.0.78",
+    "2.1.679",
+    "2.1.865",
+    "2.2.1",
+    "2.3.1",
+    "2.4.3",
+    "2.5.5",
+    "mashb1t-2.6.5",
+    "mre-2.0.78.5",
+    "api-0.3.33",
+    "api-0.4.1.1",
+    "api-0.5.0.1",
+];
+
 fn run_sim(version: &str, scenario: &Value) -> (String, Vec<Value>) {
     let dir = tempfile::tempdir().unwrap();
     let scen = dir.path().join("s.json");
@@ -71,7 +87,7 @@ fn project(parsed: &[Value], truth: &[Value]) -> Vec<Value> {
 
 #[test]
 fn every_event_kind_at_the_right_line_for_every_version() {
-    for version in ["2.0", "2.1", "2.3", "2.4", "2.5", "mashb1t", "mre", "api"] {
+    for version in VERSIONS {
         let scenario = json!({
             "startup_seconds": 0.0,
             "download": true,
@@ -84,7 +100,7 @@ fn every_event_kind_at_the_right_line_for_every_version() {
                 {"delay": 0.0, "images": 2, "steps": 4, "step_seconds": 0.0, "skip_at_step": 2},
                 {"delay": 0.0, "images": 2, "steps": 4, "step_seconds": 0.0, "stop_at_step": 3}
             ],
-            "exit_after_seconds": 2.0
+            "exit_after_seconds": 1.0
         });
         let (log, truth) = run_sim(version, &scenario);
         assert!(
@@ -102,11 +118,43 @@ fn every_event_kind_at_the_right_line_for_every_version() {
 
 #[test]
 fn a_dead_worker_is_recognised() {
-    let (log, truth) = run_sim(
-        "2.5",
-        &json!({"startup_seconds": 0.0, "worker_dies": true, "exit_after_seconds": 1.0}),
-    );
-    let parsed = parse(&log);
-    assert_eq!(project(&parsed, &truth), truth, "log:\n{log}");
-    assert!(truth.iter().any(|e| e["kind"] == "worker_died"));
+    for version in ["2.5.5", "2.0.78", "api-0.4.1.1"] {
+        let (log, truth) = run_sim(
+            version,
+            &json!({"startup_seconds": 0.0, "worker_dies": true, "exit_after_seconds": 1.0}),
+        );
+        let parsed = parse(&log);
+        assert_eq!(project(&parsed, &truth), truth, "{version}: log:\n{log}");
+        assert!(
+            truth.iter().any(|e| e["kind"] == "worker_died"),
+            "{version}"
+        );
+    }
+}
+
+/// 2.0.x and MRE have no try around the task: its error kills the worker thread, and the
+/// tasks after it never run.
+#[test]
+fn a_task_error_kills_the_worker_before_2_0_90() {
+    for version in ["2.0.78", "mre-2.0.78.5"] {
+        let (log, truth) = run_sim(
+            version,
+            &json!({"startup_seconds": 0.0, "exit_after_seconds": 1.5, "tasks": [
+                {"delay": 0.0, "images": 1, "steps": 2, "step_seconds": 0.0, "task_error": {"exception": "ValueError", "message": "bad"}},
+                {"delay": 0.0, "images": 1, "steps": 2, "step_seconds": 0.0}
+            ]}),
+        );
+        assert_eq!(
+            project(&parse(&log), &truth),
+            truth,
+            "{version}: log:\n{log}"
+        );
+        let kinds: Vec<_> = truth.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+        assert!(kinds.contains(&"worker_died"), "{version}: {kinds:?}");
+        assert_eq!(kinds.iter().filter(|k| **k == "task_start").count(), 1);
+        assert!(
+            !kinds.contains(&"task_end"),
+            "{version}: no Total time after a dead worker"
+        );
+    }
 }

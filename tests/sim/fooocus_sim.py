@@ -3,6 +3,11 @@
 its port, and can be told to misbehave (hang, stall, allocate RAM, burn CPU, spawn children,
 ignore SIGTERM, crash, lose its worker thread). The workhorse of Fooocus Guard's tests.
 
+Every line it prints for a version is one of that version's own format strings (checked
+against the pinned upstream snapshots by test_upstream_lines.py), and its argument parser
+accepts and refuses what that version's parser does (upstream_flags.json, generated from the
+upstream parsers and checked by the same test).
+
 Usage:
   fooocus_sim.py [FOOOCUS FLAGS] [--sim-version V] [--scenario FILE] [--merge-stderr] [--truth FILE]
   fooocus_sim.py make-install DIR [--sim-version V] [--layout venv|portable|conda|api] [--scenario FILE]
@@ -18,24 +23,57 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+
 # --- versions as data --------------------------------------------------------------------
+# family: which worker prints the task (see Sim.run_task); gradio: the version it pins
+# (/config); stop_elem: the Stop button has elem_id 'stop_button' (2.1.680+, MRE); skip: a Skip
+# button exists (2.1.34+); pid_line: `Started worker with PID` (2.2+); argv_line: `[System
+# ARGV]` (2.1.780+); dies: a task error kills the worker thread (before 2.0.90, MRE).
 VERSIONS = {
-    #          version string        default port  global stop  explicit "Preparing task"  lcm line  api
-    "2.0":     dict(version="2.0.78", port=7860, global_stop=True, preparing=False, marker="init", ready=True),
-    "2.1":     dict(version="2.1.865", port=7865, global_stop=True, preparing=False, marker="params", ready=True),
-    "2.3":     dict(version="2.3.1", port=7865, global_stop=False, preparing=False, marker="params", ready=True),
-    "2.4":     dict(version="2.4.3", port=7865, global_stop=False, preparing=True, marker="lcm", ready=True),
-    "2.5":     dict(version="2.5.5", port=7865, global_stop=False, preparing=True, marker="lcm", ready=True),
-    "mashb1t": dict(version="2.5.5 (mashb1t)", port=7865, global_stop=False, preparing=True, marker="lcm", ready=True),
-    "mre":     dict(version="2.0.78.5 MRE", port=7860, global_stop=True, preparing=False, marker="params", ready=True, mre=True),
-    "api":     dict(version="0.4.1.1", port=8888, global_stop=False, preparing=True, marker="api", ready=True, api=True),
+    "2.0.78": dict(version="2.0.78", port=7860, family="2.0", gradio="3.39.0", global_stop=True,
+                   stop_elem=False, skip=False, dies=True),
+    "2.1.679": dict(version="2.1.679", port=7860, family="2.1", gradio="3.39.0", global_stop=True,
+                    stop_elem=False, skip=True),
+    "2.1.865": dict(version="2.1.865", port=7865, family="2.1", gradio="3.41.2", global_stop=True,
+                    argv_line=True, lcm=True),
+    "2.2.1": dict(version="2.2.1", port=7865, family="2.2", pid_line=True, argv_line=True, lcm=True),
+    "2.3.1": dict(version="2.3.1", port=7865, family="2.2", pid_line=True, argv_line=True, lcm=True),
+    "2.4.3": dict(version="2.4.3", port=7865, family="2.4", pid_line=True, argv_line=True, lcm=True),
+    "2.5.5": dict(version="2.5.5", port=7865, family="2.5", pid_line=True, argv_line=True, lcm=True),
+    "mashb1t-2.6.5": dict(version="2.6.5 (mashb1t)", port=7865, family="2.5", pid_line=True,
+                          argv_line=True, lcm=True),
+    "mre-2.0.78.5": dict(version="2.0.78.5 MRE", port=7860, family="2.0", global_stop=True,
+                         skip=False, dies=True, mre=True),
+    "api-0.3.33": dict(version="0.3.33", port=8888, family="api-0.3", api=True, global_stop=True, lcm=True),
+    "api-0.4.1.1": dict(version="0.4.1.1", port=8888, family="api-0.4", api=True, global_stop=True, lcm=True),
+    "api-0.5.0.1": dict(version="0.5.0.1", port=8888, family="api-0.5", api=True, global_stop=True, lcm=True),
 }
+DEFAULTS = dict(gradio="3.41.2", global_stop=False, stop_elem=True, skip=True, pid_line=False,
+                argv_line=False, dies=False, lcm=False, api=False, mre=False)
+for _v in VERSIONS.values():
+    for _k, _d in DEFAULTS.items():
+        _v.setdefault(_k, _d)
+# The short names the tests used before versions were named by upstream snapshot.
+ALIASES = {"2.0": "2.0.78", "2.1": "2.1.865", "2.3": "2.3.1", "2.4": "2.4.3", "2.5": "2.5.5",
+           "mashb1t": "mashb1t-2.6.5", "mre": "mre-2.0.78.5", "api": "api-0.4.1.1"}
+
+
+def resolve(name):
+    return ALIASES.get(name, name)
+
 
 OOM_TEXT = {
     "cuda": ("torch.cuda.OutOfMemoryError", "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 8.00 GiB total capacity)"),
     "cuda_error": ("RuntimeError", "CUDA error: out of memory"),
     "cpu": ("RuntimeError", "[enforce fail at alloc_cpu.cpp:83] : DefaultCPUAllocator: not enough memory: you tried to allocate 2147483648 bytes."),
 }
+PYTHON = "3.10.9 (main, Dec 15 2022, 10:44:50) [GCC 11.2.0]"
+PROMPT = "a lighthouse at dusk, dramatic light, highly detailed"
+LOG_HTML = "/content/Fooocus/outputs/2026-11-24/log.html"
+# Gradio networking.py, with an explicit server_port that is taken.
+PORT_TAKEN = ("Cannot find empty port in range: {p}-{p}. You can specify a different port by setting "
+              "the GRADIO_SERVER_PORT environment variable or passing the `server_port` parameter to `launch()`.")
 
 
 class Out:
@@ -65,7 +103,7 @@ class Out:
         with self.lock:
             for kind, fields in events:
                 self.record(kind, fields)
-            self._write("err", text + ("\n" if final else "\r"))
+            self._write("err", "\r" + text + ("\n" if final else ""))
 
     def record(self, kind, fields):
         if self.truth:
@@ -75,40 +113,71 @@ class Out:
             self.truth.flush()
 
 
+def activity(what):
+    return ("activity", {"what": what})
+
+
 class Sim:
-    def __init__(self, args, scenario):
+    def __init__(self, args, scenario, vname):
         self.args = args
         self.sc = scenario
-        self.vname = scenario.get("version") or args.sim_version or "2.5"
-        if self.vname not in VERSIONS:
-            sys.exit("fooocus_sim: unknown version %r (use one of %s)" % (self.vname, ", ".join(VERSIONS)))
-        self.v = VERSIONS[self.vname]
+        self.vname = vname
+        self.v = VERSIONS[vname]
         self.out = Out(args.merge_stderr, args.truth)
         self.task_lock = threading.Lock()
         self.task = None  # dict of the running task
         self.stop_flag = threading.Event()
         self.skip_flag = threading.Event()
         self.ready = False
+        self.worker_dead = False
         self.port = None
         self.memory = []
         self.job = 0
 
     # --- printing helpers
-    def traceback(self, exception, message, extra_events=()):
+    def log(self, level, text, events=()):
+        """Fooocus-API 0.4+: its root logger on stdout (`fooocusapi/utils/logger.py`), colours
+        included (colorlog colours pipes too)."""
+        colour = {"INFO": "\x1b[32m", "WARNING": "\x1b[33m", "ERROR": "\x1b[31m"}[level]
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        self.out.say("%s[%s] %-8s\x1b[0m \x1b[34m%s\x1b[0m" % (colour, stamp, level, text), events=events)
+
+    def fooocus(self, text, events=None, what="task"):
+        """The worker's `progressbar(...)`: `[Fooocus] <text>` (logged on the API 0.4+); an
+        activity unless `events` says what else it is."""
+        ev = [activity(what)] if events is None else list(events)
+        if self.v["family"] in ("api-0.4", "api-0.5"):
+            self.log("INFO", "[Fooocus] " + text, ev)
+        else:
+            self.out.say("[Fooocus] " + text, events=ev)
+
+    def traceback(self, exception, message, extra_events=(), frames=None, line_events=None):
         ev = [("error", {"exception": exception, "message": message})] + list(extra_events)
-        self.out.say("Traceback (most recent call last):", "err", ev)
-        self.out.say('  File "/content/Fooocus/modules/async_worker.py", line 1437, in worker', "err")
-        self.out.say("    handler(task)", "err")
+        self.out.say("Traceback (most recent call last):", "err", (line_events or []) + ev)
+        for f in frames or [('/content/Fooocus/modules/async_worker.py", line 1437, in worker', "handler(task)")]:
+            self.out.say('  File "%s' % f[0], "err")
+            self.out.say("    " + f[1], "err")
         self.out.say('  File "/content/Fooocus/ldm_patched/modules/model_management.py", line 540, in load_models_gpu', "err")
         self.out.say("    raise e", "err")
         self.out.say("%s: %s" % (exception, message) if message else exception, "err")
+
+    def thread_death(self, exception, message, extra_events=()):
+        """An exception escaping the worker thread's function: Python's threading excepthook."""
+        thread = "Thread-3 (task_schedule_loop)" if self.v["api"] else "Thread-2 (worker)"
+        self.out.say("Exception in thread %s:" % thread, "err", [("worker_died", {})])
+        loop = ('/content/Fooocus-API/fooocusapi/worker.py", line 50, in task_schedule_loop', "process_generate(current_task)") \
+            if self.v["api"] else ('/content/Fooocus/modules/async_worker.py", line 390, in worker', "handler(task)")
+        self.traceback(exception, message, extra_events, frames=[
+            ('/usr/lib/python3.10/threading.py", line 1016, in _bootstrap_inner', "self.run()"),
+            ('/usr/lib/python3.10/threading.py", line 953, in run', "self._target(*self._args, **self._kwargs)"),
+            loop])
 
     def pause(self, s=None):
         time.sleep(self.sc.get("startup_seconds", 0.05) if s is None else s)
 
     # --- start-up
     def startup(self):
-        sc = self.sc
+        sc, v = self.sc, self.v
         if sc.get("ignore_sigterm"):
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
         else:
@@ -123,16 +192,23 @@ class Sim:
             self.cpu_burn(sc["cpu_burn"])
         if sc.get("exit_after_seconds") is not None:
             threading.Timer(float(sc["exit_after_seconds"]), lambda: os._exit(0)).start()
-        api = self.v.get("api")
-        if not api:
+        argv = [self.args.prog] + self.args.fooocus_argv
+        if v["family"] == "api-0.3":
+            self.out.say("[System ARGV] " + str(argv))
+        elif v["api"]:
+            self.log("INFO", "[System ARGV] " + str(argv))
+            self.log("INFO", "[Fooocus API] Python " + PYTHON)
+            self.log("INFO", "[Fooocus API] Fooocus API version: " + v["version"])
+        else:
             self.out.say("Already up-to-date")
             self.out.say("Update succeeded.")
             self.pause()
-            self.out.say("[System ARGV] " + " ".join(sys.argv))
-            self.out.say("Python 3.10.9 (main, Dec 15 2022, 10:44:50) [GCC 11.2.0]")
-            self.out.say("Fooocus version: " + self.v["version"], events=[("version", {"version": self.v["version"]})])
-            if self.vname not in ("2.0", "mre"):
-                self.out.say("Loaded preset: /content/Fooocus/presets/%s.json" % (self.args.preset or "default"))
+            if v["argv_line"]:
+                self.out.say("[System ARGV] " + str(argv))
+            self.out.say("Python " + PYTHON)
+            self.out.say("Fooocus version: " + v["version"], events=[("version", {"version": v["version"]})])
+            if self.args.preset:
+                self.out.say("Loaded preset: /content/Fooocus/presets/%s.json" % self.args.preset)
         crash = sc.get("crash_at_startup")
         if crash:
             time.sleep(float(crash.get("after_seconds", 0.1)))
@@ -140,35 +216,55 @@ class Sim:
             sys.stdout.flush()
             os._exit(int(crash.get("exit_code", 1)))
         if sc.get("download"):
+            # torch.hub's download_url_to_file: its line, then a byte-unit bar.
+            url, dest = "https://huggingface.co/lllyasviel/fav_models/resolve/main/fav/juggernautXL_v8Rundiffusion.safetensors", \
+                "/content/Fooocus/models/checkpoints/juggernautXL_v8Rundiffusion.safetensors"
+            self.out.say('Downloading: "%s" to %s' % (url, dest), "err", [activity("download")])
+            self.out.say("", "err")
             for pct in (10, 50, 100):
-                self.out.redraw("%3d%%|%-10s| %.2fG/6.46G [00:01<00:02, 111MB/s]" % (pct, "#" * (pct // 10), 6.46 * pct / 100), pct == 100)
-        self.out.say("Total VRAM 8192 MB, total RAM 15916 MB")
-        self.out.say("Set vram state to: NORMAL_VRAM")
-        self.pause()
+                self.out.redraw("%3d%%|%-10s| %.2fG/6.46G [00:01<00:02, 111MB/s]" % (pct, "\u2588" * (pct // 10), 6.46 * pct / 100),
+                                pct == 100, [activity("download")])
         self.serve()
         host = self.display_host()
-        url = "http://%s:%d" % (host, self.port)
-        if api:
+        url = "http://%s:%d" % (self.bind_host(), self.port)
+        if v["api"]:
             self.out.say("INFO:     Uvicorn running on %s (Press CTRL+C to quit)" % url, "err",
                          [("listening", {"url": url}), ("ready", {"url": url})])
             self.ready = True
+            if sc.get("worker_dies"):
+                # The task loop thread dies (mrhan1993/Fooocus-API#357); the server stays up.
+                self.worker_dead = True
+                self.thread_death("ImportError", "cannot import name 'apply_wildcards' from 'modules.sdxl_styles'")
+                return False
             return True
+        # Gradio prints its URL while the models still load (#891, #1085).
         self.out.say("Running on local URL:  " + url, events=[("listening", {"url": url})])
-        if self.vname not in ("2.0", "2.1", "mre"):
-            self.out.say("Started worker with PID %d" % os.getpid())
+        self.out.say("")
+        self.out.say("To create a public link, set `share=True` in `launch()`.")
+        self.pause()
+        self.out.say("Total VRAM 8192 MB, total RAM 15916 MB")
+        self.out.say("Set vram state to: NORMAL_VRAM")
+        if v["pid_line"]:
+            self.out.say("Started worker with PID %d" % os.getpid(), events=[("worker_started", {"pid": os.getpid()})])
         if sc.get("worker_dies"):
-            self.out.say("Exception in thread Thread-2 (worker):", "err", [("worker_died", {})])
-            self.traceback("ImportError", "cannot import name 'xformers' from partially initialized module")
+            self.worker_dead = True
+            self.thread_death("ImportError", "cannot import name 'xformers' from partially initialized module")
             return False
         self.pause(float(sc.get("ready_delay", 0)) + self.sc.get("startup_seconds", 0.05))
-        self.out.say("App started successful. Use the app with %s/ or %s:%d" % (url, host, self.port),
-                     events=[("ready", {"url": url})])
+        # async_worker.py: `App started successful. Use the app with {local_url} or
+        # {server_name}:{server_port}`; Gradio's local_url says localhost for 0.0.0.0.
+        local = "http://%s:%d/" % (host, self.port)
+        self.out.say("App started successful. Use the app with %s or %s:%d" % (local, self.bind_host(), self.port),
+                     events=[("ready", {"url": local.rstrip("/")})])
         self.ready = True
         return True
 
+    def bind_host(self):
+        return self.args.listen or "127.0.0.1"
+
     def display_host(self):
-        listen = self.args.listen
-        return "127.0.0.1" if not listen or listen == "0.0.0.0" else listen
+        h = self.bind_host()
+        return "localhost" if h == "0.0.0.0" else h
 
     def spawn_children(self, pids_file):
         def note(pid):
@@ -218,59 +314,140 @@ class Sim:
             self.task = dict(spec, job=self.job, step=0, image=0)
             self.stop_flag.clear()
             self.skip_flag.clear()
+        if self.worker_dead:
+            return True  # queued for a worker that is gone: never runs (the page waits forever)
         threading.Thread(target=self.run_task, daemon=True).start()
         return True
+
+    def task_start_lines(self, t, sc, steps):
+        """From the task's first line to `Preparation time`, as each version's worker prints."""
+        v, fam = self.v, self.v["family"]
+        lcm = v["lcm"] and sc.get("lcm", True)
+        start = [("task_start", {})]
+        n = int(sc.get("images", 2))
+        if fam == "2.0":
+            self.fooocus("Initializing ...", start)
+            self.fooocus("Loading models ...", what="model_load")
+            self.fooocus("Processing prompts ...")
+            for k in range(1, n + 1):
+                self.fooocus("Preparing Fooocus text #%d ..." % k)
+                self.out.say("[Prompt Expansion] New suffix: " + PROMPT)
+            for k in range(1, n + 1):
+                self.fooocus("Encoding base positive #%d ..." % k)
+            for k in range(1, n + 1):
+                self.fooocus("Encoding base negative #%d ..." % k)
+            self.out.say("[ADM] Negative ADM = True")
+            return
+        if fam.startswith("api-"):
+            if fam == "api-0.3":
+                self.out.say("[Task Queue] Task queue start task, job_id=%d" % t["job"], events=start)
+            elif fam == "api-0.4":
+                self.log("INFO", "[Task Queue] Task queue start task, job_id=%d" % t["job"], start)
+            else:
+                self.log("INFO", "[Task Queue] Start task, job_id=%d, pid=%d" % (t["job"], os.getpid()), start)
+            start = []
+        say = self.out.say
+        if fam == "api-0.4":
+            def say(text, events=()):
+                self.log("INFO", text, events)
+        if lcm:
+            if fam == "api-0.4":
+                self.log("WARNING", "[Fooocus] Enter LCM mode.", start)
+            else:
+                say("Enter LCM mode.", events=start)
+            start = []
+        say("[Parameters] Adaptive CFG = 7", events=start)
+        if fam in ("2.4", "2.5", "api-0.4", "api-0.5"):
+            say("[Parameters] CLIP Skip = 2")
+        say("[Parameters] Sharpness = 2")
+        if fam not in ("2.1", "api-0.3"):
+            say("[Parameters] ControlNet Softness = 0.25")
+        say("[Parameters] CFG = 7.0")
+        if self.vname != "2.1.679":
+            say("[Parameters] Seed = 1234567890")
+        say("[Parameters] Sampler = dpmpp_2m_sde_gpu - karras")
+        say("[Parameters] Steps = %d - %d" % (steps, steps // 2))
+        self.fooocus("Initializing ...", [])  # a start marker of the task already started
+        self.fooocus("Loading models ...", what="model_load")
+        if sc.get("download_in_task"):
+            self.fooocus("Downloading control models ...", what="download")
+        self.fooocus("Processing prompts ...")
+        for k in range(1, n + 1):
+            self.fooocus("Preparing Fooocus text #%d ..." % k)
+            if fam == "api-0.4":
+                say("[Prompt Expansion] " + PROMPT)
+            else:
+                self.out.say(("[Prompt Expansion] New suffix: " if self.vname == "2.1.679" else "[Prompt Expansion] ") + PROMPT)
+        for k in range(1, n + 1):
+            self.fooocus("Encoding positive #%d ..." % k)
+        for k in range(1, n + 1):
+            self.fooocus("Encoding negative #%d ..." % k)
+        if fam == "api-0.4":
+            self.log("INFO", "[Fooocus] Preparation time: 0.42 seconds", [activity("task")])
+        else:
+            self.out.say("Preparation time: 0.42 seconds")
 
     def run_task(self):
         t = self.task
         sc = dict(self.sc)
         sc.update(t)
-        v = self.v
+        v, fam = self.v, self.v["family"]
         n_images = int(sc.get("images", 2))
         steps = int(sc.get("steps", 10))
         step_s = float(sc.get("step_seconds", 0.05))
         tty = bool(sc.get("tty_bars"))
         started = time.time()
-        api = v.get("api")
-        marker = v["marker"]
-        if marker == "init":
-            self.out.say("[Fooocus] Initializing ...", events=[("task_start", {})])
-        elif marker == "api":
-            self.out.say("[Task Queue] Task queue start task, job_id=%d" % t["job"], events=[("task_start", {})])
-            self.out.say("[Parameters] Adaptive CFG = 7")
-        elif marker == "lcm" and sc.get("lcm", True):
-            self.out.say("Enter LCM mode.", events=[("task_start", {})])
-            self.out.say("[Parameters] Adaptive CFG = 7")
-        else:
-            self.out.say("[Parameters] Adaptive CFG = 7", events=[("task_start", {})])
-        self.out.say("[Parameters] Sampler = dpmpp_2m_sde_gpu - karras")
-        self.out.say("[Parameters] Steps = %d - %d" % (steps, steps))
-        self.out.say("[Fooocus] Downloading control models ...") if sc.get("download_in_task") else None
-        self.out.say("[Prompt Expansion] %s" % sc.get("prompt", "a lighthouse at dusk, dramatic light, highly detailed"))
-        self.out.say("[Fooocus] Processing prompts ...")
-        for k in range(1, n_images + 1):
-            self.out.say("[Fooocus] Encoding positive #%d ..." % k)
-        self.out.say("Preparation time: 0.42 seconds")
+        explicit = fam in ("2.4", "2.5", "api-0.5")
+        self.task_start_lines(t, sc, steps)
         failed = None
         stopped = False
+        dead = False
+        ended = False
         for i in range(1, n_images + 1):
             t["image"] = i
-            if v["preparing"]:
-                self.out.say("[Fooocus] Preparing task %d/%d ..." % (i, n_images),
-                             events=[("image_start", {"index": i, "total": n_images})])
+            if explicit:
+                self.fooocus("Preparing task %d/%d ..." % (i, n_images),
+                             [("image_start", {"index": i, "total": n_images})])
             img_start = time.time()
             skipped = False
+            # tqdm's first draw, before any step.
+            bar0 = "  0%%|          | 0/%d [00:00<?, ?it/s]" % steps
             for k in range(1, steps + 1):
                 t["step"] = k
                 if i == 1 and k == 1 and (sc.get("oom") or sc.get("task_error")):
                     if sc.get("oom"):
                         exc, msg = OOM_TEXT[sc["oom"].get("form", "cuda")]
-                        self.traceback(exc, msg, [("oom", {"message": msg})])
                     else:
                         e = sc["task_error"]
                         exc, msg = e.get("exception", "ValueError"), e.get("message", "simulated task error")
-                        self.traceback(exc, msg)
+                    oom = [("oom", {"message": msg})] if sc.get("oom") else []
                     failed = msg
+                    if v["dies"]:
+                        # No try around handler(task) (v2.0.780 async_worker.py:387-391, MRE
+                        # :609-613): the worker thread dies, no Total time, the page waits.
+                        self.thread_death(exc, msg, oom)
+                        self.worker_dead = dead = True
+                    elif fam in ("api-0.3", "api-0.4"):
+                        # worker.py: `Process error: {e}`, then logging.exception's message and
+                        # traceback; no "Finish task" follows.
+                        if fam == "api-0.3":
+                            self.out.say("Process error: " + msg)
+                            self.out.say(msg, "err")
+                        else:
+                            self.log("ERROR", "[Fooocus] Process error: " + msg)
+                            self.log("ERROR", msg)
+                        self.traceback(exc, msg, oom + [("task_end", {"seconds": None})],
+                                       frames=[('/content/Fooocus-API/fooocusapi/worker.py", line 990, in process_generate', "imgs = pipeline.process_diffusion(")])
+                        ended = True
+                    elif fam == "api-0.5":
+                        # worker.py:1573-1578: the outer except, no traceback.
+                        ev = [("error", {"exception": "TaskError", "message": "%s, job_id=%d" % (msg, t["job"])})] + \
+                             [("oom", {"message": "%s, job_id=%d" % (msg, t["job"])})] * bool(oom) + [("task_end", {"seconds": None})]
+                        self.log("ERROR", "[Task Queue] Finish task with error: %s, job_id=%d" % (msg, t["job"]), ev)
+                        ended = True
+                    else:
+                        # 2.0.90+: traceback.print_exc() in the worker loop; the task finishes.
+                        self.traceback(exc, msg, oom)
                     break
                 if sc.get("hang_in_task") and k >= int(sc.get("hang_at_step", 2)):
                     while True:  # a stuck CUDA call: never looks at the stop flag
@@ -281,10 +458,19 @@ class Sim:
                 # Scripted presses of the Stop / Skip buttons (the user, not the guard).
                 if sc.get("stop_at_step") and k == int(sc["stop_at_step"]):
                     self.stop_flag.set()
-                if sc.get("skip_at_step") and k == int(sc["skip_at_step"]) and i == 1:
+                if sc.get("skip_at_step") and k == int(sc["skip_at_step"]) and i == 1 and v["skip"] and not v["api"]:
                     self.skip_flag.set()
                 if self.stop_flag.is_set():
-                    self.out.say("User stopped", events=[("stopped", {})])
+                    if fam in ("api-0.3", "api-0.4"):
+                        # No "Finish task" after a stop (worker.py:1014-1019).
+                        ev = [("stopped", {}), ("task_end", {"seconds": None})]
+                        if fam == "api-0.3":
+                            self.out.say("User stopped", events=ev)
+                        else:
+                            self.log("WARNING", "[Fooocus] User stopped", ev)
+                        ended = True
+                    else:
+                        self.out.say("User stopped", events=[("stopped", {})])
                     stopped = True
                     break
                 if self.skip_flag.is_set():
@@ -292,14 +478,21 @@ class Sim:
                     self.out.say("User skipped", events=[("skipped", {})])
                     skipped = True
                     break
+                if k == 1 and not tty:
+                    ev = [] if explicit else [("image_start", {"index": i, "total": n_images})]
+                    self.out.say(bar0, "err", ev + [("progress", {"step": 0, "total": steps})])
                 time.sleep(step_s)
                 ev = []
-                if k == 1 and not v["preparing"]:
+                if k == 1 and tty and not explicit:
                     ev.append(("image_start", {"index": i, "total": n_images}))
                 ev.append(("progress", {"step": k, "total": steps}))
                 pct = k * 100 // steps
-                bar = "%3d%%|%-10s| %d/%d [00:%02d<00:%02d, %5.2fs/it]" % (
-                    pct, "\u2588" * (pct // 10), k, steps, int(k * step_s) % 60, int((steps - k) * step_s) % 60, step_s)
+                # tqdm's rate: it/s when faster than one a second, else s/it.
+                rate = "%5.2fit/s" % (1 / step_s) if 0 < step_s < 1 else "%5.2fs/it" % step_s
+                if step_s <= 0:
+                    rate = "99.99it/s"
+                bar = "%3d%%|%-10s| %d/%d [00:%02d<00:%02d, %s]" % (
+                    pct, "\u2588" * (pct // 10), k, steps, int(k * step_s) % 60, int((steps - k) * step_s) % 60, rate)
                 if tty:
                     self.out.redraw(bar, k == steps, ev)
                 else:
@@ -308,25 +501,36 @@ class Sim:
                 break
             if skipped:
                 continue
-            if v.get("mre"):
-                self.out.say("Diffusion time: %.2f seconds" % (time.time() - img_start))
-            self.out.say("[Fooocus] Saving image %d/%d to system ..." % (i, n_images))
-            self.out.say("Image generated with private log at: /content/Fooocus/outputs/2026-11-24/log.html")
             secs = round(time.time() - img_start, 2)
-            self.out.say("Generating and saving time: %.2f seconds" % secs, events=[("image_done", {"seconds": secs})])
+            done = [("image_done", {"seconds": secs})]
+            if fam == "2.0":
+                self.out.say("Diffusion time: %.2f seconds" % secs, events=done)
+                self.out.say("Image generated with private log at: " + LOG_HTML)
+                continue
+            if fam in ("2.4", "2.5", "api-0.5"):
+                self.fooocus("Saving image %d/%d to system ..." % (i, n_images))
+            if fam == "api-0.4":
+                self.log("INFO", "[Fooocus] Generating and saving time: %.2f seconds" % secs, done)
+                continue
+            if not fam.startswith("api-"):
+                self.out.say("Image generated with private log at: " + LOG_HTML)
+            self.out.say("Generating and saving time: %.2f seconds" % secs, events=done)
         total = round(time.time() - started, 2)
-        if self.vname in ("2.5", "mashb1t"):
+        if dead:
+            return  # the worker thread is gone: no end, and no task will ever run again
+        if fam in ("2.5", "api-0.5") and not (failed and fam == "2.5") and not ended:
+            self.out.say("[Enhance] Skipping, preconditions aren't met", events=[activity("enhance")])
+        if fam == "api-0.5" and not ended:
+            self.log("INFO", "[Task Queue] Finish task, job_id=%d" % t["job"], [("task_end", {"seconds": None})])
+        if fam in ("2.5", "api-0.5") and not failed:
             self.out.say("Processing time (total): %.2f seconds" % total)
-        if api:
-            if failed:
-                msg = "job_id=%d, %s" % (t["job"], failed)
-                ev = [("error", {"exception": "TaskError", "message": msg})]
-                if sc.get("oom"):
-                    ev.append(("oom", {"message": msg}))
-                self.out.say("[Task Queue] Finish task with error, " + msg, events=ev + [("task_end", {"seconds": None})])
+        if fam in ("api-0.3", "api-0.4") and not ended:
+            line = "[Task Queue] Finish task, job_id=%d" % t["job"]
+            if fam == "api-0.3":
+                self.out.say(line, events=[("task_end", {"seconds": None})])
             else:
-                self.out.say("[Task Queue] Finish task, job_id=%d" % t["job"], events=[("task_end", {"seconds": None})])
-        elif sc.get("total_time_line", True):
+                self.log("INFO", line, [("task_end", {"seconds": None})])
+        if not v["api"] and sc.get("total_time_line", True):
             self.out.say("Total time: %.2f seconds" % total, events=[("task_end", {"seconds": total})])
         with self.task_lock:
             self.task = None
@@ -365,22 +569,23 @@ class Sim:
                     return {}
 
             def do_GET(self):
-                if self.path == "/":
+                if self.path == "/" and not sim.v["api"]:
                     self.reply(200, b"<!doctype html><title>Fooocus</title><h1>Fooocus (simulated)</h1>", "text/html")
-                elif self.path == "/config":
+                elif self.path == "/config" and not sim.v["api"]:
                     self.reply(200, sim.gradio_config())
                 elif self.path == "/sim/state":
                     t = sim.task
                     self.reply(200, {"ready": sim.ready, "pid": os.getpid(), "version": sim.vname,
+                                     "worker_dead": sim.worker_dead,
                                      "task": None if t is None else {k: t.get(k) for k in ("job", "image", "step", "session_hash")}})
                 else:
                     self.reply(404, {"detail": "Not Found"})
 
             def do_POST(self):
                 b = self.body()
-                if self.path == "/run/predict":
+                if self.path == "/run/predict" and not sim.v["api"]:
                     fn = b.get("fn_index")
-                    if fn in (STOP_FN, SKIP_FN):
+                    if fn == STOP_FN or (fn == SKIP_FN and sim.v["skip"]):
                         sim.request_stop(b.get("session_hash"), skip=(fn == SKIP_FN))
                     self.reply(200, {"data": [None], "is_generating": False, "duration": 0.0})
                 elif self.path == "/sim/generate":
@@ -390,49 +595,79 @@ class Sim:
                         self.reply(200, {"started": True, "job": sim.job})
                     else:
                         self.reply(409, {"detail": "a task is running"})
-                elif self.path == "/v1/generation/stop" and sim.v.get("api"):
+                elif self.path == "/v1/generation/stop" and sim.v["api"]:
                     with sim.task_lock:
                         if sim.task is not None:
                             sim.stop_flag.set()
                     self.reply(200, {"msg": "success"})
-                elif self.path == "/v1/generation/text-to-image" and sim.v.get("api"):
+                elif self.path == "/v1/generation/text-to-image" and sim.v["api"]:
                     ok = sim.start_task(b)
                     self.reply(200 if ok else 409, {"job_id": sim.job} if ok else {"detail": "busy"})
                 else:
                     self.reply(404, {"detail": "Not Found"})
 
-        host = self.args.listen or "127.0.0.1"
-        port = self.args.port if self.args.port is not None else int(os.environ.get("GRADIO_SERVER_PORT", 0) or self.v["port"])
-        for p in ([0] if port == 0 else range(port, port + 100)):
+        host = self.bind_host()
+        explicit = self.args.port
+        if explicit is not None:
+            # Gradio (networking.py) and uvicorn try only the port they are given.
+            ports = [explicit]
+        else:
+            start = int(os.environ.get("GRADIO_SERVER_PORT", 0) or self.v["port"])
+            ports = [start] if self.v["api"] else range(start, start + 100)
+        for p in ports:
             try:
                 srv = ThreadingHTTPServer((host, p), H)
                 break
             except OSError:
                 continue
         else:
-            sys.exit("fooocus_sim: no free port from %d" % port)
+            self.port_taken(ports[0], ports[-1])
         srv.daemon_threads = True
         self.port = srv.server_address[1]
         threading.Thread(target=srv.serve_forever, daemon=True).start()
 
+    def port_taken(self, first, last):
+        if self.v["api"]:
+            self.out.say("ERROR:    [Errno 98] error while attempting to bind on address ('%s', %d): address already in use"
+                         % (self.bind_host(), first), "err")
+        else:
+            msg = PORT_TAKEN.format(p=first) if first == last else PORT_TAKEN.replace("{p}-{p}", "%d-%d" % (first, last))
+            self.traceback("OSError", msg, [("port_taken", {"port": first})], frames=[
+                ('/content/Fooocus/webui.py", line 1120, in <module>', "shared.gradio_root.launch("),
+                ('/usr/local/lib/python3.10/site-packages/gradio/blocks.py", line 1873, in launch', "server_name, server_port, local_url, app, server = networking.start_server("),
+                ('/usr/local/lib/python3.10/site-packages/gradio/networking.py", line 168, in start_server', "raise OSError(")])
+        sys.stdout.flush()
+        os._exit(1)
+
     def gradio_config(self):
+        """/config as the pinned Gradio serves Fooocus's UI: Stop is dependency 0, Skip 1
+        (`stop_button.click(...)` is the first event registered); before 2.1.680 neither
+        button has an elem_id, only its value."""
+        v = self.v
+        stop = {"value": "Stop", "visible": False}
+        skip = {"value": "Skip", "visible": False}
+        if v["stop_elem"]:
+            stop["elem_id"] = "stop_button"
+            skip["elem_id"] = "skip_button"
         comps = [{"id": 1, "type": "textbox", "props": {"elem_id": "positive_prompt"}},
-                 {"id": 2, "type": "button", "props": {"elem_id": "generate_button"}},
-                 {"id": 3, "type": "button", "props": {"elem_id": "stop_button"}},
-                 {"id": 4, "type": "button", "props": {"elem_id": "skip_button"}}]
-        deps = [{"targets": [2], "trigger": "click"}] * STOP_FN
-        deps = deps + [{"targets": [3], "trigger": "click"}, {"targets": [4], "trigger": "click"}]
-        return {"version": "3.41.2", "components": comps, "dependencies": deps}
+                 {"id": 2, "type": "button", "props": {"value": "Generate", "elem_id": "generate_button"}},
+                 {"id": 3, "type": "button", "props": stop}]
+        deps = [{"targets": [3], "trigger": "click", "queue": False}]
+        if v["skip"]:
+            comps.append({"id": 4, "type": "button", "props": skip})
+            deps.append({"targets": [4], "trigger": "click", "queue": False})
+        deps.append({"targets": [2], "trigger": "click"})
+        return {"version": v["gradio"], "components": comps, "dependencies": deps}
 
 
-STOP_FN = 5
-SKIP_FN = 6
+STOP_FN = 0
+SKIP_FN = 1
 
 
-def load_scenario(args):
-    path = args.scenario or os.environ.get("FOOOCUS_SIM_SCENARIO")
+def load_scenario(path, install):
+    path = path or os.environ.get("FOOOCUS_SIM_SCENARIO")
     if not path:
-        for d in (args.sim_install, os.getcwd()):
+        for d in (install, os.getcwd()):
             if d and os.path.exists(os.path.join(d, "sim_scenario.json")):
                 path = os.path.join(d, "sim_scenario.json")
                 break
@@ -442,43 +677,98 @@ def load_scenario(args):
         return json.load(f)
 
 
-def run(argv):
-    ap = argparse.ArgumentParser(prog="entry_with_update.py")
-    # Fooocus's own flags (args_manager.py); unknown flags are refused like real argparse does.
-    ap.add_argument("--port", type=int)
-    ap.add_argument("--listen", nargs="?", const="0.0.0.0")
-    ap.add_argument("--preset")
-    ap.add_argument("--language")
-    ap.add_argument("--theme")
-    ap.add_argument("--disable-in-browser", action="store_true")
-    ap.add_argument("--share", action="store_true")
-    ap.add_argument("--output-path")
-    ap.add_argument("--gpu-device-id", type=int)
-    ap.add_argument("--host")  # Fooocus-API
-    for m in ("always-gpu", "always-high-vram", "always-normal-vram", "always-low-vram", "always-no-vram", "disable-offload-from-vram"):
-        ap.add_argument("--" + m, action="store_true")
-    ap.add_argument("--always-cpu", nargs="?", const=-1, type=int)
-    # The simulator's own.
+def sim_flags(ap):
     ap.add_argument("--sim-version")
     ap.add_argument("--sim-install")
     ap.add_argument("--scenario")
     ap.add_argument("--merge-stderr", action="store_true")
     ap.add_argument("--truth")
-    args = ap.parse_args(argv)
-    if args.host and not args.listen:
-        args.listen = args.host
-    sim = Sim(args, load_scenario(args))
+
+
+def upstream_parser(vname, prog):
+    """The version's own argument parser, rebuilt from upstream_flags.json (generated from the
+    upstream snapshots by upstream.py), plus the simulator's flags."""
+    with open(os.path.join(HERE, "upstream_flags.json")) as f:
+        spec = json.load(f)[vname]
+    ap = argparse.ArgumentParser(prog=prog)
+    groups = {}
+    for g in spec["exclusive"]:
+        grp = ap.add_mutually_exclusive_group()
+        for flag in g:
+            groups[flag] = grp
+    types = {"int": int, "float": float, "str": str, None: None}
+    for a in spec["actions"]:
+        target = groups.get(a["flags"][0], ap)
+        kw = {}
+        if a["kind"] == "store_true":
+            kw["action"] = "store_true"
+        else:
+            kw["action"] = a["kind"]
+            if a["nargs"] is not None:
+                kw["nargs"] = a["nargs"]
+            if a["type"]:
+                kw["type"] = types[a["type"]]
+            if a["const"] is not None and a["nargs"] == "?":
+                kw["const"] = a["const"]
+            if a["choices"]:
+                kw["choices"] = a["choices"]
+        target.add_argument(*a["flags"], **kw)
+    sim_flags(ap)
+    return ap
+
+
+def run(argv):
+    pre = argparse.ArgumentParser(add_help=False)
+    sim_flags(pre)
+    known, _ = pre.parse_known_args(argv)
+    scenario = load_scenario(known.scenario, known.sim_install)
+    name = resolve(scenario.get("version") or known.sim_version or "2.5")
+    if name not in VERSIONS:
+        sys.exit("fooocus_sim: unknown version %r (use one of %s, or %s)"
+                 % (name, ", ".join(VERSIONS), ", ".join(ALIASES)))
+    api = VERSIONS[name]["api"]
+    prog = "main.py" if api else "entry_with_update.py"
+    args = upstream_parser(name, prog).parse_args(argv)  # refuses what upstream refuses: exit 2
+    args.prog = prog
+    args.fooocus_argv = [a for a in _drop_sim_flags(argv)]
+    if api:
+        args.listen = getattr(args, "host", None)
+        args.preset = None
+    else:
+        args.preset = getattr(args, "preset", None)
+        if name in ("2.1.679", "mre-2.0.78.5") and getattr(args, "port", None) == 8188:
+            args.port = None  # the ComfyUI default, mapped back to Gradio's own choice
+    if getattr(args, "listen", None) == "127.0.0.1" and not api:
+        args.listen = None
+    sim = Sim(args, scenario, name)
     ok = sim.startup()
     if ok:
         for spec in sim.sc.get("tasks", []):
             time.sleep(float(spec.get("delay", 0.2)))
+            if sim.worker_dead:
+                break
             while not sim.start_task(spec):
                 time.sleep(0.05)
             # Tasks from the scenario run one after another.
-            while sim.task is not None:
+            while sim.task is not None and not sim.worker_dead:
                 time.sleep(0.05)
     while True:
         time.sleep(3600)
+
+
+def _drop_sim_flags(argv):
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a in ("--sim-version", "--sim-install", "--scenario", "--truth"):
+            skip = True
+            continue
+        if a == "--merge-stderr" or a.split("=")[0] in ("--sim-version", "--sim-install", "--scenario", "--truth"):
+            continue
+        out.append(a)
+    return out
 
 
 ENTRY = """# Fooocus simulator entry (made by fooocus_sim.py make-install)
@@ -495,24 +785,27 @@ def make_install(argv):
     ap.add_argument("--layout", default="venv", choices=["venv", "portable", "conda", "api"])
     ap.add_argument("--scenario")
     a = ap.parse_args(argv)
-    if a.sim_version not in VERSIONS:
+    name = resolve(a.sim_version)
+    if name not in VERSIONS:
         sys.exit("unknown version %r" % a.sim_version)
     root = os.path.abspath(a.dir)
     fooocus = os.path.join(root, "Fooocus") if a.layout == "portable" else root
     os.makedirs(os.path.join(fooocus, "modules"), exist_ok=True)
     sim = os.path.abspath(__file__)
-    version = VERSIONS[a.sim_version]["version"]
-    api = a.layout == "api" or a.sim_version == "api"
+    api = a.layout == "api" or VERSIONS[name]["api"]
+    if api and not VERSIONS[name]["api"]:
+        name = ALIASES["api"]
+    version = VERSIONS[name]["version"]
     entries = ["main.py"] if api else ["entry_with_update.py", "launch.py"]
-    for name in entries:
-        with open(os.path.join(fooocus, name), "w") as f:
-            f.write(ENTRY % (sim, "api" if api else a.sim_version))
+    for entry in entries:
+        with open(os.path.join(fooocus, entry), "w") as f:
+            f.write(ENTRY % (sim, name))
     if api:
         with open(os.path.join(fooocus, "fooocus_api_version.py"), "w") as f:
             f.write("version = '%s'\n" % version)
     else:
-        for name in ("webui.py", "modules/async_worker.py"):
-            open(os.path.join(fooocus, name), "w").close()
+        for entry in ("webui.py", "modules/async_worker.py"):
+            open(os.path.join(fooocus, entry), "w").close()
         with open(os.path.join(fooocus, "fooocus_version.py"), "w") as f:
             f.write("version = '%s'\n" % version)
     if a.scenario:

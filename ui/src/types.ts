@@ -36,7 +36,7 @@ export interface Limits {
 }
 export interface Settings {
   install_path: string | null; python: string | null;
-  launch: { preset: string | null; vram_mode: string | null; port: number; listen: string | null; extra_args: string[] };
+  launch: { preset: string | null; vram_mode: string | null; port: number; listen: string | null; extra_args: string[]; auto_update: boolean };
   restart: { policy: "never" | "on-failure" | "always"; max_restarts: number; window_s: number };
   limits: Limits; sampling_interval_ms: number;
   notifications: { enabled: boolean; on_ready: boolean };

@@ -50,6 +50,38 @@ enum Cmd {
     },
     /// Sample a running tree (a PID and its descendants): one JSON object per line.
     Monitor(monitor::MonitorArgs),
+    /// Print the exact command that would start an install (as with the gateway off), or why
+    /// the install's Fooocus would refuse the options.
+    Argv(Box<ArgvArgs>),
+}
+
+#[derive(Args)]
+struct ArgvArgs {
+    /// The Fooocus install: a Fooocus folder or the portable package's folder.
+    #[arg(long, value_name = "DIR")]
+    install: PathBuf,
+    #[arg(long, value_name = "PATH")]
+    python: Option<PathBuf>,
+    /// Settings file (default: none; only the options below).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[arg(long, value_name = "N")]
+    port: Option<u16>,
+    #[arg(long, value_name = "NAME")]
+    preset: Option<String>,
+    #[arg(long, value_name = "MODE")]
+    vram_mode: Option<String>,
+    #[arg(long, value_name = "IP", num_args = 0..=1, default_missing_value = "0.0.0.0")]
+    listen: Option<String>,
+    /// Start through entry_with_update.py (updates Fooocus at every start).
+    #[arg(long)]
+    auto_update: bool,
+    /// One JSON object: program, args, cwd, env, notes.
+    #[arg(long)]
+    json: bool,
+    /// Extra flags for Fooocus, as the extra_args setting.
+    #[arg(last = true, value_name = "EXTRA")]
+    extra: Vec<String>,
 }
 
 #[derive(Args)]
@@ -116,6 +148,10 @@ struct RunArgs {
     /// Start Fooocus directly on the port, without the gateway (no graceful stop on 2.2+).
     #[arg(long)]
     no_gateway: bool,
+    /// Start through entry_with_update.py, which updates Fooocus (and discards changes to its
+    /// folder) at every start; by default launch.py starts the version you have.
+    #[arg(long)]
+    auto_update: bool,
     /// The command to supervise instead of an install.
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<OsString>,
@@ -129,6 +165,7 @@ fn main() -> ExitCode {
         Cmd::Doctor { json, config } => doctor(json, config),
         Cmd::ParseLog { file } => parse_log(&file),
         Cmd::Monitor(a) => monitor::run(a),
+        Cmd::Argv(a) => argv(*a),
     }
 }
 
@@ -238,6 +275,9 @@ fn settings(a: &RunArgs) -> Result<Config, String> {
     if a.no_gateway {
         cfg.gateway.enabled = false;
     }
+    if a.auto_update {
+        cfg.launch.auto_update = true;
+    }
     if let Some(p) = &a.python {
         cfg.python = Some(p.display().to_string());
     }
@@ -278,6 +318,11 @@ fn run(a: RunArgs) -> ExitCode {
         );
     };
 
+    if let Target::Install(i) = &target {
+        if let Err(e) = install::check_options(i, &cfg.launch) {
+            return fail(e.to_string());
+        }
+    }
     let _log = guard_core::paths::log_dir().and_then(|d| guard_core::logging::init(&d).ok());
     let events = match a.events.as_deref().map(JsonLines::open).transpose() {
         Ok(e) => e,
@@ -331,6 +376,73 @@ fn run(a: RunArgs) -> ExitCode {
         (_, Some((None, Some(s)))) => ExitCode::from((128 + s).clamp(0, 255) as u8),
         _ => ExitCode::SUCCESS,
     }
+}
+
+fn argv(a: ArgvArgs) -> ExitCode {
+    let mut cfg = match &a.config {
+        Some(p) => match ConfigFile::new(p).load() {
+            Ok(l) => l.config,
+            Err(e) => return fail(format!("{e}\nFix the file, or leave --config out.")),
+        },
+        None => Config::default(),
+    };
+    if let Some(p) = a.port {
+        cfg.launch.port = p;
+    }
+    if a.preset.is_some() {
+        cfg.launch.preset = a.preset.clone();
+    }
+    if let Some(m) = &a.vram_mode {
+        cfg.launch.vram_mode = Some(m.trim_start_matches('-').to_string());
+    }
+    if a.listen.is_some() {
+        cfg.launch.listen = a.listen.clone();
+    }
+    if a.auto_update {
+        cfg.launch.auto_update = true;
+    }
+    cfg.launch.extra_args.extend(a.extra.iter().cloned());
+    if let Some(p) = &a.python {
+        cfg.python = Some(p.display().to_string());
+    }
+    let errors = cfg.validate();
+    if !errors.is_empty() {
+        let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+        return fail(format!("invalid settings:\n{}", lines.join("\n")));
+    }
+    let inst = match install::inspect(&a.install, cfg.python.as_deref().map(std::path::Path::new)) {
+        Ok(i) => i,
+        Err(e) => return fail(e.to_string()),
+    };
+    if let Err(e) = install::check_options(&inst, &cfg.launch) {
+        return fail(e.to_string());
+    }
+    let launch = install::launch(&inst, &cfg.launch, cfg.launch.port);
+    let c = &launch.command;
+    if a.json {
+        let env: serde_json::Map<String, serde_json::Value> = c
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        let out = serde_json::json!({
+            "program": c.program.display().to_string(),
+            "args": c.args.iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>(),
+            "cwd": c.cwd.display().to_string(),
+            "env": env,
+            "install": inst.label(),
+            "flags": inst.flags(),
+            "notes": launch.notes,
+        });
+        println!("{out}");
+    } else {
+        for n in &launch.notes {
+            eprintln!("fooocus-guard: {n}");
+        }
+        println!("cd {}", c.cwd.display());
+        println!("{}", c.argv_display().join(" "));
+    }
+    ExitCode::SUCCESS
 }
 
 fn detect(dirs: Vec<PathBuf>, json: bool) -> ExitCode {

@@ -57,6 +57,22 @@ pub enum EventKind {
     },
     /// The worker thread died: Fooocus is up but will never run a task.
     WorkerDied,
+    /// Work that is not a sampling step: a model load or move, a download, a `[Fooocus] ...`
+    /// phase line, the 2.5 enhance phase. `what` is `model_load`, `download`, `task` or
+    /// `enhance` (never the line itself: it can hold the prompt).
+    Activity {
+        what: String,
+    },
+    /// Gradio could not bind the port it was given (`OSError: Cannot find empty port in range:
+    /// P-P`): another program holds it.
+    PortTaken {
+        port: u16,
+    },
+    /// `Started worker with PID n` (2.2 and later, and develop builds still called 2.1.865
+    /// since 2024-02-24): Stop and Skip act on the browser session that started the task.
+    WorkerStarted {
+        pid: u32,
+    },
 }
 
 impl EventKind {
@@ -75,6 +91,9 @@ impl EventKind {
             EventKind::Error { .. } => "error",
             EventKind::Oom { .. } => "oom",
             EventKind::WorkerDied => "worker_died",
+            EventKind::Activity { .. } => "activity",
+            EventKind::PortTaken { .. } => "port_taken",
+            EventKind::WorkerStarted { .. } => "worker_started",
         }
     }
 }
@@ -95,6 +114,14 @@ struct Traceback {
     /// "During handling ..." seen: another Traceback line continues this one.
     chained: bool,
     foreign: u32,
+    /// The line of the `Exception in thread ...:` header printed just before it, if any.
+    thread_header: Option<u64>,
+    /// A frame of Fooocus's worker loop (`in worker`) or Fooocus-API's (`in
+    /// task_schedule_loop`) was seen: an exception escaping it kills the thread.
+    through_worker: bool,
+    /// A `threading.py ... in _bootstrap_inner` frame: the exception escaped a thread's
+    /// function (only an uncaught one shows the frames above it), header printed or not.
+    thread_top: bool,
 }
 
 #[derive(Debug, Default)]
@@ -108,12 +135,22 @@ struct Task {
     images_done: u32,
     /// The current image has shown a step (2.0-2.3: the next step after a done image starts one).
     image_running: bool,
+    /// Started by Fooocus-API 0.3/0.4's `[Task Queue] Task queue start task`: they print no
+    /// task end after a Stop or an error inside the image loop, so those end the task here
+    /// (0.5's `[Task Queue] Start task` prints `Finish task` after a Stop).
+    api: bool,
+    /// Fooocus-API printed `Process error:`: the traceback it logs next ends the task.
+    end_after_traceback: bool,
+    /// 2.5 enhance phase: its sampling bars are not the images' steps.
+    enhancing: bool,
 }
 
 #[derive(Debug, Default)]
 pub struct Parser {
     task: Option<Task>,
     tb: Option<Traceback>,
+    /// Line of an `Exception in thread ...:` header whose traceback has not started yet.
+    thread_header: Option<u64>,
 }
 
 fn clip(s: &str) -> String {
@@ -205,6 +242,108 @@ fn url_after<'a>(t: &'a str, marker: &str) -> Option<&'a str> {
     url.starts_with("http").then_some(url)
 }
 
+/// The prefix Fooocus-API 0.4+ puts before its log lines (`fooocusapi/utils/logger.py`:
+/// `[%(asctime)s] %(levelname)-8s %(message)s`), removed so the message is matched alone.
+fn strip_logger_prefix(t: &str) -> &str {
+    let b = t.as_bytes();
+    const SHAPE: &[u8] = b"[dddd-dd-dd dd:dd:dd] ";
+    if b.len() <= SHAPE.len()
+        || !SHAPE.iter().zip(b).all(|(&p, &c)| {
+            if p == b'd' {
+                c.is_ascii_digit()
+            } else {
+                p == c
+            }
+        })
+    {
+        return t;
+    }
+    let rest = &t[SHAPE.len()..];
+    let level_end = rest.find(' ').unwrap_or(rest.len());
+    match &rest[..level_end] {
+        "DEBUG" | "INFO" | "WARNING" | "ERROR" | "CRITICAL" => rest[level_end..].trim_start(),
+        _ => t,
+    }
+}
+
+/// A tqdm bar in `t`: the text before it (tqdm's description, e.g. `Fetching 3 files:`) and
+/// the text glued after its closing `]` (in a merged log, the next stdout line can follow a
+/// bar that never printed a newline).
+fn bar_parts(t: &str) -> Option<(&str, &str)> {
+    let pipe = t.find("%|")?;
+    let pct_start = t[..pipe]
+        .rfind(|c: char| !(c.is_ascii_digit() || c == '.' || c == ' '))
+        .map(|i| i + t[i..].chars().next().map_or(1, char::len_utf8))
+        .unwrap_or(0);
+    let desc = t[..pct_start].trim();
+    let after = &t[pipe..];
+    let rest = after
+        .find(" [")
+        .and_then(|i| after[i..].find(']').map(|j| &after[i + j + 1..]))
+        .unwrap_or("");
+    Some((desc, rest))
+}
+
+/// Non-step work worth knowing about (the stall limit must not fire during it).
+fn activity_of(s: &str) -> Option<&'static str> {
+    const MODEL: &[&str] = &[
+        "Requested to load",
+        "[Fooocus Model Management]",
+        "Base model loaded",
+        "Refiner model loaded",
+        "Refiner unloaded",
+        "Refiner Swapped",
+        "Synthetic Refiner Activated",
+        "[Fooocus] Loading",
+        "Model loaded",
+        "loaded completely",
+        "VAE loaded",
+    ];
+    if s.starts_with("Loading ") && s.contains(" new model") {
+        return Some("model_load");
+    }
+    if MODEL.iter().any(|m| s.starts_with(m)) {
+        return Some("model_load");
+    }
+    if s.starts_with("[Fooocus] Downloading") || s.starts_with("Downloading: \"") {
+        return Some("download");
+    }
+    if s.starts_with("[Enhance]")
+        || s.starts_with("Enhancement time:")
+        || s.starts_with("Enhancement image time:")
+        || s.starts_with("[Fooocus] Preparing enhance")
+        || s.starts_with("[Fooocus] Processing enhance")
+    {
+        return Some("enhance");
+    }
+    // Every `progressbar(...)` of the worker prints `[Fooocus] <text>`.
+    if s.starts_with("[Fooocus]") {
+        return Some("task");
+    }
+    None
+}
+
+/// `OSError: Cannot find empty port in range: P-Q. ...` (Gradio `networking.py`).
+fn port_taken(s: &str) -> Option<u16> {
+    let rest = s
+        .split_once("Cannot find empty port in range:")?
+        .1
+        .trim_start();
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+fn activity(line: u64, what: &str) -> Event {
+    Event {
+        line,
+        kind: EventKind::Activity {
+            what: what.to_string(),
+        },
+    }
+}
+
 impl Parser {
     pub fn new() -> Self {
         Parser::default()
@@ -224,6 +363,18 @@ impl Parser {
         let oom = is_oom_text(&exception)
             || is_oom_text(&message)
             || tb.lines.iter().any(|l| is_oom_text(l));
+        if let (Some(header), true) = (
+            tb.thread_header.or(tb.thread_top.then_some(tb.line)),
+            tb.through_worker,
+        ) {
+            // The exception escaped the worker loop: the thread is gone (Fooocus before
+            // 2.0.90 and MRE on any task error; any version when the worker fails to start).
+            out.push(Event {
+                line: header,
+                kind: EventKind::WorkerDied,
+            });
+        }
+        let port = port_taken(&message);
         out.push(Event {
             line: tb.line,
             kind: EventKind::Error {
@@ -238,19 +389,43 @@ impl Parser {
                 kind: EventKind::Oom { message },
             });
         }
+        if let Some(port) = port {
+            out.push(Event {
+                line: tb.line,
+                kind: EventKind::PortTaken { port },
+            });
+        }
+        if self.task.as_ref().is_some_and(|t| t.end_after_traceback) {
+            self.task = None;
+            out.push(Event {
+                line: tb.line,
+                kind: EventKind::TaskEnd { seconds: None },
+            });
+        }
+    }
+
+    fn tb_push(tb: &mut Traceback, t: &str) {
+        if t.ends_with(", in worker") || t.ends_with(", in task_schedule_loop") {
+            tb.through_worker = true;
+        }
+        if t.ends_with(", in _bootstrap_inner") {
+            tb.thread_top = true;
+        }
+        if tb.lines.len() < MAX_TRACEBACK_LINES {
+            tb.lines.push(clip(t));
+        }
     }
 
     /// Feed one line (as split by [`crate::LineSplitter`]).
     pub fn feed_line(&mut self, line: u64, text: &str, out: &mut Vec<Event>) {
+        let text = strip_logger_prefix(text);
         let t = text.trim_end();
         if let Some(tb) = self.tb.as_mut() {
             if t.starts_with("Traceback (most recent call last)")
                 && (tb.chained || tb.exception.is_none())
             {
                 tb.chained = false;
-                if tb.lines.len() < MAX_TRACEBACK_LINES {
-                    tb.lines.push(clip(t));
-                }
+                Self::tb_push(tb, t);
                 return;
             }
             if t.is_empty() {
@@ -261,24 +436,18 @@ impl Parser {
             {
                 tb.chained = true;
                 tb.exception = None;
-                if tb.lines.len() < MAX_TRACEBACK_LINES {
-                    tb.lines.push(clip(t));
-                }
+                Self::tb_push(tb, t);
                 return;
             }
             let indented = text.starts_with([' ', '\t']);
             if tb.exception.is_none() {
                 if indented {
-                    if tb.lines.len() < MAX_TRACEBACK_LINES {
-                        tb.lines.push(clip(t));
-                    }
+                    Self::tb_push(tb, t);
                     return;
                 }
                 if let Some((name, msg)) = exception_line(t) {
                     tb.exception = Some((name.to_string(), clip(msg)));
-                    if tb.lines.len() < MAX_TRACEBACK_LINES {
-                        tb.lines.push(clip(t));
-                    }
+                    Self::tb_push(tb, t);
                     return;
                 }
                 tb.foreign += 1;
@@ -298,6 +467,7 @@ impl Parser {
             self.tb = Some(Traceback {
                 line,
                 lines: vec![clip(t)],
+                thread_header: self.thread_header.take(),
                 ..Default::default()
             });
             return;
@@ -316,18 +486,72 @@ impl Parser {
         });
     }
 
+    /// Fooocus-API's `[Task Queue]` start: a task still open here never printed its end.
+    fn start_api_task(&mut self, line: u64, no_end_after_stop: bool, out: &mut Vec<Event>) {
+        if self.task.take().is_some() {
+            out.push(Event {
+                line,
+                kind: EventKind::TaskEnd { seconds: None },
+            });
+        }
+        self.start_task(line, out);
+        if let Some(t) = self.task.as_mut() {
+            t.api = no_end_after_stop;
+        }
+    }
+
+    /// A tqdm bar (`bar_parts` found it), then whatever was glued after it.
+    fn bar_line(&mut self, line: u64, s: &str, desc: &str, rest: &str, out: &mut Vec<Event>) {
+        match (tqdm_step(s), self.task.as_mut()) {
+            (Some(_), Some(task)) if task.enhancing => out.push(activity(line, "enhance")),
+            (Some((k, n)), Some(task)) => {
+                if !task.explicit_images && !task.image_running {
+                    // 2.0-2.3: an image starts with its first step; N = the prompts encoded.
+                    let index = task.images_done + 1;
+                    let total = task.encodings.max(index);
+                    task.image_running = true;
+                    out.push(Event {
+                        line,
+                        kind: EventKind::ImageStart { index, total },
+                    });
+                }
+                task.progressed = true;
+                out.push(Event {
+                    line,
+                    kind: EventKind::Progress { step: k, total: n },
+                });
+            }
+            // A sampling bar of a task whose start was not seen (or a fork that prints
+            // none); sampling bars carry no description.
+            (Some((k, n)), None) if desc.is_empty() => out.push(Event {
+                line,
+                kind: EventKind::Progress { step: k, total: n },
+            }),
+            // Byte-unit bars and described ones (`Fetching 3 files:`): downloads.
+            _ => out.push(activity(line, "download")),
+        }
+        let rest = rest.trim_start();
+        if !rest.is_empty() {
+            self.plain_line(line, rest, out);
+        }
+    }
+
     fn plain_line(&mut self, line: u64, t: &str, out: &mut Vec<Event>) {
         let s = t.trim_start();
         if s.is_empty() {
             return;
         }
-        if let Some(rest) = s.strip_prefix("Exception in thread ") {
-            if rest.to_ascii_lowercase().contains("worker") {
-                out.push(Event {
-                    line,
-                    kind: EventKind::WorkerDied,
-                });
-            }
+        if s.starts_with("Exception in thread ") {
+            // Dead or not is decided by its traceback (Python 3.9 and older print no thread
+            // function name: `Exception in thread Thread-2:`).
+            self.thread_header = Some(line);
+            return;
+        }
+        if let Some(port) = port_taken(s) {
+            out.push(Event {
+                line,
+                kind: EventKind::PortTaken { port },
+            });
             return;
         }
         if let Some(url) = url_after(s, "Running on local URL:") {
@@ -374,12 +598,31 @@ impl Parser {
             });
             return;
         }
-        if s.starts_with("Enter LCM mode")
-            || s.starts_with("Enter Lightning mode")
-            || s.starts_with("Enter Hyper-SD mode")
+        if let Some(pid) = s
+            .strip_prefix("Started worker with PID ")
+            .and_then(|p| parse_u32(p.trim()))
+        {
+            out.push(Event {
+                line,
+                kind: EventKind::WorkerStarted { pid },
+            });
+            return;
+        }
+        if s.starts_with("[Task Queue] Task queue start task") {
+            self.start_api_task(line, true, out);
+            return;
+        }
+        if s.starts_with("[Task Queue] Start task") {
+            self.start_api_task(line, false, out);
+            return;
+        }
+        // Fooocus-API 0.4 logs the mode lines as `[Fooocus] Enter LCM mode.`.
+        let m = s.strip_prefix("[Fooocus] ").unwrap_or(s);
+        if m.starts_with("Enter LCM mode")
+            || m.starts_with("Enter Lightning mode")
+            || m.starts_with("Enter Hyper-SD mode")
             || s.starts_with("[Parameters] Adaptive CFG")
             || s.starts_with("[Fooocus] Initializing")
-            || s.starts_with("[Task Queue] Task queue start task")
         {
             self.start_task(line, out);
             return;
@@ -404,36 +647,29 @@ impl Parser {
             }
             return;
         }
-        if let Some(rest) = s.strip_prefix("[Fooocus] Encoding positive #") {
+        // 2.1+ `Encoding positive #k`; 2.0.x and MRE `Encoding base positive #k`.
+        if let Some(rest) = s
+            .strip_prefix("[Fooocus] Encoding positive #")
+            .or_else(|| s.strip_prefix("[Fooocus] Encoding base positive #"))
+        {
             if let (Some(task), Some(k)) = (
                 self.task.as_mut(),
                 parse_u32(rest.split_whitespace().next().unwrap_or("")),
             ) {
                 task.encodings = task.encodings.max(k);
             }
+        }
+        if let Some((desc, rest)) = bar_parts(s) {
+            self.bar_line(line, s, desc, rest, out);
             return;
         }
-        if let Some((k, n)) = tqdm_step(s) {
-            if let Some(task) = self.task.as_mut() {
-                if !task.explicit_images && !task.image_running {
-                    // 2.0-2.3: an image starts with its first step; N = the prompts encoded.
-                    let index = task.images_done + 1;
-                    let total = task.encodings.max(index);
-                    task.image_running = true;
-                    out.push(Event {
-                        line,
-                        kind: EventKind::ImageStart { index, total },
-                    });
-                }
-                task.progressed = true;
-                out.push(Event {
-                    line,
-                    kind: EventKind::Progress { step: k, total: n },
-                });
-            }
-            return;
-        }
-        if let Some(rest) = s.strip_prefix("Generating and saving time:") {
+        // The end of one image: `Generating and saving time` (2.0.80+; Fooocus-API logs it
+        // as `[Fooocus] Generating ...`), `Diffusion time` (2.0.0-2.0.78 and MRE).
+        if let Some(rest) = s
+            .strip_prefix("Generating and saving time:")
+            .or_else(|| s.strip_prefix("[Fooocus] Generating and saving time:"))
+            .or_else(|| s.strip_prefix("Diffusion time:"))
+        {
             if let Some(secs) = leading_f64(rest.trim()) {
                 if let Some(task) = self.task.as_mut() {
                     task.images_done += 1;
@@ -479,18 +715,29 @@ impl Parser {
                     });
                 }
             }
-            self.task = None;
-            out.push(Event {
-                line,
-                kind: EventKind::TaskEnd { seconds: None },
-            });
+            // 0.5 prints it after a Stop too, when the task is already over here.
+            if self.task.take().is_some() {
+                out.push(Event {
+                    line,
+                    kind: EventKind::TaskEnd { seconds: None },
+                });
+            }
             return;
         }
-        if s == "User stopped" {
+        if s == "User stopped" || s == "[Fooocus] User stopped" {
             out.push(Event {
                 line,
                 kind: EventKind::Stopped,
             });
+            if self.task.as_ref().is_some_and(|t| t.api) {
+                // Fooocus-API 0.3/0.4 print no "Finish task" after a Stop (0.4.1.1
+                // `worker.py:1014-1037`).
+                self.task = None;
+                out.push(Event {
+                    line,
+                    kind: EventKind::TaskEnd { seconds: None },
+                });
+            }
             return;
         }
         if s == "User skipped" {
@@ -505,11 +752,35 @@ impl Parser {
             });
             return;
         }
+        if s.starts_with("Process error:") || s.starts_with("[Fooocus] Process error:") {
+            // Fooocus-API: an error inside the image loop, logged with its traceback next;
+            // no "Finish task" follows.
+            if let Some(task) = self.task.as_mut().filter(|t| t.api) {
+                task.end_after_traceback = true;
+            }
+            return;
+        }
         if is_oom_text(s) {
-            out.push(Event {
-                line,
-                kind: EventKind::Oom { message: clip(s) },
-            });
+            // Fooocus-API logs the message right before its traceback, which tells it again.
+            if !self.task.as_ref().is_some_and(|t| t.end_after_traceback) {
+                out.push(Event {
+                    line,
+                    kind: EventKind::Oom { message: clip(s) },
+                });
+            }
+            return;
+        }
+        if let Some(what) = activity_of(s) {
+            // 2.5: the enhance phase after the images (`[Enhance] Skipping` ends a task without
+            // one).
+            if s.starts_with("[Fooocus] Processing enhance")
+                || s.starts_with("[Fooocus] Preparing enhancement ")
+            {
+                if let Some(task) = self.task.as_mut() {
+                    task.enhancing = true;
+                }
+            }
+            out.push(activity(line, what));
         }
     }
 

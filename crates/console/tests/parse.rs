@@ -31,7 +31,10 @@ fn fooocus_25_events_at_their_lines() {
         kinds(V25),
         vec![
             (3, "version"),
+            (7, "activity"),
+            (8, "activity"),
             (9, "listening"),
+            (10, "worker_started"),
             (11, "ready"),
             (12, "task_start"),
             (15, "image_start"),
@@ -43,7 +46,10 @@ fn fooocus_25_events_at_their_lines() {
             (20, "task_end"),
         ]
     );
-    let ev = events(V25);
+    let ev: Vec<_> = events(V25)
+        .into_iter()
+        .filter(|e| !e.1.contains("activity") && !e.1.contains("worker_started"))
+        .collect();
     assert_eq!(
         ev[1].1,
         r#"{"kind":"listening","url":"http://127.0.0.1:7865"}"#
@@ -55,8 +61,16 @@ fn fooocus_25_events_at_their_lines() {
     assert_eq!(ev[10].1, r#"{"kind":"task_end","seconds":30.5}"#);
 }
 
+/// Without the activity events, which tests of other kinds leave out.
+fn kinds_no_activity(text: &str) -> Vec<(u64, &'static str)> {
+    kinds(text)
+        .into_iter()
+        .filter(|(_, k)| *k != "activity")
+        .collect()
+}
+
 #[test]
-fn fooocus_20_images_from_encodings() {
+fn fooocus_21_images_from_encodings_and_bars_ended_by_newlines() {
     let log = "[Fooocus] Initializing ...\n[Fooocus] Encoding positive #1 ...\n[Fooocus] Encoding positive #2 ...\n\
 Preparation time: 3.1 seconds\n 50%|█████     | 15/30 [00:10<00:10,  1.4it/s]\n100%|██████████| 30/30 [00:20<00:00,  1.4it/s]\n\
 Generating and saving time: 21.5 seconds\n  3%|▎         | 1/30 [00:01<00:30,  1.0s/it]\nTotal time: 50.0 seconds\n";
@@ -65,6 +79,8 @@ Generating and saving time: 21.5 seconds\n  3%|▎         | 1/30 [00:01<00:30, 
         k,
         vec![
             (1, "task_start"),
+            (2, "activity"),
+            (3, "activity"),
             (5, "image_start"),
             (5, "progress"),
             (6, "progress"),
@@ -75,9 +91,39 @@ Generating and saving time: 21.5 seconds\n  3%|▎         | 1/30 [00:01<00:30, 
         ]
     );
     let ev = events(log);
-    assert_eq!(ev[5].1, r#"{"kind":"image_start","index":2,"total":2}"#);
+    assert_eq!(ev[7].1, r#"{"kind":"image_start","index":2,"total":2}"#);
+    assert_eq!(ev[1].1, r#"{"kind":"activity","what":"task"}"#);
 }
 
+/// 2.0.78 and MRE (`v2.0.780/modules/async_worker.py:300,359`): `Encoding base positive #k`,
+/// and `Diffusion time` ends each image.
+#[test]
+fn fooocus_20_base_encodings_and_diffusion_time() {
+    let log = "[Fooocus] Initializing ...\n[Fooocus] Encoding base positive #1 ...\n[Fooocus] Encoding base positive #2 ...\n\
+  0%|          | 0/30 [00:00<?, ?it/s]\r 50%|█████     | 15/30 [00:10<00:10,  1.4it/s]\r100%|██████████| 30/30 [00:20<00:00,  1.4it/s]\n\
+Diffusion time: 22.51 seconds\nImage generated with private log at: /f/outputs/2023-09-01/log.html\n\
+ 50%|█████     | 15/30 [00:10<00:10,  1.4it/s]\nDiffusion time: 20.00 seconds\nTotal time: 50.0 seconds\n";
+    let k = kinds_no_activity(log);
+    assert_eq!(
+        k,
+        vec![
+            (1, "task_start"),
+            (4, "image_start"),
+            (4, "progress"),
+            (4, "progress"),
+            (4, "progress"),
+            (5, "image_done"),
+            (7, "image_start"),
+            (7, "progress"),
+            (8, "image_done"),
+            (9, "task_end")
+        ]
+    );
+    let ev = events(log);
+    let starts: Vec<_> = ev.iter().filter(|e| e.1.contains("image_start")).collect();
+    assert_eq!(starts[0].1, r#"{"kind":"image_start","index":1,"total":2}"#);
+    assert_eq!(starts[1].1, r#"{"kind":"image_start","index":2,"total":2}"#);
+}
 #[test]
 fn tracebacks_stay_together_and_oom_is_told() {
     let log = "[Parameters] Adaptive CFG = 7\nTraceback (most recent call last):\n  File \"/f/modules/async_worker.py\", line 1, in worker\n    handler(task)\n\
@@ -107,12 +153,105 @@ Traceback (most recent call last):\n  File \"b\", line 2\nRuntimeError: CUDA err
 
 #[test]
 fn dead_worker_and_cpu_allocator() {
-    let log = "Exception in thread Thread-2 (worker):\nTraceback (most recent call last):\n  File \"x\", line 1\n\
+    let log = "Exception in thread Thread-2 (worker):\nTraceback (most recent call last):\n  File \"x\", line 1, in worker\n\
 ImportError: cannot import name 'x'\nRuntimeError: [enforce fail at alloc_cpu.cpp:83] : DefaultCPUAllocator: not enough memory: you tried to allocate 1 bytes.\n";
     let k = kinds(log);
     assert_eq!(k[0], (1, "worker_died"));
     assert_eq!(k[1], (2, "error"));
     assert!(k.contains(&(5, "oom")), "{k:?}");
+}
+
+/// Python 3.9 and older print no function name; the traceback through `in worker` decides.
+#[test]
+fn worker_death_is_decided_by_its_traceback() {
+    let py38 = concat!(
+        "Exception in thread Thread-2:\nTraceback (most recent call last):\n",
+        "  File \"/usr/lib/python3.8/threading.py\", line 932, in _bootstrap_inner\n    self.run()\n",
+        "  File \"/f/modules/async_worker.py\", line 614, in worker\n    handler(task)\nRuntimeError: boom\n"
+    );
+    assert_eq!(kinds(py38), vec![(1, "worker_died"), (2, "error")]);
+    let api = "Exception in thread Thread-3 (task_schedule_loop):\nTraceback (most recent call last):\n  File \"/a/fooocusapi/worker.py\", line 50, in task_schedule_loop\n    process_top()\nValueError: x\n";
+    assert_eq!(kinds(api), vec![(1, "worker_died"), (2, "error")]);
+    let other = "Exception in thread Thread-5:\nTraceback (most recent call last):\n  File \"/x/gradio/utils.py\", line 9, in run\n    f()\nValueError: x\n";
+    assert_eq!(kinds(other), vec![(2, "error")]);
+}
+
+/// Fooocus-API 0.4+: `[ts] LEVEL    message` (`fooocusapi/utils/logger.py`); no "Finish task"
+/// after a Stop or an error in the image loop (`worker.py:1014-1037`).
+#[test]
+fn fooocus_api_04_logger_prefix_and_ends_without_finish() {
+    let log = "INFO:     Uvicorn running on http://127.0.0.1:8888 (Press CTRL+C to quit)\n\
+[2024-05-18 15:06:57] INFO     [Task Queue] Task queue start task, job_id=a1\n\
+[2024-05-18 15:06:57] WARNING  [Fooocus] Enter LCM mode.\n\
+[2024-05-18 15:06:57] INFO     [Parameters] Adaptive CFG = 7\n\
+[2024-05-18 15:06:58] INFO     [Fooocus] Encoding positive #1 ...\n\
+ 33%|███▎      | 1/3 [00:01<00:02,  1.0s/it]\n\
+[2024-05-18 15:07:00] INFO     [Fooocus] Generating and saving time: 17.03 seconds\n\
+[2024-05-18 15:07:00] INFO     [Task Queue] Finish task, job_id=a1\n\
+[2024-05-18 15:07:01] INFO     [Task Queue] Task queue start task, job_id=a2\n\
+ 33%|███▎      | 1/3 [00:01<00:02,  1.0s/it]\n\
+[2024-05-18 15:07:02] WARNING  [Fooocus] User stopped\n\
+[2024-05-18 15:07:03] INFO     [Task Queue] Task queue start task, job_id=a3\n\
+ 33%|███▎      | 1/3 [00:01<00:02,  1.0s/it]\n\
+[2024-05-18 15:07:04] ERROR    [Fooocus] Process error: CUDA out of memory.\n\
+[2024-05-18 15:07:04] ERROR    CUDA out of memory.\n\
+Traceback (most recent call last):\n  File \"/a/fooocusapi/worker.py\", line 990, in process_generate\n\
+torch.cuda.OutOfMemoryError: CUDA out of memory.\n\
+[2024-05-18 15:07:05] INFO     [Task Queue] Task queue start task, job_id=a4\n\
+ 33%|███▎      | 1/3 [00:01<00:02,  1.0s/it]\n\
+[2024-05-18 15:07:06] INFO     [Task Queue] Task queue start task, job_id=a5\n";
+    assert_eq!(
+        kinds_no_activity(log),
+        vec![
+            (1, "listening"),
+            (1, "ready"),
+            (2, "task_start"),
+            (6, "image_start"),
+            (6, "progress"),
+            (7, "image_done"),
+            (8, "task_end"),
+            (9, "task_start"),
+            (10, "image_start"),
+            (10, "progress"),
+            (11, "stopped"),
+            (11, "task_end"),
+            (12, "task_start"),
+            (13, "image_start"),
+            (13, "progress"),
+            (16, "error"),
+            (16, "oom"),
+            (16, "task_end"),
+            (19, "task_start"),
+            (20, "image_start"),
+            (20, "progress"),
+            (21, "task_end"),
+            (21, "task_start"),
+        ]
+    );
+}
+
+/// 0.5 (`worker.py:299,1066-1070`): `Start task`, and `Finish task` also after a Stop.
+#[test]
+fn fooocus_api_05_ends_at_finish_after_a_stop() {
+    let log = "[2024-05-18 15:07:03] INFO     [Task Queue] Start task, job_id=a3, pid=7\n\
+ 33%|███▎      | 1/3 [00:01<00:02,  1.0s/it]\nUser stopped\n[Enhance] Skipping, preconditions aren't met\n\
+[2024-05-18 15:07:04] INFO     [Task Queue] Finish task, job_id=a3\nProcessing time (total): 3.00 seconds\n\
+[2024-05-18 15:07:05] INFO     [Task Queue] Start task, job_id=a4, pid=7\n\
+[2024-05-18 15:07:06] ERROR    [Task Queue] Finish task with error: CUDA out of memory. Tried to allocate 2.00 GiB, job_id=a4\n";
+    assert_eq!(
+        kinds_no_activity(log),
+        vec![
+            (1, "task_start"),
+            (2, "image_start"),
+            (2, "progress"),
+            (3, "stopped"),
+            (5, "task_end"),
+            (7, "task_start"),
+            (8, "error"),
+            (8, "oom"),
+            (8, "task_end"),
+        ]
+    );
 }
 
 #[test]
@@ -141,9 +280,111 @@ fn fooocus_api_lines() {
 }
 
 #[test]
-fn download_bars_and_idle_bars_are_not_steps() {
-    let log = "100%|██████████| 6.46G/6.46G [01:02<00:00, 111MB/s]\n 50%|█████     | 5/10 [00:01<00:01,  5.0it/s]\n";
-    assert!(kinds(log).is_empty(), "no task: no progress");
+fn download_bars_are_activity_and_a_bar_outside_a_task_is_a_step() {
+    let log = "100%|██████████| 6.46G/6.46G [01:02<00:00, 111MB/s]\nFetching 3 files: 100%|██████████| 3/3 [00:00<00:00, 3.1it/s]\n 50%|█████     | 5/10 [00:01<00:01,  5.0it/s]\n";
+    let ev = events(log);
+    assert_eq!(
+        ev[0],
+        (1, r#"{"kind":"activity","what":"download"}"#.to_string())
+    );
+    assert_eq!(
+        ev[1],
+        (2, r#"{"kind":"activity","what":"download"}"#.to_string())
+    );
+    assert_eq!(
+        ev[2],
+        (3, r#"{"kind":"progress","step":5,"total":10}"#.to_string())
+    );
+    assert_eq!(ev.len(), 3);
+}
+
+#[test]
+fn model_loads_and_downloads_inside_a_task_are_activity() {
+    let log = "[Parameters] Adaptive CFG = 7\n[Fooocus] Downloading LCM components ...\n\
+Downloading: \"https://h/sdxl_lcm_lora.safetensors\" to /m/sdxl_lcm_lora.safetensors\n\
+ 10%|█         | 39.0M/394M [00:03<00:30, 12.1MB/s]\rRequested to load SDXL\nLoading 1 new model\n\
+[Fooocus Model Management] Moving model(s) has taken 1.37 seconds\n";
+    let ev = events(log);
+    let what: Vec<_> = ev.iter().map(|e| (e.0, e.1.as_str())).collect();
+    assert_eq!(
+        what,
+        vec![
+            (1, r#"{"kind":"task_start"}"#),
+            (2, r#"{"kind":"activity","what":"download"}"#),
+            (3, r#"{"kind":"activity","what":"download"}"#),
+            (4, r#"{"kind":"activity","what":"download"}"#),
+            (4, r#"{"kind":"activity","what":"model_load"}"#),
+            (5, r#"{"kind":"activity","what":"model_load"}"#),
+            (6, r#"{"kind":"activity","what":"model_load"}"#),
+        ]
+    );
+}
+
+/// A merged saved log: the next stdout line glued after a bar (#2225, #535).
+#[test]
+fn markers_glued_after_a_bar_are_seen() {
+    let log = "[Parameters] Adaptive CFG = 7\n[Fooocus] Encoding positive #1 ...\n 27%|██▋       | 8/30 [00:03<00:10,  2.00it/s]Refiner Swapped\n\
+100%|██████████| 30/30 [00:12<00:00,  2.40it/s]Generating and saving time: 13.20 seconds\n\
+  0%|          | 0/30 [00:00<?, ?it/s]C:\\f\\brownian_interval.py:594: UserWarning: Should have tb<=t1\nTotal time: 14.00 seconds\n";
+    assert_eq!(
+        kinds(log),
+        vec![
+            (1, "task_start"),
+            (2, "activity"),
+            (3, "image_start"),
+            (3, "progress"),
+            (3, "activity"),
+            (4, "progress"),
+            (4, "image_done"),
+            (5, "image_start"),
+            (5, "progress"),
+            (6, "task_end"),
+        ]
+    );
+}
+
+/// 2.5 (`v2.5.5/modules/async_worker.py:1316,1361,1437,1460`): enhance bars are not image steps.
+#[test]
+fn enhance_phase_is_activity() {
+    let log = "[Parameters] Adaptive CFG = 7\n[Fooocus] Preparing task 1/1 ...\n 50%|█████     | 1/2 [00:01<00:01,  1.0s/it]\n\
+Generating and saving time: 3.00 seconds\n[Fooocus] Processing enhance ...\n[Fooocus] Preparing enhancement 1/1 ...\n\
+ 50%|█████     | 1/2 [00:01<00:01,  1.0s/it]\nEnhancement time: 2.00 seconds\nEnhancement image time: 2.10 seconds\n\
+Processing time (total): 6.00 seconds\nTotal time: 6.10 seconds\n";
+    assert_eq!(
+        kinds(log),
+        vec![
+            (1, "task_start"),
+            (2, "image_start"),
+            (3, "progress"),
+            (4, "image_done"),
+            (5, "activity"),
+            (6, "activity"),
+            (7, "activity"),
+            (8, "activity"),
+            (9, "activity"),
+            (11, "task_end"),
+        ]
+    );
+    assert!(events(log)[6].1.contains("enhance"));
+}
+
+/// Gradio with an explicit port (`networking.py`): a taken port is its own event.
+#[test]
+fn a_taken_port_and_the_worker_pid() {
+    let log = "Started worker with PID 4242\nTraceback (most recent call last):\n  File \"/f/webui.py\", line 1, in <module>\n    shared.gradio_root.launch(\n\
+OSError: Cannot find empty port in range: 7865-7865. You can specify a different port by setting the GRADIO_SERVER_PORT environment variable or passing the `server_port` parameter to `launch()`.\n";
+    let ev = events(log);
+    assert_eq!(
+        ev[0],
+        (1, r#"{"kind":"worker_started","pid":4242}"#.to_string())
+    );
+    assert!(ev[1]
+        .1
+        .starts_with(r#"{"kind":"error","exception":"OSError""#));
+    assert_eq!(
+        ev[2],
+        (2, r#"{"kind":"port_taken","port":7865}"#.to_string())
+    );
 }
 
 fn all_events(chunks: &[Vec<u8>]) -> Vec<Event> {

@@ -150,15 +150,28 @@ impl App {
         // The install must be real before it is saved.
         if let Some(p) = &new.install_path {
             if self.demo.is_none() {
-                if let Err(e) = install::inspect(Path::new(p), new.python.as_deref().map(Path::new))
-                {
-                    return SaveResult {
-                        saved: false,
-                        errors: vec![FieldError {
+                let error =
+                    match install::inspect(Path::new(p), new.python.as_deref().map(Path::new)) {
+                        Err(e) => Some(FieldError {
                             field: "install_path".into(),
                             value: p.clone(),
                             message: e.to_string(),
-                        }],
+                        }),
+                        // An option this install's Fooocus lacks would stop it at once (exit 2).
+                        Ok(i) => {
+                            install::check_options(&i, &new.launch)
+                                .err()
+                                .map(|e| FieldError {
+                                    field: e.field.into(),
+                                    value: e.option.clone(),
+                                    message: e.to_string(),
+                                })
+                        }
+                    };
+                if let Some(e) = error {
+                    return SaveResult {
+                        saved: false,
+                        errors: vec![e],
                         applied_live: Vec::new(),
                         needs_restart: Vec::new(),
                     };

@@ -47,6 +47,9 @@ pub struct LaunchOptions {
     /// Address to listen on; None = loopback only. "0.0.0.0" exposes Fooocus to the LAN.
     pub listen: Option<String>,
     pub extra_args: Vec<String>,
+    /// Start through entry_with_update.py, which hard-resets the Fooocus folder to upstream's
+    /// newest code at every start; off: launch.py starts the version the user has.
+    pub auto_update: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,6 +143,7 @@ impl Default for LaunchOptions {
             port: DEFAULT_PORT,
             listen: None,
             extra_args: Vec::new(),
+            auto_update: false,
         }
     }
 }
@@ -724,6 +728,15 @@ mod tests {
         fs::write(&file.path, "[limits]\nmemory_bytes = \"1K\"\n").unwrap();
         let loaded = file.load().unwrap();
         assert!(loaded.warning.unwrap().contains("limits.memory_bytes"));
+
+        // Absurd durations, as text or as numbers: named, never a crash.
+        for text in ["timeout_s = \"1e30\"", "timeout_s = 1e30"] {
+            fs::write(&file.path, format!("[limits]\n{text}\n")).unwrap();
+            let loaded = file.load().unwrap();
+            assert_eq!(loaded.config, good, "{text}");
+            let w = loaded.warning.unwrap();
+            assert!(w.contains("timeout_s"), "{text}: {w}");
+        }
     }
 
     #[test]

@@ -156,6 +156,9 @@ pub fn signal_of(kind: EventKind) -> Option<Signal> {
         } => Signal::Error { exception, message },
         EventKind::Oom { message } => Signal::Oom { message },
         EventKind::WorkerDied => Signal::WorkerDied,
+        EventKind::Activity { what } => Signal::Activity { what },
+        EventKind::PortTaken { port } => Signal::PortTaken { port },
+        EventKind::WorkerStarted { .. } => Signal::WorkerStarted,
     })
 }
 

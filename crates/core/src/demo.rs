@@ -75,7 +75,7 @@ impl Demo {
                 } else {
                     r#"{"session_hash": "demo", "images": 2, "steps": 12, "step_seconds": 0.25}"#
                 };
-                if crate::stop::http(&url, "POST", "/sim/generate", Some(body.as_bytes())).is_ok() {
+                if crate::stop::http(&url, "POST", "/sim/generate", Some(body.as_bytes()), &[]).is_ok() {
                     n += 1;
                 }
                 std::thread::sleep(Duration::from_secs(5));

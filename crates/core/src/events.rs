@@ -118,6 +118,11 @@ pub enum EventKind {
         /// Seconds from the breach (or the user's request) to the generation being over.
         took_s: f64,
         steps: Vec<StopStep>,
+        /// How long the graceful stop was given before the kill (0 when it was unavailable).
+        grace_s: f64,
+        /// Why that long: "configured", or "one step" when the observed step time was longer
+        /// (Fooocus looks at Stop only between steps).
+        grace: String,
     },
     /// A Python error printed by Fooocus (exception type and message only).
     FooocusError {

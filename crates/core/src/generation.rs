@@ -11,19 +11,47 @@ use crate::events::{LimitKind, StopHow, StopStep};
 /// `fooocus_console` events map onto these one to one (see `supervisor::signal_of`).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Signal {
-    Listening { url: String },
-    Ready { url: String },
-    Version { version: String },
+    Listening {
+        url: String,
+    },
+    Ready {
+        url: String,
+    },
+    Version {
+        version: String,
+    },
     TaskStart,
-    ImageStart { index: u32, total: u32 },
-    Progress { step: u32, total: u32 },
+    ImageStart {
+        index: u32,
+        total: u32,
+    },
+    Progress {
+        step: u32,
+        total: u32,
+    },
     ImageDone,
     TaskEnd,
     Stopped,
     Skipped,
-    Error { exception: String, message: String },
-    Oom { message: String },
+    Error {
+        exception: String,
+        message: String,
+    },
+    Oom {
+        message: String,
+    },
     WorkerDied,
+    /// Work that is not a step (model load, download, a `[Fooocus] ...` phase, 2.5 enhance):
+    /// keeps the stall limit quiet.
+    Activity {
+        what: String,
+    },
+    /// Gradio could not bind the port it was given.
+    PortTaken {
+        port: u16,
+    },
+    /// `Started worker with PID n`: Stop acts per browser session in this build.
+    WorkerStarted,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,6 +180,8 @@ struct Flags {
     oom: bool,
     /// The guard asked Fooocus to stop it (a limit or the user through the guard).
     stop_requested: bool,
+    /// 2.5's enhance phase runs after the images: sampling again, so not "finishing".
+    enhancing: bool,
 }
 
 /// What the gateway saw in Gradio's queue, for the tracker (see `Tracker::on_queue`).
@@ -179,6 +209,10 @@ impl Generation {
     }
     /// Every image is done: only saving/logging is left, which no step or image marks.
     pub fn finishing(&self) -> bool {
+        self.images_all_done() && !self.flags.enhancing
+    }
+
+    fn images_all_done(&self) -> bool {
         self.images_total
             .is_some_and(|t| t > 0 && self.images_done >= t)
     }
@@ -227,6 +261,12 @@ pub struct Tracker {
     pub phase: Phase,
     pub version: Option<String>,
     pub listening: Option<String>,
+    /// The port Gradio said was taken (`OSError: Cannot find empty port in range: P-P`), for
+    /// the supervisor to name when Fooocus exits.
+    pub port_taken: Option<u16>,
+    /// This Fooocus printed `Started worker with PID` (2.2+, and develop builds still called
+    /// 2.1.865): its Stop acts only on the browser session that started the task.
+    pub per_session_stop: bool,
     current: Option<Generation>,
     next_id: u64,
     /// The queue call whose generation is already closed (its final updates must not open
@@ -247,6 +287,8 @@ impl Tracker {
             phase: Phase::Starting,
             version: None,
             listening: None,
+            port_taken: None,
+            per_session_stop: false,
             current: None,
             next_id,
             spent_call: None,
@@ -258,6 +300,8 @@ impl Tracker {
     pub fn restart(&mut self) {
         self.phase = Phase::Starting;
         self.listening = None;
+        self.port_taken = None;
+        self.per_session_stop = false;
     }
 
     pub fn current(&self) -> Option<&Generation> {
@@ -432,6 +476,18 @@ impl Tracker {
                 }
                 out.push(Change::Oom(message));
             }
+            Signal::Activity { what } => {
+                // Only refreshes a generation: model loads at start-up open none.
+                if let Some(g) = self.current.as_mut() {
+                    g.last_activity = Some(now);
+                    if what == "enhance" {
+                        g.flags.enhancing = true;
+                    }
+                    out.push(Change::Progress);
+                }
+            }
+            Signal::PortTaken { port } => self.port_taken = Some(port),
+            Signal::WorkerStarted => self.per_session_stop = true,
         }
     }
 
@@ -513,7 +569,7 @@ impl Tracker {
         if g.flags.stop_requested {
             return None; // the escalation decides
         }
-        let wait = if g.finishing() {
+        let wait = if g.images_all_done() {
             QUIET_AFTER_LAST_IMAGE
         } else if g.images_total.is_none() && g.images_done > 0 {
             QUIET_UNKNOWN_TOTAL
@@ -770,5 +826,72 @@ mod tests {
         assert!(matches!(out[0], Change::Unhealthy(_)));
         feed(&mut t, Signal::Ready { url: "u".into() }, t0);
         assert!(matches!(t.phase, Phase::Unhealthy { .. }));
+    }
+
+    #[test]
+    fn activity_refreshes_the_generation_and_opens_none() {
+        let mut t = Tracker::new(1);
+        let t0 = Instant::now();
+        // Start-up model loads: no generation.
+        let out = feed(
+            &mut t,
+            Signal::Activity {
+                what: "model_load".into(),
+            },
+            t0,
+        );
+        assert!(out.is_empty() && t.current().is_none());
+        feed(&mut t, Signal::TaskStart, t0);
+        let later = t0 + Duration::from_secs(80);
+        feed(
+            &mut t,
+            Signal::Activity {
+                what: "download".into(),
+            },
+            later,
+        );
+        assert_eq!(t.current().unwrap().last_activity(), later);
+    }
+
+    #[test]
+    fn a_step_without_a_seen_start_opens_a_generation() {
+        let mut t = Tracker::new(7);
+        let t0 = Instant::now();
+        let out = feed(&mut t, Signal::Progress { step: 4, total: 30 }, t0);
+        assert_eq!(out[0], Change::Started(7));
+        assert_eq!(t.current().unwrap().last_step, Some(4));
+    }
+
+    #[test]
+    fn the_enhance_phase_is_not_finishing_but_still_closes_when_quiet() {
+        let mut t = Tracker::new(1);
+        let t0 = Instant::now();
+        feed(&mut t, Signal::TaskStart, t0);
+        feed(&mut t, Signal::ImageStart { index: 1, total: 1 }, t0);
+        feed(&mut t, Signal::ImageDone, t0);
+        assert!(t.current().unwrap().finishing());
+        let t1 = t0 + Duration::from_secs(3);
+        feed(
+            &mut t,
+            Signal::Activity {
+                what: "enhance".into(),
+            },
+            t1,
+        );
+        assert!(!t.current().unwrap().finishing(), "enhance samples again");
+        assert_eq!(t.quiet_deadline(), Some(t1 + QUIET_AFTER_LAST_IMAGE));
+    }
+
+    #[test]
+    fn taken_port_and_per_session_stop_are_kept_until_restart() {
+        let mut t = Tracker::new(1);
+        let t0 = Instant::now();
+        feed(&mut t, Signal::WorkerStarted, t0);
+        feed(&mut t, Signal::PortTaken { port: 7865 }, t0);
+        assert!(t.per_session_stop);
+        assert_eq!(t.port_taken, Some(7865));
+        t.restart();
+        assert!(!t.per_session_stop);
+        assert_eq!(t.port_taken, None);
     }
 }

@@ -69,6 +69,22 @@ pub enum InstallError {
     NoInterpreter { path: String, what: String },
     #[error("the interpreter {0} does not exist: fix the python setting or leave it unset to use the install's own")]
     BadInterpreter(String),
+    #[error("{path} is {what}, which Fooocus Guard does not support: its options and its web UI's queue differ from Fooocus's. Pick a Fooocus, Fooocus-MRE or Fooocus-API install")]
+    Unsupported { path: String, what: String },
+}
+
+/// A launch option the install's own argument parser does not have: Fooocus would exit with
+/// code 2 before printing anything useful, so the guard refuses before launching.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{option}: {install} has no such option ({why}). {fix}")]
+pub struct OptionError {
+    /// The settings field, e.g. `launch.preset`.
+    pub field: &'static str,
+    /// The flag as Fooocus would have received it.
+    pub option: String,
+    pub install: String,
+    pub why: String,
+    pub fix: String,
 }
 
 fn exe(dir: &Path) -> PathBuf {
@@ -111,16 +127,17 @@ pub fn canonical(path: &Path) -> PathBuf {
     p
 }
 
-/// Conda envs named `fooocus` in the usual places, and beside the install (`../envs/fooocus`).
-fn conda_candidates(fooocus_dir: &Path) -> Vec<PathBuf> {
+/// Conda envs named `name` in the usual places, and beside the install (`../envs/NAME`).
+/// Fooocus's environment.yaml names its env `fooocus`, Fooocus-API's `fooocus-api`.
+fn conda_candidates(fooocus_dir: &Path, name: &str) -> Vec<PathBuf> {
     let mut v = Vec::new();
     if let Some(parent) = fooocus_dir.parent() {
-        v.push(parent.join("envs").join("fooocus"));
+        v.push(parent.join("envs").join(name));
     }
     if let Some(p) = std::env::var_os("CONDA_PREFIX") {
         let p = PathBuf::from(p);
-        v.push(p.join("envs").join("fooocus"));
-        if p.file_name().is_some_and(|n| n == "fooocus") {
+        v.push(p.join("envs").join(name));
+        if p.file_name().is_some_and(|n| n == name) {
             v.push(p);
         }
     }
@@ -132,7 +149,7 @@ fn conda_candidates(fooocus_dir: &Path) -> Vec<PathBuf> {
             "mambaforge",
             ".conda",
         ] {
-            v.push(home.join(base).join("envs").join("fooocus"));
+            v.push(home.join(base).join("envs").join(name));
         }
     }
     v
@@ -218,6 +235,21 @@ pub fn inspect(path: &Path, python: Option<&Path>) -> Result<Install, InstallErr
 
     let api = fooocus_dir.join("fooocus_api_version.py").is_file()
         && fooocus_dir.join("main.py").is_file();
+    // RuinedFooocus has Fooocus's entry_with_update.py but its own version.py and argument
+    // parser (--nobrowser, strict), and a Gradio whose queue the gateway cannot follow.
+    if !api
+        && !fooocus_dir.join("fooocus_version.py").is_file()
+        && (fooocus_dir.join("version.py").is_file() || fooocus_dir.join("argparser.py").is_file())
+    {
+        let v = read_version(&fooocus_dir.join("version.py"));
+        return Err(InstallError::Unsupported {
+            path: root.display().to_string(),
+            what: match v {
+                Some(v) => format!("RuinedFooocus {v}"),
+                None => "RuinedFooocus".into(),
+            },
+        });
+    }
     let (version, fork) = if api {
         (
             read_version(&fooocus_dir.join("fooocus_api_version.py")),
@@ -233,6 +265,7 @@ pub fn inspect(path: &Path, python: Option<&Path>) -> Result<Install, InstallErr
     } else {
         fooocus_dir.join("entry_with_update.py")
     };
+    let conda_name = if api { "fooocus-api" } else { "fooocus" };
     let what = match (&version, fork) {
         (Some(v), Fork::FooocusApi) => format!("Fooocus-API {v}"),
         (Some(v), _) => format!("Fooocus {v}"),
@@ -252,7 +285,7 @@ pub fn inspect(path: &Path, python: Option<&Path>) -> Result<Install, InstallErr
         .find(|p| p.exists())
     {
         (InstallKind::Venv, py)
-    } else if let Some(py) = conda_candidates(&fooocus_dir)
+    } else if let Some(py) = conda_candidates(&fooocus_dir, conda_name)
         .iter()
         .find_map(|e| conda_env_python(e))
     {
@@ -378,50 +411,360 @@ pub fn user_port(install: &Install, opts: &LaunchOptions) -> u16 {
     opts.port
 }
 
+/// Which argument parser an install has: the flags differ by version and fork, and every one
+/// of these parsers is strict (an unknown flag exits with code 2). Read from upstream's own
+/// parsers (shared/fooocus-fidelity.md, section C); tests/upstream runs each of them on the
+/// argv built here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Flags {
+    /// 2.0.0 to 2.1.29: webui.py's own parser: `--port`, `--share`, `--listen [IP]` only; the
+    /// browser always opens.
+    Webui,
+    /// 2.1.30 to 2.1.825: the ComfyUI (fcbh) parser plus `--share`, `--preset` (2.1.57+): VRAM
+    /// modes by ComfyUI's names; the browser is forced open.
+    Comfy { preset: bool },
+    /// 2.1.826 and later, mashb1t: ldm_patched's parser: `--disable-in-browser`, `--always-*`.
+    Modern,
+    /// Fooocus-MRE: ComfyUI's parser plus `--port`, `--share`, `--listen`; no preset.
+    Mre,
+    /// Fooocus-API: its own `--port`, `--host`, ... on top of the ldm_patched parser of the
+    /// Fooocus it carries (fooocusapi/args.py), so the `--always-*` names and `--preset` too.
+    Api,
+}
+
+impl Flags {
+    pub fn of(fork: Fork, version: Option<&str>) -> Flags {
+        match fork {
+            Fork::Mre => Flags::Mre,
+            Fork::FooocusApi => Flags::Api,
+            Fork::Mashb1t => Flags::Modern,
+            Fork::Fooocus => match version {
+                // An unreadable version is most likely a recent one.
+                None => Flags::Modern,
+                Some(v) if !version_le("2.1.30", v) => Flags::Webui,
+                Some(v) if version_le(v, "2.1.825") => Flags::Comfy {
+                    preset: version_le("2.1.57", v),
+                },
+                Some(_) => Flags::Modern,
+            },
+        }
+    }
+
+    /// The flag for a VRAM mode of the settings (`always-low-vram`), if this parser has one.
+    fn vram_flag(self, mode: &str) -> Option<&'static str> {
+        let modern = [
+            ("always-gpu", "--always-gpu"),
+            ("always-high-vram", "--always-high-vram"),
+            ("always-normal-vram", "--always-normal-vram"),
+            ("always-low-vram", "--always-low-vram"),
+            ("always-no-vram", "--always-no-vram"),
+            ("always-cpu", "--always-cpu"),
+        ];
+        let comfy = [
+            ("always-gpu", "--gpu-only"),
+            ("always-high-vram", "--highvram"),
+            ("always-normal-vram", "--normalvram"),
+            ("always-low-vram", "--lowvram"),
+            ("always-no-vram", "--novram"),
+            ("always-cpu", "--cpu"),
+        ];
+        let table: &[(&str, &'static str)] = match self {
+            Flags::Modern | Flags::Api => &modern,
+            Flags::Comfy { .. } | Flags::Mre => &comfy,
+            Flags::Webui => &[],
+        };
+        table.iter().find(|(m, _)| *m == mode).map(|(_, f)| *f)
+    }
+
+    /// Flags of this parser the guard sets itself; the user's extra flags and run.bat's may not
+    /// repeat them (they would move Fooocus's port or address behind the guard's back).
+    fn owned(self) -> &'static [&'static str] {
+        match self {
+            Flags::Api => &["--port", "--host"],
+            _ => &[
+                "--port",
+                "--listen",
+                "--share",
+                "--disable-in-browser",
+                "--in-browser",
+            ],
+        }
+    }
+}
+
+impl Install {
+    /// "Fooocus 2.1.679", "Fooocus-API 0.4.1.1", "Fooocus-MRE 2.0.78.5", as users know them.
+    pub fn label(&self) -> String {
+        let name = match self.fork {
+            Fork::Fooocus | Fork::Mashb1t => "Fooocus",
+            Fork::Mre => "Fooocus-MRE",
+            Fork::FooocusApi => "Fooocus-API",
+        };
+        match &self.version {
+            // MRE's own version string already says "MRE" ("2.0.78.5 MRE").
+            Some(v) => format!("{name} {}", v.trim_end_matches(" MRE")),
+            None => name.to_string(),
+        }
+    }
+
+    pub fn flags(&self) -> Flags {
+        Flags::of(self.fork, self.version.as_deref())
+    }
+}
+
+/// Refuse the launch options this install's argument parser does not have, before launching:
+/// Fooocus would otherwise exit with code 2 at once.
+pub fn check_options(install: &Install, opts: &LaunchOptions) -> Result<(), OptionError> {
+    let flags = install.flags();
+    let refuse = |field, option: String, why: &str, fix: &str| OptionError {
+        field,
+        option,
+        install: install.label(),
+        why: why.into(),
+        fix: fix.into(),
+    };
+    if let Some(p) = &opts.preset {
+        let why = match flags {
+            Flags::Webui => Some("presets arrived in Fooocus 2.1.57"),
+            Flags::Comfy { preset: false } => Some("presets arrived in Fooocus 2.1.57"),
+            Flags::Mre => Some("Fooocus-MRE has no presets"),
+            _ => None,
+        };
+        if let Some(why) = why {
+            return Err(refuse(
+                "launch.preset",
+                format!("--preset {p}"),
+                why,
+                "Clear the preset setting, or update Fooocus.",
+            ));
+        }
+    }
+    if let Some(m) = &opts.vram_mode {
+        if flags.vram_flag(m).is_none() {
+            let why = match flags {
+                Flags::Webui => "Fooocus before 2.1.30 chooses the VRAM mode itself",
+                _ => "not a VRAM mode of this version",
+            };
+            return Err(refuse(
+                "launch.vram_mode",
+                format!("--{m}"),
+                why,
+                "Clear the VRAM mode setting, or update Fooocus.",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The flags after the script in the portable package's run.bat
+/// (`.\python_embeded\python.exe -s Fooocus\entry_with_update.py --directml`): Fooocus's readme
+/// tells AMD users to add `--directml` there, and many add a VRAM mode.
+pub fn run_bat_flags(root: &Path) -> Vec<String> {
+    let Ok(bytes) = fs::read(root.join("run.bat")) else {
+        return Vec::new();
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    for line in text.lines() {
+        let words = split_bat_words(line);
+        let Some(script) = words.iter().position(|w| {
+            let w = w.to_ascii_lowercase();
+            w.ends_with("entry_with_update.py") || w.ends_with("launch.py")
+        }) else {
+            continue;
+        };
+        if !words[..script]
+            .iter()
+            .any(|w| w.to_ascii_lowercase().ends_with("python.exe"))
+        {
+            continue;
+        }
+        return words[script + 1..].to_vec();
+    }
+    Vec::new()
+}
+
+/// cmd.exe's word splitting as far as a run.bat line needs it: blanks separate words, double
+/// quotes group them and are removed.
+fn split_bat_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut any = false;
+    for c in line.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                any = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if any {
+                    words.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                any = true;
+            }
+        }
+    }
+    if any {
+        words.push(cur);
+    }
+    words
+}
+
+/// Drop the flags the guard owns (and their values) from `words`; say which were dropped.
+fn without_owned(
+    flags: Flags,
+    words: Vec<String>,
+    settings: &LaunchOptions,
+) -> (Vec<String>, Vec<String>) {
+    let mut keep = Vec::new();
+    let mut dropped = Vec::new();
+    let mut it = words.into_iter().peekable();
+    while let Some(w) = it.next() {
+        let name = w.split('=').next().unwrap_or(&w).to_string();
+        let owned = flags.owned().contains(&name.as_str())
+            || (name == "--preset" && settings.preset.is_some())
+            || (settings.vram_mode.is_some() && is_vram_flag(&name));
+        if owned {
+            // The value that follows, if the flag takes one and it was not given with `=`.
+            let takes_value = matches!(
+                name.as_str(),
+                "--port" | "--listen" | "--host" | "--preset" | "--always-cpu"
+            );
+            if takes_value && !w.contains('=') {
+                if let Some(v) = it.peek() {
+                    if !v.starts_with("--") {
+                        it.next();
+                    }
+                }
+            }
+            dropped.push(name);
+        } else {
+            keep.push(w);
+        }
+    }
+    (keep, dropped)
+}
+
+fn is_vram_flag(name: &str) -> bool {
+    crate::config::VRAM_MODES
+        .iter()
+        .any(|m| name.strip_prefix("--") == Some(m))
+        || matches!(
+            name,
+            "--gpu-only" | "--highvram" | "--normalvram" | "--lowvram" | "--novram" | "--cpu"
+        )
+}
+
+/// The exact command that starts an install, with notes for the user about what of the
+/// install's own launcher was left out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Launch {
+    pub command: LaunchCommand,
+    pub notes: Vec<String>,
+}
+
 /// Build the argv for `install` with the user's launch options. `port` is where Fooocus must
-/// listen (the user's port, or an internal one behind the gateway).
+/// listen (the user's port, or an internal one behind the gateway). Options the install's
+/// parser lacks are left out here; `check_options` refuses them before this is reached.
 pub fn launch_command(install: &Install, opts: &LaunchOptions, port: u16) -> LaunchCommand {
+    launch(install, opts, port).command
+}
+
+/// `launch_command` with its notes.
+pub fn launch(install: &Install, opts: &LaunchOptions, port: u16) -> Launch {
+    let flags = install.flags();
+    let mut notes = Vec::new();
     let mut args: Vec<OsString> = Vec::new();
     if install.kind == InstallKind::Portable {
         args.push("-s".into()); // as run.bat does: ignore the user's site-packages
     }
-    args.push(install.entry.clone().into_os_string());
-    if install.fork == Fork::FooocusApi {
-        args.push("--port".into());
-        args.push(port.to_string().into());
-        if let Some(l) = &opts.listen {
-            args.push("--host".into());
-            args.push(l.into());
-        }
+    // entry_with_update.py hard-resets the Fooocus folder to upstream's head at every start;
+    // launch.py starts the version the user has. Fooocus-API has only main.py.
+    let launch_py = install.fooocus_dir.join("launch.py");
+    let script = if install.fork != Fork::FooocusApi && !opts.auto_update && launch_py.is_file() {
+        launch_py
     } else {
-        // Fooocus opens a browser itself otherwise; the guard opens it when the user asks.
-        args.push("--disable-in-browser".into());
-        args.push("--port".into());
-        args.push(port.to_string().into());
-        if let Some(p) = &opts.preset {
-            args.push("--preset".into());
-            args.push(p.into());
+        install.entry.clone()
+    };
+    args.push(script.into_os_string());
+    match flags {
+        Flags::Api => {
+            args.push("--port".into());
+            args.push(port.to_string().into());
+            if let Some(p) = &opts.preset {
+                args.push("--preset".into());
+                args.push(p.into());
+            }
+            if let Some(f) = opts.vram_mode.as_deref().and_then(|m| flags.vram_flag(m)) {
+                args.push(f.into());
+            }
+            if let Some(l) = &opts.listen {
+                args.push("--host".into());
+                args.push(l.into());
+            }
         }
-        if let Some(m) = &opts.vram_mode {
-            args.push(format!("--{m}").into());
-        }
-        if let Some(l) = &opts.listen {
-            args.push("--listen".into());
-            args.push(l.into());
+        _ => {
+            // Fooocus opens a browser itself otherwise; the guard opens it when the user asks.
+            // Older parsers have no such flag (their browser always opens).
+            if flags == Flags::Modern {
+                args.push("--disable-in-browser".into());
+            }
+            args.push("--port".into());
+            args.push(port.to_string().into());
+            if let Some(p) = &opts.preset {
+                if matches!(flags, Flags::Modern | Flags::Comfy { preset: true }) {
+                    args.push("--preset".into());
+                    args.push(p.into());
+                }
+            }
+            if let Some(f) = opts.vram_mode.as_deref().and_then(|m| flags.vram_flag(m)) {
+                args.push(f.into());
+            }
+            if let Some(l) = &opts.listen {
+                args.push("--listen".into());
+                args.push(l.into());
+            }
         }
     }
+    if install.kind == InstallKind::Portable {
+        let (kept, dropped) = without_owned(flags, run_bat_flags(&install.root), opts);
+        if !kept.is_empty() {
+            notes.push(format!("run.bat's flags are kept: {}", kept.join(" ")));
+        }
+        if !dropped.is_empty() {
+            notes.push(format!(
+                "run.bat's {} left out: the guard's settings decide {}",
+                dropped.join(" "),
+                if dropped.len() == 1 { "it" } else { "them" }
+            ));
+        }
+        args.extend(kept.into_iter().map(OsString::from));
+    }
     args.extend(opts.extra_args.iter().map(OsString::from));
-    let cwd = if install.kind == InstallKind::Portable {
+    // launch.py before 2.1.x does not change to its own folder (entry_with_update.py does).
+    let cwd = if install.kind == InstallKind::Portable && script_is_entry(&args, install) {
         install.root.clone()
     } else {
         install.fooocus_dir.clone()
     };
-    LaunchCommand {
-        program: install.python.clone(),
-        args,
-        cwd,
-        env: python_env(),
+    Launch {
+        command: LaunchCommand {
+            program: install.python.clone(),
+            args,
+            cwd,
+            env: python_env(),
+        },
+        notes,
     }
+}
+
+fn script_is_entry(args: &[OsString], install: &Install) -> bool {
+    args.iter().any(|a| Path::new(a) == install.entry)
 }
 
 /// `a <= b` for dotted versions ("2.1.865" <= "2.1.865"); non-numeric parts compare as 0.
@@ -484,7 +827,9 @@ mod tests {
         };
         let cmd = launch_command(&i, &opts, 7865);
         let argv = cmd.argv_display();
-        assert!(argv[1].ends_with("entry_with_update.py"));
+        // launch.py: entry_with_update.py would reset the folder to upstream's head.
+        assert!(argv[1].ends_with("launch.py"), "{argv:?}");
+        assert_eq!(cmd.cwd, i.fooocus_dir);
         assert_eq!(
             &argv[2..],
             [
@@ -516,6 +861,15 @@ mod tests {
             assert!(i.python.ends_with("python_embeded/python.exe"));
             let cmd = launch_command(&i, &LaunchOptions::default(), 7865);
             assert_eq!(cmd.args[0], "-s");
+            assert!(Path::new(&cmd.args[1]).ends_with("Fooocus/launch.py"));
+            assert_eq!(cmd.cwd, canonical(&root).join("Fooocus"));
+            // As run.bat runs it, when the user wants Fooocus to update itself.
+            let opts = LaunchOptions {
+                auto_update: true,
+                ..Default::default()
+            };
+            let cmd = launch_command(&i, &opts, 7865);
+            assert!(Path::new(&cmd.args[1]).ends_with("Fooocus/entry_with_update.py"));
             assert_eq!(cmd.cwd, canonical(&root));
         }
     }
@@ -588,6 +942,229 @@ mod tests {
         touch(&conda_env_python_path(&env), "");
         let i = inspect(&d, None).unwrap();
         assert_eq!(i.kind, InstallKind::Conda);
+    }
+
+    fn install_of(version_line: &str) -> (tempfile::TempDir, Install) {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("Fooocus");
+        fooocus_folder(&d, version_line);
+        touch(&exe(&d.join("venv")), "");
+        let i = inspect(&d, None).unwrap();
+        (t, i)
+    }
+
+    fn flags_after_script(i: &Install, opts: &LaunchOptions) -> Vec<String> {
+        launch_command(i, opts, 7865).argv_display()[2..].to_vec()
+    }
+
+    fn all_options() -> LaunchOptions {
+        LaunchOptions {
+            vram_mode: Some("always-low-vram".into()),
+            listen: Some("0.0.0.0".into()),
+            ..Default::default()
+        }
+    }
+
+    /// Each version's own parser (shared/fooocus-fidelity.md, section C; tests/upstream runs
+    /// them): flags it lacks would make Fooocus exit with code 2.
+    #[test]
+    fn argv_per_version() {
+        let (_t, i) = install_of("version = '2.0.78'\n");
+        assert_eq!(i.flags(), Flags::Webui);
+        assert_eq!(
+            flags_after_script(
+                &i,
+                &LaunchOptions {
+                    listen: Some("0.0.0.0".into()),
+                    ..Default::default()
+                }
+            ),
+            ["--port", "7865", "--listen", "0.0.0.0"]
+        );
+        let (_t, i) = install_of("version = '2.1.679'\n");
+        assert_eq!(i.flags(), Flags::Comfy { preset: true });
+        let mut o = all_options();
+        o.preset = Some("anime".into());
+        assert_eq!(
+            flags_after_script(&i, &o),
+            [
+                "--port",
+                "7865",
+                "--preset",
+                "anime",
+                "--lowvram",
+                "--listen",
+                "0.0.0.0"
+            ]
+        );
+        let (_t, i) = install_of("version = '2.1.865'\n");
+        assert_eq!(i.flags(), Flags::Modern);
+        assert_eq!(
+            flags_after_script(&i, &all_options()),
+            [
+                "--disable-in-browser",
+                "--port",
+                "7865",
+                "--always-low-vram",
+                "--listen",
+                "0.0.0.0"
+            ]
+        );
+        let (_t, i) = install_of("version = '2.1.825'\n");
+        assert_eq!(i.flags(), Flags::Comfy { preset: true });
+        let (_t, i) = install_of("version = '2.1.826'\n");
+        assert_eq!(i.flags(), Flags::Modern);
+        let (_t, i) = install_of("version = '2.0.78.5 MRE'\n");
+        assert_eq!(i.flags(), Flags::Mre);
+        let mut o = all_options();
+        o.vram_mode = Some("always-gpu".into());
+        assert_eq!(
+            flags_after_script(&i, &o),
+            ["--port", "7865", "--gpu-only", "--listen", "0.0.0.0"]
+        );
+        let (_t, i) = install_of("version = '2.6.5 (mashb1t)'\n");
+        assert_eq!(i.flags(), Flags::Modern);
+        let (_t, i) = install_of("");
+        assert_eq!(
+            i.flags(),
+            Flags::Modern,
+            "an unreadable version is taken as recent"
+        );
+    }
+
+    #[test]
+    fn options_a_version_lacks_are_refused_before_launch() {
+        let preset = LaunchOptions {
+            preset: Some("anime".into()),
+            ..Default::default()
+        };
+        let vram = LaunchOptions {
+            vram_mode: Some("always-low-vram".into()),
+            ..Default::default()
+        };
+        for (line, opts, field, words) in [
+            (
+                "version = '2.0.78'\n",
+                &preset,
+                "launch.preset",
+                ["--preset anime", "Fooocus 2.0.78", "2.1.57"],
+            ),
+            (
+                "version = '2.1.40'\n",
+                &preset,
+                "launch.preset",
+                ["--preset anime", "Fooocus 2.1.40", "2.1.57"],
+            ),
+            (
+                "version = '2.0.78.5 MRE'\n",
+                &preset,
+                "launch.preset",
+                ["--preset", "Fooocus-MRE 2.0.78.5 has", "no presets"],
+            ),
+            (
+                "version = '2.0.78'\n",
+                &vram,
+                "launch.vram_mode",
+                ["--always-low-vram", "Fooocus 2.0.78", "VRAM mode"],
+            ),
+        ] {
+            let (_t, i) = install_of(line);
+            let e = check_options(&i, opts).unwrap_err();
+            assert_eq!(e.field, field);
+            let text = e.to_string();
+            for w in words {
+                assert!(text.contains(w), "{text:?} lacks {w:?}");
+            }
+            assert!(text.contains("Clear the"), "{text}");
+        }
+        for line in ["version = '2.1.57'\n", "version = '2.5.5'\n"] {
+            let (_t, i) = install_of(line);
+            check_options(&i, &preset).unwrap();
+            check_options(&i, &vram).unwrap();
+        }
+    }
+
+    #[test]
+    fn run_bat_flags_are_kept_and_the_guards_own_left_out() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("Fooocus_win64_2-5-0");
+        touch(&root.join("python_embeded/python.exe"), "");
+        fooocus_folder(&root.join("Fooocus"), "version = '2.5.0'\n");
+        touch(
+            &root.join("run.bat"),
+            ".\\python_embeded\\python.exe -s Fooocus\\entry_with_update.py --directml --always-low-vram --listen 0.0.0.0 --port 9000\r\npause\r\n",
+        );
+        let i = inspect(&root, None).unwrap();
+        let l = launch(&i, &LaunchOptions::default(), 7865);
+        let argv = l.command.argv_display();
+        assert_eq!(
+            &argv[3..],
+            [
+                "--disable-in-browser",
+                "--port",
+                "7865",
+                "--directml",
+                "--always-low-vram"
+            ]
+        );
+        assert!(
+            l.notes
+                .iter()
+                .any(|n| n.contains("--directml --always-low-vram")),
+            "{:?}",
+            l.notes
+        );
+        assert!(
+            l.notes.iter().any(|n| n.contains("--listen --port")),
+            "{:?}",
+            l.notes
+        );
+        // A VRAM mode in the settings wins over run.bat's.
+        let opts = LaunchOptions {
+            vram_mode: Some("always-high-vram".into()),
+            ..Default::default()
+        };
+        let argv = launch_command(&i, &opts, 7865).argv_display();
+        assert_eq!(
+            &argv[3..],
+            [
+                "--disable-in-browser",
+                "--port",
+                "7865",
+                "--always-high-vram",
+                "--directml"
+            ]
+        );
+        assert_eq!(split_bat_words(r#"a "b c" d"#), ["a", "b c", "d"]);
+    }
+
+    #[test]
+    fn ruined_fooocus_is_refused_by_name() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("RuinedFooocus");
+        touch(&d.join("entry_with_update.py"), "");
+        touch(&d.join("argparser.py"), "");
+        touch(&d.join("version.py"), "version = \"26.06.27\"\n");
+        touch(&exe(&d.join("venv")), "");
+        let e = inspect(&d, None).unwrap_err().to_string();
+        assert!(
+            e.contains("RuinedFooocus 26.06.27") && e.contains("does not support"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn fooocus_api_conda_env_is_named_fooocus_api() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("Fooocus-API");
+        touch(&d.join("main.py"), "");
+        touch(&d.join("fooocus_api_version.py"), "version = '0.4.1.1'\n");
+        let env = t.path().join("envs/fooocus-api");
+        fs::create_dir_all(env.join("conda-meta")).unwrap();
+        touch(&conda_env_python_path(&env), "");
+        let i = inspect(&d, None).unwrap();
+        assert_eq!(i.kind, InstallKind::Conda);
+        assert!(i.python.starts_with(&env));
     }
 
     #[test]

@@ -25,7 +25,12 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 
 impl From<&LimitsConfig> for LimitSet {
     fn from(c: &LimitsConfig) -> Self {
-        let d = |v: Option<f64>| v.filter(|v| *v > 0.0).map(Duration::from_secs_f64);
+        // Validation keeps limits in range; an absurd value that slipped through is no limit,
+        // never a panic.
+        let d = |v: Option<f64>| {
+            v.filter(|v| *v > 0.0)
+                .and_then(|v| Duration::try_from_secs_f64(v).ok())
+        };
         LimitSet {
             timeout: d(c.timeout_s),
             stall: d(c.stall_timeout_s),
@@ -46,6 +51,62 @@ impl LimitSet {
             swap_bytes: self.swap,
             cpu_percent: self.cpu_percent,
         }
+    }
+}
+
+/// How long one sampler step takes, from the progress bars: Fooocus looks at its Stop flag only
+/// between steps, so a graceful stop needs at least one step's time (10 s and more on a slow
+/// GPU) before a kill is fair.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StepClock {
+    last: Option<(u32, u32, Instant)>,
+    /// The slowest step seen in the current generation, in seconds.
+    slowest: Option<f64>,
+}
+
+impl StepClock {
+    pub fn on_progress(&mut self, step: u32, total: u32, now: Instant) {
+        if let Some((s, t, at)) = self.last {
+            if t == total && step > s {
+                let per = now.duration_since(at).as_secs_f64() / f64::from(step - s);
+                self.slowest = Some(self.slowest.unwrap_or(0.0).max(per));
+            }
+        }
+        self.last = Some((step, total, now));
+    }
+
+    /// A new generation: its steps may be of another size.
+    pub fn reset(&mut self) {
+        *self = StepClock::default();
+    }
+
+    pub fn step_seconds(&self) -> Option<f64> {
+        self.slowest
+    }
+}
+
+/// The grace a graceful stop gets, and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Grace {
+    pub duration: Duration,
+    /// "configured" or "one step" (the observed step time was longer than the setting).
+    pub reason: &'static str,
+}
+
+/// The configured grace, stretched to one observed step and a half when steps are slower.
+pub fn grace_for(configured: Duration, step_seconds: Option<f64>) -> Grace {
+    let step = step_seconds
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(|s| Duration::from_secs_f64((s * 1.5).min(3600.0)));
+    match step {
+        Some(step) if step > configured => Grace {
+            duration: step,
+            reason: "one step",
+        },
+        _ => Grace {
+            duration: configured,
+            reason: "configured",
+        },
     }
 }
 
@@ -312,5 +373,35 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(check_usage(&limits, &u, true, false), None);
+    }
+
+    #[test]
+    fn grace_covers_one_observed_step() {
+        let t0 = Instant::now();
+        let mut c = StepClock::default();
+        c.on_progress(1, 30, t0);
+        c.on_progress(2, 30, t0 + Duration::from_secs(2));
+        c.on_progress(3, 30, t0 + Duration::from_secs(16)); // a slow step: 14 s
+        assert_eq!(c.step_seconds(), Some(14.0));
+        let g = grace_for(Duration::from_secs(10), c.step_seconds());
+        assert_eq!(
+            (g.duration, g.reason),
+            (Duration::from_secs(21), "one step")
+        );
+        // Fast steps: the setting stands.
+        let g = grace_for(Duration::from_secs(10), Some(0.5));
+        assert_eq!(
+            (g.duration, g.reason),
+            (Duration::from_secs(10), "configured")
+        );
+        assert_eq!(
+            grace_for(Duration::from_secs(10), None).reason,
+            "configured"
+        );
+        // A new image's bar (another total) or a reset measures nothing across it.
+        c.reset();
+        c.on_progress(5, 30, t0);
+        c.on_progress(1, 20, t0 + Duration::from_secs(100));
+        assert_eq!(c.step_seconds(), None);
     }
 }

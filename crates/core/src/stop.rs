@@ -10,9 +10,57 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::Path;
 use std::time::Duration;
 
 use crate::install::Fork;
+
+/// What Fooocus may ask of a caller: Gradio's login when auth.json is set and Fooocus listens
+/// beyond loopback (webui.py: `auth=check_auth if (share or listen) and auth_enabled`), and
+/// Fooocus-API's `X-API-KEY` when it was started with `--apikey`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Credentials {
+    pub login: Option<(String, String)>,
+    pub api_key: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    // Secrets stay out of logs and panics.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("login", &self.login.as_ref().map(|(u, _)| u))
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+impl Credentials {
+    /// From the install's auth.json (the first user with a plain `pass`; a `hash` alone cannot
+    /// be logged in with) and the `--apikey` among the flags Fooocus gets.
+    pub fn for_install(fooocus_dir: &Path, flags: &[String]) -> Credentials {
+        let login = std::fs::read(fooocus_dir.join("auth.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| {
+                v.as_array()?.iter().find_map(|e| {
+                    Some((
+                        e["user"].as_str()?.to_string(),
+                        e["pass"].as_str()?.to_string(),
+                    ))
+                })
+            });
+        let mut api_key = None;
+        let mut it = flags.iter();
+        while let Some(f) = it.next() {
+            if f == "--apikey" {
+                api_key = it.next().cloned();
+            } else if let Some(v) = f.strip_prefix("--apikey=") {
+                api_key = Some(v.to_string());
+            }
+        }
+        Credentials { login, api_key }
+    }
+}
 
 /// How this run of Fooocus can be stopped without killing it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,10 +68,12 @@ pub enum StopRoute {
     /// Gradio's global stop function (2.1.865 and older, MRE).
     Gradio {
         base: String,
+        login: Option<(String, String)>,
     },
     /// Fooocus-API's stop endpoint.
     Api {
         base: String,
+        api_key: Option<String>,
     },
     /// Through the gateway, with the session that started the task.
     Gateway,
@@ -39,6 +89,7 @@ impl StopRoute {
         version: Option<&str>,
         url: Option<&str>,
         gateway: bool,
+        creds: &Credentials,
     ) -> StopRoute {
         let Some(base) = url.map(|u| u.trim_end_matches('/').to_string()) else {
             return StopRoute::Unavailable {
@@ -46,8 +97,14 @@ impl StopRoute {
             };
         };
         match fork {
-            Some(Fork::FooocusApi) => StopRoute::Api { base },
-            Some(f) if f.global_stop(version) => StopRoute::Gradio { base },
+            Some(Fork::FooocusApi) => StopRoute::Api {
+                base,
+                api_key: creds.api_key.clone(),
+            },
+            Some(f) if f.global_stop(version) => StopRoute::Gradio {
+                base,
+                login: creds.login.clone(),
+            },
             _ if gateway => StopRoute::Gateway,
             Some(_) => StopRoute::Unavailable {
                 why: format!(
@@ -65,10 +122,21 @@ impl StopRoute {
 }
 
 /// Send the stop over `route` (not the gateway, which the supervisor calls itself).
-pub fn request_stop(route: &StopRoute) -> Result<(), String> {
+/// `still_running` is asked right before the stop is sent: a global stop that lands after its
+/// task ended stops the next task at its first step in Fooocus before 2.1.822 and MRE (their
+/// interrupt flag is reset only when it is seen), so a late stop is not sent at all.
+pub fn request_stop(route: &StopRoute, still_running: &dyn Fn() -> bool) -> Result<Sent, String> {
     match route {
-        StopRoute::Gradio { base } => {
-            let (status, body) = http(base, "GET", "/config", None)?;
+        StopRoute::Gradio { base, login } => {
+            let mut cookie = None;
+            let (mut status, mut body) = http(base, "GET", "/config", None, &[])?;
+            if status == 401 {
+                let (user, pass) = login.as_ref().ok_or(
+                    "Fooocus asks for a login (auth.json) and the guard has no plain password for it: add a \"pass\" entry, or turn the gateway on",
+                )?;
+                cookie = Some(gradio_login(base, user, pass)?);
+                (status, body) = http(base, "GET", "/config", None, &cookie_header(&cookie))?;
+            }
             if status != 200 {
                 return Err(format!("GET /config answered {status}"));
             }
@@ -78,41 +146,119 @@ pub fn request_stop(route: &StopRoute) -> Result<(), String> {
             let hash = format!("guard{:08x}", std::process::id() ^ 0x5eed);
             let req =
                 serde_json::json!({"fn_index": fn_index, "data": [null], "session_hash": hash});
+            if !still_running() {
+                return Ok(Sent::NotNeeded);
+            }
             let (status, _) = http(
                 base,
                 "POST",
                 "/run/predict",
                 Some(req.to_string().as_bytes()),
+                &cookie_header(&cookie),
             )?;
             if status != 200 {
                 return Err(format!("POST /run/predict answered {status}"));
             }
-            Ok(())
+            Ok(Sent::Sent)
         }
-        StopRoute::Api { base } => {
-            let (status, _) = http(base, "POST", "/v1/generation/stop", Some(b"{}"))?;
+        StopRoute::Api { base, api_key } => {
+            if !still_running() {
+                return Ok(Sent::NotNeeded);
+            }
+            let headers: Vec<(&str, &str)> = api_key
+                .as_deref()
+                .map(|k| vec![("X-API-KEY", k)])
+                .unwrap_or_default();
+            let (status, _) = http(base, "POST", "/v1/generation/stop", Some(b"{}"), &headers)?;
+            if status == 401 || status == 403 {
+                return Err(format!(
+                    "POST /v1/generation/stop answered {status}: Fooocus-API wants its --apikey; give it in the extra flags so the guard can send it"
+                ));
+            }
             if status != 200 {
                 return Err(format!("POST /v1/generation/stop answered {status}"));
             }
-            Ok(())
+            Ok(Sent::Sent)
         }
         StopRoute::Gateway => Err("the gateway route is driven by the supervisor".into()),
         StopRoute::Unavailable { why } => Err(why.clone()),
     }
 }
 
-/// The index of the dependency a click on the `stop_button` component triggers.
+/// Whether a stop went out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sent {
+    Sent,
+    /// The generation had ended before it could be sent.
+    NotNeeded,
+}
+
+fn cookie_header(cookie: &Option<String>) -> Vec<(&'static str, &str)> {
+    cookie
+        .as_deref()
+        .map(|c| vec![("Cookie", c)])
+        .unwrap_or_default()
+}
+
+/// Gradio 3.x's form login; the session cookies it sets, as one Cookie header value.
+fn gradio_login(base: &str, user: &str, pass: &str) -> Result<String, String> {
+    let form = format!(
+        "username={}&password={}",
+        form_encode(user),
+        form_encode(pass)
+    );
+    let (status, headers, _) = http_full(
+        base,
+        "POST",
+        "/login",
+        Some(form.as_bytes()),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+    )?;
+    let cookies: Vec<String> = headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .filter_map(|(_, v)| v.split(';').next().map(|c| c.trim().to_string()))
+        .collect();
+    if status != 200 || cookies.is_empty() {
+        return Err(format!(
+            "Fooocus refused the login from auth.json (POST /login answered {status}): check its user and pass"
+        ));
+    }
+    Ok(cookies.join("; "))
+}
+
+fn form_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// The index of the dependency a click on the Stop button triggers. From 2.1.680 the button has
+/// `elem_id` `stop_button`; before (2.0.x, 2.1.0-2.1.679) it is only a button whose value is
+/// "Stop" (upstream webui.py: `gr.Button(label="Stop", value="Stop", ...)`).
 pub fn stop_fn_index(config: &serde_json::Value) -> Option<usize> {
-    let id = config["components"].as_array()?.iter().find_map(|c| {
-        (c["props"]["elem_id"] == "stop_button")
-            .then(|| c["id"].as_u64())
-            .flatten()
-    })?;
+    let comps = config["components"].as_array()?;
+    let id = comps
+        .iter()
+        .find(|c| c["props"]["elem_id"] == "stop_button")
+        .or_else(|| {
+            comps
+                .iter()
+                .find(|c| c["type"] == "button" && c["props"]["value"] == "Stop")
+        })
+        .and_then(|c| c["id"].as_u64())?;
     config["dependencies"].as_array()?.iter().position(|d| {
         let targets = d["targets"].as_array();
         let hit = targets.is_some_and(|ts| {
             ts.iter().any(|t| {
-                // Gradio 3.41: [id, ...] with "trigger": "click", or [[id, "click"], ...].
+                // Gradio 3.x: [id, ...] with "trigger": "click"; 4.x: [[id, "click"], ...].
                 t.as_u64() == Some(id)
                     || (t[0].as_u64() == Some(id) && t[1].as_str().is_none_or(|tr| tr == "click"))
             })
@@ -127,15 +273,35 @@ pub fn http(
     method: &str,
     path: &str,
     body: Option<&[u8]>,
+    headers: &[(&str, &str)],
 ) -> Result<(u16, Vec<u8>), String> {
+    http_full(base, method, path, body, headers).map(|(s, _, b)| (s, b))
+}
+
+type Headers = Vec<(String, String)>;
+
+/// `http`, with the response's headers.
+pub fn http_full(
+    base: &str,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    headers: &[(&str, &str)],
+) -> Result<(u16, Headers, Vec<u8>), String> {
     let hostport = base
         .strip_prefix("http://")
         .ok_or_else(|| format!("{base} is not an http:// URL"))?;
     let hostport = hostport.split('/').next().unwrap_or(hostport);
-    let addr: SocketAddr = hostport
+    // `localhost` may resolve to ::1 first while Gradio bound IPv4 only (0.0.0.0, 127.0.0.1).
+    let addrs: Vec<SocketAddr> = hostport
         .to_socket_addrs()
         .map_err(|e| format!("{hostport}: {e}"))?
-        .next()
+        .collect();
+    let addr = addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
         .ok_or_else(|| format!("{hostport}: no address"))?;
     // 0.0.0.0 means "every interface": talk to loopback.
     let addr = if addr.ip().is_unspecified() {
@@ -149,12 +315,23 @@ pub fn http(
     s.set_read_timeout(Some(timeout)).ok();
     s.set_write_timeout(Some(timeout)).ok();
     let body = body.unwrap_or_default();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nUser-Agent: fooocus-guard\r\nAccept: application/json\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+    let has_type = headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nUser-Agent: fooocus-guard\r\nAccept: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
     );
-    s.write_all(head.as_bytes())
-        .and_then(|_| s.write_all(body))
+    if !has_type {
+        head.push_str("Content-Type: application/json\r\n");
+    }
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut request = head.into_bytes();
+    request.extend_from_slice(body);
+    s.write_all(&request)
         .map_err(|e| format!("send to {addr}: {e}"))?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)
@@ -162,7 +339,7 @@ pub fn http(
     parse_response(&raw)
 }
 
-fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>), String> {
+fn parse_response(raw: &[u8]) -> Result<(u16, Headers, Vec<u8>), String> {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -173,13 +350,21 @@ fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>), String> {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or("bad HTTP status line")?;
+    let headers: Headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            Some((k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect();
     let body = &raw[split + 4..];
     let chunked = head.lines().any(|l| {
         let l = l.to_ascii_lowercase();
         l.starts_with("transfer-encoding:") && l.contains("chunked")
     });
     if !chunked {
-        return Ok((status, body.to_vec()));
+        return Ok((status, headers, body.to_vec()));
     }
     let mut out = Vec::new();
     let mut rest = body;
@@ -198,7 +383,7 @@ fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>), String> {
         out.extend_from_slice(&rest[..size]);
         rest = rest.get(size + 2..).unwrap_or_default();
     }
-    Ok((status, out))
+    Ok((status, headers, out))
 }
 
 #[cfg(test)]
@@ -220,27 +405,85 @@ mod tests {
         );
     }
 
+    /// 2.0.x and 2.1 before 2.1.680, as their Gradio 3.39 serves /config: the Stop button has
+    /// no elem_id, only its value.
+    #[test]
+    fn finds_the_stop_button_without_elem_id() {
+        let c = json!({"components": [
+            {"id": 2, "type": "button", "props": {"value": "Generate", "elem_classes": ["type_row"]}},
+            {"id": 3, "type": "button", "props": {"value": "Stop", "elem_classes": ["type_row"], "visible": false}}],
+            "dependencies": [{"targets": [3], "trigger": "click"}, {"targets": [2], "trigger": "click"}]});
+        assert_eq!(stop_fn_index(&c), Some(0));
+    }
+
+    #[test]
+    fn localhost_is_reached_over_ipv4() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).unwrap();
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .unwrap();
+        });
+        let (status, body) =
+            http(&format!("http://localhost:{port}"), "GET", "/", None, &[]).unwrap();
+        assert_eq!((status, body.as_slice()), (200, &b"ok"[..]));
+        server.join().unwrap();
+    }
+
     #[test]
     fn route_follows_version() {
         let u = Some("http://127.0.0.1:7865");
         assert!(matches!(
-            StopRoute::for_fooocus(Some(Fork::Fooocus), Some("2.1.865"), u, false),
+            StopRoute::for_fooocus(
+                Some(Fork::Fooocus),
+                Some("2.1.865"),
+                u,
+                false,
+                &Credentials::default()
+            ),
             StopRoute::Gradio { .. }
         ));
         assert!(matches!(
-            StopRoute::for_fooocus(Some(Fork::Fooocus), Some("2.5.5"), u, false),
+            StopRoute::for_fooocus(
+                Some(Fork::Fooocus),
+                Some("2.5.5"),
+                u,
+                false,
+                &Credentials::default()
+            ),
             StopRoute::Unavailable { .. }
         ));
         assert_eq!(
-            StopRoute::for_fooocus(Some(Fork::Fooocus), Some("2.5.5"), u, true),
+            StopRoute::for_fooocus(
+                Some(Fork::Fooocus),
+                Some("2.5.5"),
+                u,
+                true,
+                &Credentials::default()
+            ),
             StopRoute::Gateway
         );
         assert!(matches!(
-            StopRoute::for_fooocus(Some(Fork::FooocusApi), None, u, false),
+            StopRoute::for_fooocus(
+                Some(Fork::FooocusApi),
+                None,
+                u,
+                false,
+                &Credentials::default()
+            ),
             StopRoute::Api { .. }
         ));
         assert!(matches!(
-            StopRoute::for_fooocus(Some(Fork::Mre), Some("2.0.78.5 MRE"), u, false),
+            StopRoute::for_fooocus(
+                Some(Fork::Mre),
+                Some("2.0.78.5 MRE"),
+                u,
+                false,
+                &Credentials::default()
+            ),
             StopRoute::Gradio { .. }
         ));
     }
@@ -248,8 +491,110 @@ mod tests {
     #[test]
     fn chunked_responses() {
         let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nWiki\r\n5\r\npedia\r\n0\r\n\r\n";
-        assert_eq!(parse_response(raw).unwrap(), (200, b"Wikipedia".to_vec()));
+        let (status, _, body) = parse_response(raw).unwrap();
+        assert_eq!((status, body), (200, b"Wikipedia".to_vec()));
         let raw = b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno";
-        assert_eq!(parse_response(raw).unwrap(), (404, b"no".to_vec()));
+        let (status, headers, body) = parse_response(raw).unwrap();
+        assert_eq!((status, body), (404, b"no".to_vec()));
+        assert_eq!(headers, [("Content-Length".to_string(), "2".to_string())]);
+    }
+
+    /// A loopback server that answers each request with `answer(request text)`; returns the
+    /// base URL and the requests it saw.
+    fn server(
+        n: usize,
+        answer: impl Fn(&str) -> String + Send + 'static,
+    ) -> (String, std::thread::JoinHandle<Vec<String>>) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", l.local_addr().unwrap());
+        let h = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for _ in 0..n {
+                let (mut s, _) = l.accept().unwrap();
+                let mut buf = vec![0u8; 8192];
+                let k = s.read(&mut buf).unwrap();
+                let req = String::from_utf8_lossy(&buf[..k]).into_owned();
+                s.write_all(answer(&req).as_bytes()).unwrap();
+                seen.push(req);
+            }
+            seen
+        });
+        (base, h)
+    }
+
+    #[test]
+    fn credentials_come_from_auth_json_and_the_apikey_flag() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(
+            t.path().join("auth.json"),
+            r#"[{"user": "h", "hash": "abc"}, {"user": "me", "pass": "p w&"}]"#,
+        )
+        .unwrap();
+        let c = Credentials::for_install(t.path(), &["--apikey".into(), "k1".into()]);
+        assert_eq!(c.login, Some(("me".into(), "p w&".into())));
+        assert_eq!(c.api_key.as_deref(), Some("k1"));
+        assert!(!format!("{c:?}").contains("k1") && !format!("{c:?}").contains("p w&"));
+        let c = Credentials::for_install(Path::new("/nonexistent"), &["--apikey=k2".into()]);
+        assert_eq!((c.login, c.api_key.as_deref()), (None, Some("k2")));
+    }
+
+    #[test]
+    fn the_api_stop_carries_the_key() {
+        let (base, h) = server(1, |_| {
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}".into()
+        });
+        let route = StopRoute::Api {
+            base,
+            api_key: Some("sekret".into()),
+        };
+        assert_eq!(request_stop(&route, &|| true), Ok(Sent::Sent));
+        let seen = h.join().unwrap();
+        assert!(seen[0].starts_with("POST /v1/generation/stop"));
+        assert!(seen[0].contains("X-API-KEY: sekret"), "{}", seen[0]);
+    }
+
+    #[test]
+    fn gradio_login_then_stop_with_the_cookie() {
+        let config = r#"{"components": [{"id": 7, "type": "button", "props": {"value": "Stop"}}], "dependencies": [{"targets": [7], "trigger": "click"}]}"#;
+        let (base, h) = server(4, move |req| {
+            let authed = req.contains("Cookie: access-token=t0k");
+            if req.starts_with("POST /login") {
+                "HTTP/1.1 200 OK\r\nSet-Cookie: access-token=t0k; Path=/; HttpOnly\r\nContent-Length: 0\r\n\r\n".into()
+            } else if !authed {
+                "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n".into()
+            } else {
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{config}",
+                    config.len()
+                )
+            }
+        });
+        let route = StopRoute::Gradio {
+            base,
+            login: Some(("me".into(), "p w&".into())),
+        };
+        assert_eq!(request_stop(&route, &|| true), Ok(Sent::Sent));
+        let seen = h.join().unwrap();
+        assert!(
+            seen[1].contains("username=me&password=p%20w%26"),
+            "{}",
+            seen[1]
+        );
+        assert!(seen[3].starts_with("POST /run/predict") && seen[3].contains(r#""fn_index":0"#));
+    }
+
+    #[test]
+    fn no_stop_is_sent_once_the_generation_ended() {
+        let config = r#"{"components": [{"id": 7, "props": {"elem_id": "stop_button"}}], "dependencies": [{"targets": [7], "trigger": "click"}]}"#;
+        let (base, h) = server(1, move |_| {
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{config}",
+                config.len()
+            )
+        });
+        let route = StopRoute::Gradio { base, login: None };
+        assert_eq!(request_stop(&route, &|| false), Ok(Sent::NotNeeded));
+        let seen = h.join().unwrap();
+        assert_eq!(seen.len(), 1, "only /config was asked");
     }
 }

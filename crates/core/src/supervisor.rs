@@ -24,7 +24,9 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::console::{ConsoleBuffer, ConsoleLine, Stream, StreamReader};
 use crate::events::{self, EventKind, GuardEvent, LimitKind, StopHow, StopStep};
-use crate::generation::{Change, ClosedBy, Generation, Outcome, Phase, QueueSignal, Tracker};
+use crate::generation::{
+    Change, ClosedBy, Generation, Outcome, Phase, QueueSignal, Signal, Tracker,
+};
 use crate::install::{self, Install, LaunchCommand};
 use crate::policy::{self, Breach, LimitSet, Usage};
 use crate::restart::{Decision, ExitKind, RestartPolicy};
@@ -456,6 +458,8 @@ struct Run {
     gateway: Option<Arc<guard_gateway::Gateway>>,
     /// Why there is no gateway, when the user wanted one.
     gateway_note: Option<String>,
+    /// Fooocus could not bind its port: (port, whether it is the user's own port).
+    port_taken: Option<(u16, bool)>,
 }
 
 #[derive(Debug)]
@@ -468,6 +472,8 @@ enum EscPhase {
 
 #[derive(Debug)]
 struct Escalation {
+    /// The graceful stop's grace; None when none was tried (no route, or a kill at once).
+    grace: Option<crate::policy::Grace>,
     limit: Option<LimitKind>,
     generation: Option<u64>,
     /// When the limit fell due (or the user asked).
@@ -493,6 +499,8 @@ struct Loop {
     spawner: Spawner,
     mode: Mode,
     tracker: Tracker,
+    /// The observed step time, for the grace of a graceful stop.
+    step_clock: crate::policy::StepClock,
     restart: RestartPolicy,
     esc: Option<Escalation>,
     next_run: u64,
@@ -531,6 +539,7 @@ impl Loop {
             spawner,
             mode: Mode::Idle,
             tracker: Tracker::new(next_id),
+            step_clock: Default::default(),
             esc: None,
             next_run: 1,
             attempts: 0,
@@ -744,6 +753,19 @@ impl Loop {
             self.guard_line("no Fooocus install is configured: pick one in the settings");
             return;
         };
+        if let Some(install) = target.install() {
+            // Fooocus's parser would exit with code 2 on an option it lacks: say so instead.
+            if let Err(e) = install::check_options(install, &self.cfg.launch) {
+                let msg = format!("cannot start Fooocus: {e}");
+                self.guard_line(&msg);
+                self.emit(EventKind::Warning { message: msg });
+                self.mode = Mode::GaveUp;
+                return;
+            }
+            for note in install::launch(install, &self.cfg.launch, self.cfg.launch.port).notes {
+                self.guard_line(&note);
+            }
+        }
         let run_id = self.next_run;
         self.next_run += 1;
         let (launch, gateway, gateway_note) = self.launch_with_gateway(&target, run_id);
@@ -830,6 +852,7 @@ impl Loop {
             },
             gateway,
             gateway_note,
+            port_taken: None,
         }));
     }
 
@@ -1033,7 +1056,15 @@ impl Loop {
             }
             pending.push(console.push(stream, line))
         };
-        let on_signal = |sig| tracker.on_signal(sig, now, wall, changes);
+        let step_clock = &mut self.step_clock;
+        let on_signal = |sig| {
+            match &sig {
+                Signal::TaskStart => step_clock.reset(),
+                Signal::Progress { step, total } => step_clock.on_progress(*step, *total, now),
+                _ => {}
+            }
+            tracker.on_signal(sig, now, wall, changes)
+        };
         match bytes {
             Some(b) => reader.feed(b, on_line, on_signal),
             None => reader.finish(on_line, on_signal),
@@ -1078,6 +1109,9 @@ impl Loop {
                 }
                 Change::Progress => {}
                 Change::Error { exception, message } => {
+                    if let Some(port) = taken_port(&message) {
+                        self.port_taken(port);
+                    }
                     self.emit(EventKind::FooocusError { exception, message });
                 }
                 Change::Oom(message) => self.emit(EventKind::OutOfMemory { message }),
@@ -1104,11 +1138,15 @@ impl Loop {
             .version
             .clone()
             .or_else(|| install.and_then(|i| i.version.clone()));
+        let creds = install
+            .map(|i| stop::Credentials::for_install(&i.fooocus_dir, &self.cfg.launch.extra_args))
+            .unwrap_or_default();
         run.route = StopRoute::for_fooocus(
             install.map(|i| i.fork),
             version.as_deref(),
             url.as_deref(),
             run.gateway.is_some(),
+            &creds,
         );
         if let (StopRoute::Unavailable { why }, Some(note)) = (&mut run.route, &run.gateway_note) {
             why.push_str(&format!(" ({note})"));
@@ -1145,6 +1183,8 @@ impl Loop {
                         limit: esc.limit,
                         took_s: now.saturating_duration_since(esc.due).as_secs_f64(),
                         steps: esc.steps,
+                        grace_s: esc.grace.as_ref().map_or(0.0, |g| g.duration.as_secs_f64()),
+                        grace: esc.grace.as_ref().map_or("none", |g| g.reason).into(),
                     });
                     self.record_finished(g);
                     return;
@@ -1300,6 +1340,7 @@ impl Loop {
             self.begin_stop(Some(b.limit), due);
         } else {
             self.esc = Some(Escalation {
+                grace: None,
                 limit: Some(b.limit),
                 generation,
                 due,
@@ -1320,15 +1361,16 @@ impl Loop {
         let route = run.route.clone();
         let gateway = run.gateway.clone();
         let run_id = run.id;
-        let grace = self.limits.grace;
+        let grace = crate::policy::grace_for(self.limits.grace, self.step_clock.step_seconds());
         let mut esc = Escalation {
+            grace: Some(grace.clone()),
             limit,
             generation,
             due,
             steps: Vec::new(),
             phase: EscPhase::Graceful {
                 sent: now,
-                deadline: now + grace,
+                deadline: now + grace.duration,
             },
         };
         if !route.available() {
@@ -1342,12 +1384,14 @@ impl Loop {
                 took_s: 0.0,
                 result: format!("unavailable: {why}"),
             });
+            esc.grace = None;
             self.esc = Some(esc);
             self.kill_for_escalation(now);
             return;
         }
         self.esc = Some(esc);
         let tx = self.tx.clone();
+        let shared = self.shared.clone();
         let _ = std::thread::Builder::new()
             .name("fooocus-stop".into())
             .spawn(move || {
@@ -1356,7 +1400,10 @@ impl Loop {
                     (StopRoute::Gateway, Some(gw)) => {
                         gw.request_stop().map(|_| ()).map_err(|e| e.to_string())
                     }
-                    _ => stop::request_stop(&route),
+                    _ => {
+                        let still = || shared.generating.load(Ordering::Relaxed);
+                        stop::request_stop(&route, &still).map(|_| ())
+                    }
                 };
                 let _ = tx.send(Msg::StopSent {
                     run: run_id,
@@ -1419,6 +1466,10 @@ impl Loop {
         esc.phase = EscPhase::Restarting { since: done };
         let took_total = done.saturating_duration_since(esc.due).as_secs_f64();
         let (limit, generation, steps) = (esc.limit, esc.generation, esc.steps.clone());
+        let (grace_s, grace) = match &esc.grace {
+            Some(g) => (g.duration.as_secs_f64(), g.reason.to_string()),
+            None => (0.0, "none".to_string()),
+        };
         let wall = SystemTime::now();
         if let Some(g) = self.tracker.current_mut() {
             g.stop_how = Some(StopHow::Killed);
@@ -1438,6 +1489,8 @@ impl Loop {
                 limit,
                 took_s: took_total,
                 steps,
+                grace_s,
+                grace,
             });
         }
         self.apply_changes(done);
@@ -1592,6 +1645,7 @@ impl Loop {
         *self.shared.last_exit.lock().unwrap() = Some((code, signal));
         let end = run.end;
         let pid = run.pid;
+        let port_taken = run.port_taken;
         let now = Instant::now();
         *self.shared.tree.lock().unwrap() = None;
         self.shared.generating.store(false, Ordering::Relaxed);
@@ -1645,6 +1699,13 @@ impl Loop {
                     _ => "exited".to_string(),
                 };
                 self.guard_line(&format!("Fooocus {reason}"));
+                if let Some((port, true)) = port_taken {
+                    self.give_up(
+                        1,
+                        format!("port {port} is taken by another program: close it, or pick another port in the settings"),
+                    );
+                    return;
+                }
                 match self.restart.on_exit(kind, now) {
                     Decision::Restart { attempt, delay } => {
                         self.schedule_restart(now, attempt, delay, reason)
@@ -1654,6 +1715,25 @@ impl Loop {
                 }
             }
         }
+    }
+
+    /// Gradio was given `--port P` and P is taken: it tries only that port and exits
+    /// (networking.py: "Cannot find empty port in range: P-P"). Behind the gateway P is the
+    /// guard's internal port, and the restart picks another; the user's own port stays taken
+    /// until they act, so restarting cannot help.
+    fn port_taken(&mut self, port: u16) {
+        let Mode::Running(run) = &mut self.mode else {
+            return;
+        };
+        let users = run.gateway.is_none() && port == self.cfg.launch.port;
+        run.port_taken = Some((port, users));
+        let msg = if users {
+            format!("port {port} is taken by another program (another Fooocus?): close it, or pick another port in the settings")
+        } else {
+            format!("Fooocus's internal port {port} was taken just before it started; the restart uses another")
+        };
+        self.guard_line(&msg);
+        self.emit(EventKind::Warning { message: msg });
     }
 
     fn after_failure(&mut self, now: Instant, reason: String) {
@@ -1813,4 +1893,21 @@ fn exit_info(st: std::process::ExitStatus) -> ExitInfo {
 /// Argv helper for the CLI: OsString from &str.
 pub fn os(args: &[&str]) -> Vec<OsString> {
     args.iter().map(OsString::from).collect()
+}
+
+/// The port in Gradio's "Cannot find empty port in range: P-P" (its networking.py, 3.39/3.41).
+fn taken_port(message: &str) -> Option<u16> {
+    let rest = message.split("Cannot find empty port in range:").nth(1)?;
+    let first = rest.trim_start().split('-').next()?;
+    first.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod port_tests {
+    #[test]
+    fn the_taken_port_is_read_from_gradios_message() {
+        let m = "Cannot find empty port in range: 7865-7865. You can specify a different port by setting the GRADIO_SERVER_PORT environment variable or passing the `server_port` parameter to `launch()`.";
+        assert_eq!(super::taken_port(m), Some(7865));
+        assert_eq!(super::taken_port("CUDA out of memory"), None);
+    }
 }

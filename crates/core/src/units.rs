@@ -35,7 +35,9 @@ fn positive_secs(secs: f64, text: &str) -> Result<Duration, String> {
             "'{text}' is not a duration: it must be positive, like 90s or 10m"
         ));
     }
-    Ok(Duration::from_secs_f64(secs))
+    // Beyond what a Duration holds (1e30) is a typo, not a limit: say so instead of panicking.
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("'{text}' is too long to be a limit: write it like 90s, 10m or 24h"))
 }
 
 fn split_unit(t: &str) -> Option<(&str, &str)> {
@@ -191,5 +193,12 @@ mod tests {
         assert_eq!(format_duration(Duration::from_secs(300)), "5 min");
         assert_eq!(format_duration(Duration::from_secs(5400)), "1 h 30 min");
         assert_eq!(format_duration(Duration::from_secs(42)), "42 s");
+    }
+
+    #[test]
+    fn absurd_durations_are_errors_not_panics() {
+        let e = parse_duration("1e30").unwrap_err();
+        assert!(e.contains("too long"), "{e}");
+        assert!(parse_duration("1e30h").is_err());
     }
 }

@@ -10,7 +10,7 @@ const now = () => Date.now();
 
 const settings: Settings = {
   install_path: "/home/you/Fooocus", python: null,
-  launch: { preset: null, vram_mode: null, port: 7865, listen: null, extra_args: [] },
+  launch: { preset: null, vram_mode: null, port: 7865, listen: null, extra_args: [], auto_update: false },
   restart: { policy: "on-failure", max_restarts: 5, window_s: 600 },
   limits: { timeout_s: 300, stall_timeout_s: 120, startup_timeout_s: 600, memory_bytes: 12 * GiB, swap_bytes: null, vram_bytes: 7 * GiB, cpu_percent: 400, grace_s: 10 },
   sampling_interval_ms: 1000, notifications: { enabled: true, on_ready: false }, metrics: { enabled: false, port: 9465 },

@@ -118,6 +118,7 @@ export function settings(): View {
         text("Preset", "launch.preset", () => m.launch.preset ?? "", (v) => (m.launch.preset = v.trim() || null)),
         h("label", { class: "field" }, h("span", {}, "VRAM mode"), vram, errorSlot("launch.vram_mode")),
         num("Port", "launch.port", () => m.launch.port, (v) => (m.launch.port = v)),
+        check("Update Fooocus at every start (entry_with_update.py; it discards changes to its folder)", "launch.auto_update", () => m.launch.auto_update, (v) => (m.launch.auto_update = v)),
         lan, listenWarn),
       h("fieldset", {}, h("legend", {}, "Restarts"),
         h("label", { class: "field" }, h("span", {}, "When Fooocus dies"), policy),
