@@ -2,7 +2,7 @@
 """Every version's own argument parser against the exact argv the guard builds for it.
 
 For each snapshot in matrix.py, unpacked as a venv install, and each launch option the settings
-offer (port, listen, preset, VRAM mode, the user's extra flags, the launcher), this asks the guard
+offer (port, listen, preset, VRAM mode, the user's extra flags, auto-update), this asks the guard
 for its argv (`fooocus-guard-cli argv --install DIR ... --json`) and runs that version's own parser
 on it (run_parser.py). Each option must be accepted by upstream and mean there what the user asked
 for, or the guard must refuse it before launch (exit 2) with one line naming the option and the
@@ -40,7 +40,7 @@ def cases(v):
         out.append(("extra " + " ".join(extra), [], extra, extra))
     out.append(("all at once", ["--port", "7871", "--listen", "0.0.0.0", "--preset", "realistic", "--vram-mode", "always-low-vram"], [], ["port", "listen", "preset", "vram"]))
     if v["fork"] != "fooocus-api":
-        out.append(("launcher launch", ["--launcher", "launch"], [], ["launch"]))
+        out.append(("auto-update", ["--auto-update"], [], ["update"]))
     return out
 
 
@@ -70,7 +70,7 @@ def value_after(args, flag):
 def meaning(v, opts, extra, cmd, parsed):
     """What upstream made of the argv, against what the user asked for: a list of mismatches."""
     bad = []
-    asked = dict(zip(opts[::2], opts[1::2]))
+    asked = {o: opts[i + 1] for i, o in enumerate(opts) if o.startswith("--") and i + 1 < len(opts) and not opts[i + 1].startswith("--")}
     api = v["fork"] == "fooocus-api"
     port_flag = value_after(cmd["args"], "--port")
     if "--port" in asked and str(parsed.get("port")) != asked["--port"]:
@@ -97,8 +97,8 @@ def meaning(v, opts, extra, cmd, parsed):
         bad.append("extra args %s not passed last and verbatim: %s" % (extra, cmd["args"]))
     if v["parser"] == "ldm" and parsed.get("in_browser") is not False:
         bad.append("upstream will open a browser (in_browser=%r): the guard should pass --disable-in-browser" % parsed.get("in_browser"))
-    launcher = asked.get("--launcher", "entry")
-    entry = "main.py" if api else ("launch.py" if launcher == "launch" else "entry_with_update.py")
+    # launch.py unless the user wants Fooocus's self-update (entry_with_update.py).
+    entry = "main.py" if api else ("entry_with_update.py" if "--auto-update" in opts else "launch.py")
     if os.path.basename(cmd["args"][0 if cmd["args"][0] != "-s" else 1]) != entry:
         bad.append("expected %s to be run, argv is %s" % (entry, cmd["args"]))
     return bad

@@ -103,7 +103,10 @@ class Run:
                 self.guard.wait(60)
             except subprocess.TimeoutExpired:
                 self.guard.kill()
-        trees.remove(self.tmp)
+        if os.environ.get("UPSTREAM_KEEP"):
+            print("     kept", self.tmp)
+        else:
+            trees.remove(self.tmp)
 
 
 def one(cli, v, check):
@@ -116,7 +119,10 @@ def one(cli, v, check):
         check(name, "ready at %s in %.1f s" % (url, time.time() - t0), True)
         page = ui_driver.Page(url, "a lighthouse at dusk")
         page.generate()
-        r.wait(lambda e: e["event"] == "generation_started", 60, "generation_started")
+        try:
+            r.wait(lambda e: e["event"] == "generation_started", 60, "generation_started")
+        except AssertionError as e:
+            raise AssertionError("%s\n--- the page's calls: %s" % (e, page.errors))
         breach = r.wait(lambda e: e["event"] == "limit_breached", 60, "limit_breached")
         check(name, "the 8 s timeout is breached during the generation", breach["limit"] == "timeout", breach)
         stopped = r.wait(lambda e: e["event"] == "generation_stopped", 60, "generation_stopped")

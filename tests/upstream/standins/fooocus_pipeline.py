@@ -69,6 +69,12 @@ def final_expansion(prompt, seed):
 expansion = final_expansion  # its name in 2.0.x
 
 
+# No refiner loaded (the UI's "None"): Fooocus skips its refiner branches on `is not None`.
+xl_refiner = None
+final_refiner_unet = None
+final_refiner_vae = None
+
+
 def refresh_everything(*a, **k):
     pass
 
