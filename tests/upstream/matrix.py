@@ -49,3 +49,21 @@ for v in VERSIONS:
     v.setdefault("standin", None)
     v.setdefault("comfy", None)
     v["number"] = v["name"].split(" ")[-1] if v["fork"] == "fooocus-api" else v["name"].split(" ")[0]
+
+
+# Checks that fail on today's guard, with the guard behaviour that fails them. A listed check that
+# fails prints "xfail" and does not fail the run; one that passes prints "XPASS" and fails it, so
+# the entry is removed when the guard is fixed.
+PHANTOM = ("the gateway opens a generation at the first queued event of the Generate chain; the "
+           "console's task start closes it as completed after ~0.01 s with 0 images (closed_by next_task)")
+EXTRA_UNCHECKED = ("the guard passes extra_args through without checking them against the version's "
+                   "parser (it knows its flags: Install::flags); upstream exits 2")
+EXPECTED_FAIL = {}
+for _v in VERSIONS:
+    if _v["gradio"]:
+        EXPECTED_FAIL[(_v["name"], "two clicks on Generate are two generations (no phantom ones)")] = PHANTOM
+for _name, _extras in (("2.0.78", ("--directml", "--always-low-vram", "--disable-image-log")),
+                       ("2.1.679", ("--always-low-vram", "--disable-image-log")),
+                       ("2.0.78.5 MRE", ("--always-low-vram", "--disable-image-log"))):
+    for _x in _extras:
+        EXPECTED_FAIL[(_name, "extra " + _x)] = EXTRA_UNCHECKED

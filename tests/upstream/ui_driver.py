@@ -8,9 +8,6 @@ import urllib.request
 from gradio_client import Client
 
 
-FILE_LIKE = {"image", "file", "gallery", "video", "audio", "model3d", "uploadbutton"}
-
-
 def config(url):
     with urllib.request.urlopen(url.rstrip("/") + "/config", timeout=30) as r:
         return json.load(r)
@@ -42,12 +39,14 @@ class Page:
         self.url = url
         self.cfg = config(url)
         self.comps = {c["id"]: c for c in self.cfg["components"]}
-        # What the page holds before the user touches anything; no file in any file-like input.
-        self.values = {i: None if c["type"] in FILE_LIKE else c["props"].get("value") for i, c in self.comps.items()}
+        # What the page holds before the user touches anything, sent as the page sends it (raw:
+        # an empty gallery is [], not a folder of files).
+        self.values = {i: c["props"].get("value") for i, c in self.comps.items()}
         for c in self.cfg["components"]:
-            if c["type"] == "textbox" and c["props"].get("placeholder") == "Type prompt here.":
+            # The prompt box: the one that takes focus ("Type prompt here." in Fooocus; MRE's own words).
+            if c["type"] == "textbox" and (c["props"].get("autofocus") or c["props"].get("placeholder") == "Type prompt here."):
                 self.values[c["id"]] = prompt
-        self.client = Client(url, verbose=False)
+        self.client = Client(url, verbose=False, serialize=False)
         self.errors = []
 
     def call(self, fn_index):

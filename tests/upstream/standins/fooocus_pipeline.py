@@ -75,6 +75,14 @@ final_refiner_unet = None
 final_refiner_vae = None
 
 
+def is_base_sdxl():  # MRE: the loaded checkpoint is SDXL
+    return True
+
+
+def apply_prompt_strength(c, c_refiner, strength):  # MRE: conditioning maths
+    return c, c_refiner
+
+
 def refresh_everything(*a, **k):
     pass
 
