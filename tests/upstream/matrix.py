@@ -58,7 +58,13 @@ PHANTOM = ("the gateway opens a generation at the first queued event of the Gene
            "console's task start closes it as completed after ~0.01 s with 0 images (closed_by next_task)")
 EXTRA_UNCHECKED = ("the guard passes extra_args through without checking them against the version's "
                    "parser (it knows its flags: Install::flags); upstream exits 2")
-EXPECTED_FAIL = {}
+API033_SPLIT = ("API 0.3.33, after a stopped task: the next task's `[Task Queue] Task queue start task` "
+                "and its `[Parameters] Adaptive CFG` each open a generation; the first is closed as "
+                "completed after ~0.05 s with 0 images (closed_by next_task)")
+EXPECTED_FAIL = {
+    ("API 0.3.33", "the next generation completes"): API033_SPLIT,
+    ("API 0.3.33", "two clicks on Generate are two generations (no phantom ones)"): API033_SPLIT,
+}
 for _v in VERSIONS:
     if _v["gradio"]:
         EXPECTED_FAIL[(_v["name"], "two clicks on Generate are two generations (no phantom ones)")] = PHANTOM

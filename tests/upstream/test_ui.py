@@ -18,7 +18,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -28,6 +30,20 @@ from matrix import EXPECTED_FAIL, VERSIONS  # noqa: E402
 
 SLOW_STEP_S = "0.5"  # 30 steps x 2 images: 30 s, well past the 8 s timeout
 FAST_STEP_S = "0.02"  # the next generation: about 1.5 s
+
+
+class ApiClient:
+    """Fooocus-API's REST client: one text-to-image job, asynchronous (the call returns its job)."""
+
+    def __init__(self, url, prompt):
+        self.url, self.prompt, self.errors = url.rstrip("/"), prompt, []
+
+    def generate(self):
+        body = json.dumps({"prompt": self.prompt, "image_number": 2, "async_process": True}).encode()
+        req = urllib.request.Request(self.url + "/v1/generation/text-to-image", body, {"Content-Type": "application/json"})
+        t = threading.Thread(target=lambda: urllib.request.urlopen(req, timeout=60).read(), daemon=True)
+        t.start()
+        return t
 
 
 def free_port():
@@ -47,8 +63,13 @@ class Run:
     def __init__(self, cli, v):
         self.v = v
         self.tmp = tempfile.mkdtemp(prefix="fooocus-upstream-ui-")
-        venv = os.path.join(HERE, ".venv-gradio-%s" % v["gradio"].rsplit(".", 1)[0], "bin", "python")
+        # Fooocus-API's own server and its Fooocus run in the 3.41 venv (which has its packages).
+        venv = os.path.join(HERE, ".venv-gradio-%s" % (v["gradio"] or "3.41.2").rsplit(".", 1)[0], "bin", "python")
         self.tree = trees.unpack(v["archive"], self.tmp, venv)
+        if v["fork"] == "fooocus-api" and v["standin"]:
+            # 0.3.33 clones Fooocus 2.3.0 into repositories/Fooocus at install time: 2.3.1 stands in.
+            os.makedirs(os.path.join(self.tree, "repositories"), exist_ok=True)
+            os.rename(trees.unpack(v["standin"], self.tmp), os.path.join(self.tree, "repositories", "Fooocus"))
         comfy = {}
         if v["comfy"]:
             comfy["FOOOCUS_STANDIN_COMFY"] = os.path.join(trees.unpack(v["comfy"], self.tmp), "backend", "headless")
@@ -56,7 +77,12 @@ class Run:
         self.out = os.path.join(self.tmp, "out.txt")
         self.step = os.path.join(self.tmp, "step_seconds")
         cfg = os.path.join(self.tmp, "config.toml")
-        open(cfg, "w").close()
+        with open(cfg, "w") as f:
+            if v["fork"] == "fooocus-api":
+                # The user's extra flags: no pip at start (as its README advises for a custom torch);
+                # 0.3.x: no git sync of the Fooocus it carries.
+                extra = ["--skip-pip"] + (["--sync-repo", "skip"] if v["standin"] else [])
+                f.write("[launch]\nextra_args = %s\n" % json.dumps(extra))
         open(self.ev, "w").close()
         with open(self.step, "w") as f:
             f.write(SLOW_STEP_S)
@@ -117,7 +143,7 @@ def one(cli, v, check):
         ready = r.wait(lambda e: e["event"] == "ready", 240, "ready")
         url = ready["url"]
         check(name, "ready at %s in %.1f s" % (url, time.time() - t0), True)
-        page = ui_driver.Page(url, "a lighthouse at dusk")
+        page = ui_driver.Page(url, "a lighthouse at dusk") if v["gradio"] else ApiClient(url, "a lighthouse at dusk")
         page.generate()
         try:
             r.wait(lambda e: e["event"] == "generation_started", 60, "generation_started")
@@ -138,12 +164,13 @@ def one(cli, v, check):
         with open(r.step, "w") as f:
             f.write(FAST_STEP_S)
         last = stopped.get("generation_id") or 0
-        page2 = ui_driver.Page(url, "a lighthouse at dawn")
+        page2 = ui_driver.Page(url, "a lighthouse at dawn") if v["gradio"] else ApiClient(url, "a lighthouse at dawn")
         page2.generate().join(120)
         fin = r.wait(lambda e: e["event"] == "generation_finished" and (e["generation_id"] or 0) > last, 60,
                      "the next generation's end")
         check(name, "the next generation completes", fin["outcome"] == "completed" and fin["images_done"] >= 1, fin)
-        check(name, "Fooocus printed its own `Total time` for it", r.output().count("Total time:") >= (2 if graceful else 1))
+        if v["gradio"]:  # Total time is printed by webui.py; Fooocus-API has none
+            check(name, "Fooocus printed its own `Total time` for it", r.output().count("Total time:") >= (2 if graceful else 1))
         starts = [e for e in events(r.ev) if e["event"] == "generation_started"]
         check(name, "two clicks on Generate are two generations (no phantom ones)", len(starts) == 2,
               [(e["event"], e.get("generation_id"), e.get("outcome"), e.get("seconds"), e.get("closed_by"))
@@ -173,7 +200,7 @@ def main():
         print("%-5s %-16s %s%s" % (tag, version, what, "" if tag == "ok" else "\n      %s" % (detail,)), flush=True)
 
     for v in VERSIONS:
-        if v["gradio"] is None or (only and v["name"] not in only and v["archive"] not in only):
+        if only and v["name"] not in only and v["archive"] not in only:
             continue
         t = time.time()
         one(cli, v, check)

@@ -33,6 +33,10 @@ def _loading_models():
     has long set local_url when the worker prints its ready line (`App started successful`).
     Importing this stand-in takes no time; it waits for launch() instead, so the worker keeps the
     order it has on a real machine (fooocus-fidelity L8 is the rare case where it does not)."""
+    import sys
+
+    if "webui" not in sys.modules:  # Fooocus-API: no web UI to wait for
+        return
     import shared  # upstream's
 
     end = time.time() + 120
