@@ -158,7 +158,7 @@ def one(cli, v, check):
             r.wait(lambda e: e["event"] == "generation_finished", 60, "generation_finished after the stop")
             check(name, "Fooocus's own worker printed `User stopped`", "User stopped" in r.output())
         else:
-            r.wait(lambda e: e["event"] == "ready" and e is not ready and sum(1 for x in events(r.ev) if x["event"] == "ready") >= 2,
+            r.wait(lambda e: e["event"] == "ready" and sum(1 for x in events(r.ev) if x["event"] == "ready") >= 2,
                    240, "ready again after the kill")
             url = [e for e in events(r.ev) if e["event"] == "ready"][-1]["url"]
         with open(r.step, "w") as f:
