@@ -53,18 +53,21 @@ for v in VERSIONS:
 
 # Checks that fail on today's guard, with the guard behaviour that fails them. A listed check that
 # fails prints "xfail" and does not fail the run; one that passes prints "XPASS" and fails it, so
-# the entry is removed when the guard is fixed.
+# the entry is removed when the guard is fixed (except RACE entries, see below).
 PHANTOM = ("the gateway opens a generation at the first queued event of the Generate chain; the "
            "console's task start closes it as completed after ~0.01 s with 0 images (closed_by next_task)")
 EXTRA_UNCHECKED = ("the guard passes extra_args through without checking them against the version's "
                    "parser (it knows its flags: Install::flags); upstream exits 2")
-API033_SPLIT = ("API 0.3.33, after a stopped task: the next task's `[Task Queue] Task queue start task` "
-                "and its `[Parameters] Adaptive CFG` each open a generation; the first is closed as "
-                "completed after ~0.05 s with 0 images (closed_by next_task)")
-EXPECTED_FAIL = {
-    ("API 0.3.33", "the next generation completes"): API033_SPLIT,
-    ("API 0.3.33", "two clicks on Generate are two generations (no phantom ones)"): API033_SPLIT,
-}
+# Not every run: a race in the guard, so these are not strict (RACE marks them; the test prints
+# "xfail?" either way and names the race).
+RACE = "RACE: "
+API_SPLIT = (RACE + "Fooocus-API, after a stopped task (seen on 0.3.33 and 0.5.0.1, not every run): the next "
+             "task's start line (`[Task Queue] ... start task`) and its `[Parameters] Adaptive CFG` each "
+             "open a generation; the first is closed as completed after ~0.05 s with 0 images "
+             "(closed_by next_task)")
+EXPECTED_FAIL = {}
+for _name in ("API 0.3.33", "API 0.4.1.1", "API 0.5.0.1"):
+    EXPECTED_FAIL[(_name, "two clicks on Generate are two generations (no phantom ones)")] = API_SPLIT
 for _v in VERSIONS:
     if _v["gradio"]:
         EXPECTED_FAIL[(_v["name"], "two clicks on Generate are two generations (no phantom ones)")] = PHANTOM

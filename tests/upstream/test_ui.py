@@ -26,7 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import trees  # noqa: E402
 import ui_driver  # noqa: E402
-from matrix import EXPECTED_FAIL, VERSIONS  # noqa: E402
+from matrix import EXPECTED_FAIL, RACE, VERSIONS  # noqa: E402
 
 SLOW_STEP_S = "0.5"  # 30 steps x 2 images: 30 s, well past the 8 s timeout
 FAST_STEP_S = "0.02"  # the next generation: about 1.5 s
@@ -166,8 +166,9 @@ def one(cli, v, check):
         last = stopped.get("generation_id") or 0
         page2 = ui_driver.Page(url, "a lighthouse at dawn") if v["gradio"] else ApiClient(url, "a lighthouse at dawn")
         page2.generate().join(120)
-        fin = r.wait(lambda e: e["event"] == "generation_finished" and (e["generation_id"] or 0) > last, 60,
-                     "the next generation's end")
+        # Its end: a phantom generation (0 images, closed by the real start) is checked below.
+        fin = r.wait(lambda e: e["event"] == "generation_finished" and (e["generation_id"] or 0) > last
+                     and (e["images_done"] >= 1 or e["closed_by"] != "next_task"), 60, "the next generation's end")
         check(name, "the next generation completes", fin["outcome"] == "completed" and fin["images_done"] >= 1, fin)
         if v["gradio"]:  # Total time is printed by webui.py; Fooocus-API has none
             check(name, "Fooocus printed its own `Total time` for it", r.output().count("Total time:") >= (2 if graceful else 1))
@@ -192,10 +193,13 @@ def main():
     def check(version, what, ok, detail=""):
         why = EXPECTED_FAIL.get((version, what))
         tag = ("XPASS" if why else "ok") if ok else ("xfail" if why else "FAIL")
-        results[{"ok": "passed", "xfail": "xfail"}.get(tag, "failed")] += 1
+        if why and why.startswith(RACE):
+            tag = "xfail?"  # a race in the guard: either outcome, the race named
+            detail = "%s: %s" % ("passed this time" if ok else "failed", detail)
+        results[{"ok": "passed", "xfail": "xfail", "xfail?": "xfail"}.get(tag, "failed")] += 1
         if tag == "XPASS":
             detail = "now passes: remove it from matrix.EXPECTED_FAIL"
-        elif tag == "xfail":
+        elif tag.startswith("xfail"):
             detail = "expected: %s\n     %s" % (why, detail)
         print("%-5s %-16s %s%s" % (tag, version, what, "" if tag == "ok" else "\n      %s" % (detail,)), flush=True)
 
