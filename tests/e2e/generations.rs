@@ -234,9 +234,54 @@ fn behind_the_gateway_fooocus_answers_on_the_users_port() {
 fn http_post(port: u16, path: &str, body: &[u8]) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).unwrap();
+    // The gateway refuses a POST whose Host does not name this machine (DNS rebinding).
+    write!(s, "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).unwrap();
     s.write_all(body).unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out
+}
+
+/// A generation that breaches its limit every time (here: every run's task outlives a 2 s
+/// timeout, on a version that can only be killed) backs off, then gives up with a message that
+/// names the limit -- with `--restart never` too, where it used to loop for ever.
+#[test]
+fn a_limit_that_fires_every_time_ends_in_give_up() {
+    let (mut run, _inst) = run_version(
+        "2.5",
+        long_task(json!({})),
+        &[
+            "--timeout",
+            "2s",
+            "--restart",
+            "never",
+            "--max-restarts",
+            "2",
+        ],
+    );
+    let st = run.wait_exit(LONG);
+    assert_eq!(st.code(), Some(3), "gave up: {}", run.dump());
+    let events = run.events();
+    let kills = events
+        .iter()
+        .filter(|e| e["event"] == "limit_breached" && e["action"] == "kill_and_restart")
+        .count();
+    assert_eq!(kills, 3, "{}", run.dump());
+    let delayed: Vec<f64> = events
+        .iter()
+        .filter(|e| e["event"] == "restarting")
+        .map(|e| e["delay_s"].as_f64().unwrap())
+        .collect();
+    assert_eq!(
+        delayed,
+        [1.0],
+        "backoff from the second kill: {}",
+        run.dump()
+    );
+    let gave_up = events.iter().find(|e| e["event"] == "gave_up").unwrap();
+    let reason = gave_up["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("timeout limit") && reason.contains("raise it"),
+        "{reason}"
+    );
 }

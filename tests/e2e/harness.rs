@@ -99,7 +99,11 @@ impl Running {
 
     /// Start with these settings in the config file (TOML).
     pub fn start_with_config(config: &str, args: &[&str]) -> Running {
-        let tmp = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), config, args)
+    }
+
+    /// Start with `tmp` as the home of its events, config and data folder (`tmp/data`).
+    pub fn start_in(tmp: tempfile::TempDir, config: &str, args: &[&str]) -> Running {
         let events = tmp.path().join("events.jsonl");
         std::fs::write(&events, "").unwrap();
         let child = Command::new(cli())

@@ -340,3 +340,121 @@ fn without_cgroups_the_watchdog_enforces_the_ram_cap() {
         e["event"] == "started" && e["attempt"].as_u64() > Some(0)
     });
 }
+
+/// Another program holds the history database (a second guard, a database browser, a backup
+/// tool): records wait, limits do not. Before the history writer, the loop waited on SQLite's
+/// 5 s busy timeout at start and again at the breach record.
+#[test]
+fn a_locked_history_database_delays_no_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    // The guard's own schema, from a run of its own.
+    let st = std::process::Command::new(cli())
+        .args(["run", "--restart", "never", "--", "true"])
+        .env("FOOOCUS_GUARD_DATA_DIR", &data)
+        .env("FOOOCUS_GUARD_CONFIG_DIR", tmp.path().join("config"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let db = data.join("history.sqlite3");
+    assert!(db.exists());
+    // Hold the write lock for the whole test.
+    let mut holder = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys,time\n\
+             c=sqlite3.connect(sys.argv[1], isolation_level=None)\n\
+             c.execute('BEGIN IMMEDIATE')\n\
+             print('locked', flush=True)\n\
+             time.sleep(120)",
+            db.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "locked");
+
+    let inst = make_install(
+        "2.5",
+        &json!({"startup_seconds": 0.01, "tasks": [{"delay": 0.2, "steps": 1000, "step_seconds": 0.05}]}),
+    );
+    let port = free_port().to_string();
+    let mut run = Running::start_in(
+        tmp,
+        "",
+        &[
+            "--install",
+            inst.path.to_str().unwrap(),
+            "--port",
+            &port,
+            "--no-gateway",
+            "--timeout",
+            "2s",
+            "--grace",
+            "1s",
+        ],
+    );
+    let stopped = run.wait_event("generation_stopped", LONG);
+    let took = stopped["took_s"].as_f64().unwrap();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(
+        took < 3.0,
+        "the stop waited on the database: {took} s\n{}",
+        run.dump()
+    );
+    run.stop();
+}
+
+/// Fooocus printing 100 MB of console as fast as it can: the guard reads it all (Fooocus never
+/// blocks on a print) but keeps at most a bounded amount waiting, so its memory stays flat.
+/// Prints the guard's peak RSS.
+#[test]
+fn a_console_flood_does_not_grow_the_guard() {
+    let tmp = tempfile::tempdir().unwrap();
+    let done = tmp.path().join("flooded");
+    let script = format!(
+        "import sys,time\n\
+         line='x'*1023+'\\n'\n\
+         for _ in range(100*1024): sys.stdout.write(line)\n\
+         sys.stdout.flush()\n\
+         open({done:?},'w').close()\n\
+         time.sleep(60)"
+    );
+    let mut run = Running::start(&["--restart", "never", "--", "python3", "-c", &script]);
+    let t0 = std::time::Instant::now();
+    while !done.exists() {
+        assert!(
+            t0.elapsed() < LONG,
+            "the flood never finished: {}",
+            run.dump()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Let the loop catch up with what it kept, then read the peak.
+    std::thread::sleep(Duration::from_millis(500));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", run.child.id())).unwrap();
+    let hwm_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    println!(
+        "guard peak RSS while Fooocus printed 100 MB: {} MiB",
+        hwm_kib / 1024
+    );
+    assert!(
+        hwm_kib < 64 * 1024,
+        "the guard grew to {} MiB while Fooocus flooded its console",
+        hwm_kib / 1024
+    );
+    run.stop();
+}

@@ -8,6 +8,7 @@ takes the next task; an app that ignores the stop is killed; the gateway's added
 """
 import json
 import os
+import resource
 import signal
 import socket
 import statistics
@@ -75,7 +76,7 @@ def wait_event(path, pred, timeout=120):
     raise AssertionError("event not seen; events: %s\noutput:\n%s" % (events(path), open(out).read()[-3000:] if os.path.exists(out) else ""))
 
 
-def start_guard(extra_env=None, timeout="4s", port=None, metrics_port=None):
+def start_guard(extra_env=None, timeout="4s", port=None, metrics_port=None, config=""):
     """The CLI supervising the app through the gateway; returns (guard, events path, user port)."""
     tmp = tempfile.mkdtemp()
     inst = os.path.join(tmp, "Fooocus")
@@ -84,6 +85,7 @@ def start_guard(extra_env=None, timeout="4s", port=None, metrics_port=None):
     ev = os.path.join(tmp, "events.jsonl")
     cfg = os.path.join(tmp, "config.toml")
     with open(cfg, "w") as f:
+        f.write(config)
         if metrics_port:
             f.write("[metrics]\nenabled = true\nport = %d\n" % metrics_port)
     open(ev, "w").close()
@@ -124,7 +126,27 @@ def fooocus_argv(ev, nth=0):
         return f.read().split(b"\0")
 
 
-def run_case(ignore_stop):
+def desktop_file_limit():
+    """The guard runs with the file limit a desktop session gives (1024), as users run it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))
+
+
+def idle_flood(port, n):
+    """n connections to the gateway that never send a byte (no token needed)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < n + 256:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, n + 256), hard))
+    socks = []
+    for _ in range(n):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(("127.0.0.1", port))
+        socks.append(s)
+    return socks
+
+
+def run_case(ignore_stop, flood=0):
     tmp = tempfile.mkdtemp()
     inst = os.path.join(tmp, "Fooocus")
     make_install(inst)
@@ -135,10 +157,13 @@ def run_case(ignore_stop):
     open(ev, "w").close()
     env = dict(os.environ, FOOOCUS_GUARD_DATA_DIR=os.path.join(tmp, "data"), SIM_IGNORE_STOP="1" if ignore_stop else "0")
     guard = subprocess.Popen([CLI, "run", "--install", inst, "--port", str(port), "--timeout", "4s", "--grace", "5s",
-                              "--config", cfg, "--events", ev], env=env, stdout=open(os.path.join(tmp, "out.txt"), "w"), stderr=subprocess.STDOUT)
+                              "--config", cfg, "--events", ev], env=env, stdout=open(os.path.join(tmp, "out.txt"), "w"), stderr=subprocess.STDOUT,
+                             preexec_fn=desktop_file_limit)
     try:
         wait_event(ev, lambda e: e["event"] == "ready", 180)
+        flooded = idle_flood(port, flood)
         client = Client("http://127.0.0.1:%d/" % port, verbose=False)
+        client.flooded = flooded
         job = client.submit("a lighthouse", fn_index=0)
         stopped = wait_event(ev, lambda e: e["event"] == "generation_stopped", 120)
         return guard, client, job, stopped, ev, port
@@ -161,10 +186,13 @@ def latency(port_direct, port_gw, n=300):
     return statistics.median(d), statistics.median(g), d[int(n * 0.99)], g[int(n * 0.99)]
 
 
-# 1. The stop goes through: graceful, the app stays up and takes the next task.
-guard, client, job, stopped, ev, port = run_case(ignore_stop=False)
+# 1. The stop goes through: graceful, the app stays up and takes the next task; and all that with
+#    2000 connections held open against the gateway that never send a byte (the guard has the
+#    1024 files a desktop session gives it).
+guard, client, job, stopped, ev, port = run_case(ignore_stop=False, flood=2000)
 try:
-    check("a timed-out generation is stopped gracefully through the gateway", stopped.get("how") == "graceful", stopped)
+    check("2000 idle connections: a real client is still served", client is not None)
+    check("...and a timed-out generation is stopped gracefully through the gateway", stopped.get("how") == "graceful", stopped)
     check("...within the grace period", stopped["steps"][0]["result"] == "ended" and stopped["steps"][0]["took_s"] < 5, stopped)
     out = open(os.path.join(os.path.dirname(ev), "out.txt")).read()
     check("the app itself said 'User stopped' (its own Stop handler ran)", "User stopped" in out)
@@ -172,6 +200,8 @@ try:
     job2 = client.submit("again", fn_index=0)
     fin = wait_event(ev, lambda e: e["event"] == "generation_started" and e["generation_id"] >= 2, 60)
     check("the next generation runs on the same process", fin is not None)
+    for sock in client.flooded:
+        sock.close()
     # Latency the gateway adds (the upstream port is Fooocus's own; read it from `started`).
     args = fooocus_argv(ev)
     internal = int(args[args.index(b"--port") + 1])
@@ -188,6 +218,10 @@ try:
     check("an ignored stop escalates to a kill", stopped.get("how") == "killed" and stopped["steps"][0]["result"] == "ignored", stopped)
     wait_event(ev, lambda e: e["event"] == "ready" and sum(1 for x in events(ev) if x["event"] == "ready") >= 2, 180)
     check("Fooocus is restarted and ready again", sum(1 for x in events(ev) if x["event"] == "ready") >= 2)
+    argv = fooocus_argv(ev, 1)
+    check("...behind a new gateway on the same port (the old one let go of it first)",
+          argv[argv.index(b"--port") + 1] != str(port).encode()
+          and not any(e["event"] == "warning" and "graceful stop is unavailable" in e["message"] for e in events(ev)), argv)
 finally:
     guard.send_signal(signal.SIGTERM)
     guard.wait(60)
@@ -248,6 +282,90 @@ try:
 finally:
     blocker.close()
     stop_guard(guard)
+
+# 5. Fooocus shared on the network with a token, and the gateway's port briefly taken: Fooocus
+#    must not be reachable from the network without the gateway. The network is a namespace this
+#    test creates, joined to this machine by a veth pair with addresses of its own (10.213.0.0/30);
+#    no traffic leaves loopback and that pair.
+NS = "fg-gw-%d" % os.getpid()
+HOST_IF = "fggw%d" % (os.getpid() % 100000)
+
+
+def sh(*a):
+    subprocess.run(a, check=True, capture_output=True)
+
+
+def reach_from_namespace(port):
+    """What a computer on the network gets from 10.213.0.1:port: 'refused', or the first line."""
+    code = ("import socket,sys\ns=socket.create_connection(('10.213.0.1',%d),timeout=5)\n"
+            "s.sendall(b'GET / HTTP/1.1\\r\\nHost: 10.213.0.1\\r\\nConnection: close\\r\\n\\r\\n')\n"
+            "print(s.recv(200).split(b'\\r\\n')[0].decode())" % port)
+    r = subprocess.run(["ip", "netns", "exec", NS, sys.executable, "-c", code], capture_output=True, text=True)
+    if "ConnectionRefusedError" in r.stderr:
+        return "refused"
+    return r.stdout.strip() or r.stderr.strip()[-200:]
+
+
+if os.geteuid() != 0 or subprocess.run(["ip", "netns", "list"], capture_output=True).returncode != 0:
+    check("the gateway's port taken with a token: Fooocus not on the network (needs root and ip netns)", False,
+          "run as root with iproute2")
+else:
+    try:
+        sh("ip", "netns", "add", NS)
+        sh("ip", "link", "add", HOST_IF, "type", "veth", "peer", "name", "fgpeer", "netns", NS)
+        sh("ip", "addr", "add", "10.213.0.1/30", "dev", HOST_IF)
+        sh("ip", "link", "set", HOST_IF, "up")
+        sh("ip", "netns", "exec", NS, "ip", "addr", "add", "10.213.0.2/30", "dev", "fgpeer")
+        sh("ip", "netns", "exec", NS, "ip", "link", "set", "fgpeer", "up")
+        sh("ip", "netns", "exec", NS, "ip", "link", "set", "lo", "up")
+        blocker = socket.socket()
+        blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        blocker.bind(("0.0.0.0", 0))
+        blocker.listen(1)
+        taken = blocker.getsockname()[1]
+        metrics = free_port()
+        guard, ev, port = start_guard(
+            {"GRADIO_SERVER_NAME": "0.0.0.0", "GRADIO_SERVER_PORT": str(taken)}, port=taken, metrics_port=metrics,
+            config='[launch]\nlisten = "0.0.0.0"\n[gateway]\ntoken = "lan-token-123"\n')
+        try:
+            warn = wait_event(ev, lambda e: e["event"] == "warning" and "graceful stop is unavailable" in e["message"], 60)
+            # The port is free again before Fooocus binds it (it takes seconds to import Gradio).
+            blocker.close()
+            check("gateway port taken with a token: the guard says Fooocus is not shared on the network, and why",
+                  "not shared on the network" in warn["message"] and "another program" in warn["message"]
+                  and "lan-token-123" not in warn["message"], warn)
+            wait_event(ev, lambda e: e["event"] == "ready", 180)
+            argv = fooocus_argv(ev)
+            check("...Fooocus is started without --listen", b"--listen" not in argv, argv)
+            started = [e for e in events(ev) if e["event"] == "started"][0]
+            with open("/proc/%d/environ" % started["pid"], "rb") as f:
+                environ = f.read().split(b"\0")
+            check("...and without Gradio's listen variables from the guard's environment",
+                  not any(v.startswith(b"GRADIO_SERVER") for v in environ), [v for v in environ if v.startswith(b"GRADIO")])
+            local = urllib.request.urlopen("http://127.0.0.1:%d/config" % taken, timeout=5).status
+            check("...it is up on this computer", local == 200, local)
+            got = reach_from_namespace(taken)
+            check("...and a computer on the network cannot reach it", got == "refused", got)
+            check("...the metrics say graceful stop is unavailable", wait_gauge(metrics, "fooocus_guard_graceful_stop_available", 0.0),
+                  gauge(metrics, "fooocus_guard_graceful_stop_available"))
+            out = open(os.path.join(os.path.dirname(ev), "out.txt")).read()
+            check("...and the token is in no output", "lan-token-123" not in out and
+                  all("lan-token-123" not in json.dumps(e) for e in events(ev)))
+        finally:
+            blocker.close()
+            stop_guard(guard)
+        # The same, with the gateway able to start: the network gets the gateway, which asks
+        # for the token.
+        guard, ev, port = start_guard(port=free_port(), config='[launch]\nlisten = "0.0.0.0"\n[gateway]\ntoken = "lan-token-123"\n')
+        try:
+            wait_event(ev, lambda e: e["event"] == "ready", 180)
+            got = reach_from_namespace(port)
+            check("with the gateway up, the network gets the gateway's 401", got.startswith("HTTP/1.1 401"), got)
+        finally:
+            stop_guard(guard)
+    finally:
+        subprocess.run(["ip", "netns", "del", NS], capture_output=True)
+        subprocess.run(["ip", "link", "del", HOST_IF], capture_output=True)
 
 print("%d passed, %d failed" % (passed, failed))
 sys.exit(1 if failed else 0)

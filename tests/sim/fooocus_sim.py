@@ -331,7 +331,7 @@ class Sim:
             self.fooocus("Processing prompts ...")
             for k in range(1, n + 1):
                 self.fooocus("Preparing Fooocus text #%d ..." % k)
-                self.out.say("[Prompt Expansion] New suffix: " + PROMPT)
+                self.out.say("[Prompt Expansion] New suffix: " + t.get("prompt", PROMPT))
             for k in range(1, n + 1):
                 self.fooocus("Encoding base positive #%d ..." % k)
             for k in range(1, n + 1):
@@ -375,9 +375,9 @@ class Sim:
         for k in range(1, n + 1):
             self.fooocus("Preparing Fooocus text #%d ..." % k)
             if fam == "api-0.4":
-                say("[Prompt Expansion] " + PROMPT)
+                say("[Prompt Expansion] " + t.get("prompt", PROMPT))
             else:
-                self.out.say(("[Prompt Expansion] New suffix: " if self.vname == "2.1.679" else "[Prompt Expansion] ") + PROMPT)
+                self.out.say(("[Prompt Expansion] New suffix: " if self.vname == "2.1.679" else "[Prompt Expansion] ") + t.get("prompt", PROMPT))
         for k in range(1, n + 1):
             self.fooocus("Encoding positive #%d ..." % k)
         for k in range(1, n + 1):

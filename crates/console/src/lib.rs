@@ -40,6 +40,11 @@ impl ConsoleParser {
         self.parser.finish(out);
     }
 
+    /// The stream went quiet: complete what only a next line could have continued.
+    pub fn settle(&mut self, out: &mut Vec<Event>) {
+        self.parser.settle(out);
+    }
+
     /// Memory held (for bound tests).
     pub fn buffered(&self) -> usize {
         self.splitter.buffered()

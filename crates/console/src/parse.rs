@@ -788,4 +788,17 @@ impl Parser {
     pub fn finish(&mut self, out: &mut Vec<Event>) {
         self.flush_traceback(out);
     }
+
+    /// The stream went quiet: a traceback whose exception line was seen is complete (only
+    /// a next line could have continued it). A dead worker thread prints nothing after its
+    /// traceback, so without this its death would be seen only when Fooocus exits.
+    pub fn settle(&mut self, out: &mut Vec<Event>) {
+        if self
+            .tb
+            .as_ref()
+            .is_some_and(|tb| tb.exception.is_some() && !tb.chained)
+        {
+            self.flush_traceback(out);
+        }
+    }
 }

@@ -429,3 +429,31 @@ proptest! {
         }
     }
 }
+
+/// A worker thread that dies prints its traceback and then nothing: the stream going quiet
+/// completes it (the live guard settles a quiet stream), a chained one still waits.
+#[test]
+fn a_quiet_stream_completes_a_traceback_whose_exception_was_seen() {
+    let mut p = ConsoleParser::new();
+    let mut out = Vec::new();
+    p.feed(
+        b"Exception in thread Thread-2 (worker):\nTraceback (most recent call last):\n  File \"/usr/lib/python3.10/threading.py\", line 1016, in _bootstrap_inner\n    self.run()\n  File \"/c/Fooocus/modules/async_worker.py\", line 390, in worker\n    handler(task)\nImportError: cannot import name 'xformers'\n",
+        &mut out,
+    );
+    assert!(out.is_empty(), "{out:?}");
+    p.settle(&mut out);
+    let kinds: Vec<&str> = out.iter().map(|e| e.kind.name()).collect();
+    assert!(
+        kinds.contains(&"worker_died") && kinds.contains(&"error"),
+        "{kinds:?}"
+    );
+
+    let mut p = ConsoleParser::new();
+    let mut out = Vec::new();
+    p.feed(
+        b"Traceback (most recent call last):\n  File \"a.py\", line 1, in f\nKeyError: 1\n\nDuring handling of the above exception, another exception occurred:\n\n",
+        &mut out,
+    );
+    p.settle(&mut out);
+    assert!(out.is_empty(), "a chained traceback goes on: {out:?}");
+}

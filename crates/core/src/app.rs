@@ -252,7 +252,9 @@ impl App {
 
     pub fn open_in_browser(&self) -> Result<(), String> {
         let url = self.status().url.ok_or("Fooocus is not listening yet")?;
-        crate::browser::open(&url)
+        // With a gateway token, the link carries it once; the gateway then sets its cookie.
+        let token = self.settings().gateway.token;
+        crate::browser::open(&guard_gateway::url_with_token(&url, token.as_deref()))
     }
 
     pub fn detect_installs(&self) -> Vec<Install> {

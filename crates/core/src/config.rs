@@ -196,6 +196,23 @@ pub const VRAM_MODES: [&str; 6] = [
     "always-cpu",
 ];
 
+/// A flag in `extra_args` that would override where Fooocus listens (Python's argparse also
+/// takes any unambiguous prefix, `--lis` for `--listen`): the flag and what to use instead.
+fn guarded_flag(arg: &str) -> Option<(&'static str, &'static str)> {
+    let name = arg.strip_prefix("--")?.split('=').next().unwrap_or("");
+    if name.is_empty() {
+        return None;
+    }
+    [
+        ("--listen", "set launch.listen (Fooocus on the network, through the gateway)"),
+        ("--host", "set launch.listen (Fooocus on the network, through the gateway)"),
+        ("--port", "set launch.port"),
+        ("--share", "share Fooocus on the network with launch.listen and gateway.token instead of a public Gradio link"),
+    ]
+    .into_iter()
+    .find(|(flag, _)| flag[2..].starts_with(name))
+}
+
 /// One invalid field: the dotted field path, the value as the user gave it, and a message that
 /// names the accepted range.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -276,6 +293,12 @@ impl Config {
                     &format!("launch.extra_args[{i}]"),
                     a.escape_debug().to_string(),
                     "contains a NUL byte".into(),
+                );
+            } else if let Some((flag, fix)) = guarded_flag(a) {
+                push(
+                    &format!("launch.extra_args[{i}]"),
+                    a.clone(),
+                    format!("{flag} is set by Fooocus Guard (it keeps Fooocus behind the gateway): remove it and {fix}"),
                 );
             }
         }
@@ -406,6 +429,12 @@ impl Config {
                     "(hidden)".into(),
                     "must be at least 8 characters long".into(),
                 );
+            } else if !self.gateway.enabled {
+                push(
+                    "gateway.token",
+                    "(hidden)".into(),
+                    "only the gateway checks the token, and it is turned off: turn the gateway on (gateway.enabled = true), or remove the token".into(),
+                );
             }
         }
         if self
@@ -533,7 +562,10 @@ impl ConfigFile {
         })?;
         let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Broken {
             path: path.display().to_string(),
-            message: format!("is not valid: {}", e.to_string().trim_end()),
+            message: hide_secrets(
+                &format!("is not valid: {}", e.to_string().trim_end()),
+                &text,
+            ),
         })?;
         let errors = config.validate();
         if !errors.is_empty() {
@@ -603,6 +635,30 @@ impl ConfigFile {
     }
 }
 
+/// TOML's errors quote the offending line: a typo on the token's line would put the token in
+/// the warning, the logs and the dashboard. Every value given to a `token` key is hidden.
+fn hide_secrets(message: &str, source: &str) -> String {
+    let mut out = message.to_string();
+    for line in source.lines() {
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        if !key.trim().trim_matches('"').ends_with("token") {
+            continue;
+        }
+        let value = value.trim();
+        if value.len() >= 3 {
+            out = out.replace(value, "(hidden)");
+            // The value as TOML would show it without its quotes.
+            let bare = value.trim_matches(|c| c == '"' || c == '\'');
+            if bare.len() >= 3 {
+                out = out.replace(bare, "(hidden)");
+            }
+        }
+    }
+    out
+}
+
 pub fn to_toml(config: &Config) -> String {
     let body = toml::to_string_pretty(config).expect("config serialises");
     format!("# Fooocus Guard settings. Sizes in bytes (or \"12G\"), times in seconds (or \"10m\").\n{body}")
@@ -621,7 +677,27 @@ pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     {
-        let mut f = fs::File::create(&tmp)?;
+        let mut opts = fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        let _ = fs::remove_file(&tmp);
+        // The settings may hold a gateway token: a new file is the user's alone, and a file
+        // the user made keeps the mode they gave it.
+        #[cfg(unix)]
+        let mode = {
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            let mode = fs::metadata(path)
+                .map(|m| m.permissions().mode() & 0o7777)
+                .unwrap_or(0o600);
+            opts.mode(mode);
+            mode
+        };
+        let mut f = opts.open(&tmp)?;
+        // The umask may have narrowed the mode further than the user's file had it.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            f.set_permissions(fs::Permissions::from_mode(mode))?;
+        }
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
     }
@@ -641,6 +717,46 @@ mod tests {
     use super::*;
 
     /// The example in the README is what users copy: it must load as it is.
+    #[test]
+    fn flags_that_move_fooocus_and_a_token_without_gateway_are_refused() {
+        let mut c = Config::default();
+        c.launch.extra_args = [
+            "--always-high-vram",
+            "--listen",
+            "--port=7000",
+            "--sha",
+            "--preset",
+            "x",
+        ]
+        .map(String::from)
+        .to_vec();
+        let errs = c.validate();
+        let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "launch.extra_args[1]",
+                "launch.extra_args[2]",
+                "launch.extra_args[3]"
+            ],
+            "{errs:?}"
+        );
+        assert!(errs[0].message.contains("--listen") && errs[0].message.contains("launch.listen"));
+        assert!(errs[2].message.contains("--share"));
+        let mut c = Config::default();
+        c.gateway.token = Some("long-enough-token".into());
+        assert!(c.validate().is_empty());
+        c.gateway.enabled = false;
+        let errs = c.validate();
+        assert!(
+            errs.len() == 1
+                && errs[0].field == "gateway.token"
+                && errs[0].value == "(hidden)"
+                && errs[0].message.contains("gateway.enabled"),
+            "{errs:?}"
+        );
+    }
+
     #[test]
     fn the_readme_example_is_a_valid_config() {
         let readme = include_str!("../../../README.md");
@@ -736,6 +852,36 @@ mod tests {
             assert_eq!(loaded.config, good, "{text}");
             let w = loaded.warning.unwrap();
             assert!(w.contains("timeout_s"), "{text}: {w}");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn config_files_are_private_and_keep_the_users_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = ConfigFile::new(dir.path().join("config.toml"));
+        file.save(&Config::default()).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&file.path), 0o600);
+        fs::set_permissions(&file.path, fs::Permissions::from_mode(0o640)).unwrap();
+        file.save(&Config::default()).unwrap();
+        assert_eq!(mode(&file.path), 0o640, "the user's mode is kept");
+    }
+
+    #[test]
+    fn a_typo_on_the_token_line_never_shows_the_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = ConfigFile::new(dir.path().join("config.toml"));
+        for text in [
+            "[gateway]\ntoken = \"s3cret-token-value\n",
+            "[gateway]\ntoken = s3cret-token-value\n",
+            "[gateway]\ntoken = \"s3cret-token-value\" x\n",
+        ] {
+            fs::write(&file.path, text).unwrap();
+            let w = ConfigFile::read(&file.path).unwrap_err().to_string();
+            assert!(!w.contains("s3cret"), "{w}");
+            assert!(w.contains("is not valid"), "{w}");
         }
     }
 

@@ -122,6 +122,16 @@ impl StreamReader {
         }
     }
 
+    /// The stream has been quiet for a while: a complete traceback becomes its event.
+    pub fn settle(&mut self, mut signal: impl FnMut(Signal)) {
+        self.parser.settle(&mut self.events);
+        for e in self.events.drain(..) {
+            if let Some(s) = signal_of(e.kind) {
+                signal(s);
+            }
+        }
+    }
+
     /// The stream closed: flush a partial last line and an open traceback.
     pub fn finish(&mut self, mut line: impl FnMut(&str), mut signal: impl FnMut(Signal)) {
         let (parser, events) = (&mut self.parser, &mut self.events);

@@ -381,6 +381,14 @@ impl LaunchCommand {
     pub fn to_command(&self) -> std::process::Command {
         let mut c = std::process::Command::new(&self.program);
         c.args(&self.args).current_dir(&self.cwd);
+        // Gradio's own settings of where to listen would put Fooocus's internal port on the
+        // network past the gateway: Fooocus never inherits them.
+        for (k, _) in std::env::vars_os() {
+            let upper = k.to_string_lossy().to_ascii_uppercase();
+            if GRADIO_LISTEN_VARS.iter().any(|p| upper.starts_with(p)) {
+                c.env_remove(&k);
+            }
+        }
         for (k, v) in &self.env {
             c.env(k, v);
         }
@@ -397,6 +405,14 @@ impl LaunchCommand {
         }
     }
 }
+
+/// Environment variables (by prefix) with which Gradio picks its address, port or a public link.
+const GRADIO_LISTEN_VARS: [&str; 4] = [
+    "GRADIO_SERVER_",
+    "GRADIO_SHARE",
+    "GRADIO_ROOT_PATH",
+    "GRADIO_NODE_",
+];
 
 fn python_env() -> Vec<(String, String)> {
     vec![
@@ -791,6 +807,24 @@ pub fn version_le(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn gradio_listen_settings_are_not_inherited() {
+        // Only this test sets these names.
+        std::env::set_var("GRADIO_SERVER_NAME", "0.0.0.0");
+        std::env::set_var("GRADIO_SHARE", "True");
+        let out = LaunchCommand::plain("/usr/bin/env", vec![])
+            .to_command()
+            .output()
+            .unwrap();
+        let env = String::from_utf8_lossy(&out.stdout);
+        assert!(env.contains("PYTHONUNBUFFERED=1"), "{env}");
+        assert!(
+            !env.contains("GRADIO_SERVER_NAME") && !env.contains("GRADIO_SHARE"),
+            "{env}"
+        );
+    }
 
     fn touch(p: &Path, text: &str) {
         fs::create_dir_all(p.parent().unwrap()).unwrap();

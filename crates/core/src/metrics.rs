@@ -2,10 +2,8 @@
 //! figures and counters of generations by outcome and breaches by limit.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use crate::events::{EventKind, GuardEvent};
 
@@ -16,6 +14,7 @@ pub struct Metrics {
     generations: BTreeMap<String, u64>,
     breaches: BTreeMap<String, u64>,
     restarts: u64,
+    warnings: u64,
 }
 
 impl Metrics {
@@ -32,6 +31,7 @@ impl Metrics {
                 *self.breaches.entry(limit.as_str().to_string()).or_default() += 1
             }
             EventKind::Restarting { .. } => self.restarts += 1,
+            EventKind::Warning { .. } => self.warnings += 1,
             _ => {}
         }
     }
@@ -59,6 +59,10 @@ impl Metrics {
         out.push_str(&format!(
             "# HELP fooocus_guard_restarts_total Restarts of Fooocus after a failure.\n# TYPE fooocus_guard_restarts_total counter\nfooocus_guard_restarts_total {}\n",
             self.restarts
+        ));
+        out.push_str(&format!(
+            "# HELP fooocus_guard_warnings_total Warnings the guard gave (such as Fooocus kept off the network because its gateway could not start).\n# TYPE fooocus_guard_warnings_total counter\nfooocus_guard_warnings_total {}\n",
+            self.warnings
         ));
         out
     }
@@ -139,44 +143,23 @@ pub fn start(guard: &crate::Guard, port: u16) -> Result<SocketAddr, String> {
     Ok(addr)
 }
 
-/// Serve `/metrics` on 127.0.0.1:`port` from a thread. Loopback only, whatever the settings.
+/// Serve `/metrics` on 127.0.0.1:`port` (the gateway's HTTP stack, on a thread of its own) for
+/// the life of the process. Loopback only, whatever the settings.
 pub fn serve(port: u16, metrics: Arc<Mutex<Metrics>>) -> Result<SocketAddr, String> {
-    let listener = TcpListener::bind(("127.0.0.1", port)).map_err(|e| {
+    let server = guard_gateway::PageServer::start(
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        "text/plain; version=0.0.4",
+        move |path| (path == "/metrics").then(|| metrics.lock().unwrap().render()),
+    )
+    .map_err(|e| {
         format!(
             "metrics: cannot listen on 127.0.0.1:{port} ({e}): pick another port in the settings"
         )
     })?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    std::thread::Builder::new()
-        .name("fooocus-guard-metrics".into())
-        .spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let _ = answer(conn, &metrics);
-            }
-        })
-        .map_err(|e| e.to_string())?;
+    let addr = server.local_addr();
+    // Served until the guard exits.
+    std::mem::forget(server);
     Ok(addr)
-}
-
-fn answer(mut conn: TcpStream, metrics: &Mutex<Metrics>) -> std::io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(2)))?;
-    let mut buf = [0u8; 2048];
-    let n = conn.read(&mut buf)?;
-    let req = String::from_utf8_lossy(&buf[..n]);
-    let path = req.split_whitespace().nth(1).unwrap_or("/");
-    let (status, body) = if path == "/metrics" {
-        ("200 OK", metrics.lock().unwrap().render())
-    } else {
-        (
-            "404 Not Found",
-            "only /metrics is served here\n".to_string(),
-        )
-    };
-    write!(
-        conn,
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
 }
 
 #[cfg(test)]

@@ -89,6 +89,41 @@ impl RestartPolicy {
     }
 }
 
+impl RestartPolicy {
+    /// The guard killed Fooocus for a limit. The restart is part of the breach's action, so it
+    /// happens whatever the policy, but each such kill counts as a failure: a generation that
+    /// breaches every time (a cap below what Fooocus needs once loaded) backs off, then gives
+    /// up after `max_restarts` in the window instead of looping for ever.
+    pub fn on_limit_kill(&mut self, now: Instant) -> Decision {
+        let window = Duration::from_secs(self.cfg.window_s);
+        self.failures.push_back(now);
+        while self
+            .failures
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > window)
+        {
+            self.failures.pop_front();
+        }
+        let failures = self.failures.len() as u32;
+        if failures > self.cfg.max_restarts {
+            return Decision::GiveUp { failures };
+        }
+        // The first kill in the window restarts at once; Fooocus reaches ready between kills,
+        // so the backoff follows the failures in the window, not the attempts since ready.
+        let delay = if failures <= 1 {
+            Duration::ZERO
+        } else {
+            self.base
+                .saturating_mul(1u32 << (failures - 2).min(16))
+                .min(self.max_delay)
+        };
+        Decision::Restart {
+            attempt: failures,
+            delay,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,5 +200,39 @@ mod tests {
             }
         }
         assert_eq!(last, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn limit_kills_back_off_and_give_up_even_with_restart_never() {
+        let mut p = RestartPolicy::new(cfg(RestartMode::Never, 3));
+        let t = Instant::now();
+        let d: Vec<_> = (0..4)
+            .map(|i| p.on_limit_kill(t + Duration::from_secs(i * 5)))
+            .collect();
+        assert_eq!(
+            d,
+            [
+                Decision::Restart {
+                    attempt: 1,
+                    delay: Duration::ZERO
+                },
+                Decision::Restart {
+                    attempt: 2,
+                    delay: Duration::from_secs(1)
+                },
+                Decision::Restart {
+                    attempt: 3,
+                    delay: Duration::from_secs(2)
+                },
+                Decision::GiveUp { failures: 4 },
+            ]
+        );
+        // Outside the window they are forgotten.
+        let mut p = RestartPolicy::new(cfg(RestartMode::OnFailure, 1));
+        assert!(matches!(p.on_limit_kill(t), Decision::Restart { .. }));
+        assert!(matches!(
+            p.on_limit_kill(t + Duration::from_secs(61)),
+            Decision::Restart { attempt: 1, .. }
+        ));
     }
 }

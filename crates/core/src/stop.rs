@@ -240,31 +240,10 @@ fn form_encode(s: &str) -> String {
     out
 }
 
-/// The index of the dependency a click on the Stop button triggers. From 2.1.680 the button has
-/// `elem_id` `stop_button`; before (2.0.x, 2.1.0-2.1.679) it is only a button whose value is
-/// "Stop" (upstream webui.py: `gr.Button(label="Stop", value="Stop", ...)`).
+/// The index of the dependency a click on the Stop button triggers (see the gateway's, which
+/// is the one implementation).
 pub fn stop_fn_index(config: &serde_json::Value) -> Option<usize> {
-    let comps = config["components"].as_array()?;
-    let id = comps
-        .iter()
-        .find(|c| c["props"]["elem_id"] == "stop_button")
-        .or_else(|| {
-            comps
-                .iter()
-                .find(|c| c["type"] == "button" && c["props"]["value"] == "Stop")
-        })
-        .and_then(|c| c["id"].as_u64())?;
-    config["dependencies"].as_array()?.iter().position(|d| {
-        let targets = d["targets"].as_array();
-        let hit = targets.is_some_and(|ts| {
-            ts.iter().any(|t| {
-                // Gradio 3.x: [id, ...] with "trigger": "click"; 4.x: [[id, "click"], ...].
-                t.as_u64() == Some(id)
-                    || (t[0].as_u64() == Some(id) && t[1].as_str().is_none_or(|tr| tr == "click"))
-            })
-        });
-        hit && d["trigger"].as_str().is_none_or(|tr| tr == "click")
-    })
+    guard_gateway::stop_fn_index(config).map(|i| i as usize)
 }
 
 /// A small HTTP/1.1 client for loopback calls to Fooocus (no TLS, Connection: close).

@@ -49,6 +49,12 @@ impl Store {
 
     /// Breaches go to their table; a stop records how it ended on its breach.
     pub fn record_event(&self, ev: &GuardEvent) {
+        self.record_event_mapped(ev, |_| None)
+    }
+
+    /// `record_event`, with the row each of the supervisor's generation numbers went to.
+    fn record_event_mapped(&self, ev: &GuardEvent, row: impl Fn(u64) -> Option<i64>) {
+        let row = |id: u64| row(id).unwrap_or(id as i64);
         match &ev.kind {
             EventKind::LimitBreached {
                 limit,
@@ -66,7 +72,7 @@ impl Store {
                     observed: *observed,
                     action: action.clone(),
                     how: None,
-                    generation_id: generation_id.map(|g| g as i64),
+                    generation_id: generation_id.map(row),
                 }));
             }
             EventKind::GenerationStopped {
@@ -75,7 +81,7 @@ impl Store {
                 ..
             } => {
                 self.inner.set_breach_how(
-                    *id as i64,
+                    row(*id),
                     if *how == crate::events::StopHow::Graceful {
                         "graceful"
                     } else {
@@ -87,13 +93,17 @@ impl Store {
         }
     }
 
-    pub fn save_generation(&self, g: &Generation) {
-        self.check(self.inner.save_generation(&record(g)));
+    /// Save `g`; the row it went to (another number when its own holds another generation).
+    pub fn save_generation(&self, g: &Generation) -> Option<i64> {
+        let r = self.inner.save_generation(&record(g));
+        let id = r.as_ref().ok().copied();
+        self.check(r);
+        id
     }
 
     /// The restart step of an escalation ends after the generation was saved: add it.
-    pub fn append_stop_step(&self, id: u64, step: &StopStep) {
-        if let Some(mut r) = self.inner.generation(id as i64) {
+    pub fn append_stop_step(&self, row: i64, step: &StopStep) {
+        if let Some(mut r) = self.inner.generation(row) {
             let mut steps: Vec<StopStep> = r
                 .stop_steps
                 .as_deref()
@@ -122,6 +132,114 @@ impl Store {
 
     pub fn export_csv(&self) -> String {
         guard_history::csv(&self.inner.generations(None, 100_000))
+    }
+}
+
+/// What the supervisor hands to the history writer.
+enum Record {
+    Event(Box<GuardEvent>),
+    Generation(Box<Generation>),
+    StopStep(u64, StopStep),
+}
+
+/// How many records may wait for the disk. A stalled disk or a database held by another
+/// process delays records (and past this, drops them, counted), never the supervisor's loop.
+pub const WRITER_QUEUE: usize = 256;
+
+/// The history store on a thread of its own, fed through a bounded queue: SQLite waits up to
+/// 5 s on a locked database, and the loop that keeps deadlines must never wait on it.
+pub struct HistoryWriter {
+    tx: crossbeam_channel::Sender<Record>,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl HistoryWriter {
+    /// Open the store on the writer's thread. The first generation number is answered within
+    /// `wait` when the database can be read by then (1 otherwise: the store renumbers a
+    /// generation whose number is taken, so nothing is overwritten).
+    pub fn spawn(path: std::path::PathBuf, wait: std::time::Duration) -> (HistoryWriter, u64) {
+        let (tx, rx) = crossbeam_channel::bounded::<Record>(WRITER_QUEUE);
+        let (id_tx, id_rx) = crossbeam_channel::bounded(1);
+        let _ = std::thread::Builder::new()
+            .name("history-writer".into())
+            .spawn(move || {
+                let store = match Store::open(&path) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("fooocus-guard: history is not kept: {e}");
+                        let _ = id_tx.send(1);
+                        // Drain, so senders never see a full queue for a store that is gone.
+                        for _ in rx {}
+                        return;
+                    }
+                };
+                let _ = id_tx.send(store.next_generation_id());
+                // The supervisor's generation number -> the row it went to (bounded).
+                let mut rows: std::collections::VecDeque<(u64, i64)> = Default::default();
+                for r in rx {
+                    match r {
+                        Record::Event(ev) => store.record_event_mapped(&ev, |id| {
+                            rows.iter().rev().find(|(g, _)| *g == id).map(|(_, r)| *r)
+                        }),
+                        Record::Generation(g) => {
+                            if let Some(row) = store.save_generation(&g) {
+                                rows.retain(|(id, _)| *id != g.id);
+                                rows.push_back((g.id, row));
+                                if rows.len() > 64 {
+                                    rows.pop_front();
+                                }
+                            }
+                        }
+                        Record::StopStep(id, step) => {
+                            let row = rows
+                                .iter()
+                                .rev()
+                                .find(|(g, _)| *g == id)
+                                .map_or(id as i64, |(_, r)| *r);
+                            store.append_stop_step(row, &step);
+                        }
+                    }
+                }
+            });
+        let first = id_rx.recv_timeout(wait).unwrap_or(1);
+        (
+            HistoryWriter {
+                tx,
+                dropped: Default::default(),
+            },
+            first,
+        )
+    }
+
+    fn send(&self, r: Record) -> bool {
+        let ok = self.tx.try_send(r).is_ok();
+        if !ok {
+            self.dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        ok
+    }
+
+    /// False when the queue was full and the record was dropped (counted).
+    pub fn record_event(&self, ev: &GuardEvent) -> bool {
+        match ev.kind {
+            EventKind::LimitBreached { .. } | EventKind::GenerationStopped { .. } => {
+                self.send(Record::Event(Box::new(ev.clone())))
+            }
+            _ => true,
+        }
+    }
+
+    pub fn save_generation(&self, g: &Generation) -> bool {
+        self.send(Record::Generation(Box::new(g.clone())))
+    }
+
+    pub fn append_stop_step(&self, id: u64, step: &StopStep) -> bool {
+        self.send(Record::StopStep(id, step.clone()))
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

@@ -460,6 +460,12 @@ struct Run {
     gateway_note: Option<String>,
     /// Fooocus could not bind its port: (port, whether it is the user's own port).
     port_taken: Option<(u16, bool)>,
+    /// Asked to exit (SIGTERM): when the tree is killed if it has not exited by then.
+    kill_at: Option<Instant>,
+    /// When the console counts as quiet (no output since), to complete an open traceback.
+    settle_at: Option<Instant>,
+    /// Tree kills that did not finish, in a row.
+    kill_failures: u32,
 }
 
 #[derive(Debug)]
@@ -511,23 +517,25 @@ struct Loop {
     last_status: Option<Status>,
     pending_console: Vec<ConsoleLine>,
     last_console_flush: Instant,
-    store: Option<crate::store::Store>,
+    store: Option<crate::store::HistoryWriter>,
+    /// Bytes of Fooocus's output read but not yet handled by the loop (bounded).
+    console_inflight: Arc<std::sync::atomic::AtomicUsize>,
+    /// The history queue overflowed (said once).
+    history_warned: bool,
     exit_when_done: bool,
 }
 
 impl Loop {
     fn new(opts: GuardOptions, tx: Sender<Msg>, shared: Arc<Shared>, spawner: Spawner) -> Loop {
-        let store = opts
-            .store
-            .as_deref()
-            .and_then(|p| match crate::store::Store::open(p) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    eprintln!("fooocus-guard: history is not kept: {e}");
-                    None
-                }
-            });
-        let next_id = store.as_ref().map(|s| s.next_generation_id()).unwrap_or(1);
+        // The history database is opened and written on a thread of its own: a database held
+        // by another process must not hold up the launch or any deadline.
+        let (store, next_id) = match opts.store.clone() {
+            Some(p) => {
+                let (w, first) = crate::store::HistoryWriter::spawn(p, Duration::from_millis(300));
+                (Some(w), first)
+            }
+            None => (None, 1),
+        };
         Loop {
             limits: LimitSet::from(&opts.config.limits),
             restart: RestartPolicy::new(opts.config.restart.clone()),
@@ -549,6 +557,8 @@ impl Loop {
             pending_console: Vec::new(),
             last_console_flush: Instant::now(),
             store,
+            console_inflight: Default::default(),
+            history_warned: false,
             exit_when_done: opts.exit_when_done,
         }
     }
@@ -556,13 +566,43 @@ impl Loop {
     fn emit(&mut self, kind: EventKind) {
         let ev = GuardEvent::now(kind);
         events::trace(&ev);
-        if let Some(store) = &self.store {
-            store.record_event(&ev);
-        }
+        let kept = self.store.as_ref().is_none_or(|s| s.record_event(&ev));
         if let EventKind::LimitBreached { .. } = ev.kind {
             self.shared.status.lock().unwrap().unseen_breach = true;
         }
         self.shared.publish(Update::Event(ev));
+        if !kept {
+            self.history_overflowed();
+        }
+    }
+
+    /// A tree kill did not finish (the group could not be read, processes stuck in the
+    /// kernel): the tree may still run, so it is tried again every second until it empties,
+    /// and the user is told.
+    fn kill_failed(&mut self, now: Instant, why: String) {
+        let Mode::Running(run) = &mut self.mode else {
+            return;
+        };
+        run.kill_failures += 1;
+        run.kill_at = Some(now + Duration::from_secs(1));
+        let n = run.kill_failures;
+        if n == 1 || n % 30 == 0 {
+            let msg = format!(
+                "could not kill Fooocus's processes ({why}); trying again every second (attempt {n})"
+            );
+            self.guard_line(&msg);
+            self.emit(EventKind::Warning { message: msg });
+        }
+    }
+
+    /// The disk or the database is too slow for the history queue: records were dropped.
+    fn history_overflowed(&mut self) {
+        if std::mem::replace(&mut self.history_warned, true) {
+            return;
+        }
+        let msg = "the history database is not keeping up (held by another program, or a slow disk): some history records are dropped; supervision goes on".to_string();
+        self.guard_line(&msg);
+        self.emit(EventKind::Warning { message: msg });
     }
 
     fn guard_line(&mut self, text: &str) {
@@ -635,16 +675,24 @@ impl Loop {
                     );
                 }
                 take(self.tracker.quiet_deadline());
+                take(run.kill_at);
+                take(run.settle_at);
             }
             Mode::WaitingRestart { at, .. } => take(Some(*at)),
             _ => {}
         }
-        if let Some(Escalation {
-            phase: EscPhase::Graceful { deadline, .. },
-            ..
-        }) = &self.esc
-        {
-            take(Some(*deadline));
+        match &self.esc {
+            Some(Escalation {
+                phase: EscPhase::Graceful { deadline, .. },
+                ..
+            }) => take(Some(*deadline)),
+            Some(Escalation {
+                phase: EscPhase::Restarting { since },
+                ..
+            }) => take(Some(
+                *since + self.limits.startup.unwrap_or(RESTART_DEADLINE),
+            )),
+            None => {}
         }
         if !self.pending_console.is_empty() {
             take(Some(self.last_console_flush + Duration::from_millis(100)));
@@ -658,7 +706,11 @@ impl Loop {
     fn handle(&mut self, m: Msg) {
         match m {
             Msg::Cmd(c) => self.command(c),
-            Msg::Output { run, stream, bytes } => self.output(run, stream, Some(&bytes)),
+            Msg::Output { run, stream, bytes } => {
+                self.output(run, stream, Some(&bytes));
+                self.console_inflight
+                    .fetch_sub(bytes.len(), Ordering::Relaxed);
+            }
             Msg::Eof { run, stream } => self.output(run, stream, None),
             Msg::Exited { run, exit } => self.exited(run, exit),
             Msg::Usage(u) => self.usage(u),
@@ -853,6 +905,9 @@ impl Loop {
             gateway,
             gateway_note,
             port_taken: None,
+            kill_at: None,
+            settle_at: None,
+            kill_failures: 0,
         }));
     }
 
@@ -888,7 +943,9 @@ impl Loop {
 
     /// The command for `target`, and the gateway in front of it when the user wants one: then
     /// Fooocus listens on an internal loopback port and the gateway on the user's port. If the
-    /// gateway cannot start, Fooocus starts directly on the user's port and the reason is kept.
+    /// gateway cannot start, the reason is kept and Fooocus starts on the user's port, but only
+    /// on loopback when the user shares it (a token, or a listen address beyond loopback): the
+    /// LAN never reaches Fooocus without the gateway in front.
     fn launch_with_gateway(
         &mut self,
         target: &Target,
@@ -905,9 +962,6 @@ impl Loop {
             let note = "the gateway is turned off in the settings".to_string();
             return (target.command(&self.cfg), None, Some(note));
         }
-        if install.fork == crate::install::Fork::FooocusApi {
-            return (target.command(&self.cfg), None, None);
-        }
         let internal = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port());
@@ -918,6 +972,7 @@ impl Loop {
             .as_deref()
             .and_then(|l| l.parse().ok())
             .unwrap_or([127, 0, 0, 1].into());
+        let shared = self.cfg.gateway.token.is_some() || !listen_ip.is_loopback();
         let started = internal.map_err(|e| e.to_string()).and_then(|port| {
             guard_gateway::Gateway::start(guard_gateway::GatewayConfig {
                 listen: std::net::SocketAddr::new(listen_ip, self.cfg.launch.port),
@@ -925,17 +980,30 @@ impl Loop {
                 token: self.cfg.gateway.token.clone(),
                 rate_per_minute: self.cfg.gateway.rate_per_minute,
                 events: Some(self.queue_events(run_id)),
+                limits: guard_gateway::Limits::default(),
             })
             .map(|g| (g, port))
             .map_err(|e| e.to_string())
         });
+        // Fooocus itself only on loopback: behind the gateway, or alone when it cannot start.
+        let mut loopback = self.cfg.launch.clone();
+        loopback.listen = None;
         match started {
             Ok((gw, port)) => {
-                // Fooocus itself only on loopback, behind the gateway.
-                let mut opts = self.cfg.launch.clone();
-                opts.listen = None;
-                let cmd = install::launch_command(install, &opts, port);
+                let cmd = install::launch_command(install, &loopback, port);
                 (cmd, Some(Arc::new(gw)), None)
+            }
+            Err(why) if shared => {
+                let msg = format!(
+                    "graceful stop is unavailable and Fooocus is not shared on the network: {why}; Fooocus starts on this computer only (127.0.0.1:{port}), because without the gateway nothing would check the token or the rate; free the port and restart Fooocus to share it again",
+                    port = self.cfg.launch.port
+                );
+                self.guard_line(&msg);
+                self.emit(EventKind::Warning { message: msg });
+                let cmd = install::launch_command(install, &loopback, self.cfg.launch.port);
+                let note =
+                    format!("{why}; Fooocus is on this computer only until the gateway can start");
+                (cmd, None, Some(note))
             }
             Err(why) => {
                 let msg = format!(
@@ -984,11 +1052,13 @@ impl Loop {
             let Some(mut pipe) = pipe else { continue };
             let tx = self.tx.clone();
             let passthrough = self.passthrough;
+            let inflight = self.console_inflight.clone();
             let _ = std::thread::Builder::new()
                 .name(format!("fooocus-{stream:?}"))
                 .spawn(move || {
                     // Read continuously: a full pipe blocks Fooocus's print and looks like a hang.
                     let mut buf = vec![0u8; 64 * 1024];
+                    let mut dropped = 0usize;
                     loop {
                         match pipe.read(&mut buf) {
                             Ok(0) => break,
@@ -998,14 +1068,25 @@ impl Loop {
                                     let _ = o.write_all(&buf[..n]);
                                     let _ = o.flush();
                                 }
-                                if tx
-                                    .send(Msg::Output {
-                                        run,
-                                        stream,
-                                        bytes: buf[..n].to_vec(),
-                                    })
-                                    .is_err()
-                                {
+                                // Fooocus flooding its console must not grow the guard (it
+                                // sits outside the cgroup, so no cap would catch it): past
+                                // the budget, output is dropped and counted, and the pipe is
+                                // still read so Fooocus never blocks on a print.
+                                if inflight.load(Ordering::Relaxed) + n > CONSOLE_BUDGET {
+                                    dropped += n;
+                                    continue;
+                                }
+                                let mut bytes = Vec::new();
+                                if dropped > 0 {
+                                    bytes.extend_from_slice(
+                                        format!("\n[fooocus-guard: {dropped} bytes of Fooocus's output dropped: it printed faster than the guard could read]\n")
+                                            .as_bytes(),
+                                    );
+                                    dropped = 0;
+                                }
+                                bytes.extend_from_slice(&buf[..n]);
+                                inflight.fetch_add(bytes.len(), Ordering::Relaxed);
+                                if tx.send(Msg::Output { run, stream, bytes }).is_err() {
                                     break;
                                 }
                             }
@@ -1039,6 +1120,7 @@ impl Loop {
         }
         let now = Instant::now();
         let wall = SystemTime::now();
+        run.settle_at = Some(now + CONSOLE_SETTLE);
         let reader = if stream == Stream::Stdout {
             &mut run.out
         } else {
@@ -1133,11 +1215,24 @@ impl Loop {
             .url
             .clone()
             .or_else(|| self.tracker.listening.clone());
+        // The status URL is the gateway's when there is one, which asks callers for the token:
+        // the guard's own stop goes to Fooocus directly, on its internal loopback port.
+        let url = match &run.gateway {
+            Some(gw) if url.is_some() => Some(format!("http://{}", gw.upstream())),
+            _ => url,
+        };
         let version = self
             .tracker
             .version
             .clone()
             .or_else(|| install.and_then(|i| i.version.clone()));
+        // A develop build between 2.1.865 and 2.2.0 still says 2.1.865 but already stops per
+        // session; its worker's "Started worker with PID" line gives it away.
+        let version = if self.tracker.per_session_stop {
+            None
+        } else {
+            version
+        };
         let creds = install
             .map(|i| stop::Credentials::for_install(&i.fooocus_dir, &self.cfg.launch.extra_args))
             .unwrap_or_default();
@@ -1206,8 +1301,8 @@ impl Loop {
             peak_vram_bytes: g.peaks.vram_bytes,
             peak_cpu_percent: g.peaks.cpu_percent,
         });
-        if let Some(store) = &self.store {
-            store.save_generation(&g);
+        if !self.store.as_ref().is_none_or(|s| s.save_generation(&g)) {
+            self.history_overflowed();
         }
     }
 
@@ -1261,7 +1356,54 @@ impl Loop {
                 self.kill_for_escalation(now);
             }
         }
+        if let Mode::Running(run) = &mut self.mode {
+            if run.settle_at.is_some_and(|at| now >= at) {
+                run.settle_at = None;
+                let wall = SystemTime::now();
+                let (tracker, changes) = (&mut self.tracker, &mut self.changes);
+                for reader in [&mut run.out, &mut run.err] {
+                    reader.settle(|sig| tracker.on_signal(sig, now, wall, changes));
+                }
+            }
+        }
+        if let Mode::Running(run) = &mut self.mode {
+            if run.kill_at.is_some_and(|at| now >= at) {
+                run.kill_at = None;
+                if let Err(e) = run.container.kill_tree() {
+                    self.kill_failed(now, e.to_string());
+                }
+            }
+        }
+        // The restart after a kill has a deadline too: past the start-up limit (10 min when
+        // that is off) the escalation ends and the start-up limit watches Fooocus again.
+        if let Some(Escalation {
+            phase: EscPhase::Restarting { since },
+            ..
+        }) = &self.esc
+        {
+            if now >= *since + self.limits.startup.unwrap_or(RESTART_DEADLINE) {
+                let since = *since;
+                let esc = self.esc.take().expect("escalation");
+                self.guard_line(&format!(
+                    "Fooocus was not ready {:.0} s after the kill",
+                    now.duration_since(since).as_secs_f64()
+                ));
+                if let (Some(store), Some(id)) = (&self.store, esc.generation) {
+                    let _ = store.append_stop_step(
+                        id,
+                        &StopStep {
+                            step: "restart".into(),
+                            at_s: since.saturating_duration_since(esc.due).as_secs_f64(),
+                            took_s: now.duration_since(since).as_secs_f64(),
+                            result: "not ready in time".into(),
+                        },
+                    );
+                }
+            }
+        }
         match &self.mode {
+            // Stopping on purpose: no limit applies any more.
+            Mode::Running(run) if run.end.is_some() => {}
             Mode::Running(run) => {
                 let started = run.started;
                 if self.esc.is_none() {
@@ -1464,6 +1606,11 @@ impl Loop {
             result,
         });
         esc.phase = EscPhase::Restarting { since: done };
+        if let Err(e) = &report {
+            let why = e.to_string();
+            self.kill_failed(done, why);
+        }
+        let Some(esc) = self.esc.as_mut() else { return };
         let took_total = done.saturating_duration_since(esc.due).as_secs_f64();
         let (limit, generation, steps) = (esc.limit, esc.generation, esc.steps.clone());
         let (grace_s, grace) = match &esc.grace {
@@ -1516,7 +1663,8 @@ impl Loop {
                 step.took_s
             ));
             if let (Some(store), Some(id)) = (&self.store, esc.generation) {
-                store.append_stop_step(id, &step);
+                // A dropped step is said by the next overflow of a larger record.
+                let _ = store.append_stop_step(id, &step);
             }
         }
     }
@@ -1533,20 +1681,15 @@ impl Loop {
             EndReason::UserStop | EndReason::Shutdown | EndReason::UserRestart
         ) {
             self.shared.status.lock().unwrap().state = FooocusState::Stopping;
-            // Fooocus holds no state worth a long wait; 5 s covers its exit handlers.
-            let deadline = if terminate(run.pid) {
-                Instant::now() + Duration::from_secs(5)
-            } else {
-                Instant::now()
-            };
-            while Instant::now() < deadline
-                && run.container.pids().map(|p| !p.is_empty()).unwrap_or(false)
-            {
-                std::thread::sleep(Duration::from_millis(20));
+            // Fooocus holds no state worth a long wait; 5 s covers its exit handlers. The loop
+            // goes on meanwhile (a timer, like a limit stop's grace), so it never sleeps here.
+            if terminate(run.pid) {
+                run.kill_at = Some(Instant::now() + Duration::from_secs(5));
+                return;
             }
         }
         if let Err(e) = run.container.kill_tree() {
-            eprintln!("fooocus-guard: tree kill failed: {e}");
+            self.kill_failed(Instant::now(), e.to_string());
         }
     }
 
@@ -1645,7 +1788,10 @@ impl Loop {
         *self.shared.last_exit.lock().unwrap() = Some((code, signal));
         let end = run.end;
         let pid = run.pid;
-        let port_taken = run.port_taken;
+        let port_taken = run.port_taken.or_else(|| {
+            let port = self.tracker.port_taken?;
+            Some((port, run.gateway.is_none() && port == self.cfg.launch.port))
+        });
         let now = Instant::now();
         *self.shared.tree.lock().unwrap() = None;
         self.shared.generating.store(false, Ordering::Relaxed);
@@ -1680,8 +1826,31 @@ impl Loop {
             Some(EndReason::UserStop) | Some(EndReason::Shutdown) => {
                 self.guard_line("Fooocus stopped");
             }
-            Some(EndReason::UserRestart) | Some(EndReason::Limit) => {
-                self.start_run(self.attempts + 1)
+            Some(EndReason::UserRestart) => self.start_run(self.attempts + 1),
+            Some(EndReason::Limit) => {
+                let limit = self.esc.as_ref().and_then(|e| e.limit);
+                match self.restart.on_limit_kill(now) {
+                    Decision::Restart { delay, .. } if delay.is_zero() => {
+                        self.start_run(self.attempts + 1)
+                    }
+                    Decision::Restart { attempt, delay } => self.schedule_restart(
+                        now,
+                        attempt,
+                        delay,
+                        "stopped again for a limit".into(),
+                    ),
+                    Decision::GiveUp { failures } => {
+                        self.esc = None;
+                        let what = limit.map_or("a", |l| l.as_str());
+                        self.give_up(
+                            failures,
+                            format!(
+                                "its {what} limit stopped it each time; a cap below what Fooocus needs once loaded is the usual cause: raise it in the settings (History shows what past generations used)"
+                            ),
+                        )
+                    }
+                    Decision::Stay => self.start_run(self.attempts + 1),
+                }
             }
             Some(EndReason::Unhealthy) => {
                 self.after_failure(now, "Fooocus could not generate".into())
@@ -1894,6 +2063,15 @@ fn exit_info(st: std::process::ExitStatus) -> ExitInfo {
 pub fn os(args: &[&str]) -> Vec<OsString> {
     args.iter().map(OsString::from).collect()
 }
+
+/// How long the restart after a kill may take when the start-up limit is off.
+const RESTART_DEADLINE: Duration = Duration::from_secs(600);
+
+/// Quiet this long, the console's open traceback is complete (see `Parser::settle`).
+const CONSOLE_SETTLE: Duration = Duration::from_millis(300);
+
+/// How much of Fooocus's output may wait for the loop (both pipes together).
+const CONSOLE_BUDGET: usize = 4 << 20;
 
 /// The port in Gradio's "Cannot find empty port in range: P-P" (its networking.py, 3.39/3.41).
 fn taken_port(message: &str) -> Option<u16> {

@@ -2,23 +2,25 @@
 //!
 //! Fooocus 2.2 and later obey a Stop only from the browser tab (Gradio session) that started the
 //! task, and the browser never shows that session. The gateway listens where the user's browser
-//! expects Fooocus, relays every connection byte for byte to Fooocus on an internal loopback
-//! port, and watches the traffic on the side: from Gradio's queue WebSocket (`/queue/join`) it
-//! learns which session started the running generation. The guard can then stop it exactly as
-//! that tab's Stop button would (`POST /run/predict` with the tab's `session_hash`).
+//! expects Fooocus, relays every request to Fooocus on an internal loopback port, and watches
+//! Gradio's queue WebSocket (`/queue/join`) on the side: from it it learns which session started
+//! the running generation. The guard can then stop it exactly as that tab's Stop button would
+//! (`POST /run/predict` with the tab's `session_hash`).
 //!
-//! The relay never waits for the watcher: bytes are forwarded first, then handed to a parser
-//! that only reads them. Bodies are never buffered whole.
+//! HTTP is hyper's (server and client) on one tokio thread; bodies stream through unchanged.
+//! Every request on every connection is checked (token, origin, rate limit, queue tap) on the
+//! path as Fooocus's server routes it, and every connection is bounded (see [`Limits`]).
 
+mod relay;
+pub mod rules;
 mod tap;
 mod ws;
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub use rules::{browser_url, url_with_token};
 pub use tap::{QueueEvent, Tap};
 
 #[derive(Clone, Debug)]
@@ -35,6 +37,37 @@ pub struct GatewayConfig {
     /// Where the queue's events go as they are seen (the supervisor's second source of
     /// generation events beside the console). None: kept only for `request_stop`.
     pub events: Option<std::sync::mpsc::Sender<QueueEvent>>,
+    pub limits: Limits,
+}
+
+/// What one client, or all of them, can hold of the gateway.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// A connection must send a whole request head within this after it opens.
+    pub header_timeout: Duration,
+    /// A keep-alive connection with no request in flight is closed after this.
+    pub idle_timeout: Duration,
+    /// Connections open at once (lowered to fit the process's file limit).
+    pub max_connections: usize,
+    /// Connections open at once from one address.
+    pub max_per_client: usize,
+    /// Bytes of one request head.
+    pub max_header_bytes: usize,
+    /// Wrong tokens one address may try per minute before it is answered 429 without a check.
+    pub failed_tokens_per_minute: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            max_connections: 400,
+            max_per_client: 100,
+            max_header_bytes: 32 * 1024,
+            failed_tokens_per_minute: 10,
+        }
+    }
 }
 
 /// A generation seen in the queue traffic.
@@ -45,15 +78,61 @@ pub struct ActiveTask {
     pub started: Instant,
 }
 
+/// Per client address: when each counted thing happened, and which it was (a hash).
+type PerClient =
+    std::collections::HashMap<std::net::IpAddr, std::collections::VecDeque<(Instant, u64)>>;
+
 #[derive(Default)]
 struct State {
-    /// Queue joins per client, for the rate limit.
-    joins: std::collections::HashMap<std::net::IpAddr, std::collections::VecDeque<Instant>>,
+    /// Generations queued per client, for the rate limit.
+    joins: PerClient,
+    /// Wrong tokens per client, for the throttle.
+    failures: PerClient,
     /// Queue events in flight, by (session, fn): started and not completed.
     running: Vec<ActiveTask>,
     /// Every session hash seen, newest last (for diagnostics).
     sessions: Vec<String>,
     sink: Option<std::sync::mpsc::Sender<QueueEvent>>,
+}
+
+/// Count one event for `ip` in a sliding minute unless `limit` are already there; the seconds
+/// until the oldest leaves when refused. `add`: the event's key; an event whose key was already
+/// counted this minute is not counted again (a stale cookie sent with every request is one wrong
+/// token, a guesser's tokens are all different).
+fn count_in_minute(
+    map: &mut PerClient,
+    ip: std::net::IpAddr,
+    limit: u32,
+    add: Option<u64>,
+    now: Instant,
+) -> Result<(), u64> {
+    if map.len() > 4096 {
+        map.retain(|_, q| {
+            q.back()
+                .is_some_and(|(t, _)| now.duration_since(*t) < Duration::from_secs(60))
+        });
+    }
+    let q = map.entry(ip).or_default();
+    while q
+        .front()
+        .is_some_and(|(t, _)| now.duration_since(*t) >= Duration::from_secs(60))
+    {
+        q.pop_front();
+    }
+    if q.len() as u32 >= limit {
+        let wait = q
+            .front()
+            .map(|(t, _)| 60u64.saturating_sub(now.duration_since(*t).as_secs()))
+            .unwrap_or(60)
+            .max(1);
+        return Err(wait);
+    }
+    if let Some(key) = add {
+        if key == 0 || !q.iter().any(|(_, k)| *k == key) {
+            q.push_back((now, key));
+        }
+    }
+    Ok(())
 }
 
 impl State {
@@ -91,6 +170,19 @@ impl State {
     }
 }
 
+fn apply(state: &Mutex<State>, events: Vec<QueueEvent>) {
+    if events.is_empty() {
+        return;
+    }
+    let mut s = state.lock().unwrap();
+    for e in events {
+        if let Some(tx) = &s.sink {
+            let _ = tx.send(e.clone());
+        }
+        s.on_event(e);
+    }
+}
+
 #[derive(Debug)]
 pub struct GatewayError(pub String);
 
@@ -101,17 +193,20 @@ impl std::fmt::Display for GatewayError {
 }
 impl std::error::Error for GatewayError {}
 
-/// A running gateway. Dropping it stops accepting connections.
+/// A running gateway. Dropping it closes its port (and every connection) before it returns, so
+/// the next gateway can bind the same port at once.
 pub struct Gateway {
     addr: SocketAddr,
     upstream: SocketAddr,
     state: Arc<Mutex<State>>,
-    stop: Arc<AtomicBool>,
+    handle: tokio::runtime::Handle,
+    stop: Arc<tokio::sync::Notify>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Gateway {
     pub fn start(cfg: GatewayConfig) -> Result<Gateway, GatewayError> {
-        let listener = TcpListener::bind(cfg.listen).map_err(|e| {
+        let listener = std::net::TcpListener::bind(cfg.listen).map_err(|e| {
             GatewayError(format!(
                 "the gateway cannot listen on {} ({e}): another program (or another Fooocus) uses that port; close it or pick another port",
                 cfg.listen
@@ -120,34 +215,42 @@ impl Gateway {
         let addr = listener
             .local_addr()
             .map_err(|e| GatewayError(e.to_string()))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| GatewayError(e.to_string()))?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(|e| GatewayError(format!("the gateway cannot start: {e}")))?;
+        let listener = {
+            let _in = rt.enter();
+            tokio::net::TcpListener::from_std(listener).map_err(|e| GatewayError(e.to_string()))?
+        };
         let state = Arc::new(Mutex::new(State {
             sink: cfg.events.clone(),
             ..State::default()
         }));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (st, stp) = (state.clone(), stop.clone());
-        let rules = Arc::new(cfg.clone());
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let handle = rt.handle().clone();
         let upstream = cfg.upstream;
-        std::thread::Builder::new()
+        let shared = relay::Shared::new(cfg, state.clone());
+        let stop2 = stop.clone();
+        let thread = std::thread::Builder::new()
             .name("fooocus-gateway".into())
             .spawn(move || {
-                for conn in listener.incoming() {
-                    if stp.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let Ok(client) = conn else { continue };
-                    let (st, rules) = (st.clone(), rules.clone());
-                    let _ = std::thread::Builder::new()
-                        .name("fooocus-gateway-conn".into())
-                        .spawn(move || relay(client, &rules, st));
-                }
+                rt.block_on(relay::accept_loop(listener, shared, stop2));
+                // Dropping the runtime drops every connection with it.
+                drop(rt);
             })
             .map_err(|e| GatewayError(e.to_string()))?;
         Ok(Gateway {
             addr,
             upstream,
             state,
+            handle,
             stop,
+            thread: Some(thread),
         })
     }
 
@@ -170,7 +273,7 @@ impl Gateway {
         let task = self
             .active_task()
             .ok_or_else(|| GatewayError("no generation is running through the gateway".into()))?;
-        let (status, body) = http(self.upstream, "GET", "/config", None)?;
+        let (status, body) = self.fetch("GET", "/config", None)?;
         if status != 200 {
             return Err(GatewayError(format!("GET /config answered {status}")));
         }
@@ -179,271 +282,56 @@ impl Gateway {
         let stop = stop_fn_index(&config)
             .ok_or_else(|| GatewayError("Fooocus's /config has no stop button".into()))?;
         let req = serde_json::json!({"fn_index": stop, "data": [null], "session_hash": task.session_hash});
-        let (status, _) = http(
-            self.upstream,
-            "POST",
-            "/run/predict",
-            Some(req.to_string().as_bytes()),
-        )?;
+        let (status, _) = self.fetch("POST", "/run/predict", Some(req.to_string().into_bytes()))?;
         if status != 200 {
             return Err(GatewayError(format!("the stop request answered {status}")));
         }
         Ok(task)
     }
+
+    /// One request to Fooocus on the gateway's own runtime, waited for here.
+    fn fetch(
+        &self,
+        method: &'static str,
+        path: &'static str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, bytes::Bytes), GatewayError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let upstream = self.upstream;
+        self.handle.spawn(async move {
+            let _ = tx.send(relay::fetch(upstream, method, path, body).await);
+        });
+        rx.recv_timeout(Duration::from_secs(15))
+            .map_err(|_| GatewayError(format!("{method} {path} to Fooocus: no answer in 15 s")))?
+            .map_err(|e| GatewayError(format!("{method} {path} to Fooocus: {e}")))
+    }
 }
 
 impl Drop for Gateway {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        // Wake the accept loop so it sees the flag.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
-    }
-}
-
-/// Relay one connection both ways; the client's bytes and the server's each go through a tap.
-fn relay(client: TcpStream, rules: &GatewayConfig, state: Arc<Mutex<State>>) {
-    let upstream = rules.upstream;
-    let mut client = client;
-    // The first request head decides: refused clients never reach Fooocus.
-    let Some(head) = first_head(&mut client) else {
-        return;
-    };
-    let peer = client
-        .peer_addr()
-        .map(|a| a.ip())
-        .unwrap_or([127, 0, 0, 1].into());
-    if let Admit::Reply(resp) = admit(rules, &state, peer, &head, Instant::now()) {
-        let _ = client.write_all(&resp);
-        return;
-    }
-    let Ok(server) = TcpStream::connect_timeout(&upstream, Duration::from_secs(5)) else {
-        let mut c = client;
-        let _ = c.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: 46\r\n\r\nFooocus is not answering yet: try again soon.\n");
-        return;
-    };
-    let _ = client.set_nodelay(true);
-    let _ = server.set_nodelay(true);
-    let tap = Arc::new(Mutex::new(Tap::default()));
-    // The first request head: a queue WebSocket must not negotiate compression, or its messages
-    // could not be read on the side. Everything else passes as it came.
-    let mut server = server;
-    let head = strip_ws_compression(head);
-    if server.write_all(&head).is_err() {
-        return;
-    }
-    let events = tap.lock().unwrap().from_client(&head);
-    apply(&state, events);
-    let (c2, s2) = match (client.try_clone(), server.try_clone()) {
-        (Ok(c), Ok(s)) => (c, s),
-        _ => return,
-    };
-    let (tap2, state2) = (tap.clone(), state.clone());
-    let (client, server) = (client, server);
-    let up = std::thread::Builder::new()
-        .name("fooocus-gateway-up".into())
-        .spawn(move || {
-            pump(client, server, |b| {
-                let events = tap2.lock().unwrap().from_client(b);
-                apply(&state2, events);
-            })
-        });
-    pump(s2, c2, |b| {
-        let events = tap.lock().unwrap().from_server(b);
-        apply(&state, events);
-    });
-    if let Ok(h) = up {
-        let _ = h.join();
-    }
-}
-
-/// Read until the end of the first request head (and whatever came with it).
-fn first_head(client: &mut TcpStream) -> Option<Vec<u8>> {
-    let mut buf = Vec::with_capacity(2048);
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = client.read(&mut chunk).ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.len() > 16 * 1024 {
-            return Some(buf);
+        self.stop.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }
 
-/// What to do with a connection, from its first request head.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Admit {
-    Pass,
-    /// Answer this and close (401, a redirect that sets the token cookie, 429).
-    Reply(Vec<u8>),
-}
-
-const COOKIE: &str = "fooocus_guard_token";
-
-fn reply(status: &str, extra: &str, body: &str) -> Admit {
-    Admit::Reply(
-        format!(
-            "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n{body}",
-            body.len()
-        )
-        .into_bytes(),
-    )
-}
-
-/// The token check and the per-client rate limit on queued generations.
-fn admit(
-    rules: &GatewayConfig,
-    state: &Mutex<State>,
-    peer: std::net::IpAddr,
-    head: &[u8],
-    now: Instant,
-) -> Admit {
-    let end = head
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(head.len());
-    let text = String::from_utf8_lossy(&head[..end]);
-    let first = text.split("\r\n").next().unwrap_or("");
-    let target = first.split_whitespace().nth(1).unwrap_or("/");
-    let header = |name: &str| {
-        text.split("\r\n").skip(1).find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_string())
-        })
-    };
-    if let Some(token) = rules.token.as_deref() {
-        let bearer =
-            header("authorization").and_then(|v| v.strip_prefix("Bearer ").map(str::to_string));
-        let cookie = header("cookie").and_then(|c| {
-            c.split(';').find_map(|kv| {
-                kv.trim()
-                    .strip_prefix(&format!("{COOKIE}="))
-                    .map(str::to_string)
-            })
-        });
-        let (path, query) = target.split_once('?').unwrap_or((target, ""));
-        let in_query = query
-            .split('&')
-            .find_map(|kv| kv.strip_prefix("token="))
-            .map(str::to_string);
-        if in_query.as_deref() == Some(token) {
-            // Once by link; from then on the browser sends the cookie.
-            let rest: Vec<&str> = query
-                .split('&')
-                .filter(|kv| !kv.starts_with("token="))
-                .collect();
-            let location = if rest.is_empty() {
-                path.to_string()
-            } else {
-                format!("{path}?{}", rest.join("&"))
-            };
-            return reply(
-                "302 Found",
-                &format!("Location: {location}\r\nSet-Cookie: {COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict\r\n"),
-                "",
-            );
-        }
-        if bearer.as_deref() != Some(token) && cookie.as_deref() != Some(token) {
-            return reply(
-                "401 Unauthorized",
-                "WWW-Authenticate: Bearer\r\n",
-                "This Fooocus is protected by Fooocus Guard. Open it once as http://<this address>/?token=<the token from Fooocus Guard's settings>.\n",
-            );
-        }
-    }
-    if let Some(rate) = rules.rate_per_minute {
-        let upgrade = header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
-        if upgrade && target.starts_with("/queue/join") {
-            let mut st = state.lock().unwrap();
-            let q = st.joins.entry(peer).or_default();
-            while q
-                .front()
-                .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
-            {
-                q.pop_front();
-            }
-            if q.len() as u32 >= rate {
-                let wait = q
-                    .front()
-                    .map(|t| 60u64.saturating_sub(now.duration_since(*t).as_secs()))
-                    .unwrap_or(60)
-                    .max(1);
-                return reply(
-                    "429 Too Many Requests",
-                    &format!("Retry-After: {wait}\r\n"),
-                    &format!("Too many generations from this computer: at most {rate} a minute. Try again in {wait} s.\n"),
-                );
-            }
-            q.push_back(now);
-        }
-    }
-    Admit::Pass
-}
-
-/// Drop `Sec-WebSocket-Extensions` from a `/queue/join` upgrade request.
-pub fn strip_ws_compression(head: Vec<u8>) -> Vec<u8> {
-    let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return head;
-    };
-    let text = String::from_utf8_lossy(&head[..end]);
-    let first = text.lines().next().unwrap_or("");
-    if !first.contains("/queue/join") || !text.to_ascii_lowercase().contains("upgrade: websocket") {
-        return head;
-    }
-    let kept: Vec<&str> = text
-        .split("\r\n")
-        .filter(|l| {
-            !l.to_ascii_lowercase()
-                .starts_with("sec-websocket-extensions:")
-        })
-        .collect();
-    let mut out = kept.join("\r\n").into_bytes();
-    out.extend_from_slice(&head[end..]);
-    out
-}
-
-fn apply(state: &Mutex<State>, events: Vec<QueueEvent>) {
-    if events.is_empty() {
-        return;
-    }
-    let mut s = state.lock().unwrap();
-    for e in events {
-        if let Some(tx) = &s.sink {
-            let _ = tx.send(e.clone());
-        }
-        s.on_event(e);
-    }
-}
-
-/// Copy `from` to `to` until either side closes; `watch` sees each chunk after it was sent.
-fn pump(mut from: TcpStream, mut to: TcpStream, mut watch: impl FnMut(&[u8])) {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match from.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if to.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-                watch(&buf[..n]);
-            }
-        }
-    }
-    let _ = to.shutdown(Shutdown::Write);
-    let _ = from.shutdown(Shutdown::Read);
-}
-
-/// The dependency a click on the component with elem_id `stop_button` triggers.
+/// The index of the dependency a click on Fooocus's Stop button triggers, from Gradio's
+/// `/config`. From 2.1.680 the button has `elem_id` `stop_button`; before (2.0.x, 2.1.0 to
+/// 2.1.679) it is only a button whose value is "Stop" (upstream webui.py:
+/// `gr.Button(label="Stop", value="Stop", ...)`). Gradio 3.x lists targets as `[id, ...]` with
+/// `"trigger": "click"`; 4.x as `[[id, "click"], ...]`.
 pub fn stop_fn_index(config: &serde_json::Value) -> Option<u64> {
-    let id = config["components"].as_array()?.iter().find_map(|c| {
-        (c["props"]["elem_id"] == "stop_button")
-            .then(|| c["id"].as_u64())
-            .flatten()
-    })?;
+    let comps = config["components"].as_array()?;
+    let id = comps
+        .iter()
+        .find(|c| c["props"]["elem_id"] == "stop_button")
+        .or_else(|| {
+            comps
+                .iter()
+                .find(|c| c["type"] == "button" && c["props"]["value"] == "Stop")
+        })
+        .and_then(|c| c["id"].as_u64())?;
     config["dependencies"]
         .as_array()?
         .iter()
@@ -459,65 +347,68 @@ pub fn stop_fn_index(config: &serde_json::Value) -> Option<u64> {
         .map(|i| i as u64)
 }
 
-/// A minimal HTTP/1.1 request to Fooocus (loopback, Connection: close).
-fn http(
+/// A small loopback HTTP server on the gateway's stack (hyper, bounded the same way) for the
+/// guard's own pages, such as `/metrics`: `page(path)` gives the body, None is a 404.
+pub struct PageServer {
     addr: SocketAddr,
-    method: &str,
-    path: &str,
-    body: Option<&[u8]>,
-) -> Result<(u16, Vec<u8>), GatewayError> {
-    let err = |e: std::io::Error| GatewayError(format!("{method} {path} to Fooocus: {e}"));
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).map_err(err)?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(err)?;
-    let body = body.unwrap_or_default();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes())
-        .and_then(|_| s.write_all(body))
-        .map_err(err)?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).map_err(err)?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| GatewayError("incomplete HTTP response".into()))?;
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let mut body = raw[split + 4..].to_vec();
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        body = dechunk(&body);
-    }
-    Ok((status, body))
+    stop: Arc<tokio::sync::Notify>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
-fn dechunk(mut rest: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(
-            String::from_utf8_lossy(&rest[..eol])
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim(),
-            16,
-        )
-        .unwrap_or(0);
-        rest = &rest[eol + 2..];
-        if size == 0 || rest.len() < size {
-            break;
-        }
-        out.extend_from_slice(&rest[..size]);
-        rest = rest.get(size + 2..).unwrap_or_default();
+impl PageServer {
+    pub fn start(
+        listen: SocketAddr,
+        content_type: &'static str,
+        page: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> Result<PageServer, GatewayError> {
+        let listener =
+            std::net::TcpListener::bind(listen).map_err(|e| GatewayError(e.to_string()))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| GatewayError(e.to_string()))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| GatewayError(e.to_string()))?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(|e| GatewayError(e.to_string()))?;
+        let listener = {
+            let _in = rt.enter();
+            tokio::net::TcpListener::from_std(listener).map_err(|e| GatewayError(e.to_string()))?
+        };
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let stop2 = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("fooocus-guard-pages".into())
+            .spawn(move || {
+                rt.block_on(relay::serve_pages(
+                    listener,
+                    Arc::new(page),
+                    content_type,
+                    stop2,
+                ));
+                drop(rt);
+            })
+            .map_err(|e| GatewayError(e.to_string()))?;
+        Ok(PageServer {
+            addr,
+            stop,
+            thread: Some(thread),
+        })
     }
-    out
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for PageServer {
+    fn drop(&mut self) {
+        self.stop.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }

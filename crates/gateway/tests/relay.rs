@@ -62,6 +62,7 @@ fn gateway(token: Option<&str>, rate: Option<u32>) -> Gateway {
         token: token.map(String::from),
         rate_per_minute: rate,
         events: None,
+        limits: Default::default(),
     })
     .unwrap()
 }
@@ -78,7 +79,8 @@ fn request(addr: SocketAddr, head: &str, body: &[u8]) -> (String, Vec<u8>) {
         .map(|e| e + 4)
         .unwrap_or(raw.len());
     (
-        String::from_utf8_lossy(&raw[..end]).into_owned(),
+        // Header names in lower case (hyper writes them so).
+        String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase(),
         raw[end..].to_vec(),
     )
 }
@@ -91,11 +93,11 @@ fn bodies_pass_byte_for_byte() {
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
         .collect();
     let head = format!(
-        "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     let (h, got) = request(g.local_addr(), &head, &body);
-    assert!(h.starts_with("HTTP/1.1 200"), "{h}");
+    assert!(h.starts_with("http/1.1 200"), "{h}");
     assert!(
         got == body,
         "the body came back changed ({} of {} bytes)",
@@ -110,56 +112,56 @@ fn the_token_is_asked_for_and_then_remembered() {
     let get = |extra: &str, path: &str| {
         request(
             g.local_addr(),
-            &format!("GET {path} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n"),
+            &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}Connection: close\r\n\r\n"),
             b"",
         )
     };
     let (h, body) = get("", "/");
-    assert!(h.starts_with("HTTP/1.1 401"), "{h}");
+    assert!(h.starts_with("http/1.1 401"), "{h}");
     assert!(
         String::from_utf8_lossy(&body).contains("?token="),
         "the refusal says how to get in"
     );
     let (h, _) = get("", "/?token=wrong");
-    assert!(h.starts_with("HTTP/1.1 401"), "{h}");
+    assert!(h.starts_with("http/1.1 401"), "{h}");
     let (h, _) = get("", "/?token=s3cret-token&x=1");
     assert!(
-        h.starts_with("HTTP/1.1 302")
-            && h.contains("Location: /?x=1")
-            && h.contains("Set-Cookie: fooocus_guard_token=s3cret-token"),
+        h.starts_with("http/1.1 302")
+            && h.contains("location: /?x=1")
+            && h.contains("set-cookie: fooocus_guard_token=s3cret-token"),
         "{h}"
     );
     let (h, _) = get(
         "Cookie: a=b; fooocus_guard_token=s3cret-token\r\n",
         "/config",
     );
-    assert!(h.starts_with("HTTP/1.1 200"), "{h}");
+    assert!(h.starts_with("http/1.1 200"), "{h}");
     let (h, _) = get("Authorization: Bearer s3cret-token\r\n", "/config");
-    assert!(h.starts_with("HTTP/1.1 200"), "{h}");
+    assert!(h.starts_with("http/1.1 200"), "{h}");
 }
 
 #[test]
 fn a_client_over_its_rate_is_refused() {
     let g = gateway(None, Some(2));
     let join =
-        "GET /queue/join HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+        "GET /queue/join HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
     for _ in 0..2 {
         let (h, _) = request(g.local_addr(), join, b"");
-        assert!(h.starts_with("HTTP/1.1 101"), "{h}");
+        assert!(h.starts_with("http/1.1 101"), "{h}");
     }
     let (h, body) = request(g.local_addr(), join, b"");
     assert!(
-        h.starts_with("HTTP/1.1 429") && h.contains("Retry-After:"),
+        h.starts_with("http/1.1 429") && h.contains("retry-after:"),
         "{h}"
     );
     assert!(String::from_utf8_lossy(&body).contains("at most 2 a minute"));
     // Other requests are not counted.
     let (h, _) = request(
         g.local_addr(),
-        "GET /config HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "GET /config HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
         b"",
     );
-    assert!(h.starts_with("HTTP/1.1 200"), "{h}");
+    assert!(h.starts_with("http/1.1 200"), "{h}");
 }
 
 #[test]
@@ -171,6 +173,7 @@ fn a_taken_port_is_a_clear_error() {
         token: None,
         rate_per_minute: None,
         events: None,
+        limits: Default::default(),
     })
     .err()
     .unwrap()

@@ -130,15 +130,33 @@ impl Store {
         .unwrap_or(1)
     }
 
-    /// Insert or replace (the supervisor numbers generations itself).
-    pub fn save_generation(&self, g: &GenerationRecord) -> Result<(), StoreError> {
-        let c = self.conn.lock().unwrap();
-        c.execute(
+    /// Save a generation under the supervisor's number, and answer the row it went to. A row of
+    /// that number that holds another generation (another guard on the same data folder, or
+    /// numbers restarted while the database was locked) is never overwritten: the generation
+    /// then gets the next free number. The same generation (same start) is updated in place.
+    pub fn save_generation(&self, g: &GenerationRecord) -> Result<i64, StoreError> {
+        let mut c = self.conn.lock().unwrap();
+        let tx = c.transaction().map_err(err)?;
+        let existing: Option<i64> = tx
+            .query_row(
+                "SELECT started_ms FROM generations WHERE id = ?1",
+                [g.id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(err)?;
+        let id = match existing {
+            Some(started) if started != g.started_ms => tx
+                .query_row("SELECT MAX(id) + 1 FROM generations", [], |r| r.get(0))
+                .map_err(err)?,
+            _ => g.id,
+        };
+        tx.execute(
             "INSERT OR REPLACE INTO generations (id, started_ms, ended_ms, outcome, closed_by, images_done, images_total,
              last_step, steps_total, peak_ram_bytes, peak_swap_bytes, peak_vram_bytes, peak_cpu_percent, limit_kind,
              stop_how, stop_steps, fooocus_version) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)",
             params![
-                g.id,
+                id,
                 g.started_ms,
                 g.ended_ms,
                 g.outcome,
@@ -158,7 +176,8 @@ impl Store {
             ],
         )
         .map_err(err)?;
-        Ok(())
+        tx.commit().map_err(err)?;
+        Ok(id)
     }
 
     pub fn generation(&self, id: i64) -> Option<GenerationRecord> {
@@ -414,6 +433,27 @@ mod tests {
         assert!(text.starts_with("id,started_ms"));
         assert!(text.contains("\"a, \"\"quoted\"\" value\""), "{text}");
         assert_eq!(s.counts_by_limit(), vec![("timeout".to_string(), 1)]);
+    }
+
+    /// Two guards on one data folder, or numbers restarted from 1: nothing is overwritten.
+    #[test]
+    fn a_generation_of_another_start_never_overwrites() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("h.sqlite3");
+        let a = Store::open(&p).unwrap();
+        let b = Store::open(&p).unwrap();
+        assert_eq!(a.save_generation(&gen(1, 30, "completed", 100)).unwrap(), 1);
+        let mut other = gen(1, 40, "timed_out", 200);
+        other.started_ms += 5;
+        assert_eq!(b.save_generation(&other).unwrap(), 2);
+        // The same generation again (its end recorded later) is updated in place.
+        let mut again = gen(1, 31, "stopped", 100);
+        again.started_ms = 1_000_000;
+        assert_eq!(a.save_generation(&again).unwrap(), 1);
+        let all = a.generations(None, 10);
+        assert_eq!(all.len(), 2);
+        assert_eq!(all.iter().find(|g| g.id == 1).unwrap().outcome, "stopped");
+        assert_eq!(all.iter().find(|g| g.id == 2).unwrap().outcome, "timed_out");
     }
 
     #[test]

@@ -46,6 +46,15 @@ fn read(dir: &Path, file: &str) -> String {
     fs::read_to_string(dir.join(file)).unwrap_or_default()
 }
 
+/// The pids in a group, or why they cannot be read (out of file descriptors, say): an unread
+/// list must never pass for an empty group.
+fn try_pids_in(dir: &Path) -> std::io::Result<Vec<u32>> {
+    Ok(fs::read_to_string(dir.join("cgroup.procs"))?
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect())
+}
+
 fn pids_in(dir: &Path) -> Vec<u32> {
     read(dir, "cgroup.procs")
         .split_whitespace()
@@ -414,11 +423,21 @@ impl Containment for CgroupContainer {
             }
         }
         let deadline = Instant::now() + Duration::from_secs(30);
+        // Unreadable groups are retried briefly, then reported: the tree may still be alive.
+        let unreadable_until = Instant::now() + Duration::from_secs(2);
         loop {
             report.rounds += 1;
             let mut listed: Vec<u32> = Vec::new();
+            let mut unread: Option<(PathBuf, std::io::Error)> = None;
             for d in self.dirs() {
-                for pid in pids_in(&d) {
+                let pids = match try_pids_in(&d) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        unread = Some((d.clone(), e));
+                        continue;
+                    }
+                };
+                for pid in pids {
                     if !listed.contains(&pid) {
                         // SAFETY: kill(2); a pid that just exited gives ESRCH, which is fine.
                         unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
@@ -429,6 +448,19 @@ impl Containment for CgroupContainer {
             report.signalled = report.signalled.max(listed.len() as u32);
             if let Some(f) = &freezer {
                 let _ = fs::write(f, "THAWED");
+            }
+            if let Some((d, e)) = unread {
+                if Instant::now() > unreadable_until {
+                    return Err(ContainError::io(
+                        format!(
+                            "reading {}/cgroup.procs to kill the tree (it may still be running)",
+                            d.display()
+                        ),
+                        e,
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
             }
             if !self.populated() {
                 break;

@@ -10,6 +10,9 @@ use std::io;
 use std::os::fd::RawFd;
 
 /// What the warden does when the guard is gone.
+/// The warden's process name (comm), NUL-terminated.
+pub const WARDEN_NAME: &[u8] = b"fooocus-warden\0";
+
 #[derive(Default)]
 pub struct Plan {
     /// cgroup v2 `cgroup.kill` files: write "1".
@@ -212,6 +215,9 @@ unsafe fn warden_main(
     // Out of the guard's session and process group: Ctrl-C and group kills aimed at the
     // guard do not reach the warden.
     libc::setsid();
+    // Its own name: it is a copy of the guard, and `pkill fooocus-guard` (or a task manager's
+    // "end all fooocus-guard") must leave it alive to clean up after the guard.
+    libc::prctl(libc::PR_SET_NAME, WARDEN_NAME.as_ptr());
     for sig in [
         libc::SIGINT,
         libc::SIGTERM,
@@ -303,4 +309,24 @@ unsafe fn warden_main(
         }
     }
     libc::_exit(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_warden_does_not_answer_to_the_guards_name() {
+        let w = Warden::spawn(Plan::default()).unwrap();
+        // The child names itself right after the fork: wait for it to have run that far.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let comm = loop {
+            let comm = std::fs::read_to_string(format!("/proc/{}/comm", w.pid())).unwrap();
+            if comm.trim() == "fooocus-warden" || std::time::Instant::now() > deadline {
+                break comm;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        assert_eq!(comm.trim(), "fooocus-warden");
+    }
 }
