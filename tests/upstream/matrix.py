@@ -2,11 +2,24 @@
 and where each one keeps what the guard depends on. One entry per snapshot."""
 import os
 
-# Where the snapshots live: FOOOCUS_UPSTREAM overrides (CI machines keep them elsewhere).
-SNAPSHOTS = os.environ.get(
-    "FOOOCUS_UPSTREAM",
-    os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "..", "shared", "upstream")),
-)
+
+
+def _snapshots():
+    """FOOOCUS_UPSTREAM, else shared/upstream beside the checkout (CI: ../shared), else beside one of
+    its parents (a worktree one level deeper)."""
+    if os.environ.get("FOOOCUS_UPSTREAM"):
+        return os.environ["FOOOCUS_UPSTREAM"]
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    d = os.path.dirname(repo)
+    while True:
+        if os.path.isdir(os.path.join(d, "shared", "upstream")):
+            return os.path.join(d, "shared", "upstream")
+        if os.path.dirname(d) == d:
+            return os.path.join(os.path.dirname(repo), "shared", "upstream")
+        d = os.path.dirname(d)
+
+
+SNAPSHOTS = _snapshots()
 
 # parser: how run_parser.py runs that version's own argument parser.
 #   webui-argparse  2.0.x: the argparse statements at the bottom of webui.py (taken out with ast)
