@@ -67,8 +67,9 @@ for v in VERSIONS:
 # Checks that fail on today's guard, with the guard behaviour that fails them. A listed check that
 # fails prints "xfail" and does not fail the run; one that passes prints "XPASS" and fails it, so
 # the entry is removed when the guard is fixed (except RACE entries, see below).
-PHANTOM = ("the gateway opens a generation at the first queued event of the Generate chain; the "
-           "console's task start closes it as completed after ~0.01 s with 0 images (closed_by next_task)")
+PHANTOM = ("generate_clicked's first yield (process_generating, before the worker's first line) opens a "
+           "generation from the queue; the console's task start closes it as completed after ~0.01 s with "
+           "0 images (closed_by next_task) instead of adopting it")
 EXTRA_UNCHECKED = ("the guard passes extra_args through without checking them against the version's "
                    "parser (it knows its flags: Install::flags); upstream exits 2")
 # Not every run: a race in the guard, so these are not strict (RACE marks them; the test prints
