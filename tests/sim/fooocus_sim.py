@@ -207,7 +207,7 @@ class Sim:
                 self.out.say("[System ARGV] " + str(argv))
             self.out.say("Python " + PYTHON)
             self.out.say("Fooocus version: " + v["version"], events=[("version", {"version": v["version"]})])
-            if self.args.preset:
+            if self.args.preset and self.vname != "2.1.679":  # 2.1.679 loads it silently
                 self.out.say("Loaded preset: /content/Fooocus/presets/%s.json" % self.args.preset)
         crash = sc.get("crash_at_startup")
         if crash:
@@ -325,13 +325,14 @@ class Sim:
         lcm = v["lcm"] and sc.get("lcm", True)
         start = [("task_start", {})]
         n = int(sc.get("images", 2))
+        prompt = sc.get("prompt", PROMPT)  # the expansion repeats the prompt
         if fam == "2.0":
             self.fooocus("Initializing ...", start)
             self.fooocus("Loading models ...", what="model_load")
             self.fooocus("Processing prompts ...")
             for k in range(1, n + 1):
                 self.fooocus("Preparing Fooocus text #%d ..." % k)
-                self.out.say("[Prompt Expansion] New suffix: " + t.get("prompt", PROMPT))
+                self.out.say("[Prompt Expansion] New suffix: " + prompt)
             for k in range(1, n + 1):
                 self.fooocus("Encoding base positive #%d ..." % k)
             for k in range(1, n + 1):
@@ -375,9 +376,9 @@ class Sim:
         for k in range(1, n + 1):
             self.fooocus("Preparing Fooocus text #%d ..." % k)
             if fam == "api-0.4":
-                say("[Prompt Expansion] " + t.get("prompt", PROMPT))
+                say("[Prompt Expansion] " + prompt)
             else:
-                self.out.say(("[Prompt Expansion] New suffix: " if self.vname == "2.1.679" else "[Prompt Expansion] ") + t.get("prompt", PROMPT))
+                self.out.say(("[Prompt Expansion] New suffix: " if self.vname == "2.1.679" else "[Prompt Expansion] ") + prompt)
         for k in range(1, n + 1):
             self.fooocus("Encoding positive #%d ..." % k)
         for k in range(1, n + 1):

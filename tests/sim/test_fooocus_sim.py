@@ -11,6 +11,7 @@ import unittest
 import urllib.request
 
 SIM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fooocus_sim.py")
+STOP_FN = 0  # `stop_button.click` is the first dependency Fooocus's webui registers
 
 
 def free_port():
@@ -85,6 +86,60 @@ class Startup(unittest.TestCase):
         p = subprocess.run([sys.executable, SIM, "--no-such-flag"], capture_output=True)
         self.assertEqual(p.returncode, 2)
 
+    def test_each_version_refuses_what_its_parser_refuses(self):
+        # Fidelity finding H1 / section C: the flags each upstream parser knows.
+        for version, argv, code in [
+                ("2.0.78", ["--disable-in-browser"], 2), ("2.0.78", ["--preset", "anime"], 2),
+                ("2.0.78", ["--listen", "--share"], None),
+                ("2.1.679", ["--disable-in-browser"], 2), ("2.1.679", ["--always-low-vram"], 2),
+                ("2.1.679", ["--lowvram", "--preset", "anime"], None),
+                ("mre", ["--preset", "anime"], 2), ("mre", ["--lowvram", "--listen"], None),
+                ("2.1.865", ["--disable-in-browser", "--always-low-vram", "--preset", "anime"], None),
+                ("2.5", ["--lowvram"], 2), ("api", ["--host", "127.0.0.1", "--always-low-vram"], None)]:
+            p = subprocess.Popen([sys.executable, SIM, "--sim-version", version, "--port", "0", *argv],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                rc = p.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                rc = None  # accepted: it is running
+            finally:
+                p.kill()
+                out, err = p.communicate()
+            self.assertEqual(rc, code, (version, argv, err))
+            if code == 2:
+                self.assertIn("unrecognized arguments", err)
+
+    def test_a_taken_port_is_gradios_oserror_and_exit_1(self):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        try:
+            p = subprocess.run([sys.executable, SIM, "--sim-version", "2.5", "--port", str(port)],
+                               capture_output=True, text=True, timeout=20,
+                               env=dict(os.environ, FOOOCUS_SIM_SCENARIO=""))
+        finally:
+            s.close()
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("OSError: Cannot find empty port in range: %d-%d. You can specify a different port by "
+                      "setting the GRADIO_SERVER_PORT environment variable or passing the `server_port` "
+                      "parameter to `launch()`." % (port, port), p.stderr)
+        self.assertNotIn("Running on local URL", p.stdout)
+
+    def test_config_as_the_pinned_gradio_serves_it(self):
+        for version, gradio, elem in [("2.0.78", "3.39.0", False), ("2.1.679", "3.39.0", False),
+                                      ("2.1.865", "3.41.2", True), ("mre", "3.41.2", True)]:
+            r = Run(version)
+            try:
+                r.wait_text("App started successful")
+                cfg = r.http("GET", "/config")[1]
+                self.assertEqual(cfg["version"], gradio, version)
+                stop = [c for c in cfg["components"] if c["props"].get("value") == "Stop"][0]
+                self.assertEqual("elem_id" in stop["props"], elem, version)
+                self.assertEqual(cfg["dependencies"][STOP_FN]["targets"], [stop["id"]], version)
+            finally:
+                r.close()
+
 
 class Tasks(unittest.TestCase):
     def test_task_prints_steps_and_total_time(self):
@@ -96,7 +151,8 @@ class Tasks(unittest.TestCase):
             self.assertIn("[Fooocus] Preparing task 2/2 ...", text)
             self.assertIn("3/3 [", text)
             kinds = [e["kind"] for e in r.truth_events()]
-            self.assertEqual(kinds.count("progress"), 6)
+            # tqdm's first draw (0/3) and three steps, per image.
+            self.assertEqual(kinds.count("progress"), 8)
             self.assertEqual(kinds[-1], "task_end")
         finally:
             r.close()
@@ -108,23 +164,39 @@ class Tasks(unittest.TestCase):
                 r.wait_text("App started successful")
                 r.http("POST", "/sim/generate", {"images": 1, "steps": 400, "step_seconds": 0.02, "session_hash": "tab1"})
                 r.wait_text("1/400")
-                r.http("POST", "/run/predict", {"fn_index": 5, "data": [None], "session_hash": "another"})
+                r.http("POST", "/run/predict", {"fn_index": STOP_FN, "data": [None], "session_hash": "another"})
                 time.sleep(0.3)
                 self.assertEqual("User stopped" in r.text(), other_session_stops, version)
-                r.http("POST", "/run/predict", {"fn_index": 5, "data": [None], "session_hash": "tab1"})
+                r.http("POST", "/run/predict", {"fn_index": STOP_FN, "data": [None], "session_hash": "tab1"})
                 r.wait_text("Total time:")
                 self.assertIn("User stopped", r.text())
             finally:
                 r.close()
 
     def test_api_stop_endpoint(self):
-        r = Run("api")
+        # 0.4 prints no "Finish task" after a stop (worker.py:1014-1037); 0.5 does.
+        for version, after_stop in [("api-0.4.1.1", "[Fooocus] User stopped"), ("api-0.5.0.1", "[Task Queue] Finish task")]:
+            r = Run(version)
+            try:
+                r.wait_text("Uvicorn running on")
+                r.http("POST", "/v1/generation/text-to-image", {"images": 1, "steps": 400, "step_seconds": 0.02})
+                r.wait_text("1/400")
+                r.http("POST", "/v1/generation/stop", {})
+                r.wait_text(after_stop)
+                kinds = [e["kind"] for e in r.truth_events()]
+                self.assertEqual(kinds[-1], "task_end", version)
+            finally:
+                r.close()
+
+    def test_a_task_error_kills_the_worker_on_20(self):
+        r = Run("2.0", {"tasks": [{"delay": 0, "images": 1, "steps": 2, "step_seconds": 0,
+                                   "task_error": {"exception": "ValueError", "message": "bad"}}]})
         try:
-            r.wait_text("Uvicorn running on")
-            r.http("POST", "/v1/generation/text-to-image", {"images": 1, "steps": 400, "step_seconds": 0.02})
-            r.wait_text("1/400")
-            r.http("POST", "/v1/generation/stop", {})
-            r.wait_text("[Task Queue] Finish task")
+            r.wait_text("ValueError: bad")
+            time.sleep(0.3)
+            self.assertIn("Exception in thread Thread-2 (worker):", r.text())
+            self.assertNotIn("Total time", r.text())
+            self.assertTrue(r.http("GET", "/sim/state")[1]["worker_dead"])
         finally:
             r.close()
 

@@ -7,9 +7,11 @@ version by executing upstream's own files (only the modules they import are stoo
 Standard library only. Never imported by the simulator itself.
 """
 import argparse
+import atexit
 import importlib.util
 import json
 import os
+import shutil
 import sys
 import tarfile
 import tempfile
@@ -59,6 +61,7 @@ def tree(name):
         if base is None:
             raise FileNotFoundError("upstream snapshots not found (set FOOOCUS_UPSTREAM)")
         dest = tempfile.mkdtemp(prefix="fooocus-upstream-")
+        atexit.register(shutil.rmtree, dest, True)
         with tarfile.open(os.path.join(base, name + ".tar.gz")) as t:
             t.extractall(dest)
         inner = os.path.join(dest, name)
@@ -172,7 +175,8 @@ def real_parser(version):
         if fooocus is None:
             fooocus_root = os.path.join(tree(snap), "repositories", "Fooocus")
             m = _backend(fooocus_root, "ldm_patched.modules", "ldm_patched/modules/args_parser.py")
-            am = open(os.path.join(fooocus_root, "args_manager.py"), encoding="utf-8").read()
+            with open(os.path.join(fooocus_root, "args_manager.py"), encoding="utf-8") as f:
+                am = f.read()
         else:
             m = _backend(tree(fooocus), "ldm_patched.modules", "ldm_patched/modules/args_parser.py")
             am = read(fooocus, "args_manager.py")

@@ -8,6 +8,6 @@ cd "$(dirname "$0")"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 mkdir -p corpus/parse
 # Seed with the real console logs the tests use.
-cp ../tests/*.log corpus/parse/ 2>/dev/null || true
+cp ../tests/*.log ../tests/real-logs/*.log corpus/parse/ 2>/dev/null || true
 RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none parse corpus/parse -- \
   -max_total_time="$secs" -max_len=65536 -rss_limit_mb=1024 -print_final_stats=1

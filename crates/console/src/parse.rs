@@ -122,6 +122,9 @@ struct Traceback {
     /// A `threading.py ... in _bootstrap_inner` frame: the exception escaped a thread's
     /// function (only an uncaught one shows the frames above it), header printed or not.
     thread_top: bool,
+    /// The dead worker was told (as soon as its frames showed it, not at the traceback's end:
+    /// a dead worker prints nothing after it that would close the traceback).
+    death_told: bool,
 }
 
 #[derive(Debug, Default)]
@@ -363,17 +366,6 @@ impl Parser {
         let oom = is_oom_text(&exception)
             || is_oom_text(&message)
             || tb.lines.iter().any(|l| is_oom_text(l));
-        if let (Some(header), true) = (
-            tb.thread_header.or(tb.thread_top.then_some(tb.line)),
-            tb.through_worker,
-        ) {
-            // The exception escaped the worker loop: the thread is gone (Fooocus before
-            // 2.0.90 and MRE on any task error; any version when the worker fails to start).
-            out.push(Event {
-                line: header,
-                kind: EventKind::WorkerDied,
-            });
-        }
         let port = port_taken(&message);
         out.push(Event {
             line: tb.line,
@@ -404,7 +396,7 @@ impl Parser {
         }
     }
 
-    fn tb_push(tb: &mut Traceback, t: &str) {
+    fn tb_push(tb: &mut Traceback, t: &str, out: &mut Vec<Event>) {
         if t.ends_with(", in worker") || t.ends_with(", in task_schedule_loop") {
             tb.through_worker = true;
         }
@@ -413,6 +405,19 @@ impl Parser {
         }
         if tb.lines.len() < MAX_TRACEBACK_LINES {
             tb.lines.push(clip(t));
+        }
+        if let (Some(header), true, false) = (
+            tb.thread_header.or(tb.thread_top.then_some(tb.line)),
+            tb.through_worker,
+            tb.death_told,
+        ) {
+            // The exception escaped the worker loop: the thread is gone (Fooocus before
+            // 2.0.90 and MRE on any task error; any version when the worker fails to start).
+            tb.death_told = true;
+            out.push(Event {
+                line: header,
+                kind: EventKind::WorkerDied,
+            });
         }
     }
 
@@ -425,7 +430,7 @@ impl Parser {
                 && (tb.chained || tb.exception.is_none())
             {
                 tb.chained = false;
-                Self::tb_push(tb, t);
+                Self::tb_push(tb, t, out);
                 return;
             }
             if t.is_empty() {
@@ -436,18 +441,18 @@ impl Parser {
             {
                 tb.chained = true;
                 tb.exception = None;
-                Self::tb_push(tb, t);
+                Self::tb_push(tb, t, out);
                 return;
             }
             let indented = text.starts_with([' ', '\t']);
             if tb.exception.is_none() {
                 if indented {
-                    Self::tb_push(tb, t);
+                    Self::tb_push(tb, t, out);
                     return;
                 }
                 if let Some((name, msg)) = exception_line(t) {
                     tb.exception = Some((name.to_string(), clip(msg)));
-                    Self::tb_push(tb, t);
+                    Self::tb_push(tb, t, out);
                     return;
                 }
                 tb.foreign += 1;
@@ -500,8 +505,24 @@ impl Parser {
         }
     }
 
-    /// A tqdm bar (`bar_parts` found it), then whatever was glued after it.
+    /// A tqdm bar (`bar_parts` found it), then whatever was glued after it (more bars, or
+    /// one other line; a loop, so a line of endless glued bars cannot grow the stack).
     fn bar_line(&mut self, line: u64, s: &str, desc: &str, rest: &str, out: &mut Vec<Event>) {
+        let (mut s, mut desc, mut rest) = (s, desc, rest);
+        loop {
+            self.one_bar(line, s, desc, out);
+            let next = rest.trim_start();
+            if next.is_empty() {
+                return;
+            }
+            match bar_parts(next) {
+                Some((d, r)) if r.len() < rest.len() => (s, desc, rest) = (next, d, r),
+                _ => return self.plain_line(line, next, out),
+            }
+        }
+    }
+
+    fn one_bar(&mut self, line: u64, s: &str, desc: &str, out: &mut Vec<Event>) {
         match (tqdm_step(s), self.task.as_mut()) {
             (Some(_), Some(task)) if task.enhancing => out.push(activity(line, "enhance")),
             (Some((k, n)), Some(task)) => {
@@ -529,10 +550,6 @@ impl Parser {
             }),
             // Byte-unit bars and described ones (`Fetching 3 files:`): downloads.
             _ => out.push(activity(line, "download")),
-        }
-        let rest = rest.trim_start();
-        if !rest.is_empty() {
-            self.plain_line(line, rest, out);
         }
     }
 

@@ -254,10 +254,11 @@ fn fooocus_api_05_ends_at_finish_after_a_stop() {
     );
 }
 
+/// 0.3.33 (`worker.py:124,130,917`): plain lines.
 #[test]
 fn fooocus_api_lines() {
     let log = "INFO:     Uvicorn running on http://127.0.0.1:8888 (Press CTRL+C to quit)\n[Task Queue] Task queue start task, job_id=abc\n\
- 10%|█         | 1/10 [00:01<00:09,  1.0s/it]\n[Task Queue] Finish task, job_id=abc\n[Task Queue] Task queue start task, job_id=d\n[Task Queue] Finish task with error, CUDA out of memory\n";
+ 10%|█         | 1/10 [00:01<00:09,  1.0s/it]\n[Task Queue] Finish task, job_id=abc\n[Task Queue] Task queue start task, job_id=d\n[Task Queue] Finish task with error, job_id=d\n";
     let ev = events(log);
     let k: Vec<_> = kinds(log);
     assert_eq!(
@@ -271,7 +272,6 @@ fn fooocus_api_lines() {
             (4, "task_end"),
             (5, "task_start"),
             (6, "error"),
-            (6, "oom"),
             (6, "task_end")
         ]
     );
@@ -341,6 +341,14 @@ fn markers_glued_after_a_bar_are_seen() {
             (6, "task_end"),
         ]
     );
+}
+
+#[test]
+fn a_line_of_endless_glued_bars_is_read_without_recursion() {
+    let bar = " 50%|█████     | 5/10 [00:01<00:01,  5.0it/s]";
+    let log = format!("[Parameters] Adaptive CFG = 7\n{}\n", bar.repeat(200));
+    let ev = events(&log);
+    assert_eq!(ev.iter().filter(|e| e.1.contains("progress")).count(), 200);
 }
 
 /// 2.5 (`v2.5.5/modules/async_worker.py:1316,1361,1437,1460`): enhance bars are not image steps.
@@ -440,13 +448,13 @@ fn a_quiet_stream_completes_a_traceback_whose_exception_was_seen() {
         b"Exception in thread Thread-2 (worker):\nTraceback (most recent call last):\n  File \"/usr/lib/python3.10/threading.py\", line 1016, in _bootstrap_inner\n    self.run()\n  File \"/c/Fooocus/modules/async_worker.py\", line 390, in worker\n    handler(task)\nImportError: cannot import name 'xformers'\n",
         &mut out,
     );
-    assert!(out.is_empty(), "{out:?}");
+    // The death is told from the frames at once; the error waits for the traceback's end.
+    let kinds: Vec<&str> = out.iter().map(|e| e.kind.name()).collect();
+    assert_eq!(kinds, ["worker_died"], "{out:?}");
+    out.clear();
     p.settle(&mut out);
     let kinds: Vec<&str> = out.iter().map(|e| e.kind.name()).collect();
-    assert!(
-        kinds.contains(&"worker_died") && kinds.contains(&"error"),
-        "{kinds:?}"
-    );
+    assert_eq!(kinds, ["error"], "{out:?}");
 
     let mut p = ConsoleParser::new();
     let mut out = Vec::new();
@@ -456,4 +464,66 @@ fn a_quiet_stream_completes_a_traceback_whose_exception_was_seen() {
     );
     p.settle(&mut out);
     assert!(out.is_empty(), "a chained traceback goes on: {out:?}");
+}
+
+#[test]
+fn every_kind_name_is_its_serde_tag() {
+    let kinds = [
+        EventKind::Listening { url: "u".into() },
+        EventKind::Ready { url: "u".into() },
+        EventKind::Version {
+            version: "v".into(),
+        },
+        EventKind::TaskStart,
+        EventKind::ImageStart { index: 1, total: 1 },
+        EventKind::Progress { step: 1, total: 1 },
+        EventKind::ImageDone { seconds: 1.0 },
+        EventKind::TaskEnd { seconds: None },
+        EventKind::Stopped,
+        EventKind::Skipped,
+        EventKind::Error {
+            exception: "E".into(),
+            message: "m".into(),
+            traceback: vec![],
+        },
+        EventKind::Oom {
+            message: "m".into(),
+        },
+        EventKind::WorkerDied,
+        EventKind::Activity {
+            what: "task".into(),
+        },
+        EventKind::PortTaken { port: 7865 },
+        EventKind::WorkerStarted { pid: 1 },
+    ];
+    for k in kinds {
+        let v = serde_json::to_value(&k).unwrap();
+        assert_eq!(v["kind"], k.name());
+        assert_eq!(serde_json::from_value::<EventKind>(v).unwrap(), k);
+    }
+}
+
+/// A dead worker prints nothing after its traceback: the death is told from its frames, not
+/// when a later line closes the traceback.
+#[test]
+fn a_dead_worker_is_told_before_its_traceback_ends() {
+    let mut p = fooocus_console::Parser::new();
+    let mut out = Vec::new();
+    for (i, l) in [
+        "Exception in thread Thread-2 (worker):",
+        "Traceback (most recent call last):",
+        "  File \"/usr/lib/python3.10/threading.py\", line 1016, in _bootstrap_inner",
+        "    self.run()",
+        "  File \"/f/modules/async_worker.py\", line 25, in worker",
+        "    import modules.default_pipeline as pipeline",
+        "ImportError: cannot import name 'x'",
+    ]
+    .iter()
+    .enumerate()
+    {
+        p.feed_line(i as u64 + 1, l, &mut out);
+    }
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].kind, EventKind::WorkerDied);
+    assert_eq!(out[0].line, 1);
 }

@@ -182,6 +182,9 @@ struct Flags {
     stop_requested: bool,
     /// 2.5's enhance phase runs after the images: sampling again, so not "finishing".
     enhancing: bool,
+    /// Opened by a step or a queue update, not by a task start: a start that arrives late
+    /// (stdout and stderr are read apart) belongs to it.
+    unseen_start: bool,
 }
 
 /// What the gateway saw in Gradio's queue, for the tracker (see `Tracker::on_queue`).
@@ -277,7 +280,8 @@ pub struct Tracker {
     console_closed_at: Option<Instant>,
 }
 
-/// How long after the console closed a generation an untied queue update cannot open one.
+/// How long after the console closed a generation an untied queue update, or a step bar (tqdm
+/// draws on stderr, read apart from stdout's task end), cannot open one.
 const QUEUE_TAIL: Duration = Duration::from_secs(5);
 
 impl Tracker {
@@ -411,6 +415,17 @@ impl Tracker {
                 out.push(Change::Unhealthy(reason));
             }
             Signal::TaskStart => {
+                if let Some(g) = self.current.as_mut().filter(|g| {
+                    g.flags.unseen_start
+                        && g.images_done == 0
+                        && !g.flags.failed
+                        && !g.flags.stopped
+                }) {
+                    // Its steps (stderr) were read before its start line (stdout).
+                    g.flags.unseen_start = false;
+                    g.last_activity = Some(now);
+                    return;
+                }
                 if self.current.is_some() {
                     self.close(ClosedBy::NextTask, None, wall, out);
                 }
@@ -428,6 +443,9 @@ impl Tracker {
                 out.push(Change::Progress);
             }
             Signal::Progress { step, total } => {
+                if self.current.is_none() && self.in_console_tail(now) {
+                    return; // the last bars of the task that just ended
+                }
                 self.ensure_open(now, wall, out);
                 let g = self.current.as_mut().expect("open");
                 // A step that does not move (a redraw) is not progress for the stall limit.
@@ -522,12 +540,7 @@ impl Tracker {
                     // An update of another tab's call: not this generation's.
                     Some(g) if g.queue.as_ref().is_some_and(|k| *k != key) => return,
                     Some(_) => {}
-                    None if self
-                        .console_closed_at
-                        .is_some_and(|t| now.saturating_duration_since(t) < QUEUE_TAIL) =>
-                    {
-                        return
-                    }
+                    None if self.in_console_tail(now) => return,
                     None => {}
                 }
                 self.ensure_open(now, wall, out);
@@ -556,10 +569,20 @@ impl Tracker {
         }
     }
 
+    fn in_console_tail(&self, now: Instant) -> bool {
+        self.console_closed_at
+            .is_some_and(|t| now.saturating_duration_since(t) < QUEUE_TAIL)
+    }
+
     fn ensure_open(&mut self, now: Instant, wall: SystemTime, out: &mut Vec<Change>) {
         if self.current.is_none() {
-            // The task-start marker was missed (a fork that prints none): progress starts one.
+            // The task-start marker was missed (a fork that prints none, a start read late
+            // from the other pipe, a task under way when the guard attached): progress starts
+            // one.
             self.open(now, wall, out);
+            if let Some(g) = self.current.as_mut() {
+                g.flags.unseen_start = true;
+            }
         }
     }
 
@@ -893,5 +916,39 @@ mod tests {
         t.restart();
         assert!(!t.per_session_stop);
         assert_eq!(t.port_taken, None);
+    }
+
+    #[test]
+    fn a_late_start_line_joins_the_generation_its_steps_opened() {
+        let mut t = Tracker::new(1);
+        let t0 = Instant::now();
+        feed(&mut t, Signal::Progress { step: 0, total: 5 }, t0);
+        let out = feed(&mut t, Signal::TaskStart, t0);
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(t.current().unwrap().id, 1);
+        // A second start after images is a new task.
+        feed(&mut t, Signal::ImageDone, t0);
+        let out = feed(&mut t, Signal::TaskStart, t0);
+        assert_eq!(finished(&out).id, 1);
+        assert_eq!(t.current().unwrap().id, 2);
+    }
+
+    #[test]
+    fn trailing_bars_after_the_task_end_open_nothing() {
+        let mut t = Tracker::new(1);
+        let t0 = Instant::now();
+        feed(&mut t, Signal::TaskStart, t0);
+        feed(&mut t, Signal::Progress { step: 5, total: 5 }, t0);
+        feed(&mut t, Signal::TaskEnd, t0);
+        let now = Instant::now();
+        let out = feed(&mut t, Signal::Progress { step: 5, total: 5 }, now);
+        assert!(out.is_empty() && t.current().is_none(), "{out:?}");
+        // Long after, a bar is a generation whose start was not seen.
+        let out = feed(
+            &mut t,
+            Signal::Progress { step: 1, total: 5 },
+            now + QUEUE_TAIL,
+        );
+        assert_eq!(out[0], Change::Started(2));
     }
 }
