@@ -66,25 +66,10 @@ for v in VERSIONS:
 
 # Checks that fail on today's guard, with the guard behaviour that fails them. A listed check that
 # fails prints "xfail" and does not fail the run; one that passes prints "XPASS" and fails it, so
-# the entry is removed when the guard is fixed (except RACE entries, see below).
-PHANTOM = ("generate_clicked's first yield (process_generating, before the worker's first line) opens a "
-           "generation from the queue; the console's task start closes it as completed after ~0.01 s with "
-           "0 images (closed_by next_task) instead of adopting it")
+# the entry is removed when the guard is fixed.
 EXTRA_UNCHECKED = ("the guard passes extra_args through without checking them against the version's "
                    "parser (it knows its flags: Install::flags); upstream exits 2")
-# Not every run: a race in the guard, so these are not strict (RACE marks them; the test prints
-# "xfail?" either way and names the race).
-RACE = "RACE: "
-API_SPLIT = (RACE + "Fooocus-API, after a stopped task (seen on 0.3.33 and 0.5.0.1, not every run): the next "
-             "task's start line (`[Task Queue] ... start task`) and its `[Parameters] Adaptive CFG` each "
-             "open a generation; the first is closed as completed after ~0.05 s with 0 images "
-             "(closed_by next_task)")
 EXPECTED_FAIL = {}
-for _name in ("API 0.3.33", "API 0.4.1.1", "API 0.5.0.1"):
-    EXPECTED_FAIL[(_name, "two clicks on Generate are two generations (no phantom ones)")] = API_SPLIT
-for _v in VERSIONS:
-    if _v["gradio"]:
-        EXPECTED_FAIL[(_v["name"], "two clicks on Generate are two generations (no phantom ones)")] = PHANTOM
 for _name, _extras in (("2.0.78", ("--directml", "--always-low-vram", "--disable-image-log")),
                        ("2.1.679", ("--always-low-vram", "--disable-image-log")),
                        ("2.0.78.5 MRE", ("--always-low-vram", "--disable-image-log"))):

@@ -27,7 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import trees  # noqa: E402
 import ui_driver  # noqa: E402
-from matrix import EXPECTED_FAIL, RACE, VERSIONS  # noqa: E402
+from matrix import EXPECTED_FAIL, VERSIONS  # noqa: E402
 
 SLOW_STEP_S = "0.5"  # 30 steps x 2 images: 30 s, well past the 8 s timeout
 FAST_STEP_S = "0.02"  # the next generation: about 1.5 s
@@ -199,13 +199,10 @@ def main():
     def _check(version, what, ok, detail=""):
         why = EXPECTED_FAIL.get((version, what))
         tag = ("XPASS" if why else "ok") if ok else ("xfail" if why else "FAIL")
-        if why and why.startswith(RACE):
-            tag = "xfail?"  # a race in the guard: either outcome, the race named
-            detail = "%s: %s" % ("passed this time" if ok else "failed", detail)
-        results[{"ok": "passed", "xfail": "xfail", "xfail?": "xfail"}.get(tag, "failed")] += 1
+        results[{"ok": "passed", "xfail": "xfail"}.get(tag, "failed")] += 1
         if tag == "XPASS":
             detail = "now passes: remove it from matrix.EXPECTED_FAIL"
-        elif tag.startswith("xfail"):
+        elif tag == "xfail":
             detail = "expected: %s\n     %s" % (why, detail)
         print("%-5s %-16s %s%s" % (tag, version, what, "" if tag == "ok" else "\n      %s" % (detail,)), flush=True)
 
