@@ -67,11 +67,5 @@ for v in VERSIONS:
 # Checks that fail on today's guard, with the guard behaviour that fails them. A listed check that
 # fails prints "xfail" and does not fail the run; one that passes prints "XPASS" and fails it, so
 # the entry is removed when the guard is fixed.
-EXTRA_UNCHECKED = ("the guard passes extra_args through without checking them against the version's "
-                   "parser (it knows its flags: Install::flags); upstream exits 2")
+# (None today: the guard checks the user's extra flags against the version's parser too.)
 EXPECTED_FAIL = {}
-for _name, _extras in (("2.0.78", ("--directml", "--always-low-vram", "--disable-image-log")),
-                       ("2.1.679", ("--always-low-vram", "--disable-image-log")),
-                       ("2.0.78.5 MRE", ("--always-low-vram", "--disable-image-log"))):
-    for _x in _extras:
-        EXPECTED_FAIL[(_name, "extra " + _x)] = EXTRA_UNCHECKED

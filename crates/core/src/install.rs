@@ -556,6 +556,22 @@ pub fn check_options(install: &Install, opts: &LaunchOptions) -> Result<(), Opti
             ));
         }
     }
+    // The user's extra flags go to Fooocus as they are: one its parser lacks would make it
+    // exit with code 2 before printing anything useful.
+    if let Some(known) = known_options(install) {
+        if let Some(bad) = opts
+            .extra_args
+            .iter()
+            .find(|a| a.starts_with("--") && !parser_knows(&known, a))
+        {
+            return Err(refuse(
+                "launch.extra_args",
+                bad.clone(),
+                "it would exit with code 2 at once",
+                "Remove it from the extra flags, or update Fooocus.",
+            ));
+        }
+    }
     if let Some(m) = &opts.vram_mode {
         if flags.vram_flag(m).is_none() {
             let why = match flags {
@@ -571,6 +587,51 @@ pub fn check_options(install: &Install, opts: &LaunchOptions) -> Result<(), Opti
         }
     }
     Ok(())
+}
+
+/// Long options of each pinned upstream version's parser (see the file's header).
+const UPSTREAM_FLAGS: &str = include_str!("upstream_flags.txt");
+
+/// The options of the pinned upstream parser that tells whether `install` has an option: the
+/// first pinned version of its fork at or after its own (an option a later version lacks did
+/// not exist yet). None when the install is newer than every pinned version, or unknown.
+fn known_options(install: &Install) -> Option<Vec<&'static str>> {
+    let v = install.version.as_deref()?;
+    let (prefix, bare) = match install.fork {
+        Fork::Fooocus => ("", true),
+        Fork::Mashb1t => ("mashb1t-", false),
+        Fork::Mre => ("mre-", false),
+        Fork::FooocusApi => ("api-", false),
+    };
+    UPSTREAM_FLAGS
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let key = words.next()?;
+            let pinned = if bare {
+                (key.starts_with(|c: char| c.is_ascii_digit())).then_some(key)?
+            } else {
+                key.strip_prefix(prefix)?
+            };
+            Some((pinned, words.collect::<Vec<_>>()))
+        })
+        .filter(|(pinned, _)| version_le(v.trim_end_matches(" MRE"), pinned))
+        .min_by(|(a, _), (b, _)| {
+            if version_le(a, b) {
+                std::cmp::Ordering::Less
+            } else {
+                std::cmp::Ordering::Greater
+            }
+        })
+        .map(|(_, flags)| flags)
+}
+
+/// Whether argparse takes `word` for one of `known`: the option itself, `--opt=value`, or an
+/// unambiguous prefix of exactly one option (argparse's abbreviations).
+fn parser_knows(known: &[&str], word: &str) -> bool {
+    let name = word.split('=').next().unwrap_or(word);
+    known.contains(&name) || known.iter().filter(|k| k.starts_with(name)).count() == 1
 }
 
 /// The flags after the script in the portable package's run.bat
@@ -1116,6 +1177,76 @@ mod tests {
             check_options(&i, &preset).unwrap();
             check_options(&i, &vram).unwrap();
         }
+    }
+
+    #[test]
+    fn extra_flags_a_version_lacks_are_refused_by_name() {
+        let extra = |a: &[&str]| LaunchOptions {
+            extra_args: a.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let (_t, i) = install_of("version = '2.1.679'\n");
+        let e = check_options(&i, &extra(&["--always-low-vram"])).unwrap_err();
+        assert_eq!(e.field, "launch.extra_args");
+        let text = e.to_string();
+        assert!(
+            text.contains("--always-low-vram") && text.contains("Fooocus 2.1.679"),
+            "{text}"
+        );
+        // Its own flags, with values and abbreviations, pass.
+        check_options(
+            &i,
+            &extra(&["--lowvram", "--output-directory", "/x", "--directml"]),
+        )
+        .unwrap();
+        let (_t, i) = install_of("version = '2.0.78'\n");
+        assert!(check_options(&i, &extra(&["--directml"])).is_err());
+        let (_t, i) = install_of("version = '2.5.5'\n");
+        check_options(
+            &i,
+            &extra(&["--disable-image-log", "--always-low-vram", "--theme=dark"]),
+        )
+        .unwrap();
+        assert!(check_options(&i, &extra(&["--no-such-flag"])).is_err());
+        // Between two pinned versions, the later one decides; past the last, nothing is known.
+        let (_t, i) = install_of("version = '2.4.0'\n");
+        check_options(&i, &extra(&["--disable-image-log"])).ok();
+        let (_t, i) = install_of("version = '2.9.0'\n");
+        check_options(&i, &extra(&["--a-flag-of-the-future"])).unwrap();
+        let (_t, i) = install_of("version = '2.0.78.5 MRE'\n");
+        assert!(check_options(&i, &extra(&["--always-low-vram"])).is_err());
+        check_options(&i, &extra(&["--lowvram"])).unwrap();
+    }
+
+    /// The embedded table is the one the simulator's tests keep equal to the snapshots.
+    #[test]
+    fn the_embedded_flags_match_the_upstream_table() {
+        let json: serde_json::Value = serde_json::from_str(
+            &fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/sim/upstream_flags.json"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let mut lines = Vec::new();
+        for (k, v) in json.as_object().unwrap() {
+            let mut flags: Vec<&str> = v["actions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|a| a["flags"].as_array().unwrap())
+                .filter_map(|f| f.as_str())
+                .filter(|f| f.starts_with("--"))
+                .collect();
+            flags.sort();
+            flags.dedup();
+            lines.push(format!("{k} {}", flags.join(" ")));
+        }
+        let ours: Vec<&str> = UPSTREAM_FLAGS
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect();
+        assert_eq!(ours, lines, "regenerate crates/core/src/upstream_flags.txt");
     }
 
     #[test]
