@@ -1245,6 +1245,12 @@ impl Loop {
 
     fn generation_finished(&mut self, g: Generation, now: Instant) {
         self.shared.generating.store(false, Ordering::Relaxed);
+        // The console ended the task: a closed tab's call the gateway still held was it.
+        if let Mode::Running(run) = &self.mode {
+            if let Some(gw) = &run.gateway {
+                gw.task_ended();
+            }
+        }
         // A graceful stop ended it.
         if let Some(esc) = &mut self.esc {
             if esc.generation == Some(g.id) {

@@ -76,6 +76,9 @@ pub struct ActiveTask {
     pub session_hash: String,
     pub fn_index: u64,
     pub started: Instant,
+    /// Its tab closed before the call completed: Gradio stops following the call (no
+    /// completion will come), but Fooocus's worker still runs the task to its end.
+    pub abandoned: bool,
 }
 
 /// Per client address: when each counted thing happened, and which it was (a hash).
@@ -156,6 +159,7 @@ impl State {
                     session_hash,
                     fn_index,
                     started: Instant::now(),
+                    abandoned: false,
                 });
             }
             QueueEvent::Generating { .. } => {}
@@ -166,6 +170,33 @@ impl State {
                 self.running
                     .retain(|t| !(t.session_hash == session_hash && t.fn_index == fn_index));
             }
+        }
+    }
+}
+
+impl State {
+    /// A queue WebSocket closed: a call of its session still running was abandoned by its tab.
+    fn closed(&mut self, session_hash: &str, fn_index: u64) {
+        for t in &mut self.running {
+            if t.session_hash == session_hash && t.fn_index == fn_index {
+                t.abandoned = true;
+            }
+        }
+    }
+
+    /// The generation that runs now: the oldest call still running. Fooocus's worker takes
+    /// tasks in order, and another tab's call can start once a closed tab's call is dropped
+    /// by the queue, while the worker still runs the closed tab's task (its Stop must go to
+    /// that session: a stop sent to the newer one would stop it later, at its first image).
+    fn active(&self) -> Option<&ActiveTask> {
+        self.running.first()
+    }
+
+    /// Fooocus's console says a task ended: an abandoned call at the head of the line was it
+    /// (no completion will ever come for it).
+    fn task_ended(&mut self) {
+        if self.running.first().is_some_and(|t| t.abandoned) {
+            self.running.remove(0);
         }
     }
 }
@@ -262,9 +293,14 @@ impl Gateway {
         self.upstream
     }
 
-    /// The generation running now, as the queue traffic shows it (the latest started).
+    /// The generation running now, as the queue traffic shows it (see `State::active`).
     pub fn active_task(&self) -> Option<ActiveTask> {
-        self.state.lock().unwrap().running.last().cloned()
+        self.state.lock().unwrap().active().cloned()
+    }
+
+    /// The supervisor saw Fooocus's console end a task: forget a closed tab's call it was.
+    pub fn task_ended(&self) {
+        self.state.lock().unwrap().task_ended();
     }
 
     /// Press the Stop button of the tab that started the running generation: `POST /run/predict`
@@ -410,5 +446,40 @@ impl Drop for PageServer {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn started(s: &mut State, session: &str) {
+        s.on_event(QueueEvent::Started {
+            session_hash: session.into(),
+            fn_index: 7,
+        });
+    }
+
+    /// Fidelity M5: a tab closed mid-generation (Gradio stops following its call; the worker
+    /// still runs its task) while another tab's call starts: the stop goes to the task the
+    /// worker runs, and the closed tab's call is forgotten when the console ends that task.
+    #[test]
+    fn a_closed_tabs_generation_is_the_one_stopped_until_it_ends() {
+        let mut s = State::default();
+        started(&mut s, "tabA");
+        s.closed("tabA", 7);
+        started(&mut s, "tabB");
+        let a = s.active().unwrap();
+        assert_eq!((a.session_hash.as_str(), a.abandoned), ("tabA", true));
+        s.task_ended();
+        assert_eq!(s.active().unwrap().session_hash, "tabB");
+        // A call that completed normally is not touched by a console task end.
+        s.task_ended();
+        assert_eq!(s.active().unwrap().session_hash, "tabB");
+        s.on_event(QueueEvent::Completed {
+            session_hash: "tabB".into(),
+            fn_index: 7,
+        });
+        assert!(s.active().is_none());
     }
 }

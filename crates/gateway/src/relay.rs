@@ -509,6 +509,11 @@ where
         }
     });
     tokio::join!(up, down);
+    if let Some(t) = tap {
+        if let Some((session, fn_index)) = t.into_inner().unwrap().session() {
+            state.lock().unwrap().closed(&session, fn_index);
+        }
+    }
 }
 
 async fn pump<R, W>(mut from: R, mut to: W, mut watch: impl FnMut(&[u8]))

@@ -24,6 +24,11 @@ pub struct Tap {
 }
 
 impl Tap {
+    /// The session and function this queue connection joined for, once the browser said.
+    pub fn session(&self) -> Option<(String, u64)> {
+        self.session.clone()
+    }
+
     /// Bytes the browser sent (masked frames).
     pub fn from_client(&mut self, bytes: &[u8]) -> Vec<QueueEvent> {
         let mut out = Vec::new();
