@@ -1795,6 +1795,11 @@ impl Loop {
         let now = Instant::now();
         *self.shared.tree.lock().unwrap() = None;
         self.shared.generating.store(false, Ordering::Relaxed);
+        // The next run's gateway binds the same port: close this one now, even if a stop
+        // request in flight still holds it.
+        if let Some(gw) = &run.gateway {
+            gw.close();
+        }
         let peak_ram = self.tracker.current().and_then(|g| g.peaks.ram_bytes);
         self.tracker
             .on_exit(oom, SystemTime::now(), &mut self.changes);

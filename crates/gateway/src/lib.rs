@@ -232,7 +232,7 @@ pub struct Gateway {
     state: Arc<Mutex<State>>,
     handle: tokio::runtime::Handle,
     stop: Arc<tokio::sync::Notify>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Gateway {
@@ -281,7 +281,7 @@ impl Gateway {
             state,
             handle,
             stop,
-            thread: Some(thread),
+            thread: Mutex::new(Some(thread)),
         })
     }
 
@@ -343,12 +343,22 @@ impl Gateway {
     }
 }
 
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        self.stop.notify_one();
-        if let Some(t) = self.thread.take() {
+impl Gateway {
+    /// Close the port and every connection now, before returning, even while other holders
+    /// of this gateway (a stop request in flight) keep it: the next run's gateway must be able
+    /// to bind the same port at once.
+    pub fn close(&self) {
+        let thread = self.thread.lock().unwrap().take();
+        if let Some(t) = thread {
+            self.stop.notify_one();
             let _ = t.join();
         }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 

@@ -463,4 +463,13 @@ fn a_stopped_gateway_frees_its_port_at_once() {
     );
     let again = Gateway::start(cfg(SocketAddr::from(([0, 0, 0, 0], port))));
     assert!(again.is_ok(), "{:?}", again.err());
+
+    // Closed while another holder (a stop request in flight) still keeps it: the port is
+    // free all the same, so the restart's gateway binds it.
+    let g = std::sync::Arc::new(again.unwrap());
+    let held = g.clone();
+    g.close();
+    let third = Gateway::start(cfg(SocketAddr::from(([0, 0, 0, 0], port))));
+    assert!(third.is_ok(), "{:?}", third.err());
+    drop(held);
 }
