@@ -323,6 +323,17 @@ fn run(a: RunArgs) -> ExitCode {
             return fail(e.to_string());
         }
     }
+    // One guard per data folder and per install.
+    let data_dir = guard_core::paths::data_dir();
+    let root = match &target {
+        Target::Install(i) => Some(i.root.clone()),
+        Target::Command(_) => None,
+    };
+    let _instance =
+        match guard_core::instance::InstanceLock::acquire(data_dir.as_deref(), root.as_deref()) {
+            Ok(l) => l,
+            Err(e) => return fail(e),
+        };
     let _log = guard_core::paths::log_dir().and_then(|d| guard_core::logging::init(&d).ok());
     let events = match a.events.as_deref().map(JsonLines::open).transpose() {
         Ok(e) => e,

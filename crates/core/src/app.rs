@@ -39,6 +39,7 @@ pub struct App {
     store: Option<Arc<Store>>,
     sampling: Sampling,
     demo: Option<crate::demo::Demo>,
+    _instance: crate::instance::InstanceLock,
     _log: Option<tracing_appender::non_blocking::WorkerGuard>,
 }
 
@@ -88,6 +89,14 @@ impl App {
                     .map(Target::Install)
             }),
         };
+        // One guard per data folder and per install (the demo's is the guard's own).
+        let instance = crate::instance::InstanceLock::acquire(
+            data_dir.as_deref(),
+            match (&demo, &target) {
+                (None, Some(Target::Install(i))) => Some(i.root.as_path()),
+                _ => None,
+            },
+        )?;
         let store_path = data_dir.as_ref().map(|d| d.join("history.sqlite3"));
         let store = store_path
             .as_deref()
@@ -116,6 +125,7 @@ impl App {
             store,
             sampling,
             demo,
+            _instance: instance,
             _log: log,
         })
     }

@@ -17,6 +17,7 @@ pub mod demo;
 pub mod events;
 pub mod generation;
 pub mod install;
+pub mod instance;
 pub mod logging;
 pub mod metrics;
 pub mod notice;
