@@ -17,6 +17,8 @@ export interface Graph {
 
 const COLORS: Record<Series, string> = { cpu: "#4c8dff", ram: "#32b37a", gpu: "#b46cff", vram: "#ff9f43" };
 const HEIGHT = 170;
+// Byte axes step by powers of two (1, 2, 4 GiB...), so ticks read "4 GiB", never "4.7 GiB".
+const BYTE_STEPS = Array.from({ length: 31 }, (_, i) => 2 ** (i + 20));
 
 export function graph(kind: Series, title: string, width = 520): Graph {
   const el = document.createElement("div");
@@ -53,7 +55,8 @@ export function graph(kind: Series, title: string, width = 520): Graph {
     scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(max, limit ?? 0, isBytes ? 1024 ** 3 : 100) * 1.08] } },
     axes: [
       { stroke: "#7a8394", grid: { stroke: "#8881", width: 1 }, ticks: { stroke: "#8883" } },
-      { stroke: "#7a8394", grid: { stroke: "#8882", width: 1 }, ticks: { stroke: "#8883" }, values: (_u, vals) => vals.map((v) => fmt(v)), size: 70 },
+      { stroke: "#7a8394", grid: { stroke: "#8882", width: 1 }, ticks: { stroke: "#8883" }, values: (_u, vals) => vals.map((v) => fmt(v)), size: 70,
+        ...(isBytes ? { incrs: BYTE_STEPS } : {}) },
     ],
     series: [
       {},
@@ -77,17 +80,22 @@ export function graph(kind: Series, title: string, width = 520): Graph {
           // Breach markers: a red line with the limit's name at the top.
           const ctx = u.ctx;
           ctx.save();
-          ctx.fillStyle = "#e5484d";
+          const panel = getComputedStyle(el).getPropertyValue("--panel").trim() || "#fff";
           ctx.font = `${11 * devicePixelRatio}px system-ui, sans-serif`;
           ctx.textBaseline = "top";
           for (const b of breaches) {
             const x = u.valToPos(b.ts_ms / 1000, "x", true);
             if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) continue;
+            ctx.fillStyle = "#e5484d";
             ctx.fillRect(x - devicePixelRatio, u.bbox.top, 2 * devicePixelRatio, u.bbox.height);
             const label = `${LIMIT_NAME[b.limit] ?? b.limit} limit`;
             const w = ctx.measureText(label).width;
             const tx = x + 4 * devicePixelRatio + w > u.bbox.left + u.bbox.width ? x - 4 * devicePixelRatio - w : x + 4 * devicePixelRatio;
-            ctx.fillText(label, tx, u.bbox.top + 2 * devicePixelRatio);
+            const ty = u.bbox.top + 16 * devicePixelRatio;
+            ctx.fillStyle = panel; // a backing so the label stays readable over lines
+            ctx.fillRect(tx - 2 * devicePixelRatio, ty - devicePixelRatio, w + 4 * devicePixelRatio, 14 * devicePixelRatio);
+            ctx.fillStyle = "#e5484d";
+            ctx.fillText(label, tx, ty);
           }
           ctx.restore();
         },
