@@ -105,6 +105,12 @@ describe("why it stopped", () => {
     expect(none.did).toContain("could not be asked to stop gracefully");
     expect(none.headline).toBe("The generation went over the RAM limit.");
   });
+  it("ignores a breach of another generation or limit", () => {
+    const stop = { ts: "x", event: "generation_stopped", generation_id: 43, how: "graceful", limit: "vram", grace_s: 10, grace: "configured" };
+    expect(whyStopped(stop, breach, settings).headline).toBe("Generation 43 went over the VRAM limit.");
+    const ram = { ...breach, generation_id: 43, limit: "memory" };
+    expect(whyStopped(stop, ram, settings).headline).toBe("Generation 43 went over the VRAM limit.");
+  });
   it("keeps the last minute before the stop", () => {
     const pts = [pt(0, 1), pt(30_000, 1), pt(70_000, 1), pt(100_000, 1), pt(130_000, 1)];
     expect(lastMinute(pts, 100_000).map((p) => p.ts_ms)).toEqual([70_000, 100_000]);

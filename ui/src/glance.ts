@@ -133,7 +133,7 @@ export function lastMinute(points: HistoryPoint[], tsMs: number): HistoryPoint[]
   return points.filter((p) => p.ts_ms <= tsMs && p.ts_ms >= tsMs - 60_000);
 }
 
-export interface WhyStopped { headline: string; did: string; suggestion: string; limit: string }
+export interface WhyStopped { headline: string; did: string; suggestion: string; limit: string; /** when the limit was breached */ atMs: number }
 
 const num = (v: unknown): number | null => (typeof v === "number" && Number.isFinite(v) ? v : null);
 
@@ -145,7 +145,10 @@ function limitValue(limit: string, v: number | null): string {
 }
 
 /** The "why it stopped" card's words from the `limit_breached` and `generation_stopped` events. */
-export function whyStopped(stopped: GuardEvent, breach: GuardEvent | null, settings: Settings | null): WhyStopped {
+export function whyStopped(stopped: GuardEvent, lastBreach: GuardEvent | null, settings: Settings | null): WhyStopped {
+  // Only the breach that caused this stop: same limit, same generation when both say which.
+  const breach = lastBreach && (stopped.limit == null || lastBreach.limit === stopped.limit)
+    && (lastBreach.generation_id == null || stopped.generation_id == null || lastBreach.generation_id === stopped.generation_id) ? lastBreach : null;
   const limit = String(stopped.limit ?? breach?.limit ?? "");
   const name = LIMIT_NAME[limit] ?? limit;
   const gen = stopped.generation_id != null ? `Generation ${stopped.generation_id}` : "The generation";
@@ -184,5 +187,5 @@ export function whyStopped(stopped: GuardEvent, breach: GuardEvent | null, setti
     case "stall": suggestion = "Raise the stall limit in Settings if the first step often takes this long (model loading), or check the console for an error."; break;
     default: suggestion = `Raise the ${name} limit in Settings.`;
   }
-  return { headline, did, suggestion, limit };
+  return { headline, did, suggestion, limit, atMs: Date.parse(String(breach?.ts ?? stopped.ts)) };
 }

@@ -80,8 +80,7 @@ export function dashboard(): View {
   let lastBreach: GuardEvent | null = null;
   const showWhy = (stopped: GuardEvent) => {
     const w = whyStopped(stopped, lastBreach, settings);
-    const at = Date.parse(String(lastBreach?.ts ?? stopped.ts));
-    const minute = lastMinute(points, at);
+    const minute = lastMinute(points, w.atMs);
     const lim = { ram: settings?.limits.memory_bytes ?? null, vram: settings?.limits.vram_bytes ?? null, cpu: settings?.limits.cpu_percent ?? null };
     const peak = (k: "ram" | "vram" | "cpu") => {
       const v = minute.map((p) => p[k]?.[2]).filter((x): x is number => x != null);
