@@ -1,4 +1,8 @@
 //! The webview's commands (docs/ipc.md). Each is a line or two over `guard_core::app::App`.
+//!
+//! Tauri runs a non-async command on the main thread, which also paints the window: the ones
+//! that scan the disk or query the history database (which waits up to 5 s for a lock) are
+//! async and do their work on a blocking thread, so the window never freezes.
 
 use std::sync::Arc;
 
@@ -7,6 +11,15 @@ use guard_core::config::{Config, FieldError};
 use tauri::State;
 
 type Core<'a> = State<'a, Arc<App>>;
+
+/// Runs `f` on Tauri's blocking pool, off the main thread.
+async fn off_main_thread<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    tauri::async_runtime::spawn_blocking(f)
+        .await
+        .map_err(|e| format!("the guard's worker failed: {e} (see the guard's log)"))
+}
 
 #[tauri::command]
 pub fn get_status(core: Core) -> guard_core::Status {
@@ -39,8 +52,12 @@ pub fn open_in_browser(core: Core) -> Result<(), String> {
 }
 
 #[tauri::command]
-pub fn get_history(core: Core, range_s: u64) -> Vec<guard_core::app::HistoryPoint> {
-    core.history(range_s)
+pub async fn get_history(
+    core: Core<'_>,
+    range_s: u64,
+) -> Result<Vec<guard_core::app::HistoryPoint>, String> {
+    let core = Arc::clone(&core);
+    off_main_thread(move || core.history(range_s)).await
 }
 
 #[tauri::command]
@@ -68,13 +85,17 @@ pub fn save_settings(core: Core, settings: Config) -> SaveResult {
 }
 
 #[tauri::command]
-pub fn detect_installs(core: Core) -> Vec<guard_core::install::Install> {
-    core.detect_installs()
+pub async fn detect_installs(core: Core<'_>) -> Result<Vec<guard_core::install::Install>, String> {
+    let core = Arc::clone(&core);
+    off_main_thread(move || core.detect_installs()).await
 }
 
 #[tauri::command]
-pub fn check_install(path: String) -> Result<guard_core::install::Install, String> {
-    guard_core::install::inspect(std::path::Path::new(&path), None).map_err(|e| e.to_string())
+pub async fn check_install(path: String) -> Result<guard_core::install::Install, String> {
+    off_main_thread(move || {
+        guard_core::install::inspect(std::path::Path::new(&path), None).map_err(|e| e.to_string())
+    })
+    .await?
 }
 
 #[tauri::command]
@@ -98,31 +119,38 @@ fn tokio_oneshot() -> (
 }
 
 #[tauri::command]
-pub fn get_generations(
-    core: Core,
+pub async fn get_generations(
+    core: Core<'_>,
     outcome: Option<String>,
     limit: u32,
-) -> Vec<guard_core::app::GenerationRecord> {
-    core.generations(outcome.as_deref(), limit)
+) -> Result<Vec<guard_core::app::GenerationRecord>, String> {
+    let core = Arc::clone(&core);
+    off_main_thread(move || core.generations(outcome.as_deref(), limit)).await
 }
 
 #[tauri::command]
-pub fn get_breaches(core: Core, limit: u32) -> Vec<guard_core::app::BreachRecord> {
-    core.breaches(limit)
+pub async fn get_breaches(
+    core: Core<'_>,
+    limit: u32,
+) -> Result<Vec<guard_core::app::BreachRecord>, String> {
+    let core = Arc::clone(&core);
+    off_main_thread(move || core.breaches(limit)).await
 }
 
 #[tauri::command]
-pub fn limit_stats(
-    core: Core,
+pub async fn limit_stats(
+    core: Core<'_>,
     limit: String,
     value: Option<f64>,
 ) -> Result<guard_core::app::LimitStats, String> {
-    core.limit_stats(&limit, value)
+    let core = Arc::clone(&core);
+    off_main_thread(move || core.limit_stats(&limit, value)).await?
 }
 
 #[tauri::command]
-pub fn export_history_csv(core: Core) -> String {
-    core.export_csv()
+pub async fn export_history_csv(core: Core<'_>) -> Result<String, String> {
+    let core = Arc::clone(&core);
+    off_main_thread(move || core.export_csv()).await
 }
 
 #[tauri::command]

@@ -29,8 +29,8 @@ const browser = await chromium.launch({
     "--disable-component-update", "--disable-sync", "--no-first-run"],
 });
 let passed = 0, failed = 0;
-async function test(name, fn) {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+async function test(name, fn, options = {}) {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 }, ...options });
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
   try {
@@ -58,10 +58,87 @@ await test("dashboard draws four live graphs with limit lines", async (page) => 
   const limit = await page.locator(".graph[data-series=ram]").getAttribute("data-limit");
   expect(limit === String(12 * 1024 ** 3), `the RAM cap is drawn: ${limit}`);
   expect(Number(await page.locator(".graph[data-series=cpu]").getAttribute("data-breaches")) >= 1, "breaches marked");
-  expect((await page.locator("#gen-text").innerText()).includes("of 5 min"), "elapsed against the timeout");
+  expect(/left before the 5 min timeout/.test(await page.locator("#gen-text").innerText()), "time left before the timeout");
+  // The legend says the live value against the limit, the window's peak and the limit in words.
+  const legend = await page.locator(".graph[data-series=ram] .graph-legend").innerText();
+  expect(/^Now [\d.]+ GiB of 12 GiB · peak [\d.]+ GiB · limit 12 GiB$/.test(legend), `RAM legend: ${legend}`);
+  expect(/GiB of 7 GiB/.test(await page.locator(".graph[data-series=vram] .graph-legend").innerText()), "VRAM legend against its limit");
+  // Breach markers name their limit: the mock's timeout is on every graph, its VRAM breach (50 min ago) is outside 10 min.
+  expect((await page.locator(".graph[data-series=ram]").getAttribute("data-breach-limits")) === "timeout", "breach names its limit");
+  // Hover shows the values at that time.
+  const box = await page.locator(".graph[data-series=ram] .u-over").boundingBox();
+  await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+  await page.waitForFunction(() => document.querySelector(".graph[data-series=ram] .graph-legend")?.getAttribute("data-mode") === "hover");
+  const hover = await page.locator(".graph[data-series=ram] .graph-legend").innerText();
+  expect(/\d:\d\d.*: [\d.]+ GiB of 12 GiB/.test(hover), `hover legend: ${hover}`);
+  await page.mouse.move(0, 0);
   expect(await page.locator("#btn-stop-generation").isEnabled(), "stop generation enabled while generating");
   await page.screenshot({ path: join(shots, "dashboard.png") });
 });
+
+await test("without a GPU a plain panel replaces the GPU and VRAM graphs", async (page) => {
+  await page.goto(base + "?gpu=none");
+  await page.waitForSelector("#no-gpu:not(.hidden)");
+  expect((await page.locator("#no-gpu").innerText()).includes("No NVIDIA or AMD GPU found: VRAM limits are off"), "panel text");
+  expect(!(await page.locator(".graph[data-series=vram]").isVisible()) && !(await page.locator(".graph[data-series=gpu]").isVisible()), "GPU graphs hidden");
+  expect((await page.locator(".graph:visible canvas").count()) === 2, "CPU and RAM graphs stay");
+  const axes = await page.locator(".graphs").innerText();
+  expect(!/\b0\.5 B\b/.test(axes), "no axis of fractions of a byte");
+  await page.screenshot({ path: join(shots, "dashboard-no-gpu.png") });
+});
+
+await test("the current generation shows image, step, time per step, ETA and time left", async (page) => {
+  await page.goto(base);
+  // The mock advances one step every 0.5 s: two step changes give the pace.
+  await page.waitForFunction(() => / s per step/.test(document.querySelector("#gen-pace")?.textContent ?? ""));
+  const title = await page.locator("#gen-title").innerText();
+  expect(/^Generation 42: Image [1-4] of 4 · step \d+ of 30$/.test(title), `title: ${title}`);
+  const pace = await page.locator("#gen-pace").innerText();
+  const m = /^([\d.]+) s per step · about (.+) to go$/.exec(pace);
+  expect(m && Number(m[1]) > 0.2 && Number(m[1]) < 2, `pace: ${pace}`);
+  const left = await page.locator("#gen-text").innerText();
+  expect(/^\d+ min( \d+ s)? left before the 5 min timeout$/.test(left), `time left: ${left}`);
+  await page.screenshot({ path: join(shots, "dashboard-generating.png") });
+});
+
+await test("a VRAM stop shows why it stopped, the last minute, what the guard did and a suggestion", async (page) => {
+  await page.goto(base);
+  await page.waitForSelector(".dashboard[data-listening=true] .graph canvas");
+  await page.evaluate(() => window.mockGuard.stopByLimit("vram", "graceful"));
+  await page.waitForSelector("#why-card:not(.hidden)");
+  const card = page.locator("#why-card");
+  const text = await card.innerText();
+  expect(text.includes("Why generation 42 stopped"), `title: ${text}`);
+  expect(/used 7\.4 GiB of VRAM, over its 7 GiB limit/.test(text), `what happened: ${text}`);
+  expect(/asked Fooocus to stop.*10 s grace/.test(text), `what the guard did: ${text}`);
+  expect(text.includes("always-low-vram"), `suggestion: ${text}`);
+  expect((await card.locator("svg.spark polyline").count()) === 3, "RAM, VRAM and CPU over the last minute");
+  expect(/VRAM [\d.]+ GiB of 7 GiB/.test(await card.locator(".spark-legend").innerText()), "peaks against limits");
+  const vramMarks = await page.locator(".graph[data-series=vram]").getAttribute("data-breach-limits");
+  expect(vramMarks.split(",").includes("vram"), `VRAM breach marked on the VRAM graph: ${vramMarks}`);
+  expect(!(await page.locator(".graph[data-series=ram]").getAttribute("data-breach-limits")).includes("vram"), "and not on the RAM graph");
+  expect((await page.locator("#gen-title").innerText()) === "No generation running", "the generation is over");
+  await page.screenshot({ path: join(shots, "dashboard-why-stopped.png") });
+  await page.click("#why-dismiss");
+  expect(!(await card.isVisible()), "dismissed");
+});
+
+await test("a kill after the grace says so and suggests a longer timeout", async (page) => {
+  await page.goto(base);
+  await page.waitForSelector(".dashboard[data-listening=true] .graph canvas");
+  await page.evaluate(() => window.mockGuard.stopByLimit("timeout", "killed"));
+  await page.waitForSelector("#why-card:not(.hidden)");
+  const text = await page.locator("#why-card").innerText();
+  expect(/past its 5 min timeout/.test(text) && /killed Fooocus and restarted it/.test(text) && /Raise the timeout/.test(text), text);
+});
+
+await test("the dashboard follows a dark OS theme", async (page) => {
+  await page.goto(base);
+  await page.waitForSelector(".graph canvas");
+  const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  expect(bg === "rgb(20, 23, 29)", `dark background: ${bg}`);
+  await page.screenshot({ path: join(shots, "dashboard-dark.png") });
+}, { colorScheme: "dark" });
 
 await test("the console is live and searchable", async (page) => {
   await page.goto(base);

@@ -1,6 +1,8 @@
 // A fake backend for the mock build (a plain browser, no Tauri): a simulated Fooocus with
 // moving samples, a generation that runs into its timeout, history rows and the same
 // validation rules as the Rust side. Used by tests/browser.mjs and for demos of the UI.
+// ?gpu=none simulates a machine without a GPU; window.mockGuard.stopByLimit("vram") plays the
+// events a limit stop sends (limit_breached, then generation_stopped).
 import { mockIPC, mockWindows } from "@tauri-apps/api/mocks";
 import { emit } from "@tauri-apps/api/event";
 import type { BreachRecord, ConsoleLine, FieldError, GenerationRecord, HistoryPoint, Sample, Settings, Status } from "../types";
@@ -19,11 +21,12 @@ const settings: Settings = {
 };
 
 const params = new URLSearchParams(location.search);
+const hasGpu = params.get("gpu") !== "none";
 const status: Status = {
   state: params.get("state") === "not_configured" ? "not_configured" : "generating",
   url: "http://127.0.0.1:7865", install: { root: "/home/you/Fooocus", kind: "venv", python: "/home/you/Fooocus/fooocus_env/bin/python", fooocus_dir: "/home/you/Fooocus", version: "2.5.5", fork: "fooocus" },
   backend: { kind: "cgroup-v2", reason: "cgroup v2 at /sys/fs/cgroup/user.slice/.../fooocus-guard/1234-1-fooocus with the memory, cpu and pids controllers", unenforced: [] },
-  gpu_status: "ok", generation: { id: 42, started_ms: now() - 95_000, image_index: 2, image_total: 4, step: 17, step_total: 30, elapsed_s: 95, timeout_s: 300 },
+  gpu_status: hasGpu ? "ok" : "no NVIDIA GPU (libnvidia-ml not found)", generation: { id: 42, started_ms: now() - 95_000, image_index: 2, image_total: 4, step: 17, step_total: 30, elapsed_s: 95, timeout_s: 300 },
   unseen_breach: false, graceful_stop: { available: true, why: "Fooocus can be asked to stop a generation" }, demo: true, restarts: 1,
 };
 
@@ -49,9 +52,9 @@ const say = (text: string, stream: ConsoleLine["stream"] = "stdout") => { const 
 
 function sample(t: number): Sample {
   const k = t / 1000;
-  return { ts_ms: t, tree: { cpu_percent: 95 + 30 * Math.sin(k / 7), cpu_percent_machine: 12, ram_bytes: (8.5 + Math.sin(k / 30)) * GiB, ram_source: "cgroup", swap_bytes: 0, processes: 3, vram_bytes: (5.8 + 0.6 * Math.sin(k / 11)) * GiB },
+  return { ts_ms: t, tree: { cpu_percent: 95 + 30 * Math.sin(k / 7), cpu_percent_machine: 12, ram_bytes: (8.5 + Math.sin(k / 30)) * GiB, ram_source: "cgroup", swap_bytes: 0, processes: 3, vram_bytes: hasGpu ? (5.8 + 0.6 * Math.sin(k / 11)) * GiB : null },
     system: { cpu_percent: 30 + 10 * Math.sin(k / 5), ram_used_bytes: 14 * GiB, ram_total_bytes: 32 * GiB },
-    gpus: [{ index: 0, name: "NVIDIA GeForce RTX 3060", util_percent: 90 + 8 * Math.sin(k / 3), vram_used_bytes: 6.4 * GiB, vram_total_bytes: 12 * GiB, temperature_c: 68 }], gpu_status: "ok" };
+    gpus: hasGpu ? [{ index: 0, name: "NVIDIA GeForce RTX 3060", util_percent: 90 + 8 * Math.sin(k / 3), vram_used_bytes: 6.4 * GiB, vram_total_bytes: 12 * GiB, temperature_c: 68 }] : [], gpu_status: status.gpu_status };
 }
 function history(rangeS: number): HistoryPoint[] {
   const step = Math.max(1, Math.floor(rangeS / 600)) * 1000;
@@ -59,7 +62,8 @@ function history(rangeS: number): HistoryPoint[] {
   for (let t = now() - rangeS * 1000; t <= now(); t += step) {
     const s = sample(t);
     const tri = (v: number, d: number): [number, number, number] => [v - d, v, v + d];
-    pts.push({ ts_ms: t, cpu: tri(s.tree!.cpu_percent, 5), ram: tri(s.tree!.ram_bytes, 0.1 * GiB), gpu: tri(s.gpus[0].util_percent!, 2), vram: tri(s.tree!.vram_bytes!, 0.05 * GiB) });
+    pts.push({ ts_ms: t, cpu: tri(s.tree!.cpu_percent, 5), ram: tri(s.tree!.ram_bytes, 0.1 * GiB),
+      gpu: hasGpu ? tri(s.gpus[0].util_percent!, 2) : null, vram: hasGpu ? tri(s.tree!.vram_bytes!, 0.05 * GiB) : null });
   }
   return pts;
 }
@@ -118,10 +122,31 @@ export function install() {
   }, { shouldMockEvents: true });
   setInterval(() => {
     void emit("sample", sample(now()));
-    const g = status.generation!;
+    const g = status.generation;
+    if (!g) return;
     g.step = (g.step! % 30) + 1;
     if (g.step === 1) g.image_index = (g.image_index! % 4) + 1;
+    g.elapsed_s = (now() - g.started_ms) / 1000;
     void emit("status", status);
     void emit("console", [say(` ${Math.round((g.step / 30) * 100)}%|███       | ${g.step}/30 [00:17<00:07,  2.46s/it]`, "stderr")]);
   }, 500);
+  (window as unknown as { mockGuard: unknown }).mockGuard = { stopByLimit };
+}
+
+/** What the guard sends when a limit stops the running generation (crates/core events.rs). */
+async function stopByLimit(limit: "vram" | "memory" | "timeout" | "cpu", how: "graceful" | "killed" = "graceful") {
+  const g = status.generation;
+  const id = g?.id ?? null;
+  const l = settings.limits;
+  const [configured, observed] = limit === "vram" ? [l.vram_bytes!, l.vram_bytes! * 1.06] : limit === "memory" ? [l.memory_bytes!, l.memory_bytes! * 1.02]
+    : limit === "cpu" ? [l.cpu_percent!, l.cpu_percent! * 1.1] : [l.timeout_s!, l.timeout_s! + 0.02];
+  const ts = new Date().toISOString();
+  const action = how === "graceful" ? "stop_generation" : "kill_and_restart";
+  breaches.unshift({ id: breaches.length + 1, ts_ms: Date.parse(ts), limit, configured, observed, action, how, generation_id: id });
+  await emit("guard-event", { ts, event: "limit_breached", limit, configured, observed, action, generation_id: id, source: limit === "vram" ? "tree" : undefined });
+  status.generation = null;
+  status.state = "ready";
+  await emit("status", status);
+  await emit("guard-event", { ts: new Date().toISOString(), event: "generation_stopped", generation_id: id, how, limit, took_s: how === "graceful" ? 2.4 : 10.3,
+    steps: [], grace_s: l.grace_s ?? 10, grace: "configured" });
 }

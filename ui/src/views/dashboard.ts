@@ -1,11 +1,12 @@
-// Dashboard: live graphs with limits, the current generation, Fooocus's status and actions,
-// the containment backend, and the console.
+// Dashboard: live graphs with limits, the current generation, why the last one was stopped,
+// Fooocus's status and actions, the containment backend, and the console.
 import { api, on } from "../ipc";
 import { h, clear } from "../dom";
-import { graph, type Graph, type Series } from "../charts";
+import { graph, sparkline, type Breach, type Graph, type Series } from "../charts";
 import { actionsFor, ConsoleBuffer, mergeLive, pointOf, STATE_LABEL, timeoutBand } from "../logic";
-import { formatDuration, formatSize } from "../units";
-import type { HistoryPoint, Settings, Status } from "../types";
+import { generationText, lastMinute, noGpu, ofLimit, StepClock, whyStopped } from "../glance";
+import { formatSize } from "../units";
+import type { GuardEvent, HistoryPoint, Settings, Status } from "../types";
 import type { View } from "../main";
 
 const RANGES: [string, number][] = [["1 min", 60], ["10 min", 600], ["1 h", 3600], ["6 h", 21600], ["24 h", 86400]];
@@ -13,7 +14,7 @@ const RANGES: [string, number][] = [["1 min", 60], ["10 min", 600], ["1 h", 3600
 export function dashboard(): View {
   let range = 600;
   let points: HistoryPoint[] = [];
-  let breaches: number[] = [];
+  let breaches: Breach[] = [];
   let settings: Settings | null = null;
   let status: Status | null = null;
   const graphs: Record<Series, Graph> = {
@@ -31,7 +32,7 @@ export function dashboard(): View {
     settings = await api.settings();
     points = await api.history(range);
     const since = Date.now() - range * 1000;
-    breaches = (await api.breaches(200)).filter((b) => b.ts_ms >= since).map((b) => b.ts_ms);
+    breaches = (await api.breaches(200)).filter((b) => b.ts_ms >= since).map((b) => ({ ts_ms: b.ts_ms, limit: b.limit }));
     redraw();
   };
 
@@ -62,10 +63,45 @@ export function dashboard(): View {
   const showError = (e: unknown) => { errorEl.textContent = String(e); errorEl.classList.remove("hidden"); };
 
   // Generation card
-  const genTitle = h("div", { class: "gen-title" }, "No generation running");
+  const genTitle = h("div", { class: "gen-title", id: "gen-title" }, "No generation running");
   const genBar = h("div", { class: "bar" }, h("div", { class: "fill" }));
+  const genPace = h("div", { class: "muted", id: "gen-pace" });
   const timeBar = h("div", { class: "bar time" }, h("div", { class: "fill" }));
   const genText = h("div", { class: "muted", id: "gen-text" });
+  const clock = new StepClock();
+
+  // Without a GPU, a plain panel instead of two empty graphs.
+  const noGpuPanel = h("div", { class: "graph no-gpu hidden", id: "no-gpu" },
+    h("div", { class: "no-gpu-title" }, "No NVIDIA or AMD GPU found: VRAM limits are off"),
+    h("div", { class: "muted no-gpu-why" }));
+
+  // "Why it stopped": filled when a limit stops a generation, until dismissed.
+  const whyEl = h("section", { class: "card why-card hidden", id: "why-card", role: "status" });
+  let lastBreach: GuardEvent | null = null;
+  const showWhy = (stopped: GuardEvent) => {
+    const w = whyStopped(stopped, lastBreach, settings);
+    const minute = lastMinute(points, w.atMs);
+    const lim = { ram: settings?.limits.memory_bytes ?? null, vram: settings?.limits.vram_bytes ?? null, cpu: settings?.limits.cpu_percent ?? null };
+    const peak = (k: "ram" | "vram" | "cpu") => {
+      const v = minute.map((p) => p[k]?.[2]).filter((x): x is number => x != null);
+      return v.length ? ofLimit(k, Math.max(...v), lim[k]) : null;
+    };
+    const peaks = ([["RAM", "ram"], ["VRAM", "vram"], ["CPU", "cpu"]] as const)
+      .map(([name, k]) => [name, k, peak(k)] as const).filter(([, , v]) => v != null);
+    whyEl.dataset.limit = w.limit;
+    clear(whyEl,
+      h("div", { class: "row between" },
+        h("h2", {}, stopped.generation_id != null ? `Why generation ${stopped.generation_id} stopped` : "Why the generation stopped"),
+        h("button", { class: "link", id: "why-dismiss", onclick: () => whyEl.classList.add("hidden") }, "Dismiss")),
+      h("p", { class: "why-headline" }, w.headline),
+      h("div", { class: "why-minute" },
+        h("div", { class: "label muted" }, minute.length >= 2 ? "The last minute before it (peak, against the limit):" : "No samples from the minute before it"),
+        minute.length >= 2 ? sparkline(minute, lim) : null,
+        h("div", { class: "spark-legend" }, ...peaks.map(([name, k, v]) => h("span", { "data-series": k }, `${name} ${v}`)))),
+      h("p", { class: "why-did" }, h("b", {}, "What the guard did: "), w.did),
+      h("p", { class: "why-suggestion" }, h("b", {}, "Try: "), w.suggestion));
+    whyEl.classList.remove("hidden");
+  };
 
   // Console
   const buffer = new ConsoleBuffer(5000);
@@ -90,9 +126,10 @@ export function dashboard(): View {
         urlEl,
         h("div", { class: "actions" }, ...Object.values(buttons)),
         errorEl, backendEl, gpuEl, graceEl),
-      h("div", { class: "card gen-card" }, h("h2", {}, "Current generation"), genTitle, genBar, h("div", { class: "label muted" }, "Elapsed against the timeout"), timeBar, genText)),
+      h("div", { class: "card gen-card" }, h("h2", {}, "Current generation"), genTitle, genBar, genPace, h("div", { class: "label muted" }, "Time against the timeout"), timeBar, genText)),
+    whyEl,
     h("div", { class: "row between" }, h("h2", {}, "Resources"), rangeBar),
-    h("div", { class: "graphs" }, ...Object.values(graphs).map((g) => g.el)),
+    h("div", { class: "graphs" }, ...Object.values(graphs).map((g) => g.el), noGpuPanel),
     h("div", { class: "row between" }, h("h2", {}, "Console"), h("div", { class: "row" }, search, copy)),
     consoleEl,
   );
@@ -107,6 +144,12 @@ export function dashboard(): View {
     clear(backendEl, h("summary", {}, `Containment: ${s.backend?.kind ?? "—"}`), h("p", {}, s.backend?.reason ?? "Fooocus is not running"),
       s.backend?.unenforced.length ? h("p", { class: "warn" }, `Not enforced by the OS: ${s.backend.unenforced.join(", ")} (the guard's watchdog covers RAM)`) : null);
     gpuEl.textContent = `GPU: ${s.gpu_status}`;
+    const none = noGpu(s.gpu_status);
+    graphs.gpu.el.classList.toggle("hidden", none);
+    graphs.vram.el.classList.toggle("hidden", none);
+    noGpuPanel.classList.toggle("hidden", !none);
+    (noGpuPanel.lastElementChild as HTMLElement).textContent = none ? `The GPU sampler says: ${s.gpu_status}. RAM, CPU and time limits still apply.` : "";
+    clock.observe(s.generation, Date.now());
     graceEl.textContent = s.graceful_stop.available ? "Graceful stop: available" : `Graceful stop: unavailable — ${s.graceful_stop.why}`;
     renderGeneration();
   };
@@ -120,19 +163,21 @@ export function dashboard(): View {
     if (!g) {
       genTitle.textContent = "No generation running";
       genText.textContent = "";
+      genPace.textContent = "";
       fill(genBar, 0);
       fill(timeBar, 0);
       return;
     }
     const elapsed = (Date.now() - g.started_ms) / 1000;
-    const img = g.image_index && g.image_total ? `Image ${g.image_index} of ${g.image_total}` : "Preparing";
-    const step = g.step && g.step_total ? `, step ${g.step} of ${g.step_total}` : "";
-    genTitle.textContent = `Generation ${g.id}: ${img}${step}`;
+    const text = generationText(g, elapsed, clock.perStep());
+    genTitle.textContent = text.title;
+    genPace.textContent = text.pace;
     const done = g.image_total ? ((g.image_index ?? 1) - 1 + (g.step && g.step_total ? g.step / g.step_total : 0)) / g.image_total : 0;
     fill(genBar, Math.max(0, Math.min(1, done)));
     const t = timeoutBand(elapsed, g.timeout_s);
     fill(timeBar, t.fraction, t.band);
-    genText.textContent = `${formatDuration(elapsed)}${g.timeout_s ? ` of ${formatDuration(g.timeout_s)}` : " (no timeout set)"}`;
+    genText.textContent = text.timeLeft;
+    genText.classList.toggle("warn", text.timeoutNear);
   };
   setInterval(renderGeneration, 1000);
 
@@ -146,10 +191,13 @@ export function dashboard(): View {
   void on.console((lines) => { buffer.push(lines); renderConsole(); });
   void on.event((e) => {
     if (e.event === "limit_breached") {
-      breaches.push(Date.parse(e.ts));
+      lastBreach = e;
+      breaches.push({ ts_ms: Date.parse(e.ts), limit: String(e.limit) });
       redraw();
+    } else if (e.event === "generation_stopped" && e.limit != null) {
+      showWhy(e);
     }
-  });
+  }).then(() => (el.dataset.listening = "true"));
   void api.console(null, null).then((lines) => { buffer.push(lines); renderConsole(); });
   const ro = new ResizeObserver(() => {
     const w = Math.max(280, Math.floor((el.clientWidth - 24) / 2) - 4);
