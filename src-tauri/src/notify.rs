@@ -34,6 +34,9 @@ impl Notifier {
         if matches!(ev.kind, EventKind::Ready { .. }) && !self.cfg.on_ready {
             return;
         }
+        if matches!(ev.kind, EventKind::GenerationFinished { .. }) && !self.cfg.on_finished {
+            return;
+        }
         let Some(n) = notice::for_event(ev) else {
             return;
         };

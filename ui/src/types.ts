@@ -39,7 +39,7 @@ export interface Settings {
   launch: { preset: string | null; vram_mode: string | null; port: number; listen: string | null; extra_args: string[]; auto_update: boolean };
   restart: { policy: "never" | "on-failure" | "always"; max_restarts: number; window_s: number };
   limits: Limits; sampling_interval_ms: number;
-  notifications: { enabled: boolean; on_ready: boolean };
+  notifications: { enabled: boolean; on_ready: boolean; on_finished: boolean };
   metrics: { enabled: boolean; port: number };
   gateway: { enabled: boolean; token: string | null; rate_per_minute: number | null };
   log_prompts: boolean; start_with_session: boolean; containment: string; nvml_library: string | null;

@@ -98,6 +98,9 @@ pub struct LimitsConfig {
 pub struct Notifications {
     pub enabled: bool,
     pub on_ready: bool,
+    /// Opt-in: a notification when a generation completes (Fooocus itself only plays a sound
+    /// in its browser tab).
+    pub on_finished: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -163,6 +166,7 @@ impl Default for Notifications {
         Notifications {
             enabled: true,
             on_ready: false,
+            on_finished: false,
         }
     }
 }

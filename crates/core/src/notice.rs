@@ -88,6 +88,14 @@ pub fn for_event(ev: &GuardEvent) -> Option<Notice> {
         ),
         EventKind::Unhealthy { reason } => n("Fooocus cannot generate", format!("{reason}. The guard restarts it.")),
         EventKind::Ready { url, .. } => n("Fooocus is ready", format!("Open {url} to start generating.")),
+        EventKind::GenerationFinished { outcome, seconds, images_done, .. } if outcome == "completed" => n(
+            "Generation finished",
+            format!(
+                "{images_done} image{} in {}.",
+                if *images_done == 1 { "" } else { "s" },
+                secs(*seconds)
+            ),
+        ),
         _ => None,
     }
 }
@@ -111,6 +119,33 @@ mod tests {
         assert_eq!(
             n.body,
             "Generation stopped after 5 min -- your limit is 5 min. Fooocus is restarting; it will be ready in a moment."
+        );
+    }
+
+    #[test]
+    fn a_finished_generation_in_words() {
+        let done = |outcome: &str, images: u32| {
+            GuardEvent::now(EventKind::GenerationFinished {
+                generation_id: 3,
+                outcome: outcome.into(),
+                seconds: 95.0,
+                closed_by: "task_end".into(),
+                images_done: images,
+                images_total: Some(images),
+                peak_ram_bytes: None,
+                peak_vram_bytes: None,
+                peak_cpu_percent: None,
+            })
+        };
+        let n = for_event(&done("completed", 2)).unwrap();
+        assert_eq!(
+            (n.summary.as_str(), n.body.as_str()),
+            ("Generation finished", "2 images in 1 min 35 s.")
+        );
+        assert_eq!(
+            for_event(&done("stopped", 1)),
+            None,
+            "a stop says so itself"
         );
     }
 

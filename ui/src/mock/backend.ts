@@ -15,7 +15,7 @@ const settings: Settings = {
   launch: { preset: null, vram_mode: null, port: 7865, listen: null, extra_args: [], auto_update: false },
   restart: { policy: "on-failure", max_restarts: 5, window_s: 600 },
   limits: { timeout_s: 300, stall_timeout_s: 120, startup_timeout_s: 600, memory_bytes: 12 * GiB, swap_bytes: null, vram_bytes: 7 * GiB, cpu_percent: 400, grace_s: 10 },
-  sampling_interval_ms: 1000, notifications: { enabled: true, on_ready: false }, metrics: { enabled: false, port: 9465 },
+  sampling_interval_ms: 1000, notifications: { enabled: true, on_ready: false, on_finished: false }, metrics: { enabled: false, port: 9465 },
   gateway: { enabled: true, token: null, rate_per_minute: null }, log_prompts: false, start_with_session: false,
   containment: "auto", nvml_library: null,
 };

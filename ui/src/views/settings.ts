@@ -128,6 +128,7 @@ export function settings(): View {
         num("Sampling interval (ms)", "sampling_interval_ms", () => m.sampling_interval_ms, (v) => (m.sampling_interval_ms = v)),
         check("Desktop notifications", "notifications.enabled", () => m.notifications.enabled, (v) => (m.notifications.enabled = v)),
         check("Also when Fooocus is ready", "notifications.on_ready", () => m.notifications.on_ready, (v) => (m.notifications.on_ready = v)),
+        check("Also when a generation finishes", "notifications.on_finished", () => m.notifications.on_finished, (v) => (m.notifications.on_finished = v)),
         check("Prometheus metrics on 127.0.0.1", "metrics.enabled", () => m.metrics.enabled, (v) => (m.metrics.enabled = v)),
         num("Metrics port", "metrics.port", () => m.metrics.port, (v) => (m.metrics.port = v))),
       h("fieldset", {}, h("legend", {}, "Gateway and privacy"),
