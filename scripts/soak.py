@@ -95,12 +95,14 @@ def soak(cli, kills):
         open(pids_file, "w").close()
         g = subprocess.Popen([cli, "run", "--install", inst, "--port", str(free_port()), "--no-gateway",
                               "--timeout", "1s", "--grace", "1s", "--events", ev],
-                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             env=env, stdout=subprocess.DEVNULL, stderr=open(ev + ".err", "w"))
         # A limit stopped the first generation, and the next one is running.
         ok = wait(lambda: sum(e.get("event") == "generation_started" for e in events(ev)) >= 2
                   and any(e.get("event") == "generation_stopped" for e in events(ev)), 30)
         if not ok:
             timeouts += 1
+            print("  run %d never reached its second generation; the guard said:\n    %s" % (
+                i, "\n    ".join(open(ev + ".err").read().splitlines()[-8:])), flush=True)
         tree = [int(p) for p in open(pids_file).read().split()]
         started = [e for e in events(ev) if e.get("event") == "started"]
         tree += [s["pid"] for s in started]
