@@ -172,24 +172,13 @@ pub fn update(app: &AppHandle, s: &Status) {
     }
     let _ = tray.icon.set_tooltip(Some(tip.clone()));
     let _ = tray.status.set_text(tip);
-    let running = matches!(
-        s.state,
-        FooocusState::Starting
-            | FooocusState::Ready
-            | FooocusState::Generating
-            | FooocusState::Restarting
-    );
-    let _ = tray
-        .items
-        .start
-        .set_enabled(!running && s.state != FooocusState::NotConfigured);
-    let _ = tray.items.stop.set_enabled(running);
-    let _ = tray.items.restart.set_enabled(running);
-    let _ = tray.items.browser.set_enabled(s.url.is_some());
-    let _ = tray
-        .items
-        .stop_generation
-        .set_enabled(s.generation.is_some());
+    // The same actions the dashboard's buttons show: derived once, in the supervisor.
+    let a = s.actions;
+    let _ = tray.items.start.set_enabled(a.start);
+    let _ = tray.items.stop.set_enabled(a.stop);
+    let _ = tray.items.restart.set_enabled(a.restart);
+    let _ = tray.items.browser.set_enabled(a.open_browser);
+    let _ = tray.items.stop_generation.set_enabled(a.stop_generation);
 }
 
 pub fn tooltip(s: &Status) -> String {

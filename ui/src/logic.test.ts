@@ -4,10 +4,10 @@ import type { HistoryPoint, Sample } from "./types";
 
 describe("actions", () => {
   it("follow the state", () => {
-    expect(actionsFor("stopped", false)).toEqual({ start: true, stop: false, restart: false, browser: false, stopGeneration: false });
-    expect(actionsFor("generating", true)).toEqual({ start: false, stop: true, restart: true, browser: true, stopGeneration: true });
+    expect(actionsFor("stopped", false)).toEqual({ start: true, stop: false, restart: false, open_browser: false, stop_generation: false });
+    expect(actionsFor("generating", true)).toEqual({ start: false, stop: true, restart: true, open_browser: true, stop_generation: true });
     expect(actionsFor("not_configured", false).start).toBe(false);
-    expect(actionsFor("starting", true).browser).toBe(false);
+    expect(actionsFor("starting", true).open_browser).toBe(false);
   });
 });
 

@@ -1,17 +1,19 @@
 // Pure pieces of the UI, unit-tested: which actions a state allows, the console's bounded
 // buffer and search, and merging live samples into the graphs' history.
-import type { ConsoleLine, FooocusState, HistoryPoint, Sample } from "./types";
+import type { ConsoleLine, FooocusState, HistoryPoint, Sample, Status } from "./types";
 
-export interface Actions { start: boolean; stop: boolean; restart: boolean; browser: boolean; stopGeneration: boolean }
+export type Actions = Status["actions"];
 
+/** The guard's rule (crates/core `Actions::for_state`), for the mock backend only: the real
+ *  status carries its actions, which the dashboard renders as they are. */
 export function actionsFor(state: FooocusState, hasUrl: boolean): Actions {
   const running = state === "starting" || state === "ready" || state === "generating" || state === "restarting";
   return {
     start: !running && state !== "not_configured" && state !== "stopping",
     stop: running,
     restart: running,
-    browser: hasUrl && (state === "ready" || state === "generating"),
-    stopGeneration: state === "generating",
+    open_browser: hasUrl && (state === "ready" || state === "generating"),
+    stop_generation: state === "generating",
   };
 }
 

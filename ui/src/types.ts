@@ -15,6 +15,8 @@ export interface Status {
   backend: { kind: string; reason: string; unenforced: string[] } | null;
   gpu_status: string; generation: GenerationProgress | null; unseen_breach: boolean;
   graceful_stop: { available: boolean; why: string }; demo: boolean; restarts: number; pid?: number | null;
+  /** What the user may do now: derived once by the guard; the tray and the dashboard render it. */
+  actions: { start: boolean; stop: boolean; restart: boolean; open_browser: boolean; stop_generation: boolean };
 }
 export interface TreeSample {
   cpu_percent: number; cpu_percent_machine: number; ram_bytes: number; ram_source: string;

@@ -100,6 +100,31 @@ pub enum FooocusState {
     GaveUp,
 }
 
+/// What the user may do in a state: derived here once, and rendered as it is by the tray's menu
+/// and the dashboard's buttons (which used to decide each on their own, and disagreed).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actions {
+    pub start: bool,
+    pub stop: bool,
+    pub restart: bool,
+    pub open_browser: bool,
+    pub stop_generation: bool,
+}
+
+impl Actions {
+    pub fn for_state(state: FooocusState, has_url: bool) -> Actions {
+        use FooocusState::*;
+        let running = matches!(state, Starting | Ready | Generating | Restarting);
+        Actions {
+            start: !running && !matches!(state, NotConfigured | Stopping),
+            stop: running,
+            restart: running,
+            open_browser: has_url && matches!(state, Ready | Generating),
+            stop_generation: state == Generating,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GenerationProgress {
     pub id: u64,
@@ -132,6 +157,8 @@ pub struct Status {
     pub demo: bool,
     pub restarts: u32,
     pub pid: Option<u32>,
+    /// What the user may do now (see `Actions::for_state`).
+    pub actions: Actions,
 }
 
 /// What subscribers receive.
@@ -253,6 +280,7 @@ impl Guard {
                 demo: opts.demo,
                 restarts: 0,
                 pid: None,
+                actions: Actions::for_state(state, false),
             }),
             console: Mutex::new(ConsoleBuffer::new(opts.console_lines)),
             subscribers: Mutex::new(Vec::new()),
@@ -2007,6 +2035,7 @@ impl Loop {
                 why: "Fooocus is not running".into(),
             },
         };
+        st.actions = Actions::for_state(st.state, st.url.is_some());
         st.generation = self.tracker.current().map(|g| GenerationProgress {
             id: g.id,
             started_ms: g.started_ms,
@@ -2083,6 +2112,32 @@ fn taken_port(message: &str) -> Option<u16> {
     let rest = message.split("Cannot find empty port in range:").nth(1)?;
     let first = rest.trim_start().split('-').next()?;
     first.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod actions_tests {
+    use super::*;
+
+    #[test]
+    fn each_state_allows_its_actions() {
+        use FooocusState::*;
+        let a = |s, url| Actions::for_state(s, url);
+        assert!(a(Stopped, false).start && !a(Stopped, false).stop);
+        assert!(!a(NotConfigured, false).start, "nothing to start");
+        assert!(
+            !a(Stopping, true).start && !a(Stopping, true).stop,
+            "wait for the stop"
+        );
+        assert!(a(GaveUp, false).start, "start again after fixing the cause");
+        let g = a(Generating, true);
+        assert!(g.stop && g.restart && g.open_browser && g.stop_generation && !g.start);
+        assert!(
+            !a(Starting, true).open_browser,
+            "not before Fooocus is ready"
+        );
+        assert!(!a(Ready, false).open_browser, "no address yet");
+        assert!(!a(Ready, true).stop_generation);
+    }
 }
 
 #[cfg(test)]

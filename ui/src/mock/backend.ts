@@ -6,6 +6,7 @@
 import { mockIPC, mockWindows } from "@tauri-apps/api/mocks";
 import { emit } from "@tauri-apps/api/event";
 import type { BreachRecord, ConsoleLine, FieldError, GenerationRecord, HistoryPoint, Sample, Settings, Status } from "../types";
+import { actionsFor } from "../logic";
 
 const GiB = 1024 ** 3;
 const now = () => Date.now();
@@ -28,7 +29,9 @@ const status: Status = {
   backend: { kind: "cgroup-v2", reason: "cgroup v2 at /sys/fs/cgroup/user.slice/.../fooocus-guard/1234-1-fooocus with the memory, cpu and pids controllers", unenforced: [] },
   gpu_status: hasGpu ? "ok" : "no NVIDIA GPU (libnvidia-ml not found)", generation: { id: 42, started_ms: now() - 95_000, image_index: 2, image_total: 4, step: 17, step_total: 30, elapsed_s: 95, timeout_s: 300 },
   unseen_breach: false, graceful_stop: { available: true, why: "Fooocus can be asked to stop a generation" }, demo: true, restarts: 1,
+  actions: actionsFor("generating", true),
 };
+status.actions = actionsFor(status.state, !!status.url);
 
 const gens: GenerationRecord[] = Array.from({ length: 24 }, (_, i) => {
   const outcome = i % 9 === 4 ? "timed_out" : i % 11 === 7 ? "out_of_memory" : "completed";
@@ -146,6 +149,7 @@ async function stopByLimit(limit: "vram" | "memory" | "timeout" | "cpu", how: "g
   await emit("guard-event", { ts, event: "limit_breached", limit, configured, observed, action, generation_id: id, source: limit === "vram" ? "tree" : undefined });
   status.generation = null;
   status.state = "ready";
+  status.actions = actionsFor(status.state, !!status.url);
   await emit("status", status);
   await emit("guard-event", { ts: new Date().toISOString(), event: "generation_stopped", generation_id: id, how, limit, took_s: how === "graceful" ? 2.4 : 10.3,
     steps: [], grace_s: l.grace_s ?? 10, grace: "configured" });

@@ -3,7 +3,7 @@
 import { api, on } from "../ipc";
 import { h, clear } from "../dom";
 import { graph, sparkline, type Breach, type Graph, type Series } from "../charts";
-import { actionsFor, ConsoleBuffer, mergeLive, pointOf, STATE_LABEL, timeoutBand } from "../logic";
+import { ConsoleBuffer, mergeLive, pointOf, STATE_LABEL, timeoutBand } from "../logic";
 import { generationText, lastMinute, noGpu, ofLimit, StepClock, whyStopped } from "../glance";
 import { formatSize } from "../units";
 import type { GuardEvent, HistoryPoint, Settings, Status } from "../types";
@@ -139,7 +139,8 @@ export function dashboard(): View {
     stateEl.textContent = STATE_LABEL[s.state];
     stateEl.className = `state ${s.state}`;
     urlEl.textContent = s.url ? `Listening on ${s.url}` : "";
-    const a = actionsFor(s.state, !!s.url);
+    // The guard derives what a state allows; the tray renders the same.
+    const a = { start: s.actions.start, stop: s.actions.stop, restart: s.actions.restart, browser: s.actions.open_browser, stopGeneration: s.actions.stop_generation };
     (Object.keys(buttons) as (keyof typeof buttons)[]).forEach((k) => ((buttons[k] as HTMLButtonElement).disabled = !a[k]));
     clear(backendEl, h("summary", {}, `Containment: ${s.backend?.kind ?? "—"}`), h("p", {}, s.backend?.reason ?? "Fooocus is not running"),
       s.backend?.unenforced.length ? h("p", { class: "warn" }, `Not enforced by the OS: ${s.backend.unenforced.join(", ")} (the guard's watchdog covers RAM)`) : null);
