@@ -46,9 +46,11 @@ def free_port():
 def make_install(d):
     """A Fooocus-shaped folder whose entry script runs the Gradio app with the venv's python."""
     os.makedirs(os.path.join(d, "modules"), exist_ok=True)
-    with open(os.path.join(d, "entry_with_update.py"), "w") as f:
-        f.write("import os, sys\nos.execv(sys.executable, [sys.executable, %r] + sys.argv[1:])\n" % os.path.join(HERE, "fooocus_like_app.py"))
-    for n in ("launch.py", "webui.py", "modules/async_worker.py"):
+    # The guard starts launch.py (entry_with_update.py only with auto_update): both run the app.
+    for n in ("entry_with_update.py", "launch.py"):
+        with open(os.path.join(d, n), "w") as f:
+            f.write("import os, sys\nos.execv(sys.executable, [sys.executable, %r] + sys.argv[1:])\n" % os.path.join(HERE, "fooocus_like_app.py"))
+    for n in ("webui.py", "modules/async_worker.py"):
         open(os.path.join(d, n), "w").close()
     with open(os.path.join(d, "fooocus_version.py"), "w") as f:
         f.write("version = '2.5.5'\n")
