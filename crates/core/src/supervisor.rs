@@ -1894,20 +1894,18 @@ impl Loop {
                 } else {
                     ExitKind::Failure
                 };
-                let reason = match (code, signal, oom) {
-                    (_, _, true) => "killed by the RAM cap".to_string(),
-                    (Some(c), _, _) => format!("exited with code {c}"),
-                    (_, Some(s), _) => format!("killed by signal {s}"),
+                let reason = match (code, signal, oom, port_taken) {
+                    (_, _, true, _) => "killed by the RAM cap".to_string(),
+                    // Said in plain words, and restarted with backoff: the other program may
+                    // let go of the port (give-up, if it comes, names the port).
+                    (_, _, _, Some((port, true))) => format!(
+                        "could not listen: port {port} is taken by another program (close it, or pick another port in the settings)"
+                    ),
+                    (Some(c), _, _, _) => format!("exited with code {c}"),
+                    (_, Some(s), _, _) => format!("killed by signal {s}"),
                     _ => "exited".to_string(),
                 };
                 self.guard_line(&format!("Fooocus {reason}"));
-                if let Some((port, true)) = port_taken {
-                    self.give_up(
-                        1,
-                        format!("port {port} is taken by another program: close it, or pick another port in the settings"),
-                    );
-                    return;
-                }
                 match self.restart.on_exit(kind, now) {
                     Decision::Restart { attempt, delay } => {
                         self.schedule_restart(now, attempt, delay, reason)
