@@ -458,3 +458,34 @@ fn a_console_flood_does_not_grow_the_guard() {
     );
     run.stop();
 }
+
+/// Gradio given `--port P` tries only P (fidelity M4): when another program holds it, the guard
+/// says so in plain words, restarts with backoff in case it lets go, and gives up naming it.
+#[test]
+fn a_taken_port_is_said_in_plain_words() {
+    let inst = make_install("2.5", &json!({"startup_seconds": 0.01}));
+    let blocker = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = blocker.local_addr().unwrap().port().to_string();
+    let mut run = Running::start(&[
+        "--install",
+        inst.path.to_str().unwrap(),
+        "--port",
+        &port,
+        "--no-gateway",
+        "--max-restarts",
+        "1",
+    ]);
+    let said = format!("port {port} is taken by another program");
+    run.wait_for("the warning about the port", LONG, |e| {
+        e["event"] == "warning" && e["message"].as_str().unwrap_or("").contains(&said)
+    });
+    run.wait_event("restarting", LONG);
+    let st = run.wait_exit(LONG);
+    assert_eq!(st.code(), Some(3), "{}", run.dump());
+    let gave_up = run.wait_event("gave_up", LONG);
+    assert!(
+        gave_up["reason"].as_str().unwrap().contains(&said),
+        "{gave_up}"
+    );
+    drop(blocker);
+}
