@@ -64,16 +64,7 @@ impl RestartPolicy {
         if !restart {
             return Decision::Stay;
         }
-        let window = Duration::from_secs(self.cfg.window_s);
-        self.failures.push_back(now);
-        while self
-            .failures
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > window)
-        {
-            self.failures.pop_front();
-        }
-        let failures = self.failures.len() as u32;
+        let failures = self.count_failure(now);
         if failures > self.cfg.max_restarts {
             return Decision::GiveUp { failures };
         }
@@ -90,11 +81,8 @@ impl RestartPolicy {
 }
 
 impl RestartPolicy {
-    /// The guard killed Fooocus for a limit. The restart is part of the breach's action, so it
-    /// happens whatever the policy, but each such kill counts as a failure: a generation that
-    /// breaches every time (a cap below what Fooocus needs once loaded) backs off, then gives
-    /// up after `max_restarts` in the window instead of looping for ever.
-    pub fn on_limit_kill(&mut self, now: Instant) -> Decision {
+    /// Count a failure at `now`; the failures within the window, this one included.
+    fn count_failure(&mut self, now: Instant) -> u32 {
         let window = Duration::from_secs(self.cfg.window_s);
         self.failures.push_back(now);
         while self
@@ -104,7 +92,15 @@ impl RestartPolicy {
         {
             self.failures.pop_front();
         }
-        let failures = self.failures.len() as u32;
+        self.failures.len() as u32
+    }
+
+    /// The guard killed Fooocus for a limit. The restart is part of the breach's action, so it
+    /// happens whatever the policy, but each such kill counts as a failure: a generation that
+    /// breaches every time (a cap below what Fooocus needs once loaded) backs off, then gives
+    /// up after `max_restarts` in the window instead of looping for ever.
+    pub fn on_limit_kill(&mut self, now: Instant) -> Decision {
+        let failures = self.count_failure(now);
         if failures > self.cfg.max_restarts {
             return Decision::GiveUp { failures };
         }
