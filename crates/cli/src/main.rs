@@ -65,23 +65,54 @@ struct ArgvArgs {
     /// Settings file (default: none; only the options below).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    #[arg(long, value_name = "N")]
-    port: Option<u16>,
-    #[arg(long, value_name = "NAME")]
-    preset: Option<String>,
-    #[arg(long, value_name = "MODE")]
-    vram_mode: Option<String>,
-    #[arg(long, value_name = "IP", num_args = 0..=1, default_missing_value = "0.0.0.0")]
-    listen: Option<String>,
-    /// Start through entry_with_update.py (updates Fooocus at every start).
-    #[arg(long)]
-    auto_update: bool,
+    #[command(flatten)]
+    launch: LaunchArgs,
     /// One JSON object: program, args, cwd, env, notes.
     #[arg(long)]
     json: bool,
     /// Extra flags for Fooocus, as the extra_args setting.
     #[arg(last = true, value_name = "EXTRA")]
     extra: Vec<String>,
+}
+
+/// How Fooocus is started: `run` and `argv` take the same options.
+#[derive(Args)]
+struct LaunchArgs {
+    #[arg(long, value_name = "N")]
+    port: Option<u16>,
+    #[arg(long, value_name = "NAME")]
+    preset: Option<String>,
+    /// One of Fooocus's VRAM modes, e.g. always-low-vram.
+    #[arg(long, value_name = "MODE")]
+    vram_mode: Option<String>,
+    /// Listen on the LAN (bare --listen = 0.0.0.0).
+    #[arg(long, value_name = "IP", num_args = 0..=1, default_missing_value = "0.0.0.0")]
+    listen: Option<String>,
+    /// Start through entry_with_update.py, which updates Fooocus (and discards changes to its
+    /// folder) at every start; by default launch.py starts the version you have.
+    #[arg(long)]
+    auto_update: bool,
+}
+
+impl LaunchArgs {
+    /// These options over the settings' own.
+    fn apply(&self, cfg: &mut Config) {
+        if let Some(p) = self.port {
+            cfg.launch.port = p;
+        }
+        if let Some(p) = &self.preset {
+            cfg.launch.preset = Some(p.clone());
+        }
+        if let Some(m) = &self.vram_mode {
+            cfg.launch.vram_mode = Some(m.trim_start_matches('-').to_string());
+        }
+        if let Some(l) = &self.listen {
+            cfg.launch.listen = Some(l.clone());
+        }
+        if self.auto_update {
+            cfg.launch.auto_update = true;
+        }
+    }
 }
 
 #[derive(Args)]
@@ -135,23 +166,11 @@ struct RunArgs {
     /// libnvidia-ml to load (default: the loader's search path).
     #[arg(long, value_name = "PATH")]
     nvml: Option<PathBuf>,
-    #[arg(long, value_name = "N")]
-    port: Option<u16>,
-    #[arg(long, value_name = "NAME")]
-    preset: Option<String>,
-    /// One of Fooocus's VRAM modes, e.g. always-low-vram.
-    #[arg(long, value_name = "MODE")]
-    vram_mode: Option<String>,
-    /// Listen on the LAN (bare --listen = 0.0.0.0).
-    #[arg(long, value_name = "IP", num_args = 0..=1, default_missing_value = "0.0.0.0")]
-    listen: Option<String>,
+    #[command(flatten)]
+    launch: LaunchArgs,
     /// Start Fooocus directly on the port, without the gateway (no graceful stop on 2.2+).
     #[arg(long)]
     no_gateway: bool,
-    /// Start through entry_with_update.py, which updates Fooocus (and discards changes to its
-    /// folder) at every start; by default launch.py starts the version you have.
-    #[arg(long)]
-    auto_update: bool,
     /// The command to supervise instead of an install.
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<OsString>,
@@ -260,23 +279,9 @@ fn settings(a: &RunArgs) -> Result<Config, String> {
     if let Some(p) = &a.nvml {
         cfg.nvml_library = Some(p.display().to_string());
     }
-    if let Some(p) = a.port {
-        cfg.launch.port = p;
-    }
-    if let Some(p) = &a.preset {
-        cfg.launch.preset = Some(p.clone());
-    }
-    if let Some(m) = &a.vram_mode {
-        cfg.launch.vram_mode = Some(m.trim_start_matches('-').to_string());
-    }
-    if let Some(l) = &a.listen {
-        cfg.launch.listen = Some(l.clone());
-    }
+    a.launch.apply(&mut cfg);
     if a.no_gateway {
         cfg.gateway.enabled = false;
-    }
-    if a.auto_update {
-        cfg.launch.auto_update = true;
     }
     if let Some(p) = &a.python {
         cfg.python = Some(p.display().to_string());
@@ -397,21 +402,7 @@ fn argv(a: ArgvArgs) -> ExitCode {
         },
         None => Config::default(),
     };
-    if let Some(p) = a.port {
-        cfg.launch.port = p;
-    }
-    if a.preset.is_some() {
-        cfg.launch.preset = a.preset.clone();
-    }
-    if let Some(m) = &a.vram_mode {
-        cfg.launch.vram_mode = Some(m.trim_start_matches('-').to_string());
-    }
-    if a.listen.is_some() {
-        cfg.launch.listen = a.listen.clone();
-    }
-    if a.auto_update {
-        cfg.launch.auto_update = true;
-    }
+    a.launch.apply(&mut cfg);
     cfg.launch.extra_args.extend(a.extra.iter().cloned());
     if let Some(p) = &a.python {
         cfg.python = Some(p.display().to_string());
