@@ -82,94 +82,64 @@ impl ConsoleBuffer {
 }
 
 /// One output stream of Fooocus: splits it into lines and parses it.
-/// Fooocus's two pipes into one parser. Each pipe has its own line splitter (their lines
-/// interleave mid-line), but the lines go to a single parser in the order they arrive: tqdm
-/// draws its bars on stderr while the task's lines come on stdout, and a bar only means a step
-/// of the task the other stream opened.
-pub struct ConsoleReader {
-    out: LineSplitter,
-    err: LineSplitter,
+pub struct StreamReader {
+    splitter: LineSplitter,
     parser: Parser,
-    /// Lines of both streams, numbered in arrival order.
-    lines: u64,
-    /// Streams that reached their end.
-    closed: [bool; 2],
     events: Vec<fooocus_console::Event>,
 }
 
-impl Default for ConsoleReader {
+impl Default for StreamReader {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl ConsoleReader {
+impl StreamReader {
     pub fn new() -> Self {
-        ConsoleReader {
-            out: LineSplitter::new(),
-            err: LineSplitter::new(),
+        StreamReader {
+            splitter: LineSplitter::new(),
             parser: Parser::new(),
-            lines: 0,
-            closed: [false; 2],
             events: Vec::new(),
         }
     }
 
-    fn index(stream: Stream) -> usize {
-        usize::from(stream == Stream::Stderr)
-    }
-
-    /// Feed bytes of `stream`; each complete line goes to `line`, each event to `signal`.
+    /// Feed bytes; each complete line goes to `line`, each recognised event to `signal`.
     pub fn feed(
         &mut self,
-        stream: Stream,
         bytes: &[u8],
         mut line: impl FnMut(&str),
-        signal: impl FnMut(Signal),
+        mut signal: impl FnMut(Signal),
     ) {
-        let (parser, events, n) = (&mut self.parser, &mut self.events, &mut self.lines);
-        let splitter = if Self::index(stream) == 0 {
-            &mut self.out
-        } else {
-            &mut self.err
-        };
-        splitter.feed(bytes, |l| {
+        let (parser, events) = (&mut self.parser, &mut self.events);
+        self.splitter.feed(bytes, |l| {
             line(l.text);
-            *n += 1;
-            parser.feed_line(*n, l.text, events);
+            parser.feed_line(l.line, l.text, events);
         });
-        self.drain(signal);
-    }
-
-    /// `stream` closed: flush its partial last line; once both closed, an open traceback.
-    pub fn finish(
-        &mut self,
-        stream: Stream,
-        mut line: impl FnMut(&str),
-        signal: impl FnMut(Signal),
-    ) {
-        let i = Self::index(stream);
-        let (parser, events, n) = (&mut self.parser, &mut self.events, &mut self.lines);
-        let splitter = if i == 0 { &mut self.out } else { &mut self.err };
-        splitter.finish(|l| {
-            line(l.text);
-            *n += 1;
-            parser.feed_line(*n, l.text, events);
-        });
-        self.closed[i] = true;
-        if self.closed == [true, true] {
-            self.parser.finish(&mut self.events);
+        for e in self.events.drain(..) {
+            if let Some(s) = signal_of(e.kind) {
+                signal(s);
+            }
         }
-        self.drain(signal);
     }
 
-    /// The console has been quiet for a while: a complete traceback becomes its event.
-    pub fn settle(&mut self, signal: impl FnMut(Signal)) {
+    /// The stream has been quiet for a while: a complete traceback becomes its event.
+    pub fn settle(&mut self, mut signal: impl FnMut(Signal)) {
         self.parser.settle(&mut self.events);
-        self.drain(signal);
+        for e in self.events.drain(..) {
+            if let Some(s) = signal_of(e.kind) {
+                signal(s);
+            }
+        }
     }
 
-    fn drain(&mut self, mut signal: impl FnMut(Signal)) {
+    /// The stream closed: flush a partial last line and an open traceback.
+    pub fn finish(&mut self, mut line: impl FnMut(&str), mut signal: impl FnMut(Signal)) {
+        let (parser, events) = (&mut self.parser, &mut self.events);
+        self.splitter.finish(|l| {
+            line(l.text);
+            parser.feed_line(l.line, l.text, events);
+        });
+        parser.finish(events);
         for e in self.events.drain(..) {
             if let Some(s) = signal_of(e.kind) {
                 signal(s);
@@ -224,34 +194,5 @@ mod tests {
                 .collect::<Vec<_>>(),
             [4, 5]
         );
-    }
-
-    /// Fooocus 2.1 announces its images only by its first steps, and tqdm draws the steps on
-    /// stderr while the task's lines come on stdout: one parser must see both.
-    #[test]
-    fn bars_on_stderr_count_within_the_task_stdout_opened() {
-        let mut r = ConsoleReader::new();
-        let mut signals = Vec::new();
-        r.feed(
-            Stream::Stdout,
-            b"[Fooocus] Initializing ...\n[Parameters] Adaptive CFG = 7\n[Fooocus] Encoding positive #1 ...\n[Fooocus] Encoding positive #2 ...\n",
-            |_| {},
-            |s| signals.push(s),
-        );
-        r.feed(
-            Stream::Stderr,
-            b"  3%|3         | 1/30 [00:01<00:29,  1.00s/it]\n",
-            |_| {},
-            |s| signals.push(s),
-        );
-        assert!(
-            signals
-                .iter()
-                .any(|s| matches!(s, Signal::ImageStart { index: 1, total: 2 })),
-            "{signals:?}"
-        );
-        assert!(signals
-            .iter()
-            .any(|s| matches!(s, Signal::Progress { step: 1, total: 30 })));
     }
 }

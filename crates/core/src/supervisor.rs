@@ -22,7 +22,7 @@ use guard_contain::{BackendChoice, Containment, TreeProbe};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::console::{ConsoleBuffer, ConsoleLine, ConsoleReader, Stream};
+use crate::console::{ConsoleBuffer, ConsoleLine, Stream, StreamReader};
 use crate::events::{self, EventKind, GuardEvent, LimitKind, StopHow, StopStep};
 use crate::generation::{
     Change, ClosedBy, Generation, Outcome, Phase, QueueSignal, Signal, Tracker,
@@ -478,8 +478,8 @@ struct Run {
     pid: u32,
     started: Instant,
     container: Box<dyn Containment>,
-    /// Both pipes into one parser, in arrival order.
-    console: ConsoleReader,
+    out: StreamReader,
+    err: StreamReader,
     end: Option<EndReason>,
     route: StopRoute,
     /// The gateway in front of this Fooocus (None: off, not possible, or it failed to start).
@@ -924,7 +924,8 @@ impl Loop {
             pid,
             started: Instant::now(),
             container,
-            console: ConsoleReader::new(),
+            out: StreamReader::new(),
+            err: StreamReader::new(),
             end: None,
             route: StopRoute::Unavailable {
                 why: "Fooocus is starting".into(),
@@ -1148,7 +1149,11 @@ impl Loop {
         let now = Instant::now();
         let wall = SystemTime::now();
         run.settle_at = Some(now + CONSOLE_SETTLE);
-        let reader = &mut run.console;
+        let reader = if stream == Stream::Stdout {
+            &mut run.out
+        } else {
+            &mut run.err
+        };
         let mut console = self.shared.console.lock().unwrap();
         let pending = &mut self.pending_console;
         let tracker = &mut self.tracker;
@@ -1171,8 +1176,8 @@ impl Loop {
             tracker.on_signal(sig, now, wall, changes)
         };
         match bytes {
-            Some(b) => reader.feed(stream, b, on_line, on_signal),
-            None => reader.finish(stream, on_line, on_signal),
+            Some(b) => reader.feed(b, on_line, on_signal),
+            None => reader.finish(on_line, on_signal),
         }
         drop(console);
         self.apply_changes(now);
@@ -1390,8 +1395,9 @@ impl Loop {
                 run.settle_at = None;
                 let wall = SystemTime::now();
                 let (tracker, changes) = (&mut self.tracker, &mut self.changes);
-                run.console
-                    .settle(|sig| tracker.on_signal(sig, now, wall, changes));
+                for reader in [&mut run.out, &mut run.err] {
+                    reader.settle(|sig| tracker.on_signal(sig, now, wall, changes));
+                }
             }
         }
         if let Mode::Running(run) = &mut self.mode {
