@@ -9,6 +9,8 @@ use crate::install::{self, Install};
 use crate::supervisor::{FooocusState, Guard};
 
 const SIMULATOR: &str = include_str!("../../../tests/sim/fooocus_sim.py");
+/// Each version's argument parser, which the simulator reads from beside itself.
+const SIMULATOR_FLAGS: &str = include_str!("../../../tests/sim/upstream_flags.json");
 
 pub struct Demo {
     pub install: Install,
@@ -23,6 +25,9 @@ impl Demo {
         let sim = dir.join("fooocus_sim.py");
         std::fs::write(&sim, SIMULATOR)
             .map_err(|e| format!("demo: cannot write {}: {e}", sim.display()))?;
+        let flags = dir.join("upstream_flags.json");
+        std::fs::write(&flags, SIMULATOR_FLAGS)
+            .map_err(|e| format!("demo: cannot write {}: {e}", flags.display()))?;
         let fooocus = dir.join("Fooocus");
         let _ = std::fs::remove_dir_all(&fooocus);
         let python = python3().ok_or("demo mode needs python3 on the PATH")?;
@@ -103,4 +108,34 @@ fn free_port() -> Option<u16> {
         .local_addr()
         .ok()
         .map(|a| a.port())
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::io::BufRead;
+
+    /// The demo's simulator runs from the folder the app writes it to (it once needed a file
+    /// that was not written beside it, and every demo start exited with code 1).
+    #[test]
+    fn the_demo_install_starts_and_gets_ready() {
+        let t = tempfile::tempdir().unwrap();
+        let d = Demo::prepare(t.path()).unwrap();
+        let cfg = d.config(&Config::default());
+        let cmd = install::launch_command(&d.install, &cfg.launch, cfg.launch.port);
+        let mut child = cmd
+            .to_command()
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let ready = out
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.starts_with("App started successful"));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(ready, "the demo's Fooocus never said it was ready");
+    }
 }
