@@ -1076,8 +1076,15 @@ impl Loop {
                 Stream::Stderr,
             ),
         ];
+        // The pipes tell the waiter when they have sent their last bytes, so that what
+        // Fooocus printed just before it exited (a taken port, a traceback) reaches the
+        // loop before its exit does.
+        let (closed_tx, closed_rx) = bounded::<()>(2);
+        let mut open_pipes = 0;
         for (pipe, stream) in streams {
             let Some(mut pipe) = pipe else { continue };
+            open_pipes += 1;
+            let closed_tx = closed_tx.clone();
             let tx = self.tx.clone();
             let passthrough = self.passthrough;
             let inflight = self.console_inflight.clone();
@@ -1123,8 +1130,10 @@ impl Loop {
                         }
                     }
                     let _ = tx.send(Msg::Eof { run, stream });
+                    let _ = closed_tx.send(());
                 });
         }
+        drop(closed_tx);
         let tx = self.tx.clone();
         // The waiter owns the Child: only it reaps the main process.
         let _ = std::thread::Builder::new()
@@ -1134,6 +1143,14 @@ impl Loop {
                     Ok(st) => exit_info(st),
                     Err(_) => ExitInfo::Code(-1),
                 };
+                // A grandchild may hold the pipes open for ever: wait a little, not for them
+                // (the loop kills the tree on exit, which closes them).
+                let deadline = Instant::now() + PIPE_DRAIN;
+                for _ in 0..open_pipes {
+                    if closed_rx.recv_deadline(deadline).is_err() {
+                        break;
+                    }
+                }
                 let _ = tx.send(Msg::Exited { run, exit });
             });
     }
@@ -2105,6 +2122,8 @@ pub fn os(args: &[&str]) -> Vec<OsString> {
 /// How long the restart after a kill may take when the start-up limit is off.
 const RESTART_DEADLINE: Duration = Duration::from_secs(600);
 
+/// How long the waiter lets the pipes deliver Fooocus's last lines before it reports the exit.
+const PIPE_DRAIN: Duration = Duration::from_millis(500);
 /// Quiet this long, the console's open traceback is complete (see `Parser::settle`).
 const CONSOLE_SETTLE: Duration = Duration::from_millis(300);
 
