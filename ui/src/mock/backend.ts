@@ -40,7 +40,8 @@ const gens: GenerationRecord[] = Array.from({ length: 24 }, (_, i) => {
   return { id: 41 - i, started_ms: start, ended_ms: start + dur * 1000, duration_s: dur, outcome, closed_by: outcome === "completed" ? "task_end" : "limit",
     images_done: outcome === "completed" ? 2 : 1, images_total: 2, last_step: 30, steps_total: 30, peak_ram_bytes: (7 + (i % 5)) * GiB,
     peak_swap_bytes: 0, peak_vram_bytes: (5 + (i % 3) * 0.7) * GiB, peak_cpu_percent: 110 + (i % 4) * 20,
-    limit: outcome === "timed_out" ? "timeout" : outcome === "out_of_memory" ? "vram" : null, stop_how: outcome === "completed" ? null : "killed" };
+    limit: outcome === "timed_out" ? "timeout" : outcome === "out_of_memory" ? "vram" : null, stop_how: outcome === "completed" ? null : "killed",
+    stop_steps: null, fooocus_version: "2.5.5" };
 });
 const breaches: BreachRecord[] = [
   { id: 2, ts_ms: now() - 240_000, limit: "timeout", configured: 300, observed: 300.02, action: "kill_and_restart", how: "killed", generation_id: 37 },
