@@ -51,30 +51,37 @@ pub(super) fn spawn_io(
     run: u64,
     mut child: Child,
 ) {
-    let streams: [(Option<Box<dyn Read + Send>>, Stream); 2] = [
-        (
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-            Stream::Stdout,
-        ),
-        (
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-            Stream::Stderr,
-        ),
-    ];
+    let mut pipes: Vec<(Box<dyn Read + Send>, Stream)> = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        pipes.push((Box::new(out), Stream::Stdout));
+    }
+    if let Some(err) = child.stderr.take() {
+        pipes.push((Box::new(err), Stream::Stderr));
+    }
+    // The waiter owns the Child: only it reaps the main process.
+    let wait = move || match child.wait() {
+        Ok(st) => exit_info(st),
+        Err(_) => ExitInfo::Code(-1),
+    };
+    watch(tx, passthrough, inflight, run, pipes, wait);
+}
+
+/// The threads of `spawn_io`, for any pipes and any way to wait for the exit (the tests give
+/// in-memory pipes and a wait that returns at once).
+fn watch(
+    tx: &Sender<Msg>,
+    passthrough: bool,
+    inflight: &Arc<AtomicUsize>,
+    run: u64,
+    pipes: Vec<(Box<dyn Read + Send>, Stream)>,
+    wait: impl FnOnce() -> ExitInfo + Send + 'static,
+) {
     // The pipes tell the waiter when they have sent their last bytes, so that what
     // Fooocus printed just before it exited (a taken port, a traceback) reaches the
     // loop before its exit does.
     let (closed_tx, closed_rx) = bounded::<()>(2);
-    let mut open_pipes = 0;
-    for (pipe, stream) in streams {
-        let Some(mut pipe) = pipe else { continue };
-        open_pipes += 1;
+    let open_pipes = pipes.len();
+    for (mut pipe, stream) in pipes {
         let closed_tx = closed_tx.clone();
         let tx = tx.clone();
         let inflight = inflight.clone();
@@ -125,14 +132,10 @@ pub(super) fn spawn_io(
     }
     drop(closed_tx);
     let tx = tx.clone();
-    // The waiter owns the Child: only it reaps the main process.
     let _ = std::thread::Builder::new()
         .name("fooocus-waiter".into())
         .spawn(move || {
-            let exit = match child.wait() {
-                Ok(st) => exit_info(st),
-                Err(_) => ExitInfo::Code(-1),
-            };
+            let exit = wait();
             // A grandchild may hold the pipes open for ever: wait a little, not for them
             // (the loop kills the tree on exit, which closes them).
             let deadline = Instant::now() + PIPE_DRAIN;
@@ -180,3 +183,92 @@ pub(super) fn exit_info(st: std::process::ExitStatus) -> ExitInfo {
 const PIPE_DRAIN: Duration = Duration::from_millis(500);
 /// How much of Fooocus's output may wait for the loop (both pipes together).
 const CONSOLE_BUDGET: usize = 4 << 20;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossbeam_channel::Receiver;
+
+    /// A pipe that gives `text` and then ends, but only once the test opens its gate.
+    struct GatedPipe {
+        gate: Receiver<()>,
+        text: Option<Vec<u8>>,
+    }
+
+    impl Read for GatedPipe {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let Some(text) = self.text.take() else {
+                return Ok(0);
+            };
+            // Closed without a word (the test ended): end as well.
+            let _ = self.gate.recv();
+            buf[..text.len()].copy_from_slice(&text);
+            Ok(text.len())
+        }
+    }
+
+    fn name(m: &Msg) -> String {
+        match m {
+            Msg::Output { bytes, .. } => format!("output {}", String::from_utf8_lossy(bytes)),
+            Msg::Eof { stream, .. } => format!("eof {stream:?}"),
+            Msg::Exited { exit, .. } => format!("exited {exit:?}"),
+            _ => "other".into(),
+        }
+    }
+
+    #[test]
+    fn the_last_lines_reach_the_loop_before_the_exit() {
+        let (tx, rx) = unbounded();
+        let (gate_tx, gate) = bounded(1);
+        let pipe = GatedPipe {
+            gate,
+            text: Some(b"Cannot find empty port in range: 7865-7865\n".to_vec()),
+        };
+        watch(
+            &tx,
+            false,
+            &Arc::default(),
+            1,
+            vec![(Box::new(pipe), Stream::Stderr)],
+            // The process is reaped before its last line is read: the line is let through
+            // only as the wait returns, so the waiter is ahead of the reader.
+            move || {
+                gate_tx.send(()).unwrap();
+                ExitInfo::Code(1)
+            },
+        );
+        let got: Vec<String> = (0..3)
+            .map(|_| name(&rx.recv_timeout(Duration::from_secs(10)).unwrap()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "output Cannot find empty port in range: 7865-7865\n",
+                "eof Stderr",
+                "exited Code(1)"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_pipe_held_open_by_a_grandchild_does_not_hold_the_exit() {
+        let (tx, rx) = unbounded();
+        let (gate_tx, gate) = bounded(1);
+        let pipe = GatedPipe {
+            gate,
+            text: Some(b"x".to_vec()),
+        };
+        watch(
+            &tx,
+            false,
+            &Arc::default(),
+            1,
+            vec![(Box::new(pipe), Stream::Stdout)],
+            || ExitInfo::Signal(9),
+        );
+        // The pipe never closes, yet the exit comes (after PIPE_DRAIN).
+        let m = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert_eq!(name(&m), "exited Signal(9)");
+        drop(gate_tx);
+    }
+}
