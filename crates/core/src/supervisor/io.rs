@@ -60,7 +60,7 @@ pub(super) fn spawn_io(
     }
     // The waiter owns the Child: only it reaps the main process.
     let wait = move || match child.wait() {
-        Ok(st) => exit_info(st),
+        Ok(st) => guard_contain::process::exit_info(st),
         Err(_) => ExitInfo::Code(-1),
     };
     watch(tx, passthrough, inflight, run, pipes, wait);
@@ -146,37 +146,6 @@ fn watch(
             }
             let _ = tx.send(Msg::Exited { run, exit });
         });
-}
-
-#[cfg(unix)]
-pub(super) fn terminate(pid: u32) -> bool {
-    // SAFETY: plain kill(2) on the pid the guard spawned and has not reaped yet.
-    unsafe {
-        libc::kill(pid as libc::pid_t, libc::SIGTERM);
-    }
-    true
-}
-
-#[cfg(not(unix))]
-pub(super) fn terminate(_pid: u32) -> bool {
-    // Windows has no SIGTERM, and a process without a console gets no Ctrl-Break: the tree
-    // kill follows at once rather than after a wait for nothing.
-    false
-}
-
-#[cfg(unix)]
-pub(super) fn exit_info(st: std::process::ExitStatus) -> ExitInfo {
-    use std::os::unix::process::ExitStatusExt;
-    match (st.code(), st.signal()) {
-        (Some(c), _) => ExitInfo::Code(c),
-        (None, Some(s)) => ExitInfo::Signal(s),
-        _ => ExitInfo::Code(-1),
-    }
-}
-
-#[cfg(not(unix))]
-pub(super) fn exit_info(st: std::process::ExitStatus) -> ExitInfo {
-    ExitInfo::Code(st.code().unwrap_or(-1))
 }
 
 /// How long the waiter lets the pipes deliver Fooocus's last lines before it reports the exit.

@@ -180,13 +180,7 @@ enum Cmd {
     Shutdown(Sender<()>),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ExitInfo {
-    Code(i32),
-    /// Unix only: Windows processes end with a code.
-    #[cfg_attr(not(unix), allow(dead_code))]
-    Signal(i32),
-}
+use guard_contain::process::ExitInfo;
 
 enum Msg {
     Cmd(Cmd),

@@ -30,6 +30,8 @@ use crate::stop::{self, StopRoute};
 /// The OS side of one run (the machine keeps its lifecycle).
 pub(super) struct Run {
     pid: u32,
+    /// Signals reach this very process or nothing (a pidfd where the kernel has them).
+    process: guard_contain::process::ProcessHandle,
     container: Box<dyn Containment>,
     out: StreamReader,
     err: StreamReader,
@@ -76,9 +78,7 @@ fn settings(cfg: &Config, limits: &LimitSet) -> Settings {
         restart: cfg.restart.clone(),
         startup: limits.startup,
         grace: limits.grace,
-        // Windows has no SIGTERM, and a process without a console gets no Ctrl-Break: the tree
-        // kill follows at once rather than after a wait for nothing.
-        can_terminate: cfg!(unix),
+        can_terminate: guard_contain::process::CAN_TERMINATE,
     }
 }
 
@@ -159,8 +159,9 @@ impl Loop {
                 Err(e) => self.drive(Input::LaunchFailed(e)),
             },
             Effect::Terminate => {
+                // Gone already: its exit is on the way, and the kill timer stands regardless.
                 if let Some(run) = self.io() {
-                    io::terminate(run.pid);
+                    let _ = run.process.terminate();
                 }
             }
             Effect::KillTree(kill) => {
@@ -451,6 +452,8 @@ impl Loop {
             });
         }
         let pid = child.id();
+        // Before the waiter owns (and may reap) the child.
+        let process = guard_contain::process::ProcessHandle::new(&child);
         let choice = container.choice().clone();
         *self.shared.tree.lock().unwrap() = Some((container.probe(), pid));
         io::spawn_io(
@@ -479,6 +482,7 @@ impl Loop {
             run_id,
             Run {
                 pid,
+                process,
                 container,
                 out: StreamReader::new(),
                 err: StreamReader::new(),
@@ -1062,10 +1066,7 @@ impl Loop {
         // Whatever the main process left behind goes with it.
         let _ = run.container.kill_tree();
         let oom_kills = run.container.oom_kills();
-        let (code, signal) = match exit {
-            ExitInfo::Code(c) => (Some(c), None),
-            ExitInfo::Signal(s) => (None, Some(s)),
-        };
+        let (code, signal) = exit.parts();
         // Linux: the kernel SIGKILLed it in the cgroup. Windows: the job refused memory.
         let oom = oom_kills > 0 && (signal == Some(9) || cfg!(windows));
         *self.shared.last_exit.lock().unwrap() = Some((code, signal));
