@@ -63,8 +63,9 @@ pub struct GuardOptions {
     pub autostart: bool,
     /// Console lines kept for the UI.
     pub console_lines: usize,
-    /// Where finished generations and breaches are kept (None: not kept).
-    pub store: Option<std::path::PathBuf>,
+    /// Where finished generations and breaches go, and the first generation number (see
+    /// `store::HistoryWriter::spawn`; None: not kept).
+    pub history: Option<(crate::store::HistoryWriter, u64)>,
     /// End the supervisor when Fooocus has stopped for good (exited and not restarted, or
     /// given up): the headless CLI.
     pub exit_when_done: bool,
@@ -79,7 +80,7 @@ impl GuardOptions {
             demo: false,
             autostart: true,
             console_lines: 5000,
-            store: None,
+            history: None,
             exit_when_done: false,
         }
     }

@@ -99,11 +99,9 @@ impl Loop {
     ) -> Loop {
         // The history database is opened and written on a thread of its own: a database held
         // by another process must not hold up the launch or any deadline.
-        let (store, next_id) = match opts.store.clone() {
-            Some(p) => {
-                let (w, first) = crate::store::HistoryWriter::spawn(p, Duration::from_millis(300));
-                (Some(w), first)
-            }
+        let mut opts = opts;
+        let (store, next_id) = match opts.history.take() {
+            Some((w, first)) => (Some(w), first),
             None => (None, 1),
         };
         let limits = LimitSet::from(&opts.config.limits);
