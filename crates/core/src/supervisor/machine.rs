@@ -396,10 +396,13 @@ impl<R> Machine<R> {
                     self.kill_for_escalation(&mut fx);
                 }
             }
-            Input::Ready => {
+            // A process the guard is ending may still print its last lines: only a live one's
+            // ready counts.
+            Input::Ready if self.run().is_some_and(|r| r.end.is_none()) => {
                 self.restart.on_ready();
                 self.finish_restart_step(now, &mut fx);
             }
+            Input::Ready => {}
             Input::GenerationFinished { id } => self.generation_finished(id, now, &mut fx),
             Input::Exited { run, facts } => {
                 if self.current(run).is_some() {
@@ -490,6 +493,12 @@ impl<R> Machine<R> {
         now: Instant,
         fx: &mut Vec<Effect>,
     ) {
+        // A process the guard is already ending has no limits any more (its exit must not
+        // turn into a limit's restart). During an escalation the loop checks no time or usage
+        // limit; the container's own breach (the Windows job's memory) still comes.
+        if self.run().is_none_or(|r| r.end.is_some()) {
+            return;
+        }
         let generation_limit = matches!(
             b.limit,
             LimitKind::Timeout | LimitKind::Stall | LimitKind::Vram
@@ -547,7 +556,8 @@ impl<R> Machine<R> {
         now: Instant,
         fx: &mut Vec<Effect>,
     ) {
-        if !self.running() {
+        // Nothing to stop in a process that is not running or already ending.
+        if self.run().is_none_or(|r| r.end.is_some()) {
             return;
         }
         let grace = crate::policy::grace_for(self.settings.grace, step_seconds);
@@ -733,12 +743,29 @@ impl<R> Machine<R> {
     /// stop's grace), so it never sleeps here.
     fn end_run(&mut self, why: EndReason, now: Instant, fx: &mut Vec<Effect>) {
         let can_terminate = self.settings.can_terminate;
-        let Some(run) = self.run_mut() else { return };
-        run.end = Some(why);
         let clean = matches!(
             why,
             EndReason::UserStop | EndReason::Shutdown | EndReason::UserRestart
         );
+        let Lifecycle::Running(run) = &mut self.lifecycle else {
+            return;
+        };
+        if let Some(ending) = run.end {
+            // Already ending: the user's word decides what follows the exit (no restart after a
+            // Stop), and the deadline that stands is kept, not pushed back by a second click.
+            if clean && ending != EndReason::Shutdown {
+                run.end = Some(why);
+                self.esc = None;
+                if run.kill_at.is_none() {
+                    run.kill_at = Some(now + STOP_GRACE);
+                }
+            }
+            return;
+        }
+        run.end = Some(why);
+        // Ending the process supersedes stopping a generation: that deadline must not kill it
+        // a second time and turn the exit into a limit's restart.
+        self.esc = None;
         if clean && can_terminate {
             // Fooocus holds no state worth a long wait; 5 s covers its exit handlers.
             fx.push(Effect::Terminate);

@@ -270,6 +270,11 @@ const TABLE: &[Row] = &[
     row(idle, || Input::Tick, 100.0, "idle", &[]),
     row(idle, || exited(1, Some(1)), 0.0, "idle", &[]),
     row(idle, || Input::Ready, 0.0, "idle", &[]),
+    row(idle, || breach(LimitKind::Memory, Ok(())), 0.0, "idle", &[]),
+    row(idle, || Input::Unhealthy, 0.0, "idle", &[]),
+    row(idle, || kill_err(KillFor::Timer), 0.0, "idle", &[]),
+    row(idle, || Input::StopFailed { run: 1, why: "refused".into() }, 0.0, "idle", &[]),
+    row(idle, || Input::GenerationFinished { id: 7 }, 0.0, "idle", &[]),
     // Running (starting, ready or generating: the console tracker tells those apart)
     row(running, || Input::Start, 0.0, "running", &[]),
     row(running, || Input::Stop, 0.0, "stopping", &["terminate"]),
@@ -307,6 +312,15 @@ const TABLE: &[Row] = &[
     row(restarting_by_user, || exited(1, None), 1.0, "idle", &["launch 1"]),
     row(unhealthy, || exited(1, None), 1.0, "backing-off", &["say", "restarting"]),
     row(unhealthy, || kill_err(KillFor::End), 0.0, "stopping", &["say", "warning"]),
+    row(stopping, || Input::Stop, 1.0, "stopping", &[]),
+    row(stopping, || Input::Restart, 1.0, "stopping", &[]),
+    row(stopping, || Input::Shutdown, 1.0, "stopping", &[]),
+    row(stopping, || Input::Unhealthy, 1.0, "stopping", &[]),
+    row(stopping, || breach(LimitKind::Memory, Ok(())), 1.0, "stopping", &[]),
+    row(stopping, || stop_generation(Ok(())), 1.0, "stopping", &[]),
+    row(stopping, || Input::StopFailed { run: 1, why: "refused".into() }, 1.0, "stopping", &[]),
+    row(stopping, || Input::Ready, 1.0, "stopping", &[]),
+    row(stopping, || Input::GenerationFinished { id: 7 }, 1.0, "stopping", &[]),
     // Graceful stop under way
     row(graceful, || Input::GenerationFinished { id: 7 }, 2.0, "running", &["stopped-gracefully", "say", "generation_stopped"]),
     row(graceful, || Input::GenerationFinished { id: 6 }, 2.0, "graceful", &[]),
@@ -318,11 +332,38 @@ const TABLE: &[Row] = &[
     row(graceful, || exited(1, Some(1)), 1.0, "backing-off", &["say", "say", "restarting"]),
     row(graceful_for_limit, || Input::GenerationFinished { id: 7 }, 2.0, "running", &["stopped-gracefully", "say", "generation_stopped"]),
     row(graceful, || Input::Stop, 1.0, "stopping", &["terminate"]),
+    row(graceful, || Input::Restart, 1.0, "stopping", &["terminate"]),
+    row(graceful, || Input::Shutdown, 1.0, "stopping", &["terminate"]),
+    row(graceful, || Input::Unhealthy, 1.0, "stopping", &["kill end"]),
+    row(graceful, || Input::Start, 1.0, "graceful", &[]),
+    row(graceful, || breach(LimitKind::Memory, Ok(())), 1.0, "limit-killed", &["say", "limit_breached", "mark-limit", "kill escalation"]),
+    row(graceful, || kill_ok(KillFor::Timer), 1.0, "graceful", &[]),
+    row(graceful, || Input::Ready, 1.0, "graceful", &[]),
     // The kill, its answer, the exit, the relaunch
     row(kill_sent, || kill_ok(KillFor::Escalation), 0.0, "limit-killed", &["close-generation", "say", "generation_stopped"]),
     row(kill_sent, || kill_err(KillFor::Escalation), 0.0, "limit-killed", &["say", "warning", "close-generation", "say", "generation_stopped"]),
     row(killed, || Input::Tick, 1.0, "limit-killed", &[]),
     row(killed, || exited(1, None), 0.5, "idle", &["launch 1"]),
+    row(killed, || Input::Stop, 0.5, "stopping", &[]),
+    row(killed, || Input::Restart, 0.5, "stopping", &[]),
+    row(killed, || Input::Shutdown, 0.5, "stopping", &[]),
+    row(killed, || Input::Start, 0.5, "limit-killed", &[]),
+    row(killed, || Input::Unhealthy, 0.5, "limit-killed", &[]),
+    row(killed, || Input::Ready, 0.5, "limit-killed", &[]),
+    row(killed, || breach(LimitKind::Memory, Ok(())), 0.5, "limit-killed", &[]),
+    row(killed, || stop_generation(Ok(())), 0.5, "limit-killed", &[]),
+    row(killed, || Input::StopFailed { run: 1, why: "refused".into() }, 0.5, "limit-killed", &[]),
+    row(killed, || Input::GenerationFinished { id: 7 }, 0.5, "limit-killed", &[]),
+    row(relaunched, || Input::Stop, 5.0, "stopping", &["terminate"]),
+    row(relaunched, || Input::Restart, 5.0, "stopping", &["terminate"]),
+    row(relaunched, || Input::Shutdown, 5.0, "stopping", &["terminate"]),
+    row(relaunched, || Input::Start, 5.0, "restarting", &[]),
+    row(relaunched, || Input::Unhealthy, 5.0, "stopping", &["kill end"]),
+    row(relaunched, || breach(LimitKind::Startup, Ok(())), 5.0, "stopping", &["say", "limit_breached", "unhealthy", "kill end"]),
+    row(relaunched, || stop_generation(Ok(())), 5.0, "restarting", &[]),
+    row(relaunched, || kill_err(KillFor::Timer), 5.0, "restarting", &["say", "warning"]),
+    row(relaunched, || Input::StopFailed { run: 2, why: "refused".into() }, 5.0, "restarting", &[]),
+    row(relaunched, || Input::GenerationFinished { id: 8 }, 5.0, "restarting", &[]),
     row(relaunched, || Input::Ready, 30.0, "running", &["say", "append-step"]),
     row(relaunched, || Input::Tick, 599.0, "restarting", &[]),
     row(relaunched, || Input::Tick, 600.0, "running", &["say", "append-step"]),
@@ -335,6 +376,16 @@ const TABLE: &[Row] = &[
     row(backing_off, || Input::Stop, 0.5, "idle", &[]),
     row(backing_off, || Input::Shutdown, 0.5, "idle", &[]),
     row(backing_off, || exited(1, Some(1)), 0.5, "backing-off", &[]),
+    row(backing_off, || Input::Launched { attempt: 0, run: 2, io: () }, 0.5, "running", &[]),
+    row(backing_off, || Input::LaunchFailed(LaunchError::Spawn), 0.5, "backing-off", &["say", "restarting"]),
+    row(backing_off, || Input::LaunchFailed(LaunchError::Fatal), 0.5, "gave-up", &[]),
+    row(backing_off, || breach(LimitKind::Memory, Ok(())), 0.5, "backing-off", &[]),
+    row(backing_off, || Input::Unhealthy, 0.5, "backing-off", &[]),
+    row(backing_off, || Input::Ready, 0.5, "backing-off", &[]),
+    row(backing_off, || stop_generation(Ok(())), 0.5, "backing-off", &[]),
+    row(backing_off, || kill_err(KillFor::Timer), 0.5, "backing-off", &[]),
+    row(backing_off, || Input::StopFailed { run: 1, why: "refused".into() }, 0.5, "backing-off", &[]),
+    row(backing_off, || Input::GenerationFinished { id: 7 }, 0.5, "backing-off", &[]),
     // Gave up
     row(gave_up, || Input::Tick, 1000.0, "gave-up", &[]),
     row(gave_up, || Input::Start, 0.0, "gave-up", &["launch 0"]),
@@ -342,6 +393,15 @@ const TABLE: &[Row] = &[
     row(gave_up, || Input::Stop, 0.0, "idle", &[]),
     row(gave_up, || Input::Shutdown, 0.0, "idle", &[]),
     row(gave_up, || Input::Launched { attempt: 0, run: 1, io: () }, 0.0, "running", &[]),
+    row(gave_up, || Input::LaunchFailed(LaunchError::Fatal), 0.0, "gave-up", &[]),
+    row(gave_up, || exited(1, Some(1)), 0.0, "gave-up", &[]),
+    row(gave_up, || breach(LimitKind::Memory, Ok(())), 0.0, "gave-up", &[]),
+    row(gave_up, || Input::Unhealthy, 0.0, "gave-up", &[]),
+    row(gave_up, || Input::Ready, 0.0, "gave-up", &[]),
+    row(gave_up, || stop_generation(Ok(())), 0.0, "gave-up", &[]),
+    row(gave_up, || kill_err(KillFor::Timer), 0.0, "gave-up", &[]),
+    row(gave_up, || Input::StopFailed { run: 1, why: "refused".into() }, 0.0, "gave-up", &[]),
+    row(gave_up, || Input::GenerationFinished { id: 7 }, 0.0, "gave-up", &[]),
 ];
 
 #[test]
@@ -888,4 +948,80 @@ fn next_deadline_names_each_states_timer() {
     assert_eq!(deadline(backing_off), Some(c.at(1.0)));
     assert_eq!(deadline(gave_up), None);
     assert_eq!(deadline(shutting_down), Some(c.at(5.0)));
+}
+
+#[test]
+fn a_second_stop_keeps_the_deadline_of_the_first() {
+    let c = Clock(Instant::now());
+    let mut m = M::new(settings());
+    stopping(&mut m, &c);
+    assert!(
+        m.step(Input::Stop, c.at(3.0)).is_empty(),
+        "no second SIGTERM"
+    );
+    m.step(Input::Shutdown, c.at(4.0));
+    assert_eq!(m.run().unwrap().kill_at, Some(c.at(5.0)), "not pushed back");
+}
+
+#[test]
+fn a_users_stop_during_a_graceful_stop_is_not_turned_into_a_limit_restart() {
+    let c = Clock(Instant::now());
+    let mut m = M::new(settings());
+    graceful_for_limit(&mut m, &c);
+    m.step(Input::Stop, c.at(1.0));
+    // The graceful stop's deadline (10 s) is gone; the stop's own (1 + 5 s) stands.
+    assert_eq!(m.next_deadline(), Some(c.at(6.0)));
+    assert_eq!(kinds(&m.step(Input::Tick, c.at(6.0))), ["kill timer"]);
+    assert!(m.step(Input::Tick, c.at(10.0)).is_empty());
+    let fx = m.step(exited(1, None), c.at(10.5));
+    assert_eq!(says(&fx), ["Fooocus stopped"]);
+    assert_eq!(label(&m), "idle");
+}
+
+#[test]
+fn a_stop_after_a_limit_kill_leaves_fooocus_stopped() {
+    let c = Clock(Instant::now());
+    let mut m = M::new(settings());
+    killed(&mut m, &c);
+    m.step(Input::Stop, c.at(0.1));
+    let fx = m.step(exited(1, None), c.at(0.2));
+    assert_eq!(kinds(&fx), ["say"], "no relaunch");
+    assert!(m.esc.is_none());
+    assert_eq!(m.next_deadline(), None);
+}
+
+#[test]
+fn a_breach_while_stopping_does_not_turn_the_exit_into_a_restart() {
+    let c = Clock(Instant::now());
+    let mut m = M::new(settings());
+    stopping(&mut m, &c);
+    assert!(m
+        .step(breach(LimitKind::Memory, Ok(())), c.at(1.0))
+        .is_empty());
+    let fx = m.step(exited(1, None), c.at(2.0));
+    assert_eq!(kinds(&fx), ["say"]);
+    assert_eq!(label(&m), "idle");
+}
+
+#[test]
+fn a_shutdown_during_a_users_restart_does_not_relaunch() {
+    let c = Clock(Instant::now());
+    let mut m = M::new(settings());
+    restarting_by_user(&mut m, &c);
+    m.step(Input::Shutdown, c.at(1.0));
+    let fx = m.step(exited(1, None), c.at(2.0));
+    assert_eq!(kinds(&fx), ["say"]);
+    assert!(m.quit_done(c.at(2.0)));
+}
+
+#[test]
+fn ready_from_a_process_being_ended_does_not_reset_the_backoff() {
+    let c = Clock(Instant::now());
+    let mut m = M::new(settings());
+    killed(&mut m, &c);
+    assert!(m.step(Input::Ready, c.at(0.1)).is_empty());
+    assert!(
+        m.esc.is_some(),
+        "the escalation waits for the new process's ready"
+    );
 }
