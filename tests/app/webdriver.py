@@ -7,8 +7,12 @@ the CSP forbids remote scripts, and the settings panel saves a limit.
 """
 import http.client
 import json
+import os
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from testkit import Tally  # noqa: E402
 
 # One persistent connection, never `Connection: close` (urllib sends that on every request).
 # tauri-driver forwards that header to WebKitWebDriver, which then closes its side after the
@@ -51,16 +55,8 @@ def main():
                 raise
             time.sleep(1)
     run = lambda script, *args: call("POST", f"/session/{sid}/execute/async", {"script": script, "args": list(args)})
-    passed = failed = 0
-
-    def check(name, cond, detail=""):
-        nonlocal passed, failed
-        if cond:
-            passed += 1
-            print("ok  ", name)
-        else:
-            failed += 1
-            print("FAIL", name, detail)
+    tally = Tally()
+    check = tally.check
 
     try:
         title = call("GET", f"/session/{sid}/title")
@@ -111,8 +107,7 @@ def main():
             call("DELETE", f"/session/{sid}")
         except Exception:
             pass
-    print(f"{passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    sys.exit(tally.summary())
 
 
 if __name__ == "__main__":
