@@ -812,14 +812,7 @@ impl<R> Machine<R> {
                     ),
                     Decision::GiveUp { failures } => {
                         self.esc = None;
-                        let what = limit.map_or("a", |l| l.as_str());
-                        self.give_up(
-                            failures,
-                            format!(
-                                "its {what} limit stopped it each time; a cap below what Fooocus needs once loaded is the usual cause: raise it in the settings (History shows what past generations used)"
-                            ),
-                            fx,
-                        )
+                        self.give_up(failures, keeps_firing(limit), fx)
                     }
                     Decision::Stay => fx.push(Effect::Launch { attempt: next }),
                 }
@@ -943,3 +936,32 @@ fn breach_words(b: &Breach, generation: Option<u64>) -> String {
 #[cfg(test)]
 #[path = "machine_tests.rs"]
 mod tests;
+
+/// The give-up reason when the same limit stopped Fooocus each time: which limit, and the
+/// change that usually helps.
+fn keeps_firing(limit: Option<LimitKind>) -> String {
+    let Some(limit) = limit else {
+        return "a limit stopped it each time: check the limits in the settings against what History shows past generations used".into();
+    };
+    let advice = match limit {
+        LimitKind::Memory | LimitKind::Swap | LimitKind::Cpu => {
+            "a cap below what Fooocus needs once loaded is the usual cause: raise it in the settings (History shows what past generations used)"
+        }
+        LimitKind::Vram => {
+            "a cap below what the model needs on the GPU is the usual cause: raise it, or pick a lower VRAM mode in the settings (History shows what past generations used)"
+        }
+        LimitKind::Timeout => {
+            "generations take longer than it allows: raise the timeout in the settings (History shows how long past generations took), or generate fewer or smaller images"
+        }
+        LimitKind::Stall => {
+            "Fooocus printed nothing for longer than it allows, which a first model load can do: raise the stall limit in the settings"
+        }
+        LimitKind::Startup => {
+            "Fooocus takes longer to get ready than it allows: raise the start-up limit in the settings"
+        }
+    };
+    format!(
+        "its {} limit stopped it each time; {advice}",
+        limit.as_str()
+    )
+}

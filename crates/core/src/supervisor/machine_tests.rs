@@ -1025,3 +1025,23 @@ fn ready_from_a_process_being_ended_does_not_reset_the_backoff() {
         "the escalation waits for the new process's ready"
     );
 }
+
+#[test]
+fn a_give_up_for_a_limit_names_it_and_the_change_that_helps() {
+    let timeout = keeps_firing(Some(LimitKind::Timeout));
+    assert!(
+        timeout.starts_with("its timeout limit stopped it each time"),
+        "{timeout}"
+    );
+    assert!(timeout.contains("raise the timeout"), "{timeout}");
+    assert!(
+        !timeout.contains("cap"),
+        "a timeout is not a cap: {timeout}"
+    );
+    let vram = keeps_firing(Some(LimitKind::Vram));
+    assert!(vram.contains("VRAM mode"), "{vram}");
+    let ram = keeps_firing(Some(LimitKind::Memory));
+    assert!(ram.contains("needs once loaded"), "{ram}");
+    assert!(keeps_firing(Some(LimitKind::Stall)).contains("stall limit"));
+    assert!(keeps_firing(None).contains("check the limits"));
+}
