@@ -108,7 +108,10 @@ pub(crate) fn fetch(
         let mut req = if range_ok { &ranged } else { &whole }.get(url);
         if offset > 0 {
             req = req.header("Range", format!("bytes={offset}-"));
-            rep.line(&format!("Resuming the download at {}", super::human_bytes(offset)));
+            rep.line(&format!(
+                "Resuming the download at {}",
+                super::human_bytes(offset)
+            ));
         }
         let resp = match req.call() {
             Ok(r) => r,
@@ -144,7 +147,9 @@ pub(crate) fn fetch(
             }
             200 => {
                 if offset > 0 {
-                    rep.line("The server cannot resume downloads: starting again from the beginning");
+                    rep.line(
+                        "The server cannot resume downloads: starting again from the beginning",
+                    );
                     range_ok = false;
                 }
                 offset = 0;
@@ -206,7 +211,8 @@ pub(crate) fn fetch(
                 }
             }
         }
-        file.flush().map_err(|e| InstallerError::io("write", &part, e))?;
+        file.flush()
+            .map_err(|e| InstallerError::io("write", &part, e))?;
         drop(file);
         let have = offset + got;
         if got > 0 {
@@ -229,7 +235,9 @@ pub(crate) fn fetch(
                 );
                 rep.line(&format!("{last_error}; resuming"));
             }
-            (false, _) => rep.line(&format!("The download was interrupted ({last_error}); resuming")),
+            (false, _) => rep.line(&format!(
+                "The download was interrupted ({last_error}); resuming"
+            )),
         }
     }
     fs::rename(&part, dest).map_err(|e| InstallerError::io("rename", &part, e))?;
@@ -249,7 +257,9 @@ pub(crate) fn verify(
     let mut done = 0u64;
     loop {
         rep.cancelled()?;
-        let n = f.read(&mut buf).map_err(|e| InstallerError::io("read", path, e))?;
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| InstallerError::io("read", path, e))?;
         if n == 0 {
             break;
         }

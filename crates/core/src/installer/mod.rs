@@ -103,7 +103,8 @@ pub const RELEASES: &[Release] = &[
     Release {
         version: "2.5.0",
         platform: Platform::WindowsPortable,
-        url: "https://github.com/lllyasviel/Fooocus/releases/download/v2.5.0/Fooocus_win64_2-5-0.7z",
+        url:
+            "https://github.com/lllyasviel/Fooocus/releases/download/v2.5.0/Fooocus_win64_2-5-0.7z",
         sha256: None,
         download_bytes: 2 * GB,
         unpacked_bytes: 6 * GB,
@@ -138,7 +139,10 @@ impl Source {
             Source::Url(u) => u.split(['?', '#']).next().unwrap_or(u).to_string(),
             Source::Path(p) => p.to_string_lossy().into_owned(),
         };
-        s.rsplit(['/', '\\']).next().unwrap_or("fooocus").to_string()
+        s.rsplit(['/', '\\'])
+            .next()
+            .unwrap_or("fooocus")
+            .to_string()
     }
 
     pub fn describe(&self) -> String {
@@ -245,7 +249,9 @@ pub enum InstallerError {
         needed: String,
         free: String,
     },
-    #[error("the disk is full while {what}: free some space, then Retry (it resumes where it stopped)")]
+    #[error(
+        "the disk is full while {what}: free some space, then Retry (it resumes where it stopped)"
+    )]
     DiskFull { what: String },
     #[error("could not download {url}: {detail}. Check the internet connection (or the address), then Retry: the download resumes where it stopped")]
     Network { url: String, detail: String },
@@ -270,7 +276,9 @@ pub enum InstallerError {
         why: String,
         log: String,
     },
-    #[error("the install was cancelled: nothing was installed; Install again resumes where it stopped")]
+    #[error(
+        "the install was cancelled: nothing was installed; Install again resumes where it stopped"
+    )]
     Cancelled,
     #[error("{what} {path}: {err}")]
     Io {
@@ -443,6 +451,8 @@ pub struct RunOptions {
     pub torch_index: TorchIndex,
     /// The interpreter to make the venv with; found when None (3.10, else 3.11).
     pub python: Option<PathBuf>,
+    /// More environment for pip (pip also reads the guard's own `PIP_*` variables).
+    pub pip_env: Vec<(String, String)>,
 }
 
 impl Default for RunOptions {
@@ -451,6 +461,7 @@ impl Default for RunOptions {
             download: DownloadOptions::default(),
             torch_index: TorchIndex::Cuda,
             python: None,
+            pip_env: Vec::new(),
         }
     }
 }
@@ -553,7 +564,8 @@ pub fn preflight(plan: &Plan) -> Result<(), InstallerError> {
             plan.target.display().to_string(),
         ));
     }
-    let free = free_space(&plan.target).map_err(|e| InstallerError::io("read the free space of", &plan.target, e))?;
+    let free = free_space(&plan.target)
+        .map_err(|e| InstallerError::io("read the free space of", &plan.target, e))?;
     // What a resumed install already holds counts as made.
     let have = dir_size(&plan.staging);
     let needed = plan.disk_needed_bytes.saturating_sub(have);
@@ -584,6 +596,22 @@ fn dir_size(p: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// The torch build for the GPU the sampler sees here, and what it saw.
+pub fn torch_for_this_machine(nvml: Option<&Path>) -> (TorchIndex, String) {
+    let mut s = guard_sample::Sampler::new(guard_sample::SamplerConfig {
+        nvml_lib: nvml.map(Into::into),
+        gpu: true,
+        sysfs_root: None,
+    });
+    let names: Vec<String> = s.sample().gpus.iter().map(|g| g.name.clone()).collect();
+    let seen = if names.is_empty() {
+        format!("no GPU found: {}", s.gpu_status())
+    } else {
+        format!("found {}", names.join(", "))
+    };
+    (TorchIndex::from_gpu_names(&names), seen)
+}
+
 /// Run (or resume) an install. Returns the install as the detector sees it.
 pub fn run(
     plan: &Plan,
@@ -610,11 +638,12 @@ pub fn run(
     let count = plan.phases.len();
     // Python is checked before the first byte too: a machine without a usable one learns it
     // now, not after a 2 GB download.
-    let python = if plan.phases.contains(&Phase::Environment) && !state.done.contains(&Phase::Environment) {
-        Some(python::find_python(opts.python.as_deref())?)
-    } else {
-        None
-    };
+    let python =
+        if plan.phases.contains(&Phase::Environment) && !state.done.contains(&Phase::Environment) {
+            Some(python::find_python(opts.python.as_deref())?)
+        } else {
+            None
+        };
     for (index, &phase) in plan.phases.iter().enumerate() {
         rep.cancelled()?;
         // The venv's interpreter is needed by the pip phases, finished or not.
@@ -636,7 +665,9 @@ pub fn run(
                 download::fetch(url, &plan.archive_path(), &opts.download, &mut rep)?;
             }
             Phase::Verify => {
-                if let Err(e) = download::verify(&plan.archive_path(), plan.sha256.as_deref(), &mut rep) {
+                if let Err(e) =
+                    download::verify(&plan.archive_path(), plan.sha256.as_deref(), &mut rep)
+                {
                     if matches!(e, InstallerError::Checksum { .. })
                         && matches!(plan.source, Source::Url(_))
                     {
@@ -666,7 +697,15 @@ pub fn run(
                 let mut args: Vec<String> = vec!["install".into()];
                 args.extend(plan.torch.iter().cloned());
                 args.extend(opts.torch_index.pip_args());
-                python::pip(&venv_py, &plan.tree(), &args, "Installing torch", &plan.log_path(), &mut rep)?;
+                python::pip(
+                    &venv_py,
+                    &plan.tree(),
+                    &args,
+                    "Installing torch",
+                    &opts.pip_env,
+                    &plan.log_path(),
+                    &mut rep,
+                )?;
             }
             Phase::Requirements => {
                 let venv_py = python::venv_python(&plan.tree().join("fooocus_env"));
@@ -680,6 +719,7 @@ pub fn run(
                     &plan.tree(),
                     &args,
                     "Installing Fooocus's requirements",
+                    &opts.pip_env,
                     &plan.log_path(),
                     &mut rep,
                 )?;
@@ -687,9 +727,8 @@ pub fn run(
             Phase::Finish => {
                 rep.cancelled()?;
                 finish(plan, &mut rep)?;
-                let install = install::inspect(&plan.target, None).map_err(|e| {
-                    InstallerError::NotFooocus(format!("the detector says: {e}"))
-                })?;
+                let install = install::inspect(&plan.target, None)
+                    .map_err(|e| InstallerError::NotFooocus(format!("the detector says: {e}")))?;
                 return Ok(install);
             }
         }
@@ -715,7 +754,9 @@ fn check_tree(tree: &Path, platform: Platform) -> Result<(), InstallerError> {
         Ok(())
     } else {
         Err(InstallerError::NotFooocus(match platform {
-            Platform::WindowsPortable => "no python_embeded/python.exe and Fooocus/entry_with_update.py".into(),
+            Platform::WindowsPortable => {
+                "no python_embeded/python.exe and Fooocus/entry_with_update.py".into()
+            }
             Platform::LinuxSource => "no entry_with_update.py and requirements_versions.txt".into(),
         }))
     }
@@ -731,9 +772,15 @@ fn finish(plan: &Plan, rep: &mut Reporter) -> Result<(), InstallerError> {
     }
     fs::rename(plan.tree(), &plan.target)
         .map_err(|e| InstallerError::io("move the install into", &plan.target, e))?;
-    rep.line(&format!("Fooocus is installed in {}", plan.target.display()));
+    rep.line(&format!(
+        "Fooocus is installed in {}",
+        plan.target.display()
+    ));
     // The log goes with the install; the rest (the archive) is no longer needed.
-    let _ = fs::copy(plan.log_path(), plan.target.join("fooocus-guard-install.log"));
+    let _ = fs::copy(
+        plan.log_path(),
+        plan.target.join("fooocus-guard-install.log"),
+    );
     rep.log = None;
     let _ = fs::remove_dir_all(&plan.staging);
     Ok(())
@@ -783,7 +830,10 @@ mod tests {
                 Phase::Finish
             ]
         );
-        assert_eq!(p.staging, PathBuf::from("/home/me/.fooocus-guard-install-Fooocus"));
+        assert_eq!(
+            p.staging,
+            PathBuf::from("/home/me/.fooocus-guard-install-Fooocus")
+        );
         assert!(p.disk_needed_bytes > 6 * GB);
 
         r.platform = Some(Platform::WindowsPortable);
@@ -804,7 +854,10 @@ mod tests {
         r.platform = Some(Platform::LinuxSource);
         r.version = Some("9.9".into());
         let e = plan(&r).unwrap_err().to_string();
-        assert!(e.contains("9.9") && e.contains("2.5.5") && e.contains("--source"), "{e}");
+        assert!(
+            e.contains("9.9") && e.contains("2.5.5") && e.contains("--source"),
+            "{e}"
+        );
 
         r.source = Some(Source::parse("http://127.0.0.1:1/f.zip"));
         let e = plan(&r).unwrap_err().to_string();
@@ -814,7 +867,11 @@ mod tests {
     #[test]
     fn the_staging_folder_is_never_taken_for_an_install() {
         let s = staging_for(Path::new("/a/Fooocus"));
-        let name = s.file_name().unwrap().to_string_lossy().to_ascii_lowercase();
+        let name = s
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .to_ascii_lowercase();
         // usual_places() looks at names starting with "fooocus".
         assert!(!name.starts_with("fooocus") && name.starts_with('.'));
     }

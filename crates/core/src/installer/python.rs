@@ -35,6 +35,14 @@ impl TorchIndex {
         }
     }
 
+    pub fn label(self) -> &'static str {
+        match self {
+            TorchIndex::Cuda => "CUDA (NVIDIA)",
+            TorchIndex::Rocm => "ROCm (AMD)",
+            TorchIndex::Cpu => "CPU only",
+        }
+    }
+
     pub fn url(self) -> String {
         // Fooocus's launch.py honours TORCH_INDEX_URL; so does the guard.
         if let Some(u) = std::env::var_os("TORCH_INDEX_URL") {
@@ -89,7 +97,10 @@ fn probe(cmd: &Path) -> Option<PythonInfo> {
     let mut lines = text.lines();
     let mut v = lines.next()?.split(' ').map(|p| p.parse::<u32>().ok());
     let version = (v.next()??, v.next()??);
-    let exe = lines.next().map(PathBuf::from).unwrap_or_else(|| cmd.to_path_buf());
+    let exe = lines
+        .next()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cmd.to_path_buf());
     Some(PythonInfo { path: exe, version })
 }
 
@@ -108,7 +119,12 @@ pub fn find_python(chosen: Option<&Path>) -> Result<PythonInfo, InstallerError> 
             if matches!(info.version, (3, 10) | (3, 11)) {
                 return Ok(info);
             }
-            seen.push(format!("{} is Python {}.{}", c.display(), info.version.0, info.version.1));
+            seen.push(format!(
+                "{} is Python {}.{}",
+                c.display(),
+                info.version.0,
+                info.version.1
+            ));
         }
     }
     let found = if seen.is_empty() {
@@ -137,13 +153,37 @@ pub(crate) fn make_venv(
     if venv.exists() {
         std::fs::remove_dir_all(venv).map_err(|e| InstallerError::io("clear", venv, e))?;
     }
-    let out = Command::new(&py.path)
+    let mut child = Command::new(&py.path)
         .arg("-m")
         .arg("venv")
         .arg(venv)
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|e| InstallerError::Python(format!("could not run {}: {e}", py.path.display())))?;
+    // Polled so a cancel stops it (its output is a few lines: the pipes never fill).
+    loop {
+        if rep.is_cancelled() {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_dir_all(venv);
+            return Err(InstallerError::Cancelled);
+        }
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => {
+                return Err(InstallerError::Python(format!(
+                    "{}: {e}",
+                    py.path.display()
+                )))
+            }
+        }
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| InstallerError::Python(format!("{}: {e}", py.path.display())))?;
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -181,9 +221,14 @@ pub(crate) fn classify(tail: &[String]) -> String {
         || has("ConnectionResetError")
     {
         "it could not reach the package index: check the internet connection (or PIP_INDEX_URL / a proxy)".into()
-    } else if has("ResolutionImpossible") || has("conflicting dependencies") || has("versions have conflicting") {
+    } else if has("ResolutionImpossible")
+        || has("conflicting dependencies")
+        || has("versions have conflicting")
+    {
         "two packages need versions of a third that cannot go together (a pip conflict): the pins of this Fooocus version do not install on this machine; try another version, or read the log".into()
-    } else if has("No matching distribution found") || has("Could not find a version that satisfies") {
+    } else if has("No matching distribution found")
+        || has("Could not find a version that satisfies")
+    {
         let what = tail
             .iter()
             .rev()
@@ -209,10 +254,12 @@ pub(crate) fn pip(
     cwd: &Path,
     args: &[String],
     what: &str,
+    env: &[(String, String)],
     log: &Path,
     rep: &mut Reporter,
 ) -> Result<(), InstallerError> {
     let mut cmd = Command::new(python);
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
     cmd.arg("-m").arg("pip");
     cmd.args(args);
     if args.first().map(String::as_str) == Some("install") {
@@ -301,9 +348,15 @@ mod tests {
     fn pip_failures_name_the_fix() {
         let t = |s: &str| classify(&s.lines().map(String::from).collect::<Vec<_>>());
         assert!(t("ERROR: Could not install packages due to an OSError: [Errno 28] No space left on device").contains("disk is full"));
-        assert!(t("WARNING: Retrying ... Failed to establish a new connection: [Errno 111]").contains("internet connection"));
+        assert!(
+            t("WARNING: Retrying ... Failed to establish a new connection: [Errno 111]")
+                .contains("internet connection")
+        );
         assert!(t("ERROR: Cannot install a and b because these package versions have conflicting dependencies.\nERROR: ResolutionImpossible").contains("conflict"));
         let m = t("ERROR: Could not find a version that satisfies the requirement torch==2.1.0\nERROR: No matching distribution found for torch==2.1.0");
-        assert!(m.contains("torch==2.1.0") && m.contains("PIP_FIND_LINKS"), "{m}");
+        assert!(
+            m.contains("torch==2.1.0") && m.contains("PIP_FIND_LINKS"),
+            "{m}"
+        );
     }
 }

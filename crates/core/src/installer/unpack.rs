@@ -74,7 +74,8 @@ struct Counting<'a, R> {
 impl<R: Read> Read for Counting<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.rep.is_cancelled() {
-            return Err(io::Error::new(io::ErrorKind::Interrupted, "cancelled"));
+            // Not `Interrupted`: readers retry that kind forever.
+            return Err(io::Error::other("cancelled"));
         }
         let n = self.inner.read(buf)?;
         self.done += n as u64;
@@ -108,12 +109,7 @@ fn untar(archive: &Path, dest: &Path, rep: &mut Reporter) -> Result<(), Installe
         // unpack_in refuses `..` and absolute paths (returns false).
         match entry.unpack_in(dest) {
             Ok(true) => {}
-            Ok(false) => {
-                return Err(archive_error(
-                    archive,
-                    "an entry points outside the folder",
-                ))
-            }
+            Ok(false) => return Err(archive_error(archive, "an entry points outside the folder")),
             Err(e) => return Err(unpack_error(archive, dest, e, rep)),
         }
     }
@@ -144,10 +140,17 @@ fn un7z(archive: &Path, dest: &Path, rep: &mut Reporter) -> Result<(), Installer
         if rep.is_cancelled() {
             return stop(&mut failure, InstallerError::Cancelled);
         }
+        // The archive's root itself.
+        if entry.name().trim_matches(['/', '\\', '.']).is_empty() {
+            return Ok(true);
+        }
         let Some(rel) = safe_relative(entry.name()) else {
             return stop(
                 &mut failure,
-                archive_error(archive, format!("{} points outside the folder", entry.name())),
+                archive_error(
+                    archive,
+                    format!("{} points outside the folder", entry.name()),
+                ),
             );
         };
         let path = dest.join(rel);
@@ -196,12 +199,21 @@ mod tests {
 
     #[test]
     fn entries_cannot_leave_the_tree() {
-        assert_eq!(safe_relative("a/b.txt"), Some(PathBuf::from("a").join("b.txt")));
-        assert_eq!(safe_relative("a\\b.txt"), Some(PathBuf::from("a").join("b.txt")));
+        assert_eq!(
+            safe_relative("a/b.txt"),
+            Some(PathBuf::from("a").join("b.txt"))
+        );
+        assert_eq!(
+            safe_relative("a\\b.txt"),
+            Some(PathBuf::from("a").join("b.txt"))
+        );
         assert_eq!(safe_relative("./a"), Some(PathBuf::from("a")));
         assert_eq!(safe_relative("../a"), None);
         assert_eq!(safe_relative("a/../../b"), None);
-        assert_eq!(safe_relative("/etc/passwd"), Some(PathBuf::from("etc").join("passwd")));
+        assert_eq!(
+            safe_relative("/etc/passwd"),
+            Some(PathBuf::from("etc").join("passwd"))
+        );
         assert_eq!(safe_relative("C:\\Windows"), None);
         assert_eq!(safe_relative(""), None);
     }
