@@ -159,6 +159,9 @@ pub struct Status {
     pub pid: Option<u32>,
     /// What the user may do now (see `Actions::for_state`).
     pub actions: Actions,
+    /// A model download while Fooocus starts (the first start downloads GBs).
+    #[serde(default)]
+    pub download: Option<crate::generation::ModelDownload>,
 }
 
 /// What subscribers receive.
@@ -281,6 +284,7 @@ impl Guard {
                 restarts: 0,
                 pid: None,
                 actions: Actions::for_state(state, false),
+                download: None,
             }),
             console: Mutex::new(ConsoleBuffer::new(opts.console_lines)),
             subscribers: Mutex::new(Vec::new()),
@@ -2057,6 +2061,9 @@ impl Loop {
             },
         };
         st.actions = Actions::for_state(st.state, st.url.is_some());
+        st.download = (st.state == FooocusState::Starting)
+            .then(|| self.tracker.download.clone())
+            .flatten();
         st.generation = self.tracker.current().map(|g| GenerationProgress {
             id: g.id,
             started_ms: g.started_ms,
