@@ -17,6 +17,8 @@ export interface Status {
   graceful_stop: { available: boolean; why: string }; demo: boolean; restarts: number; pid?: number | null;
   /** What the user may do now: derived once by the guard; the tray and the dashboard render it. */
   actions: { start: boolean; stop: boolean; restart: boolean; open_browser: boolean; stop_generation: boolean };
+  /** A model download while Fooocus starts (its first start downloads GBs). */
+  download?: { file: string | null; percent: number | null; size: string | null } | null;
 }
 export interface TreeSample {
   cpu_percent: number; cpu_percent_machine: number; ram_bytes: number; ram_source: string;

@@ -8,6 +8,7 @@
 //! running the same plan again resumes where it stopped (a download from its last byte).
 
 mod download;
+mod job;
 mod python;
 mod unpack;
 
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::install::{self, Install};
 
 pub use download::DownloadOptions;
+pub use job::{JobStatus, Jobs, PlanView};
 pub use python::{find_python, PythonInfo, TorchIndex};
 
 /// Which kind of install is made.
