@@ -1,3 +1,6 @@
+#![cfg(unix)]
+// Unix only: the Linux path runs python3 and pip, and the fixtures are read from this machine's
+// paths; the Windows suite (Wine) has neither. The Windows package path is still covered here.
 //! The installer against a loopback HTTP server this test runs, serving archives made from the
 //! pinned upstream snapshot (../shared/upstream, or FOOOCUS_UPSTREAM): range requests, a wrong
 //! checksum, a truncated body, a dropped connection, a silent one, cancel and resume; then a

@@ -107,10 +107,13 @@ impl Jobs {
             ..JobStatus::default()
         };
         let status = self.status.clone();
-        std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("installer".into())
-            .spawn(move || run_job(p, opts, flag, status))
-            .map_err(|e| format!("could not start the install: {e}"))?;
+            .spawn(move || run_job(p, opts, flag, status));
+        if let Err(e) = spawned {
+            self.status.lock().unwrap().running = false;
+            return Err(format!("could not start the install: {e}"));
+        }
         Ok(())
     }
 
