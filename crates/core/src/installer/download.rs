@@ -270,8 +270,10 @@ pub(crate) fn verify(
     let got: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
     match expected {
         Some(e) if !e.eq_ignore_ascii_case(&got) => Err(InstallerError::Checksum {
+            what: path.display().to_string(),
             expected: e.to_string(),
             got,
+            fix: "Retry downloads it again".into(),
         }),
         Some(_) => {
             rep.line(&format!("SHA-256 {got}: as expected"));

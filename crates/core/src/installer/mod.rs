@@ -263,8 +263,13 @@ pub enum InstallerError {
         status: u16,
         fix: String,
     },
-    #[error("the download is not the expected file (SHA-256 {got}, expected {expected}): it was deleted; Retry downloads it again. If this repeats, the address serves something else")]
-    Checksum { expected: String, got: String },
+    #[error("{what} is not the expected file (SHA-256 {got}, expected {expected}): {fix}")]
+    Checksum {
+        what: String,
+        expected: String,
+        got: String,
+        fix: String,
+    },
     #[error("{what} is not a usable archive ({detail}): Retry downloads it again; if you gave it with --source, check that it is the Fooocus archive")]
     Archive { what: String, detail: String },
     #[error("the archive unpacked into no Fooocus ({0}): give the Fooocus release archive (the source .tar.gz, or the Windows package .7z)")]
@@ -667,9 +672,16 @@ pub fn run(
                 download::fetch(url, &plan.archive_path(), &opts.download, &mut rep)?;
             }
             Phase::Verify => {
-                if let Err(e) =
+                if let Err(mut e) =
                     download::verify(&plan.archive_path(), plan.sha256.as_deref(), &mut rep)
                 {
+                    if let InstallerError::Checksum { what, fix, .. } = &mut e {
+                        *what = plan.source.describe();
+                        *fix = match plan.source {
+                            Source::Url(_) => "it was deleted; Retry downloads it again. If this repeats, the address serves something else".into(),
+                            Source::Path(_) => "check that it is the archive you meant, and the checksum you gave".into(),
+                        };
+                    }
                     if matches!(e, InstallerError::Checksum { .. })
                         && matches!(plan.source, Source::Url(_))
                     {
