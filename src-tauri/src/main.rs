@@ -57,6 +57,7 @@ fn main() {
         }))
         .plugin(tauri_plugin_dialog::init())
         .manage(core.clone())
+        .manage(std::sync::Arc::new(guard_core::installer::Jobs::new(None)))
         .invoke_handler(tauri::generate_handler![
             commands::get_status,
             commands::start_fooocus,
@@ -78,6 +79,11 @@ fn main() {
             commands::export_history_csv,
             commands::mark_breaches_seen,
             commands::debug_forbidden,
+            commands::install_plan,
+            commands::install_start,
+            commands::install_cancel,
+            commands::install_status,
+            commands::install_discard,
         ])
         .setup(move |app| {
             let handle = app.handle().clone();

@@ -21,6 +21,8 @@ export interface Status {
   graceful_stop: { available: boolean; why: string }; demo: boolean; restarts: number; pid?: number | null;
   /** What the user may do now: derived once by the guard; the tray and the dashboard render it. */
   actions: Actions;
+  /** A model download while Fooocus starts (its first start downloads GBs). */
+  download?: { file: string | null; percent: number | null; size: string | null } | null;
 }
 /** What the user may do in a state (Actions::for_state; the table is src/actions.generated.ts). */
 export interface Actions { start: boolean; stop: boolean; restart: boolean; open_browser: boolean; stop_generation: boolean }

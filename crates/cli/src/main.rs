@@ -12,6 +12,7 @@ use guard_core::install;
 use guard_core::supervisor::{FooocusState, Target, Update};
 use guard_core::units;
 
+mod install_cmd;
 mod monitor;
 mod stop_signal;
 
@@ -54,6 +55,9 @@ enum Cmd {
     /// Print the exact command that would start an install (as with the gateway off), or why
     /// the install's Fooocus would refuse the options.
     Argv(Box<ArgvArgs>),
+    /// Install Fooocus into a new folder: download (resumable, checked), unpack, and on Linux
+    /// a venv with torch and Fooocus's requirements. A retry resumes where it stopped.
+    Install(Box<install_cmd::InstallArgs>),
 }
 
 #[derive(Args)]
@@ -186,6 +190,7 @@ fn main() -> ExitCode {
         Cmd::ParseLog { file } => parse_log(&file),
         Cmd::Monitor(a) => monitor::run(a),
         Cmd::Argv(a) => argv(*a),
+        Cmd::Install(a) => install_cmd::run(*a),
     }
 }
 

@@ -390,8 +390,21 @@ fn statuses() -> Vec<Status> {
             restarts: 2,
             pid: full.then_some(1234),
             actions: Actions::for_state(state, full),
+            download: full.then_some(guard_core::generation::ModelDownload {
+                file: Some("juggernautXL_v8Rundiffusion.safetensors".into()),
+                percent: Some(42),
+                size: Some("2.91G/6.62G".into()),
+            }),
         });
     }
+    // A download that has printed nothing measurable yet.
+    let mut s = out[0].clone();
+    s.download = Some(guard_core::generation::ModelDownload {
+        file: None,
+        percent: None,
+        size: None,
+    });
+    out.push(s);
     // A generation with nothing known yet.
     let mut s = out[0].clone();
     s.generation = Some(GenerationProgress {

@@ -121,6 +121,16 @@ export function install() {
       case "pick_folder": return null;
       case "mark_breaches_seen": status.unseen_breach = false; return null;
       case "start_fooocus": case "stop_fooocus": case "restart_fooocus": case "stop_generation": case "open_in_browser": return null;
+      // Installing Fooocus (views/install.ts): a plan, and no install running.
+      case "install_plan": return {
+        plan: { target: String(a.path ?? "/home/me/.local/share/fooocus-guard/Fooocus"), version: "2.5.5",
+                source: { kind: "url", value: "https://github.com/lllyasviel/Fooocus/archive/refs/tags/v2.5.5.tar.gz" },
+                phases: ["download", "verify", "unpack", "environment", "torch", "requirements", "finish"],
+                download_bytes: 3 * 2 ** 30, disk_needed_bytes: 6.1 * 2 ** 30, first_start_bytes: 7 * 2 ** 30 },
+        free_bytes: 40 * 2 ** 30, enough_space: true, torch: "cuda", torch_label: "CUDA (NVIDIA)", gpu: "found NVIDIA GeForce RTX 3060", finished: [] };
+      case "install_status": return { running: false, target: null, phase: null, label: null, index: 0, count: 0, done_bytes: 0,
+                                      total_bytes: null, log: [], error: null, cancelled: false, installed: null };
+      case "install_start": case "install_cancel": case "install_discard": return null;
       default: throw `unknown command ${cmd}`;
     }
   }, { shouldMockEvents: true });

@@ -158,6 +158,9 @@ pub struct Status {
     pub pid: Option<u32>,
     /// What the user may do now (see `Actions::for_state`).
     pub actions: Actions,
+    /// A model download while Fooocus starts (the first start downloads GBs).
+    #[serde(default)]
+    pub download: Option<crate::generation::ModelDownload>,
 }
 
 /// What subscribers receive.
@@ -274,6 +277,7 @@ impl Guard {
                 restarts: 0,
                 pid: None,
                 actions: Actions::for_state(state, false),
+                download: None,
             }),
             console: Mutex::new(ConsoleBuffer::new(opts.console_lines)),
             subscribers: Mutex::new(Vec::new()),

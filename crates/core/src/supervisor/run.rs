@@ -906,6 +906,9 @@ impl Loop {
             },
         };
         st.actions = Actions::for_state(st.state, st.url.is_some());
+        st.download = (st.state == super::FooocusState::Starting)
+            .then(|| self.tracker.download.clone())
+            .flatten();
         st.generation = self.tracker.current().map(|g| GenerationProgress {
             id: g.id,
             started_ms: g.started_ms,
