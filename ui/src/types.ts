@@ -21,6 +21,8 @@ export interface Status {
 export interface TreeSample {
   cpu_percent: number; cpu_percent_machine: number; ram_bytes: number; ram_source: string;
   swap_bytes: number; processes: number; vram_bytes: number | null;
+  /** Where the VRAM the cap compares comes from (docs/ipc.md); "device": the whole GPU. */
+  vram_source?: "nvml" | "gpu_counters" | "device" | null;
 }
 export interface Sample {
   ts_ms: number; tree: TreeSample | null;

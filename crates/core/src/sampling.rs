@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use guard_contain::TreeProbe;
 use guard_history::{HistoryPoint, Point, SampleHistory};
-use guard_sample::{Sample, Sampler, SamplerConfig};
+use guard_sample::{Sample, Sampler, SamplerConfig, VramSource};
 
 use crate::config::Config;
 use crate::policy::Usage;
@@ -101,6 +101,7 @@ pub fn spawn(guard: &Guard, cfg: &Config) -> Sampling {
             let mut sampler = Sampler::new(scfg);
             g.set_gpu_status(sampler.gpu_status());
             let mut current: Option<(TreeProbe, u32)> = None;
+            let mut said_whole_gpu = false;
             let mut next = Instant::now();
             while !st.load(Ordering::Relaxed) {
                 let (tree, generating) = g.tree();
@@ -114,6 +115,13 @@ pub fn spawn(guard: &Guard, cfg: &Config) -> Sampling {
                 }
                 h.lock().unwrap().push(point_of(s));
                 g.set_gpu_status(&s.gpu_status);
+                // Once, in the console and the events too: a VRAM cap on the whole GPU counts
+                // the desktop's and other programs' VRAM (Windows' WDDM without GPU counters).
+                let source = s.tree.as_ref().and_then(|t| t.vram_source);
+                if source == Some(VramSource::Device) && !said_whole_gpu && !s.gpus.is_empty() {
+                    said_whole_gpu = true;
+                    g.warn(&format!("GPU: {}", s.gpu_status));
+                }
                 g.publish_sample(Arc::new(s.clone()));
                 let mut every = Duration::from_millis(iv.load(Ordering::Relaxed));
                 if generating {
