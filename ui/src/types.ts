@@ -49,6 +49,8 @@ export interface Settings {
   log_prompts: boolean; start_with_session: boolean; containment: string; nvml_library: string | null;
 }
 export interface FieldError { field: string; value: string; message: string }
+/** Shown beside a field without blocking the save (Windows: the commit Fooocus reached vs the RAM cap). */
+export interface SettingsNote { field: string; kind: "warning" | "note"; message: string }
 export interface SaveResult { saved: boolean; errors: FieldError[]; applied_live: string[]; needs_restart: string[] }
 export interface GenerationRecord {
   id: number; started_ms: number; ended_ms: number | null; duration_s: number | null; outcome: string;

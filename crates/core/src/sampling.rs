@@ -95,6 +95,7 @@ pub fn spawn(guard: &Guard, cfg: &Config) -> Sampling {
         history.clone(),
         sampler_config(cfg),
     );
+    let scfg_limits = cfg.clone();
     let _ = std::thread::Builder::new()
         .name("fooocus-guard-sampler".into())
         .spawn(move || {
@@ -102,14 +103,28 @@ pub fn spawn(guard: &Guard, cfg: &Config) -> Sampling {
             g.set_gpu_status(sampler.gpu_status());
             let mut current: Option<(TreeProbe, u32)> = None;
             let mut said_whole_gpu = false;
+            let mut commit = crate::commit::CommitWatch::default();
             let mut next = Instant::now();
             while !st.load(Ordering::Relaxed) {
                 let (tree, generating) = g.tree();
                 if tree != current {
                     sampler.set_tree(tree.as_ref().map(|(p, _)| p));
                     current = tree;
+                    commit.reset();
                 }
                 let s = sampler.sample();
+                // Windows: the commit Fooocus reaches while it starts, kept for the settings'
+                // warning about a RAM cap below it.
+                if let Some(c) = s.tree.as_ref().and_then(|t| t.commit_bytes) {
+                    if let Some(m) = commit.observe(g.status().state, Some(c), s.ts_ms) {
+                        if let Some(dir) = crate::paths::data_dir() {
+                            let _ = crate::commit::save(&dir, &m);
+                        }
+                        if let Some(w) = crate::commit::cap_warning(&scfg_limits, Some(&m)) {
+                            g.warn(&w.message);
+                        }
+                    }
+                }
                 if let Some(u) = usage_of(s) {
                     g.report_usage(u);
                 }

@@ -45,6 +45,10 @@ pub struct TreeSample {
     pub ram_bytes: u64,
     pub ram_source: RamSource,
     pub swap_bytes: u64,
+    /// Windows: the memory the job's processes have committed (reserved, in RAM or the page
+    /// file): what the job's memory limit, the RAM cap, counts. None elsewhere.
+    #[serde(default)]
+    pub commit_bytes: Option<u64>,
     pub processes: u32,
     /// VRAM used by the tree's processes, where per-process figures exist (see `vram_source`).
     pub vram_bytes: Option<u64>,
