@@ -12,7 +12,7 @@ use crate::config::{Config, FieldError};
 use crate::supervisor::FooocusState;
 use crate::units::format_size;
 
-/// The commit of the last start that reached ready (docs/ipc.md `StartupCommit`).
+/// The commit of the last start that reached ready (`startup-commit.json` in the data folder).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StartupCommit {
     /// The highest commit seen from start until ready.
