@@ -13,6 +13,7 @@ fn main() {
             "get_console",
             "get_settings",
             "validate_settings",
+            "settings_notes",
             "save_settings",
             "detect_installs",
             "check_install",

@@ -79,6 +79,13 @@ pub fn validate_settings(settings: Config) -> Vec<FieldError> {
     settings.validate()
 }
 
+/// Shown beside the fields without blocking the save: on Windows, the commit Fooocus reached at
+/// its last start beside the RAM cap, and a warning when the cap is below it.
+#[tauri::command]
+pub fn settings_notes(settings: Config) -> Vec<guard_core::commit::SettingsNote> {
+    guard_core::commit::notes(&settings)
+}
+
 #[tauri::command]
 pub fn save_settings(core: Core, settings: Config) -> SaveResult {
     core.save_settings(settings)

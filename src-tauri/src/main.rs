@@ -69,6 +69,7 @@ fn main() {
             commands::get_console,
             commands::get_settings,
             commands::validate_settings,
+            commands::settings_notes,
             commands::save_settings,
             commands::detect_installs,
             commands::check_install,

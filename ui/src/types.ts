@@ -29,6 +29,10 @@ export interface Actions { start: boolean; stop: boolean; restart: boolean; open
 export interface TreeSample {
   cpu_percent: number; cpu_percent_machine: number; ram_bytes: number; ram_source: "cgroup" | "rss" | "job";
   swap_bytes: number; processes: number; vram_bytes: number | null;
+  /** Windows: the memory the job's processes committed, which the RAM cap counts; null elsewhere. */
+  commit_bytes?: number | null;
+  /** Where the VRAM the cap compares comes from (docs/ipc.md); "device": the whole GPU. */
+  vram_source?: "nvml" | "gpu_counters" | "device" | null;
 }
 export interface Sample {
   ts_ms: number; tree: TreeSample | null;
@@ -58,6 +62,8 @@ export interface Settings {
 }
 /** `message` names the problem and the accepted range. */
 export interface FieldError { field: string; value: string; message: string }
+/** Shown beside a field without blocking the save (Windows: the commit Fooocus reached vs the RAM cap). */
+export interface SettingsNote { field: string; kind: "warning" | "note"; message: string }
 export interface SaveResult { saved: boolean; errors: FieldError[]; applied_live: string[]; needs_restart: string[] }
 /** `closed_by`: "task_end" | "next_task" | "process_exit" | "quiet" | "limit". */
 export interface GenerationRecord {

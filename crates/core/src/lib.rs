@@ -12,6 +12,7 @@
 pub mod app;
 pub mod autostart;
 pub mod browser;
+pub mod commit;
 pub mod config;
 pub mod console;
 pub mod demo;

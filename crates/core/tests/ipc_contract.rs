@@ -431,8 +431,10 @@ fn samples() -> Vec<guard_sample::Sample> {
             ram_bytes: 2,
             ram_source: RamSource::Rss,
             swap_bytes: 3,
+            commit_bytes: Some(6),
             processes: 4,
             vram_bytes: Some(5),
+            vram_source: Some(VramSource::Nvml),
         }),
         system: SystemSample {
             cpu_percent: 1.0,
@@ -456,7 +458,14 @@ fn samples() -> Vec<guard_sample::Sample> {
     job.tree.as_mut().unwrap().ram_source = RamSource::Job;
     let mut cgroup = full.clone();
     cgroup.tree.as_mut().unwrap().ram_source = RamSource::Cgroup;
-    vec![full, job, cgroup, Sample::default()]
+    let mut counters = full.clone();
+    counters.tree.as_mut().unwrap().vram_source = Some(VramSource::GpuCounters);
+    let mut device = full.clone();
+    let tree = device.tree.as_mut().unwrap();
+    (tree.vram_source, tree.vram_bytes, tree.commit_bytes) = (Some(VramSource::Device), None, None);
+    let mut no_gpu = full.clone();
+    no_gpu.tree.as_mut().unwrap().vram_source = None;
+    vec![full, job, cgroup, counters, device, no_gpu, Sample::default()]
 }
 
 #[test]

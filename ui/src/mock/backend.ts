@@ -101,6 +101,7 @@ export function install() {
       case "get_status": return status;
       case "get_settings": return structuredClone(settings);
       case "validate_settings": return validate(a.settings as Settings);
+      case "settings_notes": return [];
       case "save_settings": {
         const s = a.settings as Settings;
         const errors = validate(s);
