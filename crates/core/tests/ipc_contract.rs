@@ -465,7 +465,15 @@ fn samples() -> Vec<guard_sample::Sample> {
     (tree.vram_source, tree.vram_bytes, tree.commit_bytes) = (Some(VramSource::Device), None, None);
     let mut no_gpu = full.clone();
     no_gpu.tree.as_mut().unwrap().vram_source = None;
-    vec![full, job, cgroup, counters, device, no_gpu, Sample::default()]
+    vec![
+        full,
+        job,
+        cgroup,
+        counters,
+        device,
+        no_gpu,
+        Sample::default(),
+    ]
 }
 
 #[test]
