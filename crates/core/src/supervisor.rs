@@ -551,6 +551,8 @@ struct Loop {
     /// The history queue overflowed (said once).
     history_warned: bool,
     exit_when_done: bool,
+    /// The last breach, for the summary of the stop it causes.
+    last_breach: Option<EventKind>,
 }
 
 impl Loop {
@@ -588,10 +590,15 @@ impl Loop {
             console_inflight: Default::default(),
             history_warned: false,
             exit_when_done: opts.exit_when_done,
+            last_breach: None,
         }
     }
 
-    fn emit(&mut self, kind: EventKind) {
+    fn emit(&mut self, mut kind: EventKind) {
+        if let EventKind::LimitBreached { .. } = kind {
+            self.last_breach = Some(kind.clone());
+        }
+        crate::why::summarize(&mut kind, self.last_breach.as_ref(), &self.cfg);
         let ev = GuardEvent::now(kind);
         events::trace(&ev);
         let kept = self.store.as_ref().is_none_or(|s| s.record_event(&ev));
@@ -1331,6 +1338,7 @@ impl Loop {
                         steps: esc.steps,
                         grace_s: esc.grace.as_ref().map_or(0.0, |g| g.duration.as_secs_f64()),
                         grace: esc.grace.as_ref().map_or("none", |g| g.reason).into(),
+                        summary: None,
                     });
                     self.record_finished(g);
                     return;
@@ -1689,6 +1697,7 @@ impl Loop {
                 steps,
                 grace_s,
                 grace,
+                summary: None,
             });
         }
         self.apply_changes(done);
