@@ -22,6 +22,7 @@ fn main() {
             "limit_stats",
             "export_history_csv",
             "mark_breaches_seen",
+            "get_last_stop",
             // Not granted to the webview: exists so a test can prove ungranted commands fail.
             "debug_forbidden",
         ]),
