@@ -72,7 +72,9 @@ def icon(fill, dot=None):
 
 
 BRAND = (52, 86, 140)
-for name, size in [("32x32.png", 32), ("128x128.png", 128), ("icon.png", 512)]:
+# Every size a desktop asks for (the .deb installs each into /usr/share/icons/hicolor/NxN/apps).
+for name, size in [("16x16.png", 16), ("24x24.png", 24), ("32x32.png", 32), ("48x48.png", 48),
+                   ("64x64.png", 64), ("128x128.png", 128), ("256x256.png", 256), ("icon.png", 512)]:
     png(HERE / name, size, icon(BRAND, (240, 244, 250)))
 for state, dot in [("stopped", (150, 150, 150)), ("starting", (235, 170, 40)), ("ready", (70, 190, 100)),
                    ("generating", (80, 160, 255)), ("breach", (230, 60, 50))]:

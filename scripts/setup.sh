@@ -14,7 +14,8 @@ pkgs=(build-essential pkg-config python3 python3-venv curl ca-certificates
 if [ "$what" = test ]; then
   pkgs+=(xvfb xauth dbus dbus-x11 webkit2gtk-driver xdotool imagemagick dunst libnotify-bin
          haskell-status-notifier-item-utils haskell-gtk-sni-tray-utils chromium procps psmisc
-         libglib2.0-bin)
+         libglib2.0-bin
+         mmdebstrap eatmydata)   # the .deb installed into a clean Debian root (50-package.sh)
 fi
 ensure_debs setup "${pkgs[@]}"
 

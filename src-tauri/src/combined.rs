@@ -49,6 +49,7 @@ pub fn run(demo: bool, hidden: bool) {
         .plugin(tauri_plugin_dialog::init())
         .manage(core.clone())
         .manage(std::sync::Mutex::new(fooocus_guard::LastStop::default()))
+        .manage(std::sync::Arc::new(guard_core::installer::Jobs::new(None)))
         .invoke_handler(tauri::generate_handler![
             commands::get_status,
             commands::start_fooocus,
@@ -60,6 +61,7 @@ pub fn run(demo: bool, hidden: bool) {
             commands::get_console,
             commands::get_settings,
             commands::validate_settings,
+            commands::settings_notes,
             commands::save_settings,
             commands::detect_installs,
             commands::check_install,
@@ -71,6 +73,11 @@ pub fn run(demo: bool, hidden: bool) {
             commands::mark_breaches_seen,
             commands::get_last_stop,
             commands::debug_forbidden,
+            commands::install_plan,
+            commands::install_start,
+            commands::install_cancel,
+            commands::install_status,
+            commands::install_discard,
         ])
         .setup(move |app| {
             let handle = app.handle().clone();

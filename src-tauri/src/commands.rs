@@ -79,6 +79,13 @@ pub fn validate_settings(settings: Config) -> Vec<FieldError> {
     settings.validate()
 }
 
+/// Shown beside the fields without blocking the save: on Windows, the commit Fooocus reached at
+/// its last start beside the RAM cap, and a warning when the cap is below it.
+#[tauri::command]
+pub fn settings_notes(settings: Config) -> Vec<guard_core::commit::SettingsNote> {
+    guard_core::commit::notes(&settings)
+}
+
 #[tauri::command]
 pub fn save_settings(core: Core, settings: Config) -> SaveResult {
     core.save_settings(settings)
@@ -169,4 +176,40 @@ pub fn get_last_stop(
 #[tauri::command]
 pub fn debug_forbidden() -> &'static str {
     "this must never be reachable from the webview"
+}
+
+// ---- Installing Fooocus (issue 15): thin wrappers over guard_core::installer::Jobs ----------
+
+type Installs<'a> = State<'a, Arc<guard_core::installer::Jobs>>;
+
+/// What an install into `path` (the default folder when None) downloads and needs.
+#[tauri::command]
+pub async fn install_plan(
+    jobs: Installs<'_>,
+    path: Option<String>,
+) -> Result<guard_core::installer::PlanView, String> {
+    let jobs = Arc::clone(&jobs);
+    off_main_thread(move || jobs.plan(path.as_deref().map(std::path::Path::new))).await?
+}
+
+#[tauri::command]
+pub async fn install_start(jobs: Installs<'_>, path: String) -> Result<(), String> {
+    let jobs = Arc::clone(&jobs);
+    off_main_thread(move || jobs.start_here(std::path::Path::new(&path))).await?
+}
+
+#[tauri::command]
+pub fn install_cancel(jobs: Installs) {
+    jobs.cancel();
+}
+
+#[tauri::command]
+pub fn install_status(jobs: Installs) -> guard_core::installer::JobStatus {
+    jobs.status()
+}
+
+#[tauri::command]
+pub async fn install_discard(jobs: Installs<'_>, path: String) -> Result<(), String> {
+    let jobs = Arc::clone(&jobs);
+    off_main_thread(move || jobs.discard(std::path::Path::new(&path))).await?
 }

@@ -64,6 +64,8 @@ pub fn run(demo: bool, hidden: bool) -> ! {
             actions: actions.clone(),
             last_stop: last_stop.clone(),
             running: running.clone(),
+            // Installs run in the guard: closing the dashboard does not end one.
+            installs: Arc::new(guard_core::installer::Jobs::new(None)),
         }),
     ) {
         Ok(s) => Arc::new(s),
@@ -203,6 +205,7 @@ struct Commands {
     actions: Sender<Action>,
     last_stop: Arc<Mutex<LastStop>>,
     running: Running,
+    installs: Arc<guard_core::installer::Jobs>,
 }
 
 fn arg<T: DeserializeOwned>(args: &Value, name: &str) -> Result<T, String> {
@@ -241,6 +244,9 @@ impl ipc::Handler for Commands {
             }
             "get_settings" => json(core.settings()),
             "validate_settings" => json(arg::<Config>(&args, "settings")?.validate()),
+            "settings_notes" => json(guard_core::commit::notes(&arg::<Config>(
+                &args, "settings",
+            )?)),
             "save_settings" => json(core.save_settings(arg(&args, "settings")?)),
             "detect_installs" => json(core.detect_installs()),
             "check_install" => {
@@ -265,6 +271,24 @@ impl ipc::Handler for Commands {
                 Ok(Value::Null)
             },
             "get_last_stop" => json(self.last_stop.lock().unwrap().clone()),
+            // Installing Fooocus (issue 15).
+            "install_plan" => {
+                let path: Option<String> = arg(&args, "path")?;
+                json(self.installs.plan(path.as_deref().map(Path::new))?)
+            }
+            "install_start" => {
+                let path: String = arg(&args, "path")?;
+                self.installs.start_here(Path::new(&path)).map(|()| Value::Null)
+            }
+            "install_cancel" => {
+                self.installs.cancel();
+                Ok(Value::Null)
+            }
+            "install_status" => json(self.installs.status()),
+            "install_discard" => {
+                let path: String = arg(&args, "path")?;
+                self.installs.discard(Path::new(&path)).map(|()| Value::Null)
+            }
             "dashboard_closing" => {
                 if let Some(r) = self.running.lock().unwrap().take() {
                     r.store(false, Ordering::Relaxed);

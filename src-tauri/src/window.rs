@@ -47,6 +47,7 @@ forward! {
     get_console(after, query);
     get_settings();
     validate_settings(settings);
+    settings_notes(settings);
     save_settings(settings);
     detect_installs();
     check_install(path);
@@ -56,6 +57,11 @@ forward! {
     export_history_csv();
     mark_breaches_seen();
     get_last_stop();
+    install_plan(path);
+    install_start(path);
+    install_cancel();
+    install_status();
+    install_discard(path);
 }
 
 /// The folder picker is this process's own (a dialog belongs to the window).
@@ -142,6 +148,7 @@ pub fn run() {
             get_console,
             get_settings,
             validate_settings,
+            settings_notes,
             save_settings,
             detect_installs,
             check_install,
@@ -152,6 +159,11 @@ pub fn run() {
             export_history_csv,
             mark_breaches_seen,
             get_last_stop,
+            install_plan,
+            install_start,
+            install_cancel,
+            install_status,
+            install_discard,
             debug_forbidden,
         ])
         .on_window_event(|w, e| {

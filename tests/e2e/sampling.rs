@@ -7,8 +7,13 @@ use std::time::Duration;
 
 use guard_e2e::*;
 
+/// The fake NVML's script path is an environment variable the CLI inherits when it starts: one
+/// VRAM test at a time.
+static NVML_SCRIPT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn the_vram_cap_stops_a_runaway_generation() {
+    let _one = NVML_SCRIPT.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("nvml.txt");
     std::fs::write(
@@ -56,6 +61,67 @@ fn the_vram_cap_stops_a_runaway_generation() {
         fin["peak_vram_bytes"].as_u64().unwrap() > 3u64 << 30,
         "{fin}"
     );
+}
+
+/// Windows' WDDM: NVML lists Fooocus but reports its memory as "not available". The cap must
+/// still fire, on the whole GPU's VRAM, and the guard must say which figure it used.
+#[test]
+fn the_vram_cap_fires_on_the_whole_gpu_when_per_process_vram_is_not_available() {
+    let _one = NVML_SCRIPT.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("nvml.txt");
+    std::fs::write(
+        &script,
+        "driver_model=wddm\ncount=1\ngpu0.name=Fake RTX\ngpu0.total=8589934592\ngpu0.used=1073741824\n",
+    )
+    .unwrap();
+    std::env::set_var("FAKE_NVML_SCRIPT", &script);
+    let lib = fake_nvml();
+    let task = json!({"delay": 0.5, "images": 1, "steps": 2000, "step_seconds": 0.05, "session_hash": "t"});
+    let inst = make_install("2.5", &json!({"startup_seconds": 0.01, "tasks": [task]}));
+    let port = free_port().to_string();
+    let run = Running::start(&[
+        "--install",
+        inst.path.to_str().unwrap(),
+        "--port",
+        &port,
+        "--no-gateway",
+        "--vram",
+        "3G",
+        "--nvml",
+        lib.to_str().unwrap(),
+        "--interval",
+        "200ms",
+    ]);
+    let started = run.wait_event("started", LONG);
+    let pid = started["pid"].as_u64().unwrap();
+    // Listed, with its memory "not available": before the fix this read as 0 and never fired.
+    std::fs::write(
+        &script,
+        format!("driver_model=wddm\ncount=1\ngpu0.name=Fake RTX\ngpu0.total=8589934592\ngpu0.used=1073741824\ngpu0.compute={pid}:0\n"),
+    )
+    .unwrap();
+    let w = run.wait_for("warning", LONG, |e| {
+        e["event"] == "warning" && e["message"].as_str().unwrap_or("").contains("VRAM")
+    });
+    let said = w["message"].as_str().unwrap();
+    assert!(
+        said.contains("VRAM: whole GPU (per-process figures unavailable: NVML reports per-process memory as not available"),
+        "{said}"
+    );
+    run.wait_event("generation_started", LONG);
+    // The whole GPU climbs 1 GiB a second from 1 GiB: over the 3 GiB cap in about 2 s.
+    std::fs::write(
+        &script,
+        format!("driver_model=wddm\ncount=1\ngpu0.name=Fake RTX\ngpu0.total=8589934592\ngpu0.used=1073741824+1073741824\ngpu0.compute={pid}:0\n"),
+    )
+    .unwrap();
+    let b = run.wait_event("limit_breached", LONG);
+    assert_eq!(b["limit"], "vram", "{}", run.dump());
+    assert_eq!(b["source"], "device");
+    assert!(b["observed"].as_f64().unwrap() > (3u64 << 30) as f64);
+    let fin = run.wait_for("record", LONG, |e| e["event"] == "generation_finished");
+    assert_eq!(fin["outcome"], "out_of_memory");
 }
 
 #[test]

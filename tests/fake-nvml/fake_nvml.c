@@ -22,6 +22,9 @@ static struct fake_device devices[8] = {{0}, {1}, {2}, {3}, {4}, {5}, {6}, {7}};
 enum { OK = 0, UNINITIALIZED = 1, INVALID_ARG = 2, NOT_SUPPORTED = 3, NO_PERMISSION = 4,
        INSUFFICIENT_SIZE = 7, DRIVER_NOT_LOADED = 9, UNKNOWN = 999 };
 
+/* NVML_VALUE_NOT_AVAILABLE, as an unsigned long long. */
+#define NOT_AVAILABLE 0xFFFFFFFFFFFFFFFFULL
+
 typedef struct { unsigned int version; unsigned long long total, reserved, free, used; } nvmlMemory_v2_t;
 typedef struct { unsigned int gpu, memory; } nvmlUtilization_t;
 typedef struct { unsigned int pid; unsigned long long usedGpuMemory; unsigned int gpuInstanceId, computeInstanceId; } nvmlProcessInfo_t;
@@ -203,7 +206,10 @@ static nvmlReturn_t processes(nvmlDevice_t d, const char *key, unsigned int *cou
         char *end;
         found[n].pid = (unsigned)strtoul(v, &end, 10);
         if (*end != ':') break;
-        found[n].usedGpuMemory = rising(end + 1);
+        /* Under the Windows driver model (WDDM) NVML lists the processes but reports their
+         * memory as NVML_VALUE_NOT_AVAILABLE: "driver_model=wddm" does the same. */
+        const char *model = get("driver_model");
+        found[n].usedGpuMemory = (model && !strcmp(model, "wddm")) ? NOT_AVAILABLE : rising(end + 1);
         found[n].gpuInstanceId = 0xFFFFFFFF;
         found[n].computeInstanceId = 0xFFFFFFFF;
         n++;

@@ -21,26 +21,12 @@ import urllib.request
 from gradio_client import Client
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+from testkit import Tally, events, free_port  # noqa: E402
+
 CLI = os.path.abspath(sys.argv[1])
-passed = failed = 0
-
-
-def check(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print("ok  ", name)
-    else:
-        failed += 1
-        print("FAIL", name, detail)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+tally = Tally()
+check = tally.check
 
 
 def make_install(d):
@@ -60,11 +46,6 @@ def make_install(d):
     with open(py, "w") as f:
         f.write('#!/bin/sh\nexec %s "$@"\n' % os.path.join(HERE, ".venv", "bin", "python"))
     os.chmod(py, 0o755)
-
-
-def events(path):
-    with open(path) as f:
-        return [json.loads(l) for l in f if l.strip()]
 
 
 def wait_event(path, pred, timeout=120):
@@ -369,5 +350,4 @@ else:
         subprocess.run(["ip", "netns", "del", NS], capture_output=True)
         subprocess.run(["ip", "link", "del", HOST_IF], capture_output=True)
 
-print("%d passed, %d failed" % (passed, failed))
-sys.exit(1 if failed else 0)
+sys.exit(tally.summary())

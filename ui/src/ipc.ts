@@ -3,7 +3,7 @@ import { invoke } from "@tauri-apps/api/core";
 import { listen, type UnlistenFn } from "@tauri-apps/api/event";
 import type {
   BreachRecord, ConsoleLine, FieldError, GenerationRecord, GuardEvent, HistoryPoint, InstallInfo, LimitStats,
-  Sample, SaveResult, Settings, Status,
+  Sample, SaveResult, Settings, SettingsNote, Status,
 } from "./types";
 
 export const api = {
@@ -17,6 +17,7 @@ export const api = {
   console: (after: number | null, query: string | null) => invoke<ConsoleLine[]>("get_console", { after, query }),
   settings: () => invoke<Settings>("get_settings"),
   validate: (settings: Settings) => invoke<FieldError[]>("validate_settings", { settings }),
+  notes: (settings: Settings) => invoke<SettingsNote[]>("settings_notes", { settings }),
   save: (settings: Settings) => invoke<SaveResult>("save_settings", { settings }),
   detectInstalls: () => invoke<InstallInfo[]>("detect_installs"),
   checkInstall: (path: string) => invoke<InstallInfo>("check_install", { path }),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use guard_contain::TreeProbe;
 use guard_history::{HistoryPoint, Point, SampleHistory};
-use guard_sample::{Sample, Sampler, SamplerConfig};
+use guard_sample::{Sample, Sampler, SamplerConfig, VramSource};
 
 use crate::config::Config;
 use crate::policy::Usage;
@@ -95,25 +95,48 @@ pub fn spawn(guard: &Guard, cfg: &Config) -> Sampling {
         history.clone(),
         sampler_config(cfg),
     );
+    let scfg_limits = cfg.clone();
     let _ = std::thread::Builder::new()
         .name("fooocus-guard-sampler".into())
         .spawn(move || {
             let mut sampler = Sampler::new(scfg);
             g.set_gpu_status(sampler.gpu_status());
             let mut current: Option<(TreeProbe, u32)> = None;
+            let mut said_whole_gpu = false;
+            let mut commit = crate::commit::CommitWatch::default();
             let mut next = Instant::now();
             while !st.load(Ordering::Relaxed) {
                 let (tree, generating) = g.tree();
                 if tree != current {
                     sampler.set_tree(tree.as_ref().map(|(p, _)| p));
                     current = tree;
+                    commit.reset();
                 }
                 let s = sampler.sample();
+                // Windows: the commit Fooocus reaches while it starts, kept for the settings'
+                // warning about a RAM cap below it.
+                if let Some(c) = s.tree.as_ref().and_then(|t| t.commit_bytes) {
+                    if let Some(m) = commit.observe(g.status().state, Some(c), s.ts_ms) {
+                        if let Some(dir) = crate::paths::data_dir() {
+                            let _ = crate::commit::save(&dir, &m);
+                        }
+                        if let Some(w) = crate::commit::cap_warning(&scfg_limits, Some(&m)) {
+                            g.warn(&w.message);
+                        }
+                    }
+                }
                 if let Some(u) = usage_of(s) {
                     g.report_usage(u);
                 }
                 h.lock().unwrap().push(point_of(s));
                 g.set_gpu_status(&s.gpu_status);
+                // Once, in the console and the events too: a VRAM cap on the whole GPU counts
+                // the desktop's and other programs' VRAM (Windows' WDDM without GPU counters).
+                let source = s.tree.as_ref().and_then(|t| t.vram_source);
+                if source == Some(VramSource::Device) && !said_whole_gpu && !s.gpus.is_empty() {
+                    said_whole_gpu = true;
+                    g.warn(&format!("GPU: {}", s.gpu_status));
+                }
                 g.publish_sample(Arc::new(s.clone()));
                 let mut every = Duration::from_millis(iv.load(Ordering::Relaxed));
                 if generating {
@@ -134,28 +157,8 @@ pub fn spawn(guard: &Guard, cfg: &Config) -> Sampling {
     }
 }
 
-/// One line on the cgroup setup, for `doctor`.
-pub fn cgroup_summary() -> String {
-    #[cfg(target_os = "linux")]
-    {
-        let m = guard_contain::linux::detect::Mounts::read();
-        let v1: Vec<String> = m.v1.iter().flat_map(|h| h.controllers.clone()).collect();
-        match (&m.v2, v1.is_empty()) {
-            (Some((mount, _)), true) => format!("cgroup v2 only, at {}", mount.display()),
-            (Some((mount, _)), false) => format!(
-                "hybrid: v1 controllers {} and v2 at {}",
-                v1.join(", "),
-                mount.display()
-            ),
-            (None, false) => format!("cgroup v1 only: {}", v1.join(", ")),
-            (None, true) => "no cgroups mounted".into(),
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        "not Linux: a Job Object holds the tree".into()
-    }
-}
+/// One line on the cgroup setup, for `doctor` (the OS code lives in guard-contain).
+pub use guard_contain::cgroup_summary;
 
 /// The GPU status the sampler would report.
 pub fn gpu_summary(lib: Option<&std::path::Path>) -> String {

@@ -47,6 +47,9 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// A keep-alive connection with no request in flight is closed after this.
     pub idle_timeout: Duration,
+    /// A request body that sends nothing for this long is cut off (408): a request in flight
+    /// keeps its connection busy, and a busy connection is never given up to a newcomer.
+    pub body_timeout: Duration,
     /// Connections open at once (lowered to fit the process's file limit).
     pub max_connections: usize,
     /// Connections open at once from one address.
@@ -62,6 +65,7 @@ impl Default for Limits {
         Limits {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(30),
             max_connections: 400,
             max_per_client: 100,
             max_header_bytes: 32 * 1024,

@@ -405,6 +405,48 @@ fn slow_and_silent_connections_are_closed() {
 }
 
 #[test]
+fn a_body_that_stops_arriving_is_cut_off() {
+    let limits = Limits {
+        body_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let (g, seen) = start(None, None, limits);
+    let mut c = Client::new(g.local_addr());
+    // Headers that promise 1000 bytes, then 10 of them, then nothing: the connection is busy
+    // (a request in flight), so it would never be given up to a newcomer.
+    write!(
+        c.w,
+        "POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n0123456789"
+    )
+    .unwrap();
+    let (h, body) = c.read_response();
+    assert!(h.starts_with("http/1.1 408"), "{h}");
+    assert!(body.contains("stopped arriving"), "{body}");
+    assert!(c.closed_by_gateway(), "and its connection is closed");
+    // A body that keeps arriving, slower than the limit as a whole, goes through.
+    let mut slow = Client::new(g.local_addr());
+    write!(
+        slow.w,
+        "POST /slow HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 6\r\n\r\n"
+    )
+    .unwrap();
+    for b in b"abcdef" {
+        std::thread::sleep(Duration::from_millis(400));
+        slow.w.write_all(&[*b]).unwrap();
+    }
+    let (h, body) = slow.read_response();
+    assert!(
+        h.starts_with("http/1.1 200") && body == "ok /slow",
+        "{h} {body}"
+    );
+    assert!(seen
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|s| s.starts_with("POST /slow")));
+}
+
+#[test]
 fn idle_connections_give_way_to_a_real_client() {
     let limits = Limits {
         max_connections: 40,

@@ -6,6 +6,7 @@
 //! amdgpu's sysfs; every missing piece degrades to a status string and never stops sampling.
 
 mod gpu;
+mod gpu_counters;
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
@@ -44,9 +45,30 @@ pub struct TreeSample {
     pub ram_bytes: u64,
     pub ram_source: RamSource,
     pub swap_bytes: u64,
+    /// Windows: the memory the job's processes have committed (reserved, in RAM or the page
+    /// file): what the job's memory limit, the RAM cap, counts. None elsewhere.
+    #[serde(default)]
+    pub commit_bytes: Option<u64>,
     pub processes: u32,
-    /// VRAM used by the tree's processes, where NVML reports per-process figures.
+    /// VRAM used by the tree's processes, where per-process figures exist (see `vram_source`).
     pub vram_bytes: Option<u64>,
+    /// Where the VRAM the cap compares comes from; None without a GPU that reports VRAM.
+    #[serde(default)]
+    pub vram_source: Option<VramSource>,
+}
+
+/// Where the tree's VRAM comes from (docs/ipc.md `TreeSample.vram_source`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VramSource {
+    /// NVML's per-process figures (Linux; Windows only with a GPU in TCC mode).
+    Nvml,
+    /// Windows' GPU performance counters: each process's dedicated GPU memory, as Task Manager
+    /// shows it (the only per-process figure under WDDM, every consumer GeForce).
+    GpuCounters,
+    /// No per-process figure: the VRAM in use on the whole GPU stands in (`vram_bytes` is None
+    /// and the cap counts other programs' VRAM too).
+    Device,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -176,9 +198,10 @@ impl Sampler {
         }
         let tree = self.sample.tree.as_mut();
         let pids: &[u32] = if tree.is_some() { &self.tree_pids } else { &[] };
-        let vram = self.gpus.read(&mut self.sample.gpus, pids);
+        let (vram, source) = self.gpus.read(&mut self.sample.gpus, pids);
         if let Some(t) = self.sample.tree.as_mut() {
             t.vram_bytes = vram;
+            t.vram_source = source;
         }
         if self.sample.gpu_status != self.gpus.status() {
             self.sample.gpu_status = self.gpus.status().to_string();

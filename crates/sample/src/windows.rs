@@ -77,6 +77,7 @@ impl Tree {
         // What the job has committed beyond what is resident lives in the page file: the
         // closest Windows figure to Linux's swap.
         t.swap_bytes = r.commit.saturating_sub(r.working_set);
+        t.commit_bytes = Some(r.commit);
         t.processes = r.processes;
         r.cpu_time.as_nanos() as u64
     }

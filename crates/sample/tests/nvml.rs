@@ -7,7 +7,7 @@ mod common;
 use std::sync::Mutex;
 
 use guard_contain::TreeProbe;
-use guard_sample::{Sampler, SamplerConfig};
+use guard_sample::{Sampler, SamplerConfig, VramSource};
 
 static ENV: Mutex<()> = Mutex::new(());
 
@@ -146,9 +146,15 @@ fn degraded_states_never_stop_sampling() {
     s.set_tree(Some(&t.probe));
     let smp = s.sample().clone();
     assert_eq!(smp.tree.as_ref().unwrap().vram_bytes, None);
+    assert_eq!(
+        smp.tree.as_ref().unwrap().vram_source,
+        Some(VramSource::Device)
+    );
     assert_eq!(smp.device_vram_bytes(), Some(60));
     assert!(
-        smp.gpu_status.contains("VRAM per process not supported"),
+        smp.gpu_status.starts_with(
+            "ok; VRAM: whole GPU (per-process figures unavailable: NVML does not support"
+        ),
         "{}",
         smp.gpu_status
     );
@@ -159,7 +165,59 @@ fn degraded_states_never_stop_sampling() {
     assert!(s
         .sample()
         .gpu_status
-        .contains("VRAM per process not supported"));
+        .contains("VRAM: whole GPU (per-process figures unavailable"));
+}
+
+/// Under WDDM (every consumer GeForce on Windows) NVML lists the tree's processes with their
+/// memory "not available". That must never read as a tree using 0 bytes: the tree's VRAM is
+/// unknown, the whole GPU's stands in, and the status names the source and why. On Windows the
+/// GPU performance counters come first; where they are missing (Wine has none) the status says
+/// that too.
+#[test]
+fn wddm_not_available_is_never_a_silent_zero() {
+    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let t = tree();
+    let pid = t.pid;
+    let (mut s, _d) = sampler_with(
+        &format!("driver_model=wddm\ncount=1\ngpu0.total=8589934592\ngpu0.used=6442450944\ngpu0.compute={pid}:5368709120\ngpu0.graphics=4:1000\n"),
+        false,
+    );
+    assert_eq!(s.gpu_status(), "ok");
+    s.set_tree(Some(&t.probe));
+    let smp = s.sample().clone();
+    let tree = smp.tree.as_ref().unwrap();
+    assert_eq!(smp.device_vram_bytes(), Some(6442450944));
+    let status = &smp.gpu_status;
+    if cfg!(windows) && tree.vram_source == Some(VramSource::GpuCounters) {
+        // Real Windows: the counters answered (the test process holds little or no VRAM).
+        assert!(tree.vram_bytes.is_some());
+        assert!(status.contains("GPU counters"), "{status}");
+        return;
+    }
+    assert_eq!(tree.vram_source, Some(VramSource::Device));
+    assert_eq!(tree.vram_bytes, None, "never a silent 0");
+    assert!(
+        status.starts_with("ok; VRAM: whole GPU (per-process figures unavailable: NVML reports per-process memory as not available"),
+        "{status}"
+    );
+    if cfg!(windows) {
+        assert!(status.contains("Windows' GPU counters: "), "{status}");
+    }
+    println!("status under WDDM without per-process figures: {status}");
+
+    // The same pids with figures: NVML's per-process source, and the status is plain "ok".
+    let (mut s, _d) = sampler_with(
+        &format!(
+            "count=1\ngpu0.total=8589934592\ngpu0.used=6442450944\ngpu0.compute={pid}:5368709120\n"
+        ),
+        false,
+    );
+    s.set_tree(Some(&t.probe));
+    let smp = s.sample().clone();
+    let tree = smp.tree.as_ref().unwrap();
+    assert_eq!(tree.vram_bytes, Some(5368709120));
+    assert_eq!(tree.vram_source, Some(VramSource::Nvml));
+    assert_eq!(smp.gpu_status, "ok");
 }
 
 #[cfg(target_os = "linux")]

@@ -65,6 +65,16 @@ fn the_job_tree_and_the_machine_are_sampled() {
         tree.ram_bytes >= 96 << 20,
         "the child's 96 MiB are resident: {tree:?}"
     );
+    // The commit the RAM cap (the job's memory limit) counts: at least what the child touched.
+    let commit = tree.commit_bytes.expect("the job's commit");
+    assert!(
+        commit >= 96 << 20,
+        "the child's 96 MiB are committed: {tree:?}"
+    );
+    println!(
+        "job commit {commit} bytes, working set {} bytes",
+        tree.ram_bytes
+    );
 
     // No tree: no tree figures.
     s.set_tree(None);

@@ -5,6 +5,7 @@ import { h, clear } from "../dom";
 import { graph, sparkline, type Breach, type Graph, type Series } from "../charts";
 import { ConsoleBuffer, mergeLive, pointOf, STATE_LABEL, timeoutBand } from "../logic";
 import { generationText, lastMinute, noGpu, ofLimit, StepClock, whyStopped } from "../glance";
+import { modelDownload } from "./model-download";
 import { formatSize } from "../units";
 import type { GuardEvent, HistoryPoint, Settings, Status } from "../types";
 import type { View } from "../main";
@@ -63,6 +64,7 @@ export function dashboard(): View {
   const mark = () => rangeBar.querySelectorAll("button").forEach((b) => b.classList.toggle("active", b.dataset.range === String(range)));
   mark();
 
+  const download = modelDownload();
   // Status card
   const stateEl = h("span", { class: "state", id: "state" });
   const urlEl = h("span", { class: "muted" });
@@ -145,6 +147,7 @@ export function dashboard(): View {
         h("div", { class: "actions" }, ...Object.values(buttons)),
         errorEl, backendEl, gpuEl, graceEl),
       h("div", { class: "card gen-card" }, h("h2", {}, "Current generation"), genTitle, genBar, genPace, h("div", { class: "label muted" }, "Time against the timeout"), timeBar, genText)),
+    download.el,
     whyEl,
     h("div", { class: "row between" }, h("h2", {}, "Resources"), rangeBar),
     h("div", { class: "graphs" }, ...Object.values(graphs).map((g) => g.el), noGpuPanel),
@@ -154,6 +157,7 @@ export function dashboard(): View {
 
   const applyStatus = (s: Status) => {
     status = s;
+    download.status(s);
     stateEl.textContent = STATE_LABEL[s.state];
     stateEl.className = `state ${s.state}`;
     urlEl.textContent = s.url ? `Listening on ${s.url}` : "";

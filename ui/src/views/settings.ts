@@ -3,8 +3,9 @@
 import { api } from "../ipc";
 import { h, clear } from "../dom";
 import { durationInput, formatDuration, formatSize, parseDuration, parsePercent, parseSize, sizeInput, type Parsed } from "../units";
-import type { FieldError, LimitStats, Settings } from "../types";
+import type { FieldError, LimitStats, Settings, SettingsNote } from "../types";
 import type { View } from "../main";
+import { installPanel } from "./install";
 
 type Kind = "duration" | "size" | "percent";
 interface LimitDef { field: keyof Settings["limits"]; label: string; kind: Kind; stats?: string; help: string }
@@ -45,11 +46,22 @@ export function settings(): View {
     save.disabled = localErrors.size > 0 || server.length > 0;
     if (unknown.length) result.textContent = unknown.join("; ");
   };
+  // Warnings and notes never block the save (a RAM cap below what Fooocus commits at start-up).
+  const showNotes = (notes: SettingsNote[]) => {
+    for (const [f, el] of errorEls) {
+      const n = notes.find((x) => x.field === f);
+      let slot = el.nextElementSibling as HTMLElement | null;
+      if (!slot?.classList.contains("field-note")) { slot = h("div", { class: "field-note" }); el.after(slot); }
+      slot.textContent = n?.message ?? "";
+      slot.classList.toggle("warn", n?.kind === "warning");
+    }
+  };
   const validate = () => {
     window.clearTimeout(timer);
     timer = window.setTimeout(async () => {
       if (!model) return;
       showErrors(localErrors.size ? [] : await api.validate(model));
+      showNotes(await api.notes(model).catch(() => []));
     }, 250);
     save.disabled = localErrors.size > 0;
   };
@@ -112,7 +124,9 @@ export function settings(): View {
     policy.value = m.restart.policy;
     policy.addEventListener("change", () => { m.restart.policy = policy.value as Settings["restart"]["policy"]; validate(); });
     clear(form,
-      h("fieldset", {}, h("legend", {}, "Install"), h("div", { class: "row" }, installField, browse, detected)),
+      h("fieldset", {}, h("legend", {}, "Install"), h("div", { class: "row" }, installField, browse, detected),
+        h("details", { class: "install-new" }, h("summary", {}, "Install Fooocus…"),
+          installPanel(() => api.pickFolder(), async (i) => { installInput.value = i.root; installInput.dispatchEvent(new Event("input")); }))),
       h("fieldset", {}, h("legend", {}, "Limits"), ...LIMITS.map(limitRow)),
       h("fieldset", {}, h("legend", {}, "Launch"),
         text("Preset", "launch.preset", () => m.launch.preset ?? "", (v) => (m.launch.preset = v.trim() || null)),
