@@ -23,6 +23,7 @@ fn main() {
             "limit_stats",
             "export_history_csv",
             "mark_breaches_seen",
+            "get_last_stop",
             "install_plan",
             "install_start",
             "install_cancel",

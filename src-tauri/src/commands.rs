@@ -165,6 +165,13 @@ pub fn mark_breaches_seen(core: Core) {
     core.guard().mark_breaches_seen();
 }
 
+#[tauri::command]
+pub fn get_last_stop(
+    last: State<'_, std::sync::Mutex<fooocus_guard::LastStop>>,
+) -> fooocus_guard::LastStop {
+    last.lock().unwrap().clone()
+}
+
 /// Registered but granted to no window: the IPC test calls it and must be refused.
 #[tauri::command]
 pub fn debug_forbidden() -> &'static str {

@@ -32,5 +32,6 @@ pub mod stop;
 pub mod store;
 pub mod supervisor;
 pub mod units;
+pub mod why;
 
 pub use supervisor::{Guard, GuardOptions, Status, Target, Update};

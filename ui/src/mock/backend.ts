@@ -121,6 +121,7 @@ export function install() {
       case "check_install": if (String(a.path).includes("Fooocus")) return status.install; throw `${a.path} is not a Fooocus install: it has no entry_with_update.py`;
       case "pick_folder": return null;
       case "mark_breaches_seen": status.unseen_breach = false; return null;
+      case "get_last_stop": return { stopped: null, breach: null };
       case "start_fooocus": case "stop_fooocus": case "restart_fooocus": case "stop_generation": case "open_in_browser": return null;
       // Installing Fooocus (views/install.ts): a plan, and no install running.
       case "install_plan": return {

@@ -29,12 +29,30 @@ export function dashboard(): View {
   const redraw = () => {
     for (const [k, g] of Object.entries(graphs) as [Series, Graph][]) g.set(points, limitFor(k), breaches);
   };
+  let lastStopAsked = false;
   const load = async () => {
     settings = await api.settings();
     points = await api.history(range);
     const since = Date.now() - range * 1000;
     breaches = (await api.breaches(200)).filter((b) => b.ts_ms >= since).map((b) => ({ ts_ms: b.ts_ms, limit: b.limit }));
     redraw();
+    if (!lastStopAsked) {
+      lastStopAsked = true;
+      await showLastStop(location.hash === "#why");
+    }
+  };
+  /** A window opened after a limit stopped something still says why: when it was opened for
+   *  that (the notification's link, #why), or when it happened in the last ten minutes. */
+  const showLastStop = async (wanted: boolean) => {
+    const last = await api.lastStop().catch(() => null);
+    if (last?.stopped && (wanted || Date.now() - Date.parse(last.stopped.ts) < 10 * 60_000)) {
+      lastBreach = last.breach;
+      showWhy(last.stopped);
+    }
+    if (wanted) focusWhy();
+  };
+  const focusWhy = () => {
+    if (!whyEl.classList.contains("hidden")) whyEl.scrollIntoView({ block: "start" });
   };
 
   const rangeBar = h("div", { class: "segmented", role: "group", "aria-label": "Time range" });
@@ -203,6 +221,10 @@ export function dashboard(): View {
       showWhy(e);
     }
   }).then(() => (el.dataset.listening = "true"));
+  void on.openWhy(() => {
+    lastStopAsked = true;
+    void showLastStop(true);
+  });
   void api.console(null, null).then((lines) => { buffer.push(lines); renderConsole(); });
   const ro = new ResizeObserver(() => {
     const w = Math.max(280, Math.floor((el.clientWidth - 24) / 2) - 4);

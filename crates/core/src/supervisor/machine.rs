@@ -652,6 +652,7 @@ impl<R> Machine<R> {
                 steps,
                 grace_s,
                 grace,
+                summary: None,
             }));
         }
     }
@@ -735,6 +736,7 @@ impl<R> Machine<R> {
             steps: esc.steps,
             grace_s: esc.grace.as_ref().map_or(0.0, |g| g.duration.as_secs_f64()),
             grace: esc.grace.as_ref().map_or("none", |g| g.reason).into(),
+            summary: None,
         }));
     }
 

@@ -71,6 +71,8 @@ pub(super) struct Loop {
     /// The history queue overflowed (said once).
     history_warned: bool,
     exit_when_done: bool,
+    /// The last breach, for the summary of the stop it causes.
+    last_breach: Option<EventKind>,
 }
 
 fn settings(cfg: &Config, limits: &LimitSet) -> Settings {
@@ -126,6 +128,7 @@ impl Loop {
             console_inflight: Default::default(),
             history_warned: false,
             exit_when_done: opts.exit_when_done,
+            last_breach: None,
         }
     }
 
@@ -196,7 +199,11 @@ impl Loop {
         }
     }
 
-    fn emit(&mut self, kind: EventKind) {
+    fn emit(&mut self, mut kind: EventKind) {
+        if let EventKind::LimitBreached { .. } = kind {
+            self.last_breach = Some(kind.clone());
+        }
+        crate::why::summarize(&mut kind, self.last_breach.as_ref(), &self.cfg);
         let ev = crate::events::GuardEvent::now(kind);
         events::trace(&ev);
         let kept = self.store.as_ref().is_none_or(|s| s.record_event(&ev));
