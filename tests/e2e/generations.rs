@@ -301,7 +301,7 @@ fn a_limit_that_fires_every_time_ends_in_give_up() {
     let gave_up = events.iter().find(|e| e["event"] == "gave_up").unwrap();
     let reason = gave_up["reason"].as_str().unwrap();
     assert!(
-        reason.contains("timeout limit") && reason.contains("raise it"),
+        reason.contains("timeout limit") && reason.contains("raise the timeout"),
         "{reason}"
     );
 }
