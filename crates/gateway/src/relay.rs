@@ -176,6 +176,11 @@ pub(crate) async fn accept_loop(
                 let _ = stream.set_nodelay(true);
                 let local = stream.local_addr().ok();
                 tokio::spawn(serve(stream, Arc::new(held), local));
+                // Let the new connection be read before the next accept: a request already
+                // waiting makes it busy (never given up), a connection its client already
+                // closed frees its slot. Without this, a backlog of closed connections accepted
+                // in one go took the slot of a real request accepted among them.
+                tokio::task::yield_now().await;
             }
             // Out of descriptors (EMFILE) or any other accept error: wait instead of retrying
             // at once, so the loop never spins; idle connections time out meanwhile.

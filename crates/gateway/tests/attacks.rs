@@ -515,3 +515,38 @@ fn a_stopped_gateway_frees_its_port_at_once() {
     assert!(third.is_ok(), "{:?}", third.err());
     drop(held);
 }
+
+#[test]
+fn a_burst_of_closed_connections_does_not_push_out_a_waiting_request() {
+    // Connections that open and close at once pile up in the accept queue (as a flood's do when
+    // its client goes away). Each one the gateway accepts while full takes the slot of the
+    // longest-idle connection: a real client accepted among them, its request sent but not yet
+    // read, must not be the one given up.
+    let limits = Limits {
+        max_connections: 16,
+        max_per_client: 16,
+        ..Limits::default()
+    };
+    let (g, _) = start(None, None, limits);
+    let addr = g.local_addr();
+    for round in 0..20 {
+        let burst: Vec<_> = (0..4)
+            .map(|_| {
+                std::thread::spawn(move || {
+                    for _ in 0..150 {
+                        drop(TcpStream::connect(addr).unwrap());
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(2));
+        let (h, body) = Client::new(addr).ask("GET /config", "");
+        assert!(
+            h.starts_with("http/1.1 200") && body == "ok /config",
+            "round {round}: {h:?}"
+        );
+        for t in burst {
+            t.join().unwrap();
+        }
+    }
+}
