@@ -220,6 +220,58 @@ fn quick() -> DownloadOptions {
     }
 }
 
+fn quick_run() -> RunOptions {
+    RunOptions {
+        download: quick(),
+        ..RunOptions::default()
+    }
+}
+
+/// A fresh target, a server with one archive (`name`, its first answer misbehaving as `first`),
+/// and the plan that installs it.
+struct Fixture {
+    c: Case,
+    srv: Server,
+    plan: installer::Plan,
+}
+
+fn fixture(
+    name: &str,
+    body: Vec<u8>,
+    served: (First, bool),
+    platform: Platform,
+    sha: Option<String>,
+) -> Fixture {
+    let c = case();
+    let (first, ranges) = served;
+    let mut files = HashMap::new();
+    files.insert(
+        name.to_string(),
+        Served {
+            body,
+            first,
+            ranges,
+        },
+    );
+    let srv = Server::start(files);
+    let plan = installer::plan(&request(&c, platform, &srv.url(name), sha)).unwrap();
+    Fixture { c, srv, plan }
+}
+
+/// A source archive of the 2.5.5 snapshot, served as `first` (with ranges), checked by its
+/// real SHA-256.
+fn source_fixture(first: First) -> Fixture {
+    let body = snapshot_255();
+    let sha = sha256(&body);
+    fixture(
+        "f.tar.gz",
+        body,
+        (first, true),
+        Platform::LinuxSource,
+        Some(sha),
+    )
+}
+
 /// A Windows portable package made from the snapshot: python_embeded, Fooocus, run.bat.
 fn portable_7z(dir: &Path) -> Vec<u8> {
     let src = dir.join("pkg").join("Fooocus_win64_2-5-0");
@@ -265,33 +317,18 @@ fn portable_7z(dir: &Path) -> Vec<u8> {
 
 #[test]
 fn a_windows_package_is_downloaded_resumed_after_a_truncated_body_checked_and_detected() {
-    let c = case();
     let work = tempfile::tempdir().unwrap();
     let body = portable_7z(work.path());
     let sha = sha256(&body);
-    let mut files = HashMap::new();
-    files.insert(
-        "pkg.7z".to_string(),
-        Served {
-            body,
-            first: First::Truncate,
-            ranges: true,
-        },
-    );
-    let srv = Server::start(files);
-    let p = installer::plan(&request(
-        &c,
+    let Fixture { c, srv, plan: p } = fixture(
+        "pkg.7z",
+        body,
+        (First::Truncate, true),
         Platform::WindowsPortable,
-        &srv.url("pkg.7z"),
         Some(sha),
-    ))
-    .unwrap();
+    );
     let (tx, rx) = bounded(1024);
-    let opts = RunOptions {
-        download: quick(),
-        ..RunOptions::default()
-    };
-    let i = installer::run(&p, &opts, &tx, &AtomicBool::new(false)).unwrap();
+    let i = installer::run(&p, &quick_run(), &tx, &AtomicBool::new(false)).unwrap();
     assert_eq!(i.kind, InstallKind::Portable);
     assert_eq!(i.version.as_deref(), Some("2.5.5"));
     assert_eq!(i.root, install::canonical(&c.target));
@@ -325,32 +362,17 @@ fn a_windows_package_is_downloaded_resumed_after_a_truncated_body_checked_and_de
 
 #[test]
 fn a_wrong_checksum_is_refused_nothing_is_installed_and_retry_downloads_again() {
-    let c = case();
     let body = snapshot_255();
-    let mut files = HashMap::new();
-    files.insert(
-        "f.tar.gz".to_string(),
-        Served {
-            body: body.clone(),
-            first: First::Fine,
-            ranges: true,
-        },
-    );
-    let srv = Server::start(files);
     let wrong = "0".repeat(64);
-    let p = installer::plan(&request(
-        &c,
+    let Fixture { c, plan: p, .. } = fixture(
+        "f.tar.gz",
+        body.clone(),
+        (First::Fine, true),
         Platform::LinuxSource,
-        &srv.url("f.tar.gz"),
         Some(wrong),
-    ))
-    .unwrap();
+    );
     let (tx, _rx) = bounded(1024);
-    let opts = RunOptions {
-        download: quick(),
-        ..RunOptions::default()
-    };
-    let e = installer::run(&p, &opts, &tx, &AtomicBool::new(false)).unwrap_err();
+    let e = installer::run(&p, &quick_run(), &tx, &AtomicBool::new(false)).unwrap_err();
     assert!(matches!(e, InstallerError::Checksum { .. }), "{e}");
     let msg = e.to_string();
     assert!(
@@ -365,32 +387,17 @@ fn a_wrong_checksum_is_refused_nothing_is_installed_and_retry_downloads_again() 
 
 #[test]
 fn a_dropped_connection_and_a_server_without_ranges_still_download() {
-    let c = case();
     let body = snapshot_255();
     let sha = sha256(&body);
-    let mut files = HashMap::new();
-    files.insert(
-        "f.tar.gz".to_string(),
-        Served {
-            body,
-            first: First::Drop,
-            ranges: false,
-        },
-    );
-    let srv = Server::start(files);
-    let p = installer::plan(&request(
-        &c,
+    let Fixture { srv, plan: p, .. } = fixture(
+        "f.tar.gz",
+        body,
+        (First::Drop, false),
         Platform::LinuxSource,
-        &srv.url("f.tar.gz"),
         Some(sha),
-    ))
-    .unwrap();
-    let opts = RunOptions {
-        download: quick(),
-        ..RunOptions::default()
-    };
+    );
     // Stop before the Python phases: this test is about the download.
-    let e = run_until(&p, &opts, Phase::Environment);
+    let e = run_until(&p, &quick_run(), Phase::Environment);
     assert!(matches!(e, InstallerError::Cancelled), "{e}");
     assert!(installer::finished_phases(&p).contains(&Phase::Unpack));
     assert_eq!(srv.requests("f.tar.gz").len(), 2);
@@ -430,31 +437,8 @@ fn run_until(p: &installer::Plan, opts: &RunOptions, phase: Phase) -> InstallerE
 
 #[test]
 fn a_silent_connection_is_resumed_after_the_body_budget() {
-    let c = case();
-    let body = snapshot_255();
-    let sha = sha256(&body);
-    let mut files = HashMap::new();
-    files.insert(
-        "f.tar.gz".to_string(),
-        Served {
-            body,
-            first: First::Silent,
-            ranges: true,
-        },
-    );
-    let srv = Server::start(files);
-    let p = installer::plan(&request(
-        &c,
-        Platform::LinuxSource,
-        &srv.url("f.tar.gz"),
-        Some(sha),
-    ))
-    .unwrap();
-    let opts = RunOptions {
-        download: quick(),
-        ..RunOptions::default()
-    };
-    let e = run_until(&p, &opts, Phase::Unpack);
+    let Fixture { srv, plan: p, .. } = source_fixture(First::Silent);
+    let e = run_until(&p, &quick_run(), Phase::Unpack);
     assert!(matches!(e, InstallerError::Cancelled), "{e}");
     assert!(installer::finished_phases(&p).contains(&Phase::Verify));
     let reqs = srv.requests("f.tar.gz");
@@ -464,26 +448,7 @@ fn a_silent_connection_is_resumed_after_the_body_budget() {
 
 #[test]
 fn cancel_mid_download_leaves_no_install_and_the_retry_resumes_from_the_last_byte() {
-    let c = case();
-    let body = snapshot_255();
-    let sha = sha256(&body);
-    let mut files = HashMap::new();
-    files.insert(
-        "f.tar.gz".to_string(),
-        Served {
-            body,
-            first: First::Gate,
-            ranges: true,
-        },
-    );
-    let srv = Server::start(files);
-    let p = installer::plan(&request(
-        &c,
-        Platform::LinuxSource,
-        &srv.url("f.tar.gz"),
-        Some(sha),
-    ))
-    .unwrap();
+    let Fixture { c, srv, plan: p } = source_fixture(First::Gate);
     let opts = RunOptions {
         download: DownloadOptions {
             body_budget: Duration::from_secs(60),
@@ -559,16 +524,7 @@ fn an_http_error_and_no_space_name_the_fix() {
         None,
     ))
     .unwrap();
-    let e = installer::run(
-        &p,
-        &RunOptions {
-            download: quick(),
-            ..RunOptions::default()
-        },
-        &tx_dummy(),
-        &AtomicBool::new(false),
-    )
-    .unwrap_err();
+    let e = installer::run(&p, &quick_run(), &tx_dummy(), &AtomicBool::new(false)).unwrap_err();
     let m = e.to_string();
     assert!(m.contains("404") && m.contains("check the address"), "{m}");
 
@@ -601,16 +557,7 @@ fn no_network_names_the_fix() {
         None,
     ))
     .unwrap();
-    let e = installer::run(
-        &p,
-        &RunOptions {
-            download: quick(),
-            ..RunOptions::default()
-        },
-        &tx_dummy(),
-        &AtomicBool::new(false),
-    )
-    .unwrap_err();
+    let e = installer::run(&p, &quick_run(), &tx_dummy(), &AtomicBool::new(false)).unwrap_err();
     let m = e.to_string();
     assert!(
         matches!(e, InstallerError::Network { .. }) && m.contains("internet connection"),
@@ -623,19 +570,15 @@ fn no_network_names_the_fix() {
 /// the way, and the retry that resumes from it.
 #[test]
 fn a_linux_install_makes_a_venv_and_installs_the_requirements_offline() {
-    let c = case();
     let body = snapshot_255();
     let sha = sha256(&body);
-    let mut files = HashMap::new();
-    files.insert(
-        "fooocus-2.5.5.tar.gz".to_string(),
-        Served {
-            body,
-            first: First::Fine,
-            ranges: true,
-        },
+    let Fixture { c, srv, plan: p } = fixture(
+        "fooocus-2.5.5.tar.gz",
+        body,
+        (First::Fine, true),
+        Platform::LinuxSource,
+        Some(sha),
     );
-    let srv = Server::start(files);
     let wheels = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
     let gz = flate2::read::GzDecoder::new(std::io::Cursor::new(snapshot_255()));
@@ -654,13 +597,6 @@ fn a_linux_install_makes_a_venv_and_installs_the_requirements_offline() {
         .status()
         .unwrap();
     assert!(st.success());
-    let p = installer::plan(&request(
-        &c,
-        Platform::LinuxSource,
-        &srv.url("fooocus-2.5.5.tar.gz"),
-        Some(sha),
-    ))
-    .unwrap();
 
     // First without the packages: pip fails, naming the package and the retry.
     let empty = tempfile::tempdir().unwrap();
@@ -689,16 +625,7 @@ fn a_linux_install_makes_a_venv_and_installs_the_requirements_offline() {
     );
 
     // The retry resumes at pip: the archive is not fetched again, the venv not made again.
-    let opts = RunOptions {
-        download: quick(),
-        torch_index: TorchIndex::Cpu,
-        python: None,
-        pip_env: vec![
-            ("PIP_NO_INDEX".into(), "1".into()),
-            ("PIP_FIND_LINKS".into(), wheels.path().display().to_string()),
-        ],
-    };
-    let (i, events) = run_with(&p, &opts, &AtomicBool::new(false), |_| {});
+    let (i, events) = run_with(&p, &offline(wheels.path()), &AtomicBool::new(false), |_| {});
     let i = i.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(i.kind, InstallKind::Venv);
     assert_eq!(i.version.as_deref(), Some("2.5.5"));
