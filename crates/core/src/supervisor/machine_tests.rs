@@ -96,14 +96,7 @@ fn idle(_: &mut M, _: &Clock) {}
 
 fn running(m: &mut M, c: &Clock) {
     m.step(Input::Start, c.at(0.0));
-    m.step(
-        Input::Launched {
-            attempt: 0,
-            run: 1,
-            io: (),
-        },
-        c.at(0.0),
-    );
+    m.step(launched(0, 1), c.at(0.0));
 }
 
 fn stopping(m: &mut M, c: &Clock) {
@@ -153,14 +146,14 @@ fn relaunched(m: &mut M, c: &Clock) {
     killed(m, c);
     let fx = m.step(exited(1, None), c.at(0.0));
     assert_eq!(kinds(&fx), ["launch 1"]);
-    m.step(
-        Input::Launched {
-            attempt: 1,
-            run: 2,
-            io: (),
-        },
-        c.at(0.0),
-    );
+    m.step(launched(1, 2), c.at(0.0));
+}
+
+/// Run 1 exits with code 1 at 1 s; its restart is due at 2 s (the first backoff) and launched.
+fn crashed_and_relaunched(m: &mut M, c: &Clock) {
+    m.step(exited(1, Some(1)), c.at(1.0));
+    m.step(Input::Tick, c.at(2.0));
+    m.step(launched(1, 2), c.at(2.0));
 }
 
 fn backing_off(m: &mut M, c: &Clock) {
@@ -213,6 +206,15 @@ fn kill_err(kill: KillFor) -> Input<()> {
     }
 }
 
+/// The effect code's report that Fooocus was started (`run` counts launches from 1).
+fn launched(attempt: u32, run: u64) -> Input<()> {
+    Input::Launched {
+        attempt,
+        run,
+        io: (),
+    }
+}
+
 fn exited(run: u64, code: Option<i32>) -> Input<()> {
     Input::Exited {
         run,
@@ -262,7 +264,7 @@ const TABLE: &[Row] = &[
     row(idle, || Input::Stop, 0.0, "idle", &[]),
     row(idle, || Input::Restart, 0.0, "idle", &["launch 0"]),
     row(idle, || Input::Shutdown, 0.0, "idle", &[]),
-    row(idle, || Input::Launched { attempt: 0, run: 1, io: () }, 0.0, "running", &[]),
+    row(idle, || launched(0, 1), 0.0, "running", &[]),
     row(idle, || Input::LaunchFailed(LaunchError::NoTarget), 0.0, "idle", &[]),
     row(idle, || Input::LaunchFailed(LaunchError::Fatal), 0.0, "gave-up", &[]),
     row(idle, || Input::LaunchFailed(LaunchError::Spawn), 0.0, "backing-off", &["say", "restarting"]),
@@ -376,7 +378,7 @@ const TABLE: &[Row] = &[
     row(backing_off, || Input::Stop, 0.5, "idle", &[]),
     row(backing_off, || Input::Shutdown, 0.5, "idle", &[]),
     row(backing_off, || exited(1, Some(1)), 0.5, "backing-off", &[]),
-    row(backing_off, || Input::Launched { attempt: 0, run: 2, io: () }, 0.5, "running", &[]),
+    row(backing_off, || launched(0, 2), 0.5, "running", &[]),
     row(backing_off, || Input::LaunchFailed(LaunchError::Spawn), 0.5, "backing-off", &["say", "restarting"]),
     row(backing_off, || Input::LaunchFailed(LaunchError::Fatal), 0.5, "gave-up", &[]),
     row(backing_off, || breach(LimitKind::Memory, Ok(())), 0.5, "backing-off", &[]),
@@ -392,7 +394,7 @@ const TABLE: &[Row] = &[
     row(gave_up, || Input::Restart, 0.0, "gave-up", &["launch 0"]),
     row(gave_up, || Input::Stop, 0.0, "idle", &[]),
     row(gave_up, || Input::Shutdown, 0.0, "idle", &[]),
-    row(gave_up, || Input::Launched { attempt: 0, run: 1, io: () }, 0.0, "running", &[]),
+    row(gave_up, || launched(0, 1), 0.0, "running", &[]),
     row(gave_up, || Input::LaunchFailed(LaunchError::Fatal), 0.0, "gave-up", &[]),
     row(gave_up, || exited(1, Some(1)), 0.0, "gave-up", &[]),
     row(gave_up, || breach(LimitKind::Memory, Ok(())), 0.0, "gave-up", &[]),
@@ -487,14 +489,7 @@ fn crashes_back_off_exponentially_then_give_up() {
     let mut delays = Vec::new();
     for run in 1..=6u64 {
         m.step(Input::Start, c.at(t));
-        m.step(
-            Input::Launched {
-                attempt: 0,
-                run,
-                io: (),
-            },
-            c.at(t),
-        );
+        m.step(launched(0, run), c.at(t));
         // Start resets the count: relaunch from the backoff instead after the first.
         let fx = m.step(exited(run, Some(1)), c.at(t + 1.0));
         t += 1.0;
@@ -521,14 +516,7 @@ fn crashes_back_off_exponentially_then_give_up() {
     let mut run = 0;
     loop {
         run += 1;
-        m.step(
-            Input::Launched {
-                attempt: run as u32 - 1,
-                run,
-                io: (),
-            },
-            c.at(t),
-        );
+        m.step(launched(run as u32 - 1, run), c.at(t));
         t += 2.0;
         let fx = m.step(exited(run, Some(1)), c.at(t));
         match m.lifecycle {
@@ -556,16 +544,7 @@ fn ready_resets_the_crash_backoff() {
     let c = Clock(Instant::now());
     let mut m = M::new(settings());
     running(&mut m, &c);
-    m.step(exited(1, Some(1)), c.at(1.0));
-    m.step(Input::Tick, c.at(2.0));
-    m.step(
-        Input::Launched {
-            attempt: 1,
-            run: 2,
-            io: (),
-        },
-        c.at(2.0),
-    );
+    crashed_and_relaunched(&mut m, &c);
     m.step(Input::Ready, c.at(3.0));
     m.step(exited(2, Some(1)), c.at(4.0));
     let Lifecycle::BackingOff { at, attempt } = m.lifecycle else {
@@ -638,14 +617,7 @@ fn a_limit_that_fires_every_time_backs_off_then_gives_up_naming_the_limit() {
             }
             other => panic!("unexpected {other:?}"),
         }
-        m.step(
-            Input::Launched {
-                attempt: run as u32,
-                run: run + 1,
-                io: (),
-            },
-            c.at(t),
-        );
+        m.step(launched(run as u32, run + 1), c.at(t));
     }
     assert_eq!(
         waits,
@@ -784,14 +756,7 @@ fn the_escalation_records_each_step_from_the_breach() {
     ));
     // Exit, relaunch, ready: the restart step goes to the generation already recorded.
     m.step(exited(1, None), c.at(10.1));
-    m.step(
-        Input::Launched {
-            attempt: 1,
-            run: 2,
-            io: (),
-        },
-        c.at(10.1),
-    );
+    m.step(launched(1, 2), c.at(10.1));
     let fx = m.step(Input::Ready, c.at(40.1));
     let Some(Effect::AppendStopStep { generation, step }) = fx.last() else {
         panic!("{fx:?}")
@@ -867,16 +832,7 @@ fn an_exit_during_a_graceful_stop_drops_it_so_its_deadline_cannot_kill_the_next_
     let c = Clock(Instant::now());
     let mut m = M::new(settings());
     graceful(&mut m, &c);
-    m.step(exited(1, Some(1)), c.at(1.0));
-    m.step(Input::Tick, c.at(2.0));
-    m.step(
-        Input::Launched {
-            attempt: 1,
-            run: 2,
-            io: (),
-        },
-        c.at(2.0),
-    );
+    crashed_and_relaunched(&mut m, &c);
     assert!(m.esc.is_none());
     assert!(m.step(Input::Tick, c.at(10.0)).is_empty());
     assert_eq!(label(&m), "running");
