@@ -18,20 +18,9 @@ fn long_task(extra: Value) -> Value {
 
 fn run_version(version: &str, task: Value, limits: &[&str]) -> (Running, FakeInstall) {
     let inst = make_install(version, &json!({"startup_seconds": 0.01, "tasks": [task]}));
-    let port = free_port().to_string();
-    let mut args = vec![
-        "--install",
-        inst.path.to_str().unwrap(),
-        "--port",
-        &port,
-        "--no-gateway",
-        "--grace",
-        "2s",
-    ];
+    let mut args = vec!["--no-gateway", "--grace", "2s"];
     args.extend_from_slice(limits);
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    (Running::start(&refs), inst)
+    (Running::fooocus(&inst, &args), inst)
 }
 
 fn count(run: &Running, name: &str) -> usize {
@@ -169,16 +158,7 @@ fn a_dead_worker_is_detected_and_fooocus_restarted() {
         "2.5",
         &json!({"startup_seconds": 0.01, "worker_dies": true}),
     );
-    let port = free_port().to_string();
-    let mut run = Running::start(&[
-        "--install",
-        inst.path.to_str().unwrap(),
-        "--port",
-        &port,
-        "--max-restarts",
-        "1",
-        "--no-gateway",
-    ]);
+    let mut run = Running::fooocus(&inst, &["--max-restarts", "1", "--no-gateway"]);
     let un = run.wait_event("unhealthy", LONG);
     assert!(un["reason"].as_str().unwrap().contains("worker"), "{un}");
     run.wait_event("restarting", LONG);
@@ -194,16 +174,7 @@ fn a_dead_worker_is_detected_and_fooocus_restarted() {
 #[test]
 fn no_ready_line_in_time_is_a_startup_breach() {
     let inst = make_install("2.5", &json!({"startup_seconds": 0.01, "ready_delay": 600}));
-    let port = free_port().to_string();
-    let run = Running::start(&[
-        "--install",
-        inst.path.to_str().unwrap(),
-        "--port",
-        &port,
-        "--startup-timeout",
-        "2s",
-        "--no-gateway",
-    ]);
+    let run = Running::fooocus(&inst, &["--startup-timeout", "2s", "--no-gateway"]);
     let b = run.wait_event("limit_breached", LONG);
     assert_eq!(b["limit"], "startup");
     assert_eq!(b["action"], "restart");

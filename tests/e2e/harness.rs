@@ -93,6 +93,15 @@ pub struct Running {
 }
 
 impl Running {
+    /// Supervise `inst` on a free port, with these further arguments.
+    pub fn fooocus(inst: &FakeInstall, args: &[&str]) -> Running {
+        let port = free_port().to_string();
+        let path = inst.path.to_str().unwrap();
+        let mut all = vec!["--install", path, "--port", &port];
+        all.extend_from_slice(args);
+        Self::start(&all)
+    }
+
     pub fn start(args: &[&str]) -> Running {
         Self::start_with_config("", args)
     }

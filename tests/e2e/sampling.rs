@@ -25,20 +25,18 @@ fn the_vram_cap_stops_a_runaway_generation() {
     let lib = fake_nvml();
     let task = json!({"delay": 0.5, "images": 1, "steps": 2000, "step_seconds": 0.05, "session_hash": "t"});
     let inst = make_install("2.5", &json!({"startup_seconds": 0.01, "tasks": [task]}));
-    let port = free_port().to_string();
-    let run = Running::start(&[
-        "--install",
-        inst.path.to_str().unwrap(),
-        "--port",
-        &port,
-        "--no-gateway",
-        "--vram",
-        "3G",
-        "--nvml",
-        lib.to_str().unwrap(),
-        "--interval",
-        "200ms",
-    ]);
+    let run = Running::fooocus(
+        &inst,
+        &[
+            "--no-gateway",
+            "--vram",
+            "3G",
+            "--nvml",
+            lib.to_str().unwrap(),
+            "--interval",
+            "200ms",
+        ],
+    );
     let started = run.wait_event("started", LONG);
     let pid = started["pid"].as_u64().unwrap();
     run.wait_event("generation_started", LONG);
@@ -79,20 +77,18 @@ fn the_vram_cap_fires_on_the_whole_gpu_when_per_process_vram_is_not_available() 
     let lib = fake_nvml();
     let task = json!({"delay": 0.5, "images": 1, "steps": 2000, "step_seconds": 0.05, "session_hash": "t"});
     let inst = make_install("2.5", &json!({"startup_seconds": 0.01, "tasks": [task]}));
-    let port = free_port().to_string();
-    let run = Running::start(&[
-        "--install",
-        inst.path.to_str().unwrap(),
-        "--port",
-        &port,
-        "--no-gateway",
-        "--vram",
-        "3G",
-        "--nvml",
-        lib.to_str().unwrap(),
-        "--interval",
-        "200ms",
-    ]);
+    let run = Running::fooocus(
+        &inst,
+        &[
+            "--no-gateway",
+            "--vram",
+            "3G",
+            "--nvml",
+            lib.to_str().unwrap(),
+            "--interval",
+            "200ms",
+        ],
+    );
     let started = run.wait_event("started", LONG);
     let pid = started["pid"].as_u64().unwrap();
     // Listed, with its memory "not available": before the fix this read as 0 and never fired.
@@ -127,14 +123,7 @@ fn the_vram_cap_fires_on_the_whole_gpu_when_per_process_vram_is_not_available() 
 #[test]
 fn monitor_prints_samples_of_a_running_tree() {
     let inst = make_install("2.5", &json!({"startup_seconds": 0.01, "allocate_mib": 64}));
-    let port = free_port().to_string();
-    let run = Running::start(&[
-        "--install",
-        inst.path.to_str().unwrap(),
-        "--port",
-        &port,
-        "--no-gateway",
-    ]);
+    let run = Running::fooocus(&inst, &["--no-gateway"]);
     run.wait_event("ready", LONG);
     let pid = run.wait_event("started", LONG)["pid"]
         .as_u64()

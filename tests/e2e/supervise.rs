@@ -16,18 +16,10 @@ fn a_tree_over_its_ram_cap_is_killed_by_the_kernel_and_reported_as_oom() {
         "2.5",
         &json!({"startup_seconds": 0.01, "allocate_mib": 400}),
     );
-    let port = free_port().to_string();
-    let mut run = Running::start(&[
-        "--install",
-        inst.path.to_str().unwrap(),
-        "--port",
-        &port,
-        "--memory",
-        "150M",
-        "--restart",
-        "never",
-        "--no-gateway",
-    ]);
+    let mut run = Running::fooocus(
+        &inst,
+        &["--memory", "150M", "--restart", "never", "--no-gateway"],
+    );
     let exited = run.wait_event("exited", LONG);
     assert_eq!(exited["oom"], true, "events:\n{}", run.dump());
     assert_eq!(exited["signal"], 9);
@@ -44,16 +36,7 @@ fn stopping_the_guard_leaves_no_process_setsid_grandchild_included() {
         let tmp = tempfile::tempdir().unwrap();
         let pids_file = tmp.path().join("pids");
         let inst = make_install("2.5", &scenario_with_children(&pids_file));
-        let port = free_port().to_string();
-        let mut run = Running::start(&[
-            "--install",
-            inst.path.to_str().unwrap(),
-            "--port",
-            &port,
-            "--containment",
-            backend,
-            "--no-gateway",
-        ]);
+        let mut run = Running::fooocus(&inst, &["--containment", backend, "--no-gateway"]);
         run.wait_event("ready", LONG);
         let pids = wait_pids(&pids_file, 3, LONG);
         let started = run.wait_event("started", LONG);
@@ -80,14 +63,7 @@ fn kill_dash_nine_of_the_guard_leaves_no_process_twenty_times_in_a_row() {
         let tmp = tempfile::tempdir().unwrap();
         let pids_file = tmp.path().join("pids");
         let inst = make_install("2.5", &scenario_with_children(&pids_file));
-        let port = free_port().to_string();
-        let mut run = Running::start(&[
-            "--install",
-            inst.path.to_str().unwrap(),
-            "--port",
-            &port,
-            "--no-gateway",
-        ]);
+        let mut run = Running::fooocus(&inst, &["--no-gateway"]);
         let pids = wait_pids(&pids_file, 3, LONG);
         let started = run.wait_event("started", LONG);
         let mut all = pids.clone();
@@ -106,16 +82,7 @@ fn a_crashing_fooocus_is_restarted_with_backoff_then_given_up() {
         "2.5",
         &json!({"crash_at_startup": {"after_seconds": 0.05, "exit_code": 3}}),
     );
-    let port = free_port().to_string();
-    let mut run = Running::start(&[
-        "--install",
-        inst.path.to_str().unwrap(),
-        "--port",
-        &port,
-        "--max-restarts",
-        "2",
-        "--no-gateway",
-    ]);
+    let mut run = Running::fooocus(&inst, &["--max-restarts", "2", "--no-gateway"]);
     let st = run.wait_exit(Duration::from_secs(90));
     assert_eq!(
         st.code(),
@@ -150,16 +117,7 @@ fn a_crashing_fooocus_is_restarted_with_backoff_then_given_up() {
 #[test]
 fn a_clean_stop_by_the_user_is_never_restarted() {
     let inst = make_install("2.5", &json!({"startup_seconds": 0.01}));
-    let port = free_port().to_string();
-    let mut run = Running::start(&[
-        "--install",
-        inst.path.to_str().unwrap(),
-        "--port",
-        &port,
-        "--restart",
-        "always",
-        "--no-gateway",
-    ]);
+    let mut run = Running::fooocus(&inst, &["--restart", "always", "--no-gateway"]);
     run.wait_event("ready", LONG);
     run.signal(libc::SIGINT);
     run.wait_exit(LONG);
@@ -314,20 +272,18 @@ fn without_cgroups_the_watchdog_enforces_the_ram_cap() {
         "2.5",
         &json!({"startup_seconds": 0.01, "allocate_step_mib": 64}),
     );
-    let port = free_port().to_string();
-    let run = Running::start(&[
-        "--install",
-        inst.path.to_str().unwrap(),
-        "--port",
-        &port,
-        "--no-gateway",
-        "--containment",
-        "fallback",
-        "--memory",
-        "200M",
-        "--interval",
-        "200ms",
-    ]);
+    let run = Running::fooocus(
+        &inst,
+        &[
+            "--no-gateway",
+            "--containment",
+            "fallback",
+            "--memory",
+            "200M",
+            "--interval",
+            "200ms",
+        ],
+    );
     let b = run.wait_event("limit_breached", LONG);
     assert_eq!(b["limit"], "memory", "{}", run.dump());
     assert_eq!(b["action"], "kill_and_restart");

@@ -31,16 +31,7 @@ mod unix {
                 "2.5",
                 &json!({"startup_seconds": 0.0, "allocate_mib": 200, "spawn_children": true, "tasks": [task]}),
             );
-            let port = free_port().to_string();
-            let run = Running::start(&[
-                "--install",
-                inst.path.to_str().unwrap(),
-                "--port",
-                &port,
-                "--no-gateway",
-                "--timeout",
-                "1s",
-            ]);
+            let run = Running::fooocus(&inst, &["--no-gateway", "--timeout", "1s"]);
             let ev = run.wait_event("generation_stopped", Duration::from_secs(60));
             let steps = ev["steps"].as_array().unwrap();
             let k = steps.iter().find(|s| s["step"] == "kill").unwrap();
