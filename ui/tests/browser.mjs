@@ -206,6 +206,22 @@ await test("first run offers detected installs and a folder picker", async (page
   await page.screenshot({ path: join(shots, "first-run.png") });
 });
 
+await test("a half-done install resumes, or is discarded after a second click", async (page) => {
+  await page.goto(base + "?state=not_configured&install=partial");
+  await page.waitForSelector("#install-summary:has-text('resumes')");
+  expect((await page.locator("#install-start").textContent()) === "Resume the install", "resume offered");
+  const discard = page.locator("#install-discard");
+  expect(await discard.isVisible(), "discard offered");
+  await discard.click();
+  expect(/Click again/.test(await discard.textContent()), "the first click only asks");
+  expect(/resumes/.test(await page.locator("#install-summary").textContent()), "nothing deleted yet");
+  await discard.click();
+  await page.waitForSelector("#install-start:has-text('Install Fooocus')");
+  expect(!/resumes/.test(await page.locator("#install-summary").textContent()), "the next install starts over");
+  expect(!(await discard.isVisible()), "nothing left to discard");
+  expect(/deleted/.test(await page.locator("#install-step").textContent()), "said what happened");
+});
+
 await browser.close();
 server.close();
 console.log(`${passed} passed, ${failed} failed`);

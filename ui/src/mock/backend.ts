@@ -1,7 +1,8 @@
 // A fake backend for the mock build (a plain browser, no Tauri): a simulated Fooocus with
 // moving samples, a generation that runs into its timeout, history rows and the same
 // validation rules as the Rust side. Used by tests/browser.mjs and for demos of the UI.
-// ?gpu=none simulates a machine without a GPU; window.mockGuard.stopByLimit("vram") plays the
+// ?gpu=none simulates a machine without a GPU; ?install=partial an install an earlier attempt left
+// half done (until install_discard); window.mockGuard.stopByLimit("vram") plays the
 // events a limit stop sends (limit_breached, then generation_stopped).
 import { mockIPC, mockWindows } from "@tauri-apps/api/mocks";
 import { emit } from "@tauri-apps/api/event";
@@ -23,6 +24,7 @@ const settings: Settings = {
 
 const params = new URLSearchParams(location.search);
 const hasGpu = params.get("gpu") !== "none";
+let installFinished: string[] = params.get("install") === "partial" ? ["download", "verify"] : [];
 const status: Status = {
   state: params.get("state") === "not_configured" ? "not_configured" : "generating",
   url: "http://127.0.0.1:7865", install: { root: "/home/you/Fooocus", kind: "venv", python: "/home/you/Fooocus/fooocus_env/bin/python", fooocus_dir: "/home/you/Fooocus", version: "2.5.5", fork: "fooocus" },
@@ -129,10 +131,11 @@ export function install() {
                 source: { kind: "url", value: "https://github.com/lllyasviel/Fooocus/archive/refs/tags/v2.5.5.tar.gz" },
                 phases: ["download", "verify", "unpack", "environment", "torch", "requirements", "finish"],
                 download_bytes: 3 * 2 ** 30, disk_needed_bytes: 6.1 * 2 ** 30, first_start_bytes: 7 * 2 ** 30 },
-        free_bytes: 40 * 2 ** 30, enough_space: true, torch: "cuda", torch_label: "CUDA (NVIDIA)", gpu: "found NVIDIA GeForce RTX 3060", finished: [] };
+        free_bytes: 40 * 2 ** 30, enough_space: true, torch: "cuda", torch_label: "CUDA (NVIDIA)", gpu: "found NVIDIA GeForce RTX 3060", finished: installFinished };
       case "install_status": return { running: false, target: null, phase: null, label: null, index: 0, count: 0, done_bytes: 0,
                                       total_bytes: null, log: [], error: null, cancelled: false, installed: null };
-      case "install_start": case "install_cancel": case "install_discard": return null;
+      case "install_discard": installFinished = []; return null;
+      case "install_start": case "install_cancel": return null;
       default: throw `unknown command ${cmd}`;
     }
   }, { shouldMockEvents: true });

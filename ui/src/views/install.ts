@@ -1,6 +1,7 @@
 // "Install Fooocus" (issue 15): for people without Fooocus yet. Shows what will be downloaded and
 // the disk it needs before anything happens, then each phase with its progress, pip's output,
-// Cancel, and Retry (which resumes where it stopped). Used by the first-run view and Settings.
+// Cancel, Retry (which resumes where it stopped) and Discard (which deletes what an earlier attempt
+// left, so the next one starts over). Used by the first-run view and Settings.
 import { invoke } from "@tauri-apps/api/core";
 import { h } from "../dom";
 import type { InstallInfo } from "../types";
@@ -60,6 +61,15 @@ export function installPanel(pickFolder: () => Promise<string | null>, installed
   const startBtn = h("button", { class: "primary", id: "install-start" }, "Install Fooocus");
   const cancelBtn = h("button", { id: "install-cancel", class: "hidden" }, "Cancel");
   const otherBtn = h("button", { id: "install-folder" }, "Another folder…");
+  // Deletes GBs a retry would reuse: the first click asks, the second deletes.
+  const discardBtn = h("button", { id: "install-discard", class: "hidden" }, "Discard the download");
+  let staged = false;
+  const showDiscard = (on: boolean) => {
+    staged = on;
+    discardBtn.classList.toggle("hidden", !on);
+    discardBtn.textContent = "Discard the download";
+    delete discardBtn.dataset.confirm;
+  };
   const fail = (e: unknown) => { warn.textContent = String(e); warn.classList.remove("hidden"); };
 
   const showPlan = async () => {
@@ -75,6 +85,7 @@ export function installPanel(pickFolder: () => Promise<string | null>, installed
         `. Its first start then downloads about ${bytes(v.plan.first_start_bytes)} of models.` + resumed;
       (startBtn as HTMLButtonElement).disabled = !v.enough_space;
       startBtn.textContent = v.finished.length ? "Resume the install" : "Install Fooocus";
+      showDiscard(v.finished.length > 0);
       if (!v.enough_space) fail(`Not enough free space for Fooocus in ${target}: choose a folder on another disk, or free some space.`);
       else warn.classList.add("hidden");
     } catch (e) { fail(e); }
@@ -90,6 +101,7 @@ export function installPanel(pickFolder: () => Promise<string | null>, installed
     startBtn.classList.toggle("hidden", s.running);
     otherBtn.classList.toggle("hidden", s.running);
     cancelBtn.classList.toggle("hidden", !s.running);
+    discardBtn.classList.toggle("hidden", s.running || !(staged || s.error || s.cancelled));
     if (s.running) return;
     window.clearInterval(timer);
     timer = undefined;
@@ -109,6 +121,20 @@ export function installPanel(pickFolder: () => Promise<string | null>, installed
     } catch (e) { fail(e); }
   });
   cancelBtn.addEventListener("click", () => void installApi.cancel().then(poll));
+  discardBtn.addEventListener("click", async () => {
+    if (!target) return;
+    if (!discardBtn.dataset.confirm) {
+      discardBtn.dataset.confirm = "1";
+      discardBtn.textContent = "Delete it? Click again";
+      return;
+    }
+    try {
+      await installApi.discard(target);
+      warn.classList.add("hidden");
+      step.textContent = "The download was deleted: installing starts over.";
+      await showPlan();
+    } catch (e) { fail(e); }
+  });
   otherBtn.addEventListener("click", async () => {
     const p = await pickFolder();
     if (p) { target = `${p.replace(/[\\/]+$/, "")}/Fooocus`; await showPlan(); }
@@ -117,7 +143,7 @@ export function installPanel(pickFolder: () => Promise<string | null>, installed
   const el = h("div", { class: "install-panel", id: "install-panel" },
     h("h2", {}, "Install Fooocus"),
     h("p", {}, "No Fooocus yet? The guard installs it into ", where, "."),
-    summary, h("div", { class: "row" }, startBtn, otherBtn, cancelBtn), bar, step, warn, log);
+    summary, h("div", { class: "row" }, startBtn, otherBtn, cancelBtn, discardBtn), bar, step, warn, log);
   void showPlan();
   // An install started before the window opened (or in another view) shows its progress.
   void installApi.status().then((s) => { if (s.running) { target = s.target; timer = window.setInterval(poll, 500); void render(s); } }).catch(() => {});
