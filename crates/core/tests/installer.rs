@@ -654,6 +654,22 @@ fn a_linux_install_makes_a_venv_and_installs_the_requirements_offline() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("Version: 3.41.2"));
+    // Its own scripts work where it now is (they were written in the staging folder): pip runs
+    // by its name, and nothing in bin/ names the staging folder any more.
+    let bin = i.python.parent().unwrap();
+    let out = std::process::Command::new(bin.join("pip"))
+        .arg("--version")
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", bin.join("pip").display()));
+    assert!(out.status.success(), "{out:?}");
+    for f in std::fs::read_dir(bin).unwrap().flatten() {
+        let text = std::fs::read(f.path()).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&text).contains(".fooocus-guard-install-"),
+            "{} still names the staging folder",
+            f.path().display()
+        );
+    }
     let phases: Vec<Phase> = events
         .iter()
         .filter_map(|e| match e {

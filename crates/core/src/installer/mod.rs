@@ -786,6 +786,11 @@ fn finish(plan: &Plan, rep: &mut Reporter) -> Result<(), InstallerError> {
     }
     fs::rename(plan.tree(), &plan.target)
         .map_err(|e| InstallerError::io("move the install into", &plan.target, e))?;
+    let venv = plan.target.join("fooocus_env");
+    if venv.is_dir() {
+        python::relocate_venv(&plan.tree().join("fooocus_env"), &venv)
+            .map_err(|e| InstallerError::io("update the scripts of", &venv, e))?;
+    }
     rep.line(&format!(
         "Fooocus is installed in {}",
         plan.target.display()

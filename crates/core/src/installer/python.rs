@@ -327,6 +327,45 @@ pub(crate) fn pip(
     })
 }
 
+/// After the venv moved from `from` to `to` (the install is made in staging, then renamed into
+/// place): its scripts still name `from` (pip's and the other entry points' `#!` lines, the
+/// activate scripts, pyvenv.cfg), so `fooocus_env/bin/pip` would run a python that is gone.
+/// Rewrites those text files; binaries are left alone. Returns how many files it rewrote.
+pub fn relocate_venv(from: &Path, to: &Path) -> std::io::Result<usize> {
+    let (old, new) = (from.to_string_lossy(), to.to_string_lossy());
+    let mut files: Vec<PathBuf> = vec![to.join("pyvenv.cfg")];
+    for dir in ["bin", "Scripts"] {
+        if let Ok(entries) = std::fs::read_dir(to.join(dir)) {
+            files.extend(entries.flatten().map(|e| e.path()));
+        }
+    }
+    let mut rewritten = 0;
+    for f in files {
+        let Ok(meta) = std::fs::symlink_metadata(&f) else {
+            continue;
+        };
+        // Scripts are small; a large file here is a binary (a copied interpreter).
+        if !meta.is_file() || meta.len() > 1 << 20 {
+            continue;
+        }
+        let bytes = std::fs::read(&f)?;
+        let script = bytes.starts_with(b"#!")
+            || f.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("activate") || n == "pyvenv.cfg");
+        let Ok(text) = String::from_utf8(bytes) else {
+            continue;
+        };
+        if script && text.contains(old.as_ref()) {
+            let tmp = f.with_extension("relocating");
+            std::fs::write(&tmp, text.replace(old.as_ref(), new.as_ref()))?;
+            std::fs::set_permissions(&tmp, meta.permissions())?;
+            std::fs::rename(&tmp, &f)?;
+            rewritten += 1;
+        }
+    }
+    Ok(rewritten)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
