@@ -182,20 +182,27 @@ pub fn debug_forbidden() -> &'static str {
 
 type Installs<'a> = State<'a, Arc<guard_core::installer::Jobs>>;
 
-/// What an install into `path` (the default folder when None) downloads and needs.
+/// What an install into `path` (the default folder when None) downloads and needs; `source`:
+/// an archive the user already has (a file or URL) instead of the release's.
 #[tauri::command]
 pub async fn install_plan(
     jobs: Installs<'_>,
     path: Option<String>,
+    source: Option<String>,
 ) -> Result<guard_core::installer::PlanView, String> {
     let jobs = Arc::clone(&jobs);
-    off_main_thread(move || jobs.plan(path.as_deref().map(std::path::Path::new))).await?
+    off_main_thread(move || jobs.plan(path.as_deref().map(std::path::Path::new), source.as_deref()))
+        .await?
 }
 
 #[tauri::command]
-pub async fn install_start(jobs: Installs<'_>, path: String) -> Result<(), String> {
+pub async fn install_start(
+    jobs: Installs<'_>,
+    path: String,
+    source: Option<String>,
+) -> Result<(), String> {
     let jobs = Arc::clone(&jobs);
-    off_main_thread(move || jobs.start_here(std::path::Path::new(&path))).await?
+    off_main_thread(move || jobs.start_here(std::path::Path::new(&path), source.as_deref())).await?
 }
 
 #[tauri::command]

@@ -274,11 +274,18 @@ impl ipc::Handler for Commands {
             // Installing Fooocus (issue 15).
             "install_plan" => {
                 let path: Option<String> = arg(&args, "path")?;
-                json(self.installs.plan(path.as_deref().map(Path::new))?)
+                let source: Option<String> = arg(&args, "source")?;
+                json(
+                    self.installs
+                        .plan(path.as_deref().map(Path::new), source.as_deref())?,
+                )
             }
             "install_start" => {
                 let path: String = arg(&args, "path")?;
-                self.installs.start_here(Path::new(&path)).map(|()| Value::Null)
+                let source: Option<String> = arg(&args, "source")?;
+                self.installs
+                    .start_here(Path::new(&path), source.as_deref())
+                    .map(|()| Value::Null)
             }
             "install_cancel" => {
                 self.installs.cancel();

@@ -57,8 +57,8 @@ forward! {
     export_history_csv();
     mark_breaches_seen();
     get_last_stop();
-    install_plan(path);
-    install_start(path);
+    install_plan(path, source);
+    install_start(path, source);
     install_cancel();
     install_status();
     install_discard(path);

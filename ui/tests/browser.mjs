@@ -204,6 +204,11 @@ await test("first run offers detected installs and a folder picker", async (page
   expect(/Fooocus 2\.5\.5/.test(summary) && /needs 6\.1 GB of disk/.test(summary) && /CUDA/.test(summary), summary);
   expect(await page.locator("#install-start").isEnabled(), "install button");
   await page.screenshot({ path: join(shots, "first-run.png") });
+  // A package the user already downloaded replaces the release's download.
+  await page.locator("#install-own summary").click();
+  await page.locator("#install-source").fill("/home/me/Downloads/Fooocus-2.5.5.tar.gz");
+  await page.locator("#install-source-use").click();
+  await page.waitForSelector("#install-summary:has-text('Downloads/Fooocus-2.5.5.tar.gz')");
 });
 
 await test("a half-done install resumes, or is discarded after a second click", async (page) => {

@@ -128,7 +128,7 @@ export function install() {
       // Installing Fooocus (views/install.ts): a plan, and no install running.
       case "install_plan": return {
         plan: { target: String(a.path ?? "/home/me/.local/share/fooocus-guard/Fooocus"), version: "2.5.5",
-                source: { kind: "url", value: "https://github.com/lllyasviel/Fooocus/archive/refs/tags/v2.5.5.tar.gz" },
+                source: a.source ? { kind: "path", value: String(a.source) } : { kind: "url", value: "https://github.com/lllyasviel/Fooocus/archive/refs/tags/v2.5.5.tar.gz" },
                 phases: ["download", "verify", "unpack", "environment", "torch", "requirements", "finish"],
                 download_bytes: 3 * 2 ** 30, disk_needed_bytes: 6.1 * 2 ** 30, first_start_bytes: 7 * 2 ** 30 },
         free_bytes: 40 * 2 ** 30, enough_space: true, torch: "cuda", torch_label: "CUDA (NVIDIA)", gpu: "found NVIDIA GeForce RTX 3060", finished: installFinished };

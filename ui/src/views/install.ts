@@ -22,8 +22,8 @@ export interface InstallJobStatus {
 }
 
 export const installApi = {
-  plan: (path: string | null) => invoke<InstallPlanView>("install_plan", { path }),
-  start: (path: string) => invoke<null>("install_start", { path }),
+  plan: (path: string | null, source: string | null) => invoke<InstallPlanView>("install_plan", { path, source }),
+  start: (path: string, source: string | null) => invoke<null>("install_start", { path, source }),
   cancel: () => invoke<null>("install_cancel"),
   status: () => invoke<InstallJobStatus>("install_status"),
   discard: (path: string) => invoke<null>("install_discard", { path }),
@@ -51,6 +51,8 @@ export function progressText(s: InstallJobStatus): string {
  */
 export function installPanel(pickFolder: () => Promise<string | null>, installed: (i: InstallInfo) => Promise<void>): HTMLElement {
   let target: string | null = null;
+  // An archive the user already downloaded (a file or URL); the release's own when null.
+  let source: string | null = null;
   let timer: number | undefined;
   const where = h("code", { id: "install-target" }, "");
   const summary = h("p", { id: "install-summary" });
@@ -74,7 +76,7 @@ export function installPanel(pickFolder: () => Promise<string | null>, installed
 
   const showPlan = async () => {
     try {
-      const v = await installApi.plan(target);
+      const v = await installApi.plan(target, source);
       target = v.plan.target;
       where.textContent = target;
       const resumed = v.finished.length ? ` An earlier attempt got as far as "${v.finished[v.finished.length - 1]}": it resumes from there.` : "";
@@ -115,7 +117,7 @@ export function installPanel(pickFolder: () => Promise<string | null>, installed
     if (!target) return;
     warn.classList.add("hidden");
     try {
-      await installApi.start(target);
+      await installApi.start(target, source);
       if (timer === undefined) timer = window.setInterval(poll, 500);
       poll();
     } catch (e) { fail(e); }
@@ -140,10 +142,19 @@ export function installPanel(pickFolder: () => Promise<string | null>, installed
     if (p) { target = `${p.replace(/[\\/]+$/, "")}/Fooocus`; await showPlan(); }
   });
 
+  // People often have the package already (the 2 GB .7z from upstream's README, or a source
+  // .tar.gz): installing from it saves the download.
+  const sourceInput = h("input", { id: "install-source", type: "text", size: "60",
+    placeholder: "/home/you/Downloads/Fooocus_win64_2-5-0.7z, or a URL" }) as HTMLInputElement;
+  const sourceBtn = h("button", { id: "install-source-use" }, "Use it");
+  sourceBtn.addEventListener("click", async () => { source = sourceInput.value.trim() || null; await showPlan(); });
+  const own = h("details", { id: "install-own" }, h("summary", {}, "Already downloaded Fooocus? Install from that file"),
+    h("div", { class: "row" }, sourceInput, sourceBtn));
+
   const el = h("div", { class: "install-panel", id: "install-panel" },
     h("h2", {}, "Install Fooocus"),
     h("p", {}, "No Fooocus yet? The guard installs it into ", where, "."),
-    summary, h("div", { class: "row" }, startBtn, otherBtn, cancelBtn, discardBtn), bar, step, warn, log);
+    summary, own, h("div", { class: "row" }, startBtn, otherBtn, cancelBtn, discardBtn), bar, step, warn, log);
   void showPlan();
   // An install started before the window opened (or in another view) shows its progress.
   void installApi.status().then((s) => { if (s.running) { target = s.target; timer = window.setInterval(poll, 500); void render(s); } }).catch(() => {});

@@ -63,17 +63,14 @@ impl Jobs {
     }
 
     /// The plan for `target` (the default folder when None), with the disk and GPU checks.
-    pub fn plan(&self, target: Option<&Path>) -> Result<PlanView, String> {
+    /// `source`: an archive the user already has (a file or a URL) instead of the release's.
+    pub fn plan(&self, target: Option<&Path>, source: Option<&str>) -> Result<PlanView, String> {
         let target = match target {
             Some(t) => t.to_path_buf(),
             None => super::default_target()
                 .ok_or("this system has no data folder: choose a folder to install into")?,
         };
-        let p = plan(&Request {
-            target,
-            ..Request::default()
-        })
-        .map_err(|e| e.to_string())?;
+        let p = plan(&request(target, source)).map_err(|e| e.to_string())?;
         let free = free_space(&p.target).ok();
         let (torch, gpu) = super::torch_for_this_machine(self.nvml.as_deref());
         Ok(PlanView {
@@ -88,16 +85,17 @@ impl Jobs {
     }
 
     /// Start (or resume) installing into `target`. Refused while another install runs.
-    pub fn start(&self, target: &Path, opts: RunOptions) -> Result<(), String> {
+    pub fn start(
+        &self,
+        target: &Path,
+        source: Option<&str>,
+        opts: RunOptions,
+    ) -> Result<(), String> {
         let mut cancel = self.cancel.lock().unwrap();
         if self.status.lock().unwrap().running {
             return Err("an install is already running: wait for it or cancel it".into());
         }
-        let p = plan(&Request {
-            target: target.to_path_buf(),
-            ..Request::default()
-        })
-        .map_err(|e| e.to_string())?;
+        let p = plan(&request(target.to_path_buf(), source)).map_err(|e| e.to_string())?;
         let flag = Arc::new(AtomicBool::new(false));
         *cancel = Some(flag.clone());
         *self.status.lock().unwrap() = JobStatus {
@@ -118,10 +116,11 @@ impl Jobs {
     }
 
     /// Start with the torch build of this machine's GPU.
-    pub fn start_here(&self, target: &Path) -> Result<(), String> {
+    pub fn start_here(&self, target: &Path, source: Option<&str>) -> Result<(), String> {
         let (torch_index, _) = super::torch_for_this_machine(self.nvml.as_deref());
         self.start(
             target,
+            source,
             RunOptions {
                 torch_index,
                 ..RunOptions::default()
@@ -152,6 +151,18 @@ impl Jobs {
         super::discard(&p).map_err(|e| e.to_string())?;
         *self.status.lock().unwrap() = JobStatus::default();
         Ok(())
+    }
+}
+
+/// An empty `source` (a cleared field) is the release's own.
+fn request(target: PathBuf, source: Option<&str>) -> Request {
+    Request {
+        target,
+        source: source
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(super::Source::parse),
+        ..Request::default()
     }
 }
 
@@ -208,11 +219,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_archive_the_user_has_replaces_the_release_and_an_empty_field_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let jobs = Jobs::new(None);
+        let target = dir.path().join("Fooocus");
+        let release = jobs.plan(Some(&target), None).unwrap().plan.source;
+        assert!(matches!(release, super::super::Source::Url(_)));
+        assert_eq!(
+            jobs.plan(Some(&target), Some("  ")).unwrap().plan.source,
+            release
+        );
+        let mine = jobs
+            .plan(
+                Some(&target),
+                Some("/home/me/Downloads/Fooocus-2.5.5.tar.gz"),
+            )
+            .unwrap();
+        assert_eq!(
+            mine.plan.source,
+            super::super::Source::Path("/home/me/Downloads/Fooocus-2.5.5.tar.gz".into())
+        );
+    }
+
+    #[test]
     fn a_failed_install_reports_its_error_and_allows_a_retry() {
         let dir = tempfile::tempdir().unwrap();
         let jobs = Jobs::new(None);
         let target = dir.path().join("Fooocus");
-        let view = jobs.plan(Some(&target)).unwrap();
+        let view = jobs.plan(Some(&target), None).unwrap();
         assert!(view.plan.disk_needed_bytes > 0 && view.free_bytes.is_some());
         // A loopback port nobody listens on: the download fails with its fix.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
