@@ -18,3 +18,19 @@ FOOOCUS_GUARD_CONFIG_DIR=$tmp/config FOOOCUS_GUARD_DATA_DIR=$tmp/data \
     # A failure here is often the driver's: show its side of the story.
     [ \$rc -eq 0 ] || { echo '--- tauri-driver log'; tail -n 40 $tmp/driver.log; echo '--- guard log'; tail -n 20 $tmp/guard.log; }
     kill %1 %2 2>/dev/null; exit \$rc"
+
+# The app installs Fooocus on its first run (issue 15): a fresh guard with no install is given
+# a package "already downloaded" (the pinned 2.5.5 snapshot), installs it offline and starts it.
+bash tests/upstream/setup.sh  # the real Gradio the installed Fooocus runs with
+inst=$(mktemp -d)
+mkdir -p "$inst/t"
+python3 tests/app/install.py prepare "$inst/fixture"
+FOOOCUS_GUARD_CONFIG_DIR=$inst/config FOOOCUS_GUARD_DATA_DIR=$inst/data \
+  PIP_NO_INDEX=1 PIP_FIND_LINKS=$inst/fixture/wheels GRADIO_ANALYTICS_ENABLED=False BROWSER=true \
+  dbus-run-session -- xvfb-run -a -s "-screen 0 1280x900x24" bash -c "
+    TMPDIR=$inst/t '$app' --hidden >$inst/guard.log 2>&1 &
+    tauri-driver --port 4444 >$inst/driver.log 2>&1 &
+    for _ in \$(seq 150); do [ -S $inst/data/ipc/guard.sock ] && break; sleep 0.2; done
+    python3 tests/app/install.py '$app-dashboard' '$inst/fixture'; rc=\$?
+    [ \$rc -eq 0 ] || { echo '--- tauri-driver log'; tail -n 40 $inst/driver.log; echo '--- guard log'; tail -n 60 $inst/guard.log; }
+    kill %1 %2 2>/dev/null; exit \$rc"

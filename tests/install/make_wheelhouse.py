@@ -6,7 +6,11 @@ version (so Fooocus's own `requirements_met()` is satisfied at its first start).
 The wheels hold metadata only -- no module -- so nothing they install shadows a real package a
 test puts on the path (tests/upstream/standins stands in for torch and the other heavy imports).
 
-Usage: make_wheelhouse.py OUT_DIR (REQUIREMENTS_FILE | name==version)...
+Usage: make_wheelhouse.py OUT_DIR [--pth DIR]... (REQUIREMENTS_FILE | name==version)...
+
+--pth DIR: the torch wheel also installs a .pth naming DIR, so a venv made by an install sees the
+real packages a test keeps elsewhere (where nothing runs between the install and the first
+start, as in the app) without PYTHONPATH, which pip would see too.
 """
 import os
 import re
@@ -30,13 +34,15 @@ def pins(args):
                 raise SystemExit("make_wheelhouse: only name==version pins are supported: %r" % line)
 
 
-def wheel(out, name, version):
+def wheel(out, name, version, pth=()):
     dist = re.sub(r"[-_.]+", "_", name).lower()
     info = "%s-%s.dist-info" % (dist, version)
     files = {
         info + "/METADATA": "Metadata-Version: 2.1\nName: %s\nVersion: %s\nSummary: test stand-in\n" % (name, version),
         info + "/WHEEL": "Wheel-Version: 1.0\nGenerator: make_wheelhouse\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
     }
+    if pth:
+        files["zz_fooocus_guard_test.pth"] = "".join(d + "\n" for d in pth)
     record = "".join("%s,,\n" % p for p in files) + info + "/RECORD,,\n"
     path = os.path.join(out, "%s-%s-py3-none-any.whl" % (dist, version))
     with zipfile.ZipFile(path, "w") as z:
@@ -50,9 +56,13 @@ def main():
     if len(sys.argv) < 3:
         raise SystemExit(__doc__)
     out = sys.argv[1]
+    args, pth = sys.argv[2:], []
+    while args and args[0] == "--pth":
+        pth.append(args[1])
+        args = args[2:]
     os.makedirs(out, exist_ok=True)
-    for name, version in pins(sys.argv[2:]):
-        wheel(out, name, version)
+    for name, version in pins(args):
+        wheel(out, name, version, pth if name.lower() == "torch" else ())
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ export function installPanel(pickFolder: () => Promise<string | null>, installed
   let timer: number | undefined;
   const where = h("code", { id: "install-target" }, "");
   const summary = h("p", { id: "install-summary" });
-  const warn = h("div", { class: "error hidden", role: "alert", id: "install-error" });
+  const warn = h("div", { class: "error hidden", role: "alert", id: "install-problem" });
   const bar = h("progress", { id: "install-progress", max: "100", class: "hidden" }) as HTMLProgressElement;
   const step = h("div", { id: "install-step", "aria-live": "polite" });
   const log = h("pre", { class: "install-log hidden", id: "install-log" });
