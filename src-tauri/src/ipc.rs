@@ -12,7 +12,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::os::unix::io::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -241,7 +241,7 @@ fn serve(conn: UnixStream, token: &str, handler: Arc<dyn Handler>, clients: Clie
     };
     let mut reader = BufReader::new(read_half);
     let mut line = String::new();
-    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+    if read_capped(&mut reader, &mut line).unwrap_or(0) == 0 {
         return;
     }
     match serde_json::from_str::<ToGuard>(&line) {
@@ -267,24 +267,37 @@ fn serve(conn: UnixStream, token: &str, handler: Arc<dyn Handler>, clients: Clie
         tx: tx.clone(),
         open: open.clone(),
     });
+    let running = Arc::new(AtomicUsize::new(0));
     loop {
         line.clear();
-        match reader.read_line(&mut line) {
+        match read_capped(&mut reader, &mut line) {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
         let Ok(ToGuard::Call { id, cmd, args }) = serde_json::from_str::<ToGuard>(&line) else {
             continue;
         };
+        if running.fetch_add(1, Ordering::SeqCst) >= MAX_CALLS {
+            running.fetch_sub(1, Ordering::SeqCst);
+            let busy = Err(format!(
+                "the guard is still answering {MAX_CALLS} requests from this window: try again in a moment"
+            ));
+            let _ = tx.send(encode(&FromGuard::Reply { id, result: busy }).into());
+            continue;
+        }
         // Each call on its own thread: one that waits for the history database must not hold
         // up the status the window asks for next.
-        let (handler, tx) = (handler.clone(), tx.clone());
-        let _ = std::thread::Builder::new()
+        let (handler, tx, done) = (handler.clone(), tx.clone(), running.clone());
+        let spawned = std::thread::Builder::new()
             .name("fooocus-guard-ipc-call".into())
             .spawn(move || {
                 let result = handler.call(&cmd, args);
+                done.fetch_sub(1, Ordering::SeqCst);
                 let _ = tx.send(encode(&FromGuard::Reply { id, result }).into());
             });
+        if spawned.is_err() {
+            running.fetch_sub(1, Ordering::SeqCst);
+        }
     }
     // The list forgets it now; the writer ends once the calls still running have answered.
     open.store(false, Ordering::Relaxed);
@@ -425,24 +438,124 @@ impl Client {
 
 const GONE: &str = "the guard has gone away: start Fooocus Guard again";
 
+/// The longest line the guard reads from a dashboard (a call's arguments are settings at most).
+/// A peer that sends more is dropped instead of being buffered without end.
+const MAX_LINE: u64 = 1 << 20;
+
+/// Calls one dashboard may have running at once (each on its own thread); more are answered
+/// "busy" at once instead of starting threads without end.
+const MAX_CALLS: usize = 32;
+
+/// One line of at most `MAX_LINE` bytes; a longer one is an error (the connection ends).
+fn read_capped(r: &mut impl BufRead, line: &mut String) -> std::io::Result<usize> {
+    let n = r.by_ref().take(MAX_LINE).read_line(line)?;
+    if n as u64 == MAX_LINE && !line.ends_with('\n') {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "a line longer than the guard reads",
+        ));
+    }
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    struct Echo;
+    /// "echo" answers its arguments; "wait" answers once the test drops the gate.
+    struct Echo(Receiver<()>);
     impl Handler for Echo {
         fn call(&self, cmd: &str, args: Value) -> Result<Value, String> {
             match cmd {
                 "echo" => Ok(args),
+                "wait" => {
+                    let _ = self.0.recv();
+                    Ok(Value::Null)
+                }
                 _ => Err(format!("no command {cmd}")),
             }
         }
     }
 
     fn server() -> (tempfile::TempDir, Server) {
-        let d = tempfile::tempdir().unwrap();
-        let s = Server::start(d.path(), Arc::new(Echo)).unwrap();
+        let (d, s, _gate) = gated_server();
         (d, s)
+    }
+
+    fn gated_server() -> (tempfile::TempDir, Server, Sender<()>) {
+        let d = tempfile::tempdir().unwrap();
+        let (gate, rx) = bounded(0);
+        let s = Server::start(d.path(), Arc::new(Echo(rx))).unwrap();
+        (d, s, gate)
+    }
+
+    /// A connection that said hello with the right token, and its reader.
+    fn hello(d: &Path) -> (UnixStream, BufReader<UnixStream>) {
+        let mut conn = UnixStream::connect(socket_path(d)).unwrap();
+        let token = fs::read_to_string(token_path(d)).unwrap();
+        conn.write_all(
+            encode(&ToGuard::Hello {
+                token,
+                protocol: PROTOCOL,
+            })
+            .as_bytes(),
+        )
+        .unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut r = BufReader::new(conn.try_clone().unwrap());
+        let mut welcome = String::new();
+        r.read_line(&mut welcome).unwrap();
+        assert!(welcome.contains("welcome"), "{welcome}");
+        (conn, r)
+    }
+
+    #[test]
+    fn a_line_longer_than_the_guard_reads_ends_the_connection() {
+        let (d, _s) = server();
+        let (mut conn, mut r) = hello(d.path());
+        let long = vec![b'x'; (MAX_LINE as usize) + 4096];
+        // The guard stops reading at the cap: the rest of the write may fail, as it should.
+        let _ = conn.write_all(&long);
+        let mut rest = String::new();
+        // Closed by the guard (EOF, or a reset: it closed with our bytes unread), not a timeout.
+        match r.read_to_string(&mut rest) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("the connection is still open: {other:?} {rest}"),
+        }
+    }
+
+    #[test]
+    fn calls_beyond_the_running_limit_are_answered_busy_at_once() {
+        let (d, _s, gate) = gated_server();
+        let (mut conn, mut r) = hello(d.path());
+        let n = MAX_CALLS + 8;
+        for id in 0..n as u64 {
+            let call = ToGuard::Call {
+                id,
+                cmd: "wait".into(),
+                args: Value::Null,
+            };
+            conn.write_all(encode(&call).as_bytes()).unwrap();
+        }
+        let reply = |r: &mut BufReader<UnixStream>| {
+            let mut l = String::new();
+            r.read_line(&mut l).unwrap();
+            match serde_json::from_str::<FromGuard>(&l).unwrap() {
+                FromGuard::Reply { result, .. } => result,
+                other => panic!("{other:?}"),
+            }
+        };
+        // While MAX_CALLS wait at the gate, the other 8 are answered: busy.
+        for _ in 0..8 {
+            let e = reply(&mut r).unwrap_err();
+            assert!(e.contains("try again"), "{e}");
+        }
+        drop(gate);
+        for _ in 0..MAX_CALLS {
+            assert_eq!(reply(&mut r), Ok(Value::Null));
+        }
     }
 
     #[test]
