@@ -149,13 +149,30 @@ fn cpu_cap_holds_within_ten_percent() {
     std::thread::sleep(Duration::from_secs(4));
     let (u1, t1) = (usage(), Instant::now());
     let share = (u1 - u0) as f64 / 1e9 / t1.duration_since(t0).as_secs_f64();
+    // The cap as the kernel holds it: half a core is a quota of half the period (the cpu
+    // controller is mounted with cpuacct or beside it).
+    let cpu = [
+        cpuacct.clone(),
+        PathBuf::from(cpuacct.to_string_lossy().replacen("/cpuacct/", "/cpu/", 1)),
+    ]
+    .into_iter()
+    .find(|d| d.join("cpu.cfs_quota_us").exists())
+    .expect("the group's cpu controller");
+    let read = |f: &str| -> i64 {
+        std::fs::read_to_string(cpu.join(f))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (quota, period) = (read("cpu.cfs_quota_us"), read("cpu.cfs_period_us"));
     c.kill_tree().unwrap();
     let _ = child.wait();
-    // Two busy processes capped at half a core together.
-    assert!(
-        (share - 0.5).abs() <= 0.05,
-        "CPU share {share:.3} of a core, cap 0.5"
-    );
+    assert_eq!(quota * 2, period, "quota {quota} of period {period}");
+    // Two busy processes capped at half a core together: never more than the cap (10 % slack).
+    // Less is not the cap's doing (a busy machine gives less), so only the ceiling is asserted.
+    assert!(share <= 0.55, "CPU share {share:.3} of a core, cap 0.5");
+    assert!(share > 0.0, "the capped tree ran at all");
 }
 
 #[test]
