@@ -17,11 +17,12 @@ work=$CARGO_TARGET_DIR/installer-test
 rm -rf "$work" && mkdir -p "$work"
 
 fails=0
+since() { echo "($(( $(date +%s) - start )) s)"; }
 ok() { echo "ok   $*"; }
 fail() { echo "FAIL $*"; fails=$((fails + 1)); }
 check() { local what=$1; shift; if "$@"; then ok "$what"; else fail "$what"; fi; }
 
-echo "--- installer: build (makensis) from $bin_dir"
+echo "--- installer: build (makensis) from $bin_dir $(since)"
 # A debug build's debug info (about 180 MB per program) would make LZMA take minutes: stripped
 # copies, as the release build ships them.
 mkdir -p "$work/bin"
@@ -31,7 +32,7 @@ done
 cp "$bin_dir/WebView2Loader.dll" "$work/bin/"
 bin_dir=$work/bin
 bash "$here/scripts/windows/make-installer.sh" "$bin_dir" "$work/dist/fooocus-guard-setup.exe"
-echo "installer: $(stat -c %s "$work/dist/fooocus-guard-setup.exe") bytes"
+echo "installer: $(stat -c %s "$work/dist/fooocus-guard-setup.exe") bytes $(since)"
 
 # Microsoft's WebView2 bootstrapper is not downloaded here: a stand-in beside the installer records
 # how the installer runs it (Wine has no WebView2, so the installer finds it missing).
@@ -57,6 +58,7 @@ if [ ! -f "$WINEPREFIX/system.reg" ]; then
   "$wine" wineboot --init >/dev/null 2>&1 || true
   /usr/lib/wine/wineserver -w || true
 fi
+echo "installer: Wine prefix ready $(since)"
 cp "$win_root/bcryptprimitives.dll" "$WINEPREFIX/drive_c/windows/system32/bcryptprimitives.dll"
 user_dir=$WINEPREFIX/drive_c/users/$(id -un)
 local_dir=$user_dir/AppData/Local
@@ -88,7 +90,7 @@ install() {
   run "$work/dist/fooocus-guard-setup.exe" /S
 }
 
-echo "--- installer: silent install (/S)"
+echo "--- installer: silent install (/S) $(since)"
 check "the installer exits 0" install
 for f in fooocus-guard.exe fooocus-guard-cli.exe WebView2Loader.dll fooocus-guard.ico uninstall.exe; do
   check "installed: %LOCALAPPDATA%\\Programs\\Fooocus Guard\\$f" test -f "$inst/$f"
@@ -132,7 +134,7 @@ seed_user_data
 check "(set-up) the start-with-session entry is there" has_key "$run_key"
 check "(set-up) its value" test -n "$(reg_value "$run_key" FooocusGuard)"
 
-echo "--- installer: silent uninstall (/S)"
+echo "--- installer: silent uninstall (/S) $(since)"
 check "the uninstaller exits 0" run "$inst/uninstall.exe" /S
 check "the install folder is gone" absent "$inst"
 check "the Start-menu shortcut is gone" absent "$lnk"
@@ -144,7 +146,7 @@ check "history kept" test -f "$history"
 check "the dashboard's WebView2 data kept" test -f "$webview_data"
 check "the app-installed Fooocus kept" test -f "$fooocus"
 
-echo "--- installer: install again, uninstall with /REMOVEDATA"
+echo "--- installer: install again, uninstall with /REMOVEDATA $(since)"
 check "the installer exits 0" install
 check "the settings from before are still there after reinstalling" test -f "$config"
 check "the uninstaller with /S /REMOVEDATA exits 0" run "$inst/uninstall.exe" /S /REMOVEDATA
