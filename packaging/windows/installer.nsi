@@ -51,6 +51,8 @@ VIAddVersionKey "LegalCopyright" "Fooocus Guard contributors"
 !include "LogicLib.nsh"
 !include "FileFunc.nsh"
 !include "Sections.nsh"
+!include "Win\COM.nsh"
+!include "Win\Propkey.nsh"
 
 !define MUI_ICON "${ICON}"
 !define MUI_UNICON "${ICON}"
@@ -130,57 +132,56 @@ FunctionEnd
   ${Loop}
 !macroend
 
-; Sets the AppUserModelID of the shortcut $0 (IShellLink -> IPropertyStore, PKEY_AppUserModel_ID)
-; so that Windows shows the app's toasts as "Fooocus Guard".
+; Sets the AppUserModelID of the shortcut $0 (IShellLink's IPropertyStore, PKEY_AppUserModel_ID;
+; NSIS's own Win\COM.nsh and Win\Propkey.nsh) so that Windows shows the app's toasts under
+; "Fooocus Guard".
 Function SetShortcutAumid
   Push $1
   Push $2
   Push $3
   Push $4
   Push $5
-  ; CLSID_ShellLink, IID_IShellLinkW
-  System::Call "ole32::CoCreateInstance(g '{00021401-0000-0000-C000-000000000046}', p 0, i 1, g '{000214F9-0000-0000-C000-000000000046}', *p .r1) i .r5"
-  ${If} $5 <> 0
-    DetailPrint "Cannot set the shortcut's AppUserModelID: CoCreateInstance(ShellLink) failed ($5)"
-    Goto done
-  ${EndIf}
-  ; IPersistFile::Load (vtable 5), STGM_READWRITE
-  System::Call "$1->0(g '{0000010b-0000-0000-C000-000000000046}', *p .r2) i .r5"
-  ${If} $5 = 0
-    System::Call "$2->5(w '$0', i 2) i .r5"
-  ${EndIf}
-  ${If} $5 = 0
-    ; IID_IPropertyStore
-    System::Call "$1->0(g '{886D8EEB-8CF2-4446-8D02-CDBA1DBDCF99}', *p .r3) i .r5"
-  ${EndIf}
-  ${If} $5 = 0
-    ; PROPERTYKEY PKEY_AppUserModel_ID = {9F4C2855-9F79-4B39-A8D0-E1D42DE1D5F3}, 5 and a
-    ; PROPVARIANT of type VT_LPWSTR (31).
-    System::Call "*(g '{9F4C2855-9F79-4B39-A8D0-E1D42DE1D5F3}', i 5) p .r4"
-    System::Call "*(&i2 31, &i2 0, &i4 0, w '${AUMID}', p 0) p .r0"
-    ; IPropertyStore::SetValue (6), Commit (7)
-    System::Call "$3->6(p r4, p r0) i .r5"
-    ${If} $5 = 0
-      System::Call "$3->7() i .r5"
+  Push $6
+  Push $7
+  StrCpy $5 -1
+  !insertmacro ComHlpr_CreateInProcInstance ${CLSID_ShellLink} ${IID_IShellLink} r1 ""
+  ${If} $1 P<> 0
+    ${IUnknown::QueryInterface} $1 '("${IID_IPersistFile}",.r2)'
+    ${If} $2 P<> 0
+      ${IPersistFile::Load} $2 '("$0",${STGM_READWRITE}).r5'
+      ${If} $5 = 0
+        ${IUnknown::QueryInterface} $1 '("${IID_IPropertyStore}",.r3)'
+        ${If} $3 P<> 0
+          System::Call '*${SYSSTRUCT_PROPERTYKEY}(${PKEY_AppUserModel_ID})p.r4'
+          ; The PROPVARIANT's string: a buffer of its own, pointed at (VT_LPWSTR).
+          System::Call '*(&w${NSIS_MAX_STRLEN} "${AUMID}")p.r6'
+          System::Call '*${SYSSTRUCT_PROPVARIANT}(${VT_LPWSTR},,p r6)p.r7'
+          ${IPropertyStore::SetValue} $3 '($4,$7).r5'
+          ${If} $5 = 0
+            ${IPropertyStore::Commit} $3 '().r5'
+          ${EndIf}
+          System::Free $4
+          System::Free $6
+          System::Free $7
+          ${IUnknown::Release} $3 ""
+        ${Else}
+          StrCpy $5 -2
+        ${EndIf}
+      ${EndIf}
+      ${If} $5 = 0
+        ${IPersistFile::Save} $2 '("$0",1).r5'
+      ${EndIf}
+      ${IUnknown::Release} $2 ""
     ${EndIf}
-    System::Free $4
-    System::Free $0
-    System::Call "$3->2()"
+    ${IUnknown::Release} $1 ""
   ${EndIf}
   ${If} $5 = 0
-    ; IPersistFile::Save (6) to the same file
-    System::Call "$2->6(p 0, i 1) i .r5"
-  ${EndIf}
-  ${If} $5 <> 0
-    DetailPrint "Cannot set the shortcut's AppUserModelID (HRESULT $5)"
+    DetailPrint "Start-menu shortcut's AppUserModelID: ${AUMID}"
   ${Else}
-    DetailPrint "Shortcut's AppUserModelID: ${AUMID}"
+    DetailPrint "Cannot set the Start-menu shortcut's AppUserModelID (error $5): toasts may show under another name"
   ${EndIf}
-  ${If} $2 <> 0
-    System::Call "$2->2()"
-  ${EndIf}
-  System::Call "$1->2()"
-  done:
+  Pop $7
+  Pop $6
   Pop $5
   Pop $4
   Pop $3
