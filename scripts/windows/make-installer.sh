@@ -17,7 +17,8 @@ version=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["versi
 aumid=$(sed -n 's/^pub const APP_USER_MODEL_ID: &str = "\(.*\)";$/\1/p' "$here/src-tauri/src/lib.rs")
 [ -n "$aumid" ] || { echo "make-installer: APP_USER_MODEL_ID not found in src-tauri/src/lib.rs" >&2; exit 1; }
 mkdir -p "$(dirname "$out")"
-makensis -V2 -WX -INPUTCHARSET UTF8 \
+# FG_INSTALLER_COMPRESSOR=zlib (CI's test) builds in seconds; the default, LZMA, takes minutes.
+makensis -V2 -WX -INPUTCHARSET UTF8 "-DCOMPRESSOR=${FG_INSTALLER_COMPRESSOR:-lzma}" \
   "-DVERSION=$version" "-DAUMID=$aumid" "-DBIN_DIR=$bin_dir" "-DICON=$here/icons/icon.ico" \
   "-DOUT_FILE=$(cd "$(dirname "$out")" && pwd)/$(basename "$out")" \
   "$here/packaging/windows/installer.nsi"
