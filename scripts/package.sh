@@ -2,8 +2,9 @@
 # Builds the packages a user installs, into dist/:
 #   linux    fooocus-guard_VERSION_amd64.deb (Tauri's bundler: the app, fooocus-guard-cli beside
 #            it, the desktop entry, icons at every size, the Debian dependencies declared)
-# Usage: scripts/package.sh [linux]. Prints each step's time and the package's size.
-# The Windows installer is not built yet (README, "Not done yet").
+#   windows  fooocus-guard_VERSION_x64-setup.exe (our NSIS script, built with Debian's makensis: both
+#            programs, per user, Start-menu shortcut, uninstaller; docs/windows.md "The installer")
+# Usage: scripts/package.sh [linux] [windows]. Prints each step's time and the package's size.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -42,11 +43,33 @@ linux() {
   size "$dist/fooocus-guard_${version}_amd64.deb"
 }
 
+# Windows, cross-built here: both programs (release) and the per-user installer (makensis;
+# packaging/windows/installer.nsi, built by scripts/windows/make-installer.sh).
+windows_installer() {
+  bash scripts/windows/setup.sh
+  step "front end"
+  frontend
+  step "fooocus-guard.exe and fooocus-guard-cli.exe (release, x86_64-pc-windows-gnu)"
+  local s=$(date +%s)
+  (. scripts/windows/env.sh
+   wcargo build -q --release --locked -p fooocus-guard --features custom-protocol --bin fooocus-guard
+   wcargo build -q --release --locked -p guard-cli)
+  echo "package: Windows programs built in $(( $(date +%s) - s )) s"
+  step "the installer (makensis)"
+  local target_dir
+  target_dir=$(. scripts/windows/env.sh && echo "$CARGO_TARGET_DIR")
+  s=$(date +%s)
+  bash scripts/windows/make-installer.sh "$target_dir/x86_64-pc-windows-gnu/release" \
+    "$dist/fooocus-guard_${version}_x64-setup.exe"
+  echo "package: installer built in $(( $(date +%s) - s )) s"
+  size "$dist/fooocus-guard_${version}_x64-setup.exe"
+}
+
 for w in "${what[@]}"; do
   case $w in
     linux) linux ;;
-    windows) echo "package: the Windows installer is not built yet (README, 'Not done yet')" >&2; exit 2 ;;
-    *) echo "package: unknown package '$w': say linux" >&2; exit 2 ;;
+    windows) windows_installer ;;
+    *) echo "package: unknown package '$w': say linux or windows" >&2; exit 2 ;;
   esac
 done
 step "done"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Windows from Linux: the workspace (the Tauri app included) type-checked and linted for
-# x86_64-pc-windows-gnu, and the libraries' tests -- the Job Object backend among them -- under Wine.
+# x86_64-pc-windows-gnu, and the libraries' tests -- the Job Object backend among them -- under Wine;
+# the installer built and installed, uninstalled and checked under Wine.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-bash scripts/windows/test.sh 2>&1 | grep -E '^(---|test result|test .* FAILED|error|warning|thread .* panicked|  left|  right|windows setup)' 
+bash scripts/windows/test.sh 2>&1 | grep -E '^(---|test result|test .* FAILED|error|warning|thread .* panicked|  left|  right|windows setup|FAIL|note |installer:)' 
 test "${PIPESTATUS[0]}" -eq 0

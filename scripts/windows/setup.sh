@@ -9,7 +9,7 @@ here=$(cd "$(dirname "$0")/../.." && pwd)
 . "$here/scripts/windows/env.sh"
 . "$here/scripts/lib/debs.sh"
 
-ensure_debs "windows setup" gcc-mingw-w64-x86-64 wine64 libllvm22 libgit2-1.5 libssh2-1 libcurl4
+ensure_debs "windows setup" gcc-mingw-w64-x86-64 wine64 nsis libllvm22 libgit2-1.5 libssh2-1 libcurl4
 
 version=1.96.0+dfsg1-1~deb12u2
 if [ "$(cat "$rust_web/.version" 2>/dev/null)" != "$version" ] || [ ! -x "$rust_web/usr/bin/cargo-clippy" ]; then

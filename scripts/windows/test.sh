@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Windows, from Linux: type-checks the whole workspace (the Tauri app included) and lints it for
 # x86_64-pc-windows-gnu, then runs the libraries' tests under Wine -- the Job Object backend's
-# integration tests among them. What Wine cannot show (the job memory limit and its message,
-# peak memory, CPU accounting) is tested only on real Windows: see docs/windows.md.
+# integration tests among them -- and builds the installer and tests it under Wine. What Wine
+# cannot show (the job memory limit and its message, peak memory, CPU accounting) is tested only
+# on real Windows: see docs/windows.md.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$here"
@@ -30,4 +31,11 @@ wcargo test --no-fail-fast \
   -p fooocus-console -p guard-contain -p guard-sample -p guard-history -p guard-core \
   -p guard-gateway -p guard-cli -- --test-threads=2
 /usr/lib/wine/wineserver -k 2>/dev/null || true
+
+# The installer, from the tray app and the CLI that the tests above built. Debug, not release: the
+# debug build reuses the tests' compiled dependencies, a release build would compile them all again
+# with optimisation on CI's 2 cores; what the installer does does not depend on it.
+echo "--- the tray app (debug, front end embedded) for the installer"
+wcargo build -q -p fooocus-guard --features custom-protocol --bin fooocus-guard
+bash scripts/windows/installer-test.sh "$CARGO_TARGET_DIR/x86_64-pc-windows-gnu/debug"
 echo "--- windows: set-up, lint and tests in $(( $(date +%s) - start )) s"

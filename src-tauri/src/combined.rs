@@ -29,7 +29,24 @@ pub fn show_dashboard(app: &tauri::AppHandle) {
     }
 }
 
+/// The process's AppUserModelID, the Start-menu shortcut's: Windows then treats the window, its
+/// taskbar button and a pin of it as the installed app's.
+fn set_app_user_model_id() {
+    let id: Vec<u16> = fooocus_guard::APP_USER_MODEL_ID
+        .encode_utf16()
+        .chain([0])
+        .collect();
+    // SAFETY: a NUL-terminated UTF-16 string that outlives the call.
+    let hr = unsafe {
+        windows_sys::Win32::UI::Shell::SetCurrentProcessExplicitAppUserModelID(id.as_ptr())
+    };
+    if hr < 0 {
+        eprintln!("fooocus-guard: cannot set the AppUserModelID (HRESULT {hr:#x})");
+    }
+}
+
 pub fn run(demo: bool, hidden: bool) {
+    set_app_user_model_id();
     let core = match App::start(AppOptions {
         demo,
         ..AppOptions::default()

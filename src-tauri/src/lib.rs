@@ -10,6 +10,22 @@ use guard_core::supervisor::FooocusState;
 use guard_core::Status;
 use serde::Serialize;
 
+/// Windows: the AppUserModelID under which the app's toasts appear as "Fooocus Guard". The
+/// installer (packaging/windows/installer.nsi, given this value by scripts/package.sh) puts it on
+/// the Start-menu shortcut and registers its name and icon; the same id as Tauri's identifier.
+pub const APP_USER_MODEL_ID: &str = "dev.fooocus-guard.app";
+
+/// Windows: whether this copy was installed by the installer, which registered
+/// [`APP_USER_MODEL_ID`] and left its uninstaller beside the app. A copy run from a build folder
+/// has no registered id: Windows would drop its toasts, so they go under PowerShell's instead.
+#[cfg(windows)]
+pub fn installed() -> bool {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join("uninstall.exe")))
+        .is_some_and(|u| u.is_file())
+}
+
 /// The last generation a limit stopped and the breach before it: a dashboard opened afterwards
 /// (from the notification, say) asks for them (`get_last_stop`) to say why.
 #[derive(Clone, Debug, Default, Serialize)]

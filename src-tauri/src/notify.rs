@@ -64,6 +64,10 @@ impl Notifier {
             .body(&n.body)
             .icon("dialog-information")
             .timeout(notify_rust::Timeout::Milliseconds(8000));
+        #[cfg(windows)]
+        if fooocus_guard::installed() {
+            note.app_id(fooocus_guard::APP_USER_MODEL_ID);
+        }
         let breach = matches!(ev.kind, EventKind::LimitBreached { .. });
         if breach && self.open_why.is_some() {
             // The default action: what a click on the notification does.
