@@ -197,6 +197,10 @@ fn tune_webkit_env() {
         // not need them, and they cost tens of MiB per web process.
         ("WEBKIT_DISABLE_COMPOSITING_MODE", "1"),
         ("WEBKIT_DISABLE_DMABUF_RENDERER", "1"),
+        // JavaScriptCore's interpreter only, no JIT tiers: the page's script is small and runs
+        // once a second, and the JIT's code and profiling data cost the web process about
+        // 10 MiB of PSS (tests/app/footprint.sh, debug build: 116 -> 106 MiB).
+        ("JSC_useJIT", "0"),
     ] {
         if std::env::var_os(k).is_none() {
             std::env::set_var(k, v);
