@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(REPO, "tests", "upstream"))
 from testkit import Tally  # noqa: E402
-from webdriver import call  # noqa: E402
+from webdriver import call, open_session  # noqa: E402
 from matrix import SNAPSHOTS  # noqa: E402
 
 GRADIO_VENV = os.path.join(REPO, "tests", "upstream", ".venv-gradio-3.41")
@@ -53,17 +53,7 @@ def prepare(d):
 
 
 def drive(app, d):
-    caps = {"capabilities": {"alwaysMatch": {"browserName": "wry", "tauri:options": {"application": app}}}}
-    deadline = time.time() + 60
-    while True:
-        try:
-            sid = call("POST", "/session", caps)["sessionId"]
-            break
-        except Exception:
-            if time.time() > deadline:
-                raise
-            time.sleep(1)
-    run = lambda script, *args: call("POST", f"/session/{sid}/execute/async", {"script": script, "args": list(args)})
+    sid, run = open_session(app)
     text = lambda sel: run("const done = arguments[arguments.length-1]; done(document.querySelector(arguments[0])?.textContent ?? null);", sel)
     tally = Tally()
     check = tally.check

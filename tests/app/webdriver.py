@@ -57,8 +57,9 @@ def call(method, path, body=None):
     return json.loads(data or b"{}").get("value")
 
 
-def main():
-    app = sys.argv[1]
+def open_session(app):
+    """A WebDriver session with the dashboard `app` (tauri-driver starts it; it may take a while
+    to answer), and a function that runs an async script in its page."""
     caps = {"capabilities": {"alwaysMatch": {"browserName": "wry", "tauri:options": {"application": app}}}}
     deadline = time.time() + 60
     while True:
@@ -69,7 +70,12 @@ def main():
             if time.time() > deadline:
                 raise
             time.sleep(1)
-    run = lambda script, *args: call("POST", f"/session/{sid}/execute/async", {"script": script, "args": list(args)})
+    return sid, lambda script, *args: call("POST", f"/session/{sid}/execute/async", {"script": script, "args": list(args)})
+
+
+def main():
+    app = sys.argv[1]
+    sid, run = open_session(app)
     tally = Tally()
     check = tally.check
 
