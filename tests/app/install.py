@@ -73,7 +73,7 @@ def drive(app, d):
         summary = text("#install-summary") or ""
         check("the plan names the package the user gave", archive in summary, summary)
         run("const done = arguments[arguments.length-1]; document.querySelector('#install-start').click(); done(null);")
-        steps, shot, state, problem = [], False, None, None
+        steps, listed, shot, state, problem = [], [], False, None, None
         deadline = time.time() + 600
         while time.time() < deadline:
             s = text("#install-step") or ""
@@ -85,6 +85,11 @@ def drive(app, d):
                     with open(os.path.join(REPO, "artifacts", "app", "app-installing.png"), "wb") as f:
                         f.write(base64.b64decode(png))
                     shot = True
+            # The checklist of finished steps only grows during a run; the view moves on to the
+            # dashboard once the install is saved, so the longest list seen is kept.
+            now = run("const done = arguments[arguments.length-1]; done([...document.querySelectorAll('#install-done li')].map(li => li.dataset.phase));") or []
+            if len(now) > len(listed):
+                listed = now
             problem = text("#install-problem:not(.hidden)")
             if problem:
                 break
@@ -94,7 +99,12 @@ def drive(app, d):
             time.sleep(1)
         print("install steps the panel showed:", " | ".join(steps), flush=True)
         check("no install step failed", not problem, problem)
-        check("the panel showed the install's steps one by one", len(steps) >= 4, steps)
+        job = run("const done = arguments[arguments.length-1]; window.__TAURI_INTERNALS__.invoke('install_status').then(done, e => done('ERR ' + e));") or {}
+        finished = [d.get("phase") for d in job.get("done", [])] if isinstance(job, dict) else []
+        print("steps the panel listed as done:", " | ".join(listed), flush=True)
+        check("the install finished every step of its plan, in order",
+              finished == ["verify", "unpack", "environment", "torch", "requirements", "finish"], job)
+        check("the panel listed the steps as they finished", len(listed) >= 4 and listed == finished[:len(listed)], (listed, finished))
         check("the Fooocus the app installed is ready under the guard", state == "ready", state)
         settings = run("const done = arguments[arguments.length-1]; window.__TAURI_INTERNALS__.invoke('get_settings').then(done, e => done('ERR ' + e));")
         root = (settings or {}).get("install_path") or ""

@@ -1,10 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { bytes, progressText, type InstallJobStatus } from "./views/install";
+import { bytes, doneText, progressText, type InstallJobStatus } from "./views/install";
 import { downloadText } from "./views/model-download";
 
 const job = (o: Partial<InstallJobStatus>): InstallJobStatus => ({
   running: true, target: "/x/Fooocus", phase: null, label: null, index: 0, count: 7, done_bytes: 0,
-  total_bytes: null, log: [], error: null, cancelled: false, installed: null, ...o,
+  total_bytes: null, log: [], done: [], error: null, cancelled: false, installed: null, ...o,
 });
 
 describe("install progress", () => {
@@ -14,6 +14,11 @@ describe("install progress", () => {
       .toBe("Step 1 of 7: Downloading Fooocus — 120 MB of 2.0 GB (5 %)");
     expect(progressText(job({ label: "Installing torch", index: 4 }))).toBe("Step 5 of 7: Installing torch");
     expect(progressText(job({ label: "Unpacking", index: 2, done_bytes: 5000 }))).toBe("Step 3 of 7: Unpacking — 5 KB");
+  });
+  it("lists a finished step with its time, or as done before", () => {
+    expect(doneText({ phase: "unpack", label: "Unpacking Fooocus", earlier: false, seconds: 0.2 })).toBe("✓ Unpacking Fooocus (under a second)");
+    expect(doneText({ phase: "torch", label: "Installing torch", earlier: false, seconds: 300 })).toBe("✓ Installing torch (5 min)");
+    expect(doneText({ phase: "download", label: "Downloading Fooocus", earlier: true, seconds: 0 })).toBe("✓ Downloading Fooocus (done before)");
   });
   it("shows sizes as users read them", () => {
     expect(bytes(6.1 * 2 ** 30)).toBe("6.1 GB");

@@ -133,7 +133,7 @@ export function install() {
                 download_bytes: 3 * 2 ** 30, disk_needed_bytes: 6.1 * 2 ** 30, first_start_bytes: 7 * 2 ** 30 },
         free_bytes: 40 * 2 ** 30, enough_space: true, torch: "cuda", torch_label: "CUDA (NVIDIA)", gpu: "found NVIDIA GeForce RTX 3060", finished: installFinished };
       case "install_status": return { running: false, target: null, phase: null, label: null, index: 0, count: 0, done_bytes: 0,
-                                      total_bytes: null, log: [], error: null, cancelled: false, installed: null };
+                                      total_bytes: null, log: [], done: [], error: null, cancelled: false, installed: null };
       case "install_discard": installFinished = []; return null;
       case "install_start": case "install_cancel": return null;
       default: throw `unknown command ${cmd}`;

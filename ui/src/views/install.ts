@@ -15,10 +15,12 @@ export interface InstallPlanView {
   free_bytes: number | null; enough_space: boolean; torch: string; torch_label: string; gpu: string;
   finished: InstallPhase[];
 }
+/** A step the install under way has finished; `earlier`: an earlier attempt did it. */
+export interface InstallStepDone { phase: InstallPhase; label: string; earlier: boolean; seconds: number }
 export interface InstallJobStatus {
   running: boolean; target: string | null; phase: InstallPhase | null; label: string | null;
   index: number; count: number; done_bytes: number; total_bytes: number | null; log: string[];
-  error: string | null; cancelled: boolean; installed: InstallInfo | null;
+  done: InstallStepDone[]; error: string | null; cancelled: boolean; installed: InstallInfo | null;
 }
 
 export const installApi = {
@@ -45,6 +47,13 @@ export function progressText(s: InstallJobStatus): string {
   return `${step} — ${bytes(s.done_bytes)}`;
 }
 
+/** A finished step as the checklist shows it: "✓ Unpacking Fooocus (4 s)". */
+export function doneText(d: InstallStepDone): string {
+  if (d.earlier) return `✓ ${d.label} (done before)`;
+  const t = d.seconds < 1 ? "under a second" : d.seconds < 90 ? `${Math.round(d.seconds)} s` : `${Math.round(d.seconds / 60)} min`;
+  return `✓ ${d.label} (${t})`;
+}
+
 /**
  * The install panel. `pickFolder` asks the user for a folder; `installed` is called with the
  * new install (the caller saves it as the install and starts it).
@@ -59,6 +68,9 @@ export function installPanel(pickFolder: () => Promise<string | null>, installed
   const warn = h("div", { class: "error hidden", role: "alert", id: "install-problem" });
   const bar = h("progress", { id: "install-progress", max: "100", class: "hidden" }) as HTMLProgressElement;
   const step = h("div", { id: "install-step", "aria-live": "polite" });
+  // Every finished step stays listed: a fast one (a local archive unpacks in a blink) is seen
+  // done, and after a failure the list shows how far it got.
+  const doneList = h("ul", { id: "install-done", class: "install-done hidden" });
   const log = h("pre", { class: "install-log hidden", id: "install-log" });
   const startBtn = h("button", { class: "primary", id: "install-start" }, "Install Fooocus");
   const cancelBtn = h("button", { id: "install-cancel", class: "hidden" }, "Cancel");
@@ -95,6 +107,8 @@ export function installPanel(pickFolder: () => Promise<string | null>, installed
 
   const render = async (s: InstallJobStatus) => {
     step.textContent = s.running ? progressText(s) : "";
+    doneList.replaceChildren(...s.done.map((d) => h("li", { "data-phase": d.phase }, doneText(d))));
+    doneList.classList.toggle("hidden", !s.done.length);
     bar.classList.toggle("hidden", !s.running);
     if (s.total_bytes) { bar.max = s.total_bytes; bar.value = s.done_bytes; } else bar.removeAttribute("value");
     log.classList.toggle("hidden", !s.log.length);
@@ -154,7 +168,7 @@ export function installPanel(pickFolder: () => Promise<string | null>, installed
   const el = h("div", { class: "install-panel", id: "install-panel" },
     h("h2", {}, "Install Fooocus"),
     h("p", {}, "No Fooocus yet? The guard installs it into ", where, "."),
-    summary, own, h("div", { class: "row" }, startBtn, otherBtn, cancelBtn, discardBtn), bar, step, warn, log);
+    summary, own, h("div", { class: "row" }, startBtn, otherBtn, cancelBtn, discardBtn), doneList, bar, step, warn, log);
   void showPlan();
   // An install started before the window opened (or in another view) shows its progress.
   void installApi.status().then((s) => { if (s.running) { target = s.target; timer = window.setInterval(poll, 500); void render(s); } }).catch(() => {});

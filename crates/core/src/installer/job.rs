@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -40,9 +41,23 @@ pub struct JobStatus {
     pub total_bytes: Option<u64>,
     /// The last lines of output (pip's among them); the whole log is in the staging folder.
     pub log: Vec<String>,
+    /// The steps this run has finished, in order: a fast step (a local archive unpacks in a
+    /// blink) still shows as done, not only as a progress line the window may never poll.
+    pub done: Vec<StepDone>,
     pub error: Option<String>,
     pub cancelled: bool,
     pub installed: Option<Install>,
+}
+
+/// A finished step of the install under way.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct StepDone {
+    pub phase: Phase,
+    pub label: String,
+    /// Finished by an earlier attempt: this run skipped it.
+    pub earlier: bool,
+    /// How long it took in this run (0 when `earlier`).
+    pub seconds: f64,
 }
 
 const LOG_LINES: usize = 200;
@@ -166,49 +181,89 @@ fn request(target: PathBuf, source: Option<&str>) -> Request {
     }
 }
 
+/// Folds the installer's progress into the status the window polls.
+#[derive(Default)]
+struct Tracker {
+    log: VecDeque<String>,
+    /// The step under way, since when.
+    current: Option<(Phase, String, Instant)>,
+}
+
+impl Tracker {
+    fn apply(&mut self, s: &mut JobStatus, ev: Progress) {
+        match ev {
+            Progress::Phase {
+                phase,
+                label,
+                index,
+                count,
+            } => {
+                self.finish_step(s);
+                self.current = Some((phase, label.clone(), Instant::now()));
+                s.phase = Some(phase);
+                s.label = Some(label);
+                s.index = index;
+                s.count = count;
+                s.done_bytes = 0;
+                s.total_bytes = None;
+            }
+            Progress::Skipped { phase } => {
+                self.finish_step(s);
+                s.done.push(StepDone {
+                    phase,
+                    label: phase.label().into(),
+                    earlier: true,
+                    seconds: 0.0,
+                })
+            }
+            Progress::Bytes { done, total, .. } => {
+                s.done_bytes = done;
+                s.total_bytes = total;
+            }
+            Progress::Log { line } => {
+                if self.log.len() == LOG_LINES {
+                    self.log.pop_front();
+                }
+                self.log.push_back(line);
+                s.log = self.log.iter().cloned().collect();
+            }
+        }
+    }
+
+    /// The step under way is done: it moves to `done` with its time. The run's last step is
+    /// done only when the run succeeded.
+    fn finish_step(&mut self, s: &mut JobStatus) {
+        if let Some((phase, label, started)) = self.current.take() {
+            s.done.push(StepDone {
+                phase,
+                label,
+                earlier: false,
+                seconds: started.elapsed().as_secs_f64(),
+            });
+        }
+    }
+}
+
 fn run_job(p: Plan, opts: RunOptions, cancel: Arc<AtomicBool>, status: Arc<Mutex<JobStatus>>) {
     let (tx, rx) = crossbeam_channel::bounded::<Progress>(256);
     let st = status.clone();
     let reader = std::thread::spawn(move || {
-        let mut log: VecDeque<String> = VecDeque::new();
+        let mut t = Tracker::default();
         for ev in rx.iter() {
-            let mut s = st.lock().unwrap();
-            match ev {
-                Progress::Phase {
-                    phase,
-                    label,
-                    index,
-                    count,
-                } => {
-                    s.phase = Some(phase);
-                    s.label = Some(label);
-                    s.index = index;
-                    s.count = count;
-                    s.done_bytes = 0;
-                    s.total_bytes = None;
-                }
-                Progress::Skipped { .. } => {}
-                Progress::Bytes { done, total, .. } => {
-                    s.done_bytes = done;
-                    s.total_bytes = total;
-                }
-                Progress::Log { line } => {
-                    if log.len() == LOG_LINES {
-                        log.pop_front();
-                    }
-                    log.push_back(line);
-                    s.log = log.iter().cloned().collect();
-                }
-            }
+            t.apply(&mut st.lock().unwrap(), ev);
         }
+        t
     });
     let r = super::run(&p, &opts, &tx, &cancel);
     drop(tx);
-    let _ = reader.join();
+    let mut tracker = reader.join().unwrap_or_default();
     let mut s = status.lock().unwrap();
     s.running = false;
     match r {
-        Ok(i) => s.installed = Some(i),
+        Ok(i) => {
+            tracker.finish_step(&mut s);
+            s.installed = Some(i)
+        }
         Err(super::InstallerError::Cancelled) => s.cancelled = true,
         Err(e) => s.error = Some(e.to_string()),
     }
@@ -284,5 +339,48 @@ mod tests {
             "{e}"
         );
         assert!(!target.exists());
+    }
+
+    #[test]
+    fn the_steps_done_are_listed_in_order_with_those_an_earlier_attempt_did() {
+        let mut s = JobStatus::default();
+        let mut t = Tracker::default();
+        let phase = |phase: Phase, index| Progress::Phase {
+            phase,
+            label: phase.label().into(),
+            index,
+            count: 4,
+        };
+        t.apply(
+            &mut s,
+            Progress::Skipped {
+                phase: Phase::Download,
+            },
+        );
+        t.apply(&mut s, phase(Phase::Unpack, 1));
+        t.apply(
+            &mut s,
+            Progress::Bytes {
+                phase: Phase::Unpack,
+                done: 10,
+                total: Some(20),
+            },
+        );
+        assert_eq!(s.done.len(), 1, "the step under way is not done yet");
+        t.apply(&mut s, phase(Phase::Environment, 2));
+        t.apply(&mut s, phase(Phase::Finish, 3));
+        t.finish_step(&mut s);
+        let done: Vec<(Phase, bool)> = s.done.iter().map(|d| (d.phase, d.earlier)).collect();
+        assert_eq!(
+            done,
+            [
+                (Phase::Download, true),
+                (Phase::Unpack, false),
+                (Phase::Environment, false),
+                (Phase::Finish, false)
+            ]
+        );
+        assert_eq!(s.done[1].label, Phase::Unpack.label());
+        assert_eq!((s.done_bytes, s.total_bytes), (0, None));
     }
 }
