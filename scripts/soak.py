@@ -28,6 +28,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SIM = os.path.join(ROOT, "tests", "sim", "fooocus_sim.py")
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+from testkit import alive, events, free_port, wait  # noqa: E402
 
 
 def make_install(tmp, scenario):
@@ -38,46 +40,6 @@ def make_install(tmp, scenario):
     subprocess.run([sys.executable, SIM, "make-install", path, "--sim-version", "2.5", "--scenario", scen],
                    check=True, capture_output=True)
     return path
-
-
-def events(path):
-    out = []
-    try:
-        with open(path) as f:
-            for line in f:
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    pass  # a line cut by the kill
-    except FileNotFoundError:
-        pass
-    return out
-
-
-def wait(pred, timeout):
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().split(") ")[-1][0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-
-
-def free_port():
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def soak(cli, kills):

@@ -23,6 +23,12 @@ fn main() {
             "limit_stats",
             "export_history_csv",
             "mark_breaches_seen",
+            "get_last_stop",
+            "install_plan",
+            "install_start",
+            "install_cancel",
+            "install_status",
+            "install_discard",
             // Not granted to the webview: exists so a test can prove ungranted commands fail.
             "debug_forbidden",
         ]),

@@ -8,11 +8,13 @@ bash tests/app/e2e.sh
 command -v tauri-driver >/dev/null || cargo install tauri-driver --version '^2' --locked -q
 app=$(pwd)/target/debug/fooocus-guard
 tmp=$(mktemp -d)
+# The guard runs (demo mode, in the tray); tauri-driver starts its dashboard, which talks to it.
 FOOOCUS_GUARD_CONFIG_DIR=$tmp/config FOOOCUS_GUARD_DATA_DIR=$tmp/data \
   dbus-run-session -- xvfb-run -a -s "-screen 0 1280x900x24" bash -c "
+    '$app' --demo --hidden >$tmp/guard.log 2>&1 &
     tauri-driver --port 4444 >$tmp/driver.log 2>&1 &
-    sleep 1
-    python3 tests/app/webdriver.py '$app'; rc=\$?
+    for _ in \$(seq 150); do [ -S $tmp/data/ipc/guard.sock ] && break; sleep 0.2; done
+    python3 tests/app/webdriver.py '$app-dashboard'; rc=\$?
     # A failure here is often the driver's: show its side of the story.
-    [ \$rc -eq 0 ] || { echo '--- tauri-driver log'; tail -n 40 $tmp/driver.log; }
-    kill %1 2>/dev/null; exit \$rc"
+    [ \$rc -eq 0 ] || { echo '--- tauri-driver log'; tail -n 40 $tmp/driver.log; echo '--- guard log'; tail -n 20 $tmp/guard.log; }
+    kill %1 %2 2>/dev/null; exit \$rc"

@@ -165,8 +165,51 @@ pub fn mark_breaches_seen(core: Core) {
     core.guard().mark_breaches_seen();
 }
 
+#[tauri::command]
+pub fn get_last_stop(
+    last: State<'_, std::sync::Mutex<fooocus_guard::LastStop>>,
+) -> fooocus_guard::LastStop {
+    last.lock().unwrap().clone()
+}
+
 /// Registered but granted to no window: the IPC test calls it and must be refused.
 #[tauri::command]
 pub fn debug_forbidden() -> &'static str {
     "this must never be reachable from the webview"
+}
+
+// ---- Installing Fooocus (issue 15): thin wrappers over guard_core::installer::Jobs ----------
+
+type Installs<'a> = State<'a, Arc<guard_core::installer::Jobs>>;
+
+/// What an install into `path` (the default folder when None) downloads and needs.
+#[tauri::command]
+pub async fn install_plan(
+    jobs: Installs<'_>,
+    path: Option<String>,
+) -> Result<guard_core::installer::PlanView, String> {
+    let jobs = Arc::clone(&jobs);
+    off_main_thread(move || jobs.plan(path.as_deref().map(std::path::Path::new))).await?
+}
+
+#[tauri::command]
+pub async fn install_start(jobs: Installs<'_>, path: String) -> Result<(), String> {
+    let jobs = Arc::clone(&jobs);
+    off_main_thread(move || jobs.start_here(std::path::Path::new(&path))).await?
+}
+
+#[tauri::command]
+pub fn install_cancel(jobs: Installs) {
+    jobs.cancel();
+}
+
+#[tauri::command]
+pub fn install_status(jobs: Installs) -> guard_core::installer::JobStatus {
+    jobs.status()
+}
+
+#[tauri::command]
+pub async fn install_discard(jobs: Installs<'_>, path: String) -> Result<(), String> {
+    let jobs = Arc::clone(&jobs);
+    off_main_thread(move || jobs.discard(std::path::Path::new(&path))).await?
 }

@@ -1,6 +1,7 @@
 //! Friendly desktop notifications (notify-rust), rate-limited so a crash loop cannot flood
 //! the desktop.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use guard_core::config::Notifications;
@@ -10,6 +11,8 @@ use guard_core::notice;
 pub struct Notifier {
     cfg: Notifications,
     sent: Vec<Instant>,
+    /// What clicking a limit's notification does: open the dashboard at "why it stopped".
+    open_why: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 /// At most this many notifications per minute; the rest are dropped (the history keeps them).
@@ -20,7 +23,15 @@ impl Notifier {
         Notifier {
             cfg,
             sent: Vec::new(),
+            open_why: None,
         }
+    }
+
+    /// Clicking the notification of a limit calls `f` (where the desktop supports actions).
+    #[cfg_attr(windows, allow(dead_code))]
+    pub fn on_click_why(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
+        self.open_why = Some(Arc::new(f));
+        self
     }
 
     pub fn set_config(&mut self, cfg: Notifications) {
@@ -47,16 +58,37 @@ impl Notifier {
             return;
         }
         self.sent.push(now);
-        let res = notify_rust::Notification::new()
-            .appname("Fooocus Guard")
+        let mut note = notify_rust::Notification::new();
+        note.appname("Fooocus Guard")
             .summary(&n.summary)
             .body(&n.body)
             .icon("dialog-information")
-            .timeout(notify_rust::Timeout::Milliseconds(8000))
-            .show();
-        if let Err(e) = res {
+            .timeout(notify_rust::Timeout::Milliseconds(8000));
+        let breach = matches!(ev.kind, EventKind::LimitBreached { .. });
+        if breach && self.open_why.is_some() {
+            // The default action: what a click on the notification does.
+            note.action("default", "Show why it stopped");
+        }
+        match note.show() {
+            #[cfg(all(unix, not(target_os = "macos")))]
+            Ok(handle) => {
+                if let (true, Some(open)) = (breach, self.open_why.clone()) {
+                    // Waits for the click or the close (a few seconds); at most PER_MINUTE a minute.
+                    let _ = std::thread::Builder::new()
+                        .name("fooocus-guard-notification".into())
+                        .spawn(move || {
+                            handle.wait_for_action(|action| {
+                                if action == "default" {
+                                    open();
+                                }
+                            })
+                        });
+                }
+            }
+            #[cfg(not(all(unix, not(target_os = "macos"))))]
+            Ok(_) => {}
             // No notification daemon: the event is still in the history and the log.
-            eprintln!("fooocus-guard: notification not shown: {e}");
+            Err(e) => eprintln!("fooocus-guard: notification not shown: {e}"),
         }
     }
 }

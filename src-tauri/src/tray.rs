@@ -91,7 +91,7 @@ pub fn create(app: &AppHandle) -> tauri::Result<()> {
                 ..
             } = event
             {
-                crate::show_dashboard(tray.app_handle());
+                crate::combined::show_dashboard(tray.app_handle());
             }
         })
         .build(app)?;
@@ -118,11 +118,11 @@ pub fn on_menu(app: &AppHandle, id: &str) {
         return;
     };
     match id {
-        "open" => crate::show_dashboard(app),
+        "open" => crate::combined::show_dashboard(app),
         "start" => {
             if let Err(e) = core.start_fooocus() {
                 eprintln!("fooocus-guard: {e}");
-                crate::show_dashboard(app);
+                crate::combined::show_dashboard(app);
             }
         }
         "stop" => core.guard().stop_fooocus(),
@@ -182,32 +182,5 @@ pub fn update(app: &AppHandle, s: &Status) {
 }
 
 pub fn tooltip(s: &Status) -> String {
-    let state = match s.state {
-        FooocusState::NotConfigured => "no Fooocus install configured".to_string(),
-        FooocusState::Stopped => "Fooocus is stopped".to_string(),
-        FooocusState::Starting => "Fooocus is starting".to_string(),
-        FooocusState::Ready => "Fooocus is ready".to_string(),
-        FooocusState::Generating => match &s.generation {
-            Some(g) => {
-                let image = match (g.image_index, g.image_total) {
-                    (Some(i), Some(n)) => format!("image {i} of {n}"),
-                    _ => "generating".to_string(),
-                };
-                match (g.step, g.step_total) {
-                    (Some(k), Some(t)) => format!("{image}, step {k} of {t}"),
-                    _ => image,
-                }
-            }
-            None => "generating".to_string(),
-        },
-        FooocusState::Stopping => "Fooocus is stopping".to_string(),
-        FooocusState::Restarting => "Fooocus is restarting".to_string(),
-        FooocusState::GaveUp => "Fooocus kept failing: restarts stopped".to_string(),
-    };
-    let breach = if s.unseen_breach {
-        " -- a limit stopped something"
-    } else {
-        ""
-    };
-    format!("Fooocus Guard: {state}{breach}")
+    fooocus_guard::status_line(s)
 }

@@ -106,6 +106,26 @@ fn a_graceful_stop_that_is_ignored_escalates_to_a_kill() {
         "waited the grace period"
     );
     assert_eq!(steps[1]["step"], "kill");
+    // The same "why it stopped" words as the dashboard's card, in the event itself.
+    let summary = &stopped["summary"];
+    assert!(
+        summary["headline"]
+            .as_str()
+            .is_some_and(|h| h.contains("past its 2 s timeout")),
+        "{stopped}"
+    );
+    assert!(
+        summary["did"]
+            .as_str()
+            .is_some_and(|d| d.contains("killed Fooocus and restarted it")),
+        "{stopped}"
+    );
+    assert!(
+        summary["suggestion"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("Raise the timeout")),
+        "{stopped}"
+    );
     run.wait_for("ready after the restart", LONG, |_| {
         count(&run, "ready") >= 2
     });
@@ -281,7 +301,7 @@ fn a_limit_that_fires_every_time_ends_in_give_up() {
     let gave_up = events.iter().find(|e| e["event"] == "gave_up").unwrap();
     let reason = gave_up["reason"].as_str().unwrap();
     assert!(
-        reason.contains("timeout limit") && reason.contains("raise it"),
+        reason.contains("timeout limit") && reason.contains("raise the timeout"),
         "{reason}"
     );
 }

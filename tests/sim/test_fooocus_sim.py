@@ -11,15 +11,9 @@ import unittest
 import urllib.request
 
 SIM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fooocus_sim.py")
+sys.path.insert(0, os.path.dirname(os.path.dirname(SIM)))
+from testkit import free_port  # noqa: E402
 STOP_FN = 0  # `stop_button.click` is the first dependency Fooocus's webui registers
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 class Run:

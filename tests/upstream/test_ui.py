@@ -14,7 +14,6 @@ guard can reach), Fooocus itself printed `User stopped`, and the next generation
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,8 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))
+from testkit import events, free_port  # noqa: E402
 import trees  # noqa: E402
 import ui_driver  # noqa: E402
 from matrix import EXPECTED_FAIL, VERSIONS  # noqa: E402
@@ -45,19 +46,6 @@ class ApiClient:
         t = threading.Thread(target=lambda: urllib.request.urlopen(req, timeout=60).read(), daemon=True)
         t.start()
         return t
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def events(path):
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 class Run:

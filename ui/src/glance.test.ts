@@ -105,6 +105,12 @@ describe("why it stopped", () => {
     expect(none.did).toContain("could not be asked to stop gracefully");
     expect(none.headline).toBe("The generation went over the RAM limit.");
   });
+  it("shows the guard's own summary from the event when it carries one", () => {
+    const summary = { headline: "Generation 42 used 7.4 GiB of VRAM, over its 7 GiB limit.", did: "The guard did X.", suggestion: "Try Y." };
+    const w = whyStopped({ ts: "x", event: "generation_stopped", generation_id: 42, how: "graceful", limit: "vram", grace_s: 10, grace: "configured", summary }, breach, settings);
+    expect([w.headline, w.did, w.suggestion]).toEqual([summary.headline, summary.did, summary.suggestion]);
+    expect(w.limit).toBe("vram");
+  });
   it("ignores a breach of another generation or limit", () => {
     const stop = { ts: "x", event: "generation_stopped", generation_id: 43, how: "graceful", limit: "vram", grace_s: 10, grace: "configured" };
     expect(whyStopped(stop, breach, settings).headline).toBe("Generation 43 went over the VRAM limit.");

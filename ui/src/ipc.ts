@@ -27,11 +27,17 @@ export const api = {
   limitStats: (limit: string, value: number | null) => invoke<LimitStats>("limit_stats", { limit, value }),
   exportCsv: () => invoke<string>("export_history_csv"),
   markSeen: () => invoke<null>("mark_breaches_seen"),
+  /** The last stop a limit caused and its breach, for a dashboard opened after it. */
+  lastStop: () => invoke<LastStop>("get_last_stop"),
 };
+
+export interface LastStop { stopped: GuardEvent | null; breach: GuardEvent | null }
 
 export const on = {
   sample: (f: (s: Sample) => void): Promise<UnlistenFn> => listen<Sample>("sample", (e) => f(e.payload)),
   status: (f: (s: Status) => void): Promise<UnlistenFn> => listen<Status>("status", (e) => f(e.payload)),
   console: (f: (l: ConsoleLine[]) => void): Promise<UnlistenFn> => listen<ConsoleLine[]>("console", (e) => f(e.payload)),
   event: (f: (e: GuardEvent) => void): Promise<UnlistenFn> => listen<GuardEvent>("guard-event", (e) => f(e.payload)),
+  /** The user clicked a limit's notification while the window was open. */
+  openWhy: (f: () => void): Promise<UnlistenFn> => listen("open-why", () => f()),
 };

@@ -1,20 +1,14 @@
 // Pure pieces of the UI, unit-tested: which actions a state allows, the console's bounded
 // buffer and search, and merging live samples into the graphs' history.
-import type { ConsoleLine, FooocusState, HistoryPoint, Sample, Status } from "./types";
+import { ACTIONS } from "./actions.generated";
+import type { Actions, ConsoleLine, FooocusState, HistoryPoint, Sample } from "./types";
 
-export type Actions = Status["actions"];
+export type { Actions };
 
-/** The guard's rule (crates/core `Actions::for_state`), for the mock backend only: the real
- *  status carries its actions, which the dashboard renders as they are. */
+/** The guard's rule (crates/core `Actions::for_state`, generated into actions.generated.ts), for
+ *  the mock backend only: the real status carries its actions, which the dashboard renders. */
 export function actionsFor(state: FooocusState, hasUrl: boolean): Actions {
-  const running = state === "starting" || state === "ready" || state === "generating" || state === "restarting";
-  return {
-    start: !running && state !== "not_configured" && state !== "stopping",
-    stop: running,
-    restart: running,
-    open_browser: hasUrl && (state === "ready" || state === "generating"),
-    stop_generation: state === "generating",
-  };
+  return { ...ACTIONS[state][hasUrl ? 1 : 0] };
 }
 
 export const STATE_LABEL: Record<FooocusState, string> = {

@@ -1,26 +1,36 @@
-// The IPC contract's types (docs/ipc.md).
+// The IPC contract's types: the one source (docs/ipc.md lists the commands and events).
+// crates/core/tests/ipc_contract.rs checks the JSON the Rust side sends against this file and
+// fails on drift; the mock backend (src/mock) is typed by it.
 export type FooocusState =
   | "not_configured" | "stopped" | "starting" | "ready" | "generating" | "stopping" | "restarting" | "gave_up";
 
 export interface InstallInfo {
-  root: string; kind: string; python: string; fooocus_dir: string; entry?: string;
-  version: string | null; fork: string;
+  root: string; kind: "portable" | "venv" | "conda" | "interpreter"; python: string; fooocus_dir: string; entry?: string;
+  version: string | null; fork: "fooocus" | "mashb1t" | "mre" | "fooocus-api";
 }
 export interface GenerationProgress {
   id: number; started_ms: number; image_index: number | null; image_total: number | null;
   step: number | null; step_total: number | null; elapsed_s: number; timeout_s: number | null;
 }
+/** `url`: where the user's browser opens Fooocus; `gpu_status`: "ok" or why GPU figures are missing;
+ *  `unseen_breach`: a limit stopped something and the user has not looked yet. */
 export interface Status {
   state: FooocusState; url: string | null; install: InstallInfo | null;
-  backend: { kind: string; reason: string; unenforced: string[] } | null;
+  backend: { kind: "cgroup-v2" | "cgroup-v1" | "fallback" | "job-object"; reason: string; unenforced: string[] } | null;
   gpu_status: string; generation: GenerationProgress | null; unseen_breach: boolean;
   graceful_stop: { available: boolean; why: string }; demo: boolean; restarts: number; pid?: number | null;
   /** What the user may do now: derived once by the guard; the tray and the dashboard render it. */
-  actions: { start: boolean; stop: boolean; restart: boolean; open_browser: boolean; stop_generation: boolean };
+  actions: Actions;
+  /** A model download while Fooocus starts (its first start downloads GBs). */
+  download?: { file: string | null; percent: number | null; size: string | null } | null;
 }
+/** What the user may do in a state (Actions::for_state; the table is src/actions.generated.ts). */
+export interface Actions { start: boolean; stop: boolean; restart: boolean; open_browser: boolean; stop_generation: boolean }
 export interface TreeSample {
-  cpu_percent: number; cpu_percent_machine: number; ram_bytes: number; ram_source: string;
+  cpu_percent: number; cpu_percent_machine: number; ram_bytes: number; ram_source: "cgroup" | "rss" | "job";
   swap_bytes: number; processes: number; vram_bytes: number | null;
+  /** Windows: the memory the job's processes committed, which the RAM cap counts; null elsewhere. */
+  commit_bytes?: number | null;
   /** Where the VRAM the cap compares comes from (docs/ipc.md); "device": the whole GPU. */
   vram_source?: "nvml" | "gpu_counters" | "device" | null;
 }
@@ -32,7 +42,9 @@ export interface Sample {
   gpu_status: string;
 }
 export type Triple = [number, number, number];
+/** Full resolution (min = avg = max) or a downsampled bucket: each series is [min, avg, max]. */
 export interface HistoryPoint { ts_ms: number; cpu: Triple; ram: Triple; gpu: Triple | null; vram: Triple | null }
+/** null = off. Sizes in bytes, times in seconds; `grace_s`: how long a graceful stop may take before the kill. */
 export interface Limits {
   timeout_s: number | null; stall_timeout_s: number | null; startup_timeout_s: number | null;
   memory_bytes: number | null; swap_bytes: number | null; vram_bytes: number | null; cpu_percent: number | null;
@@ -48,20 +60,26 @@ export interface Settings {
   gateway: { enabled: boolean; token: string | null; rate_per_minute: number | null };
   log_prompts: boolean; start_with_session: boolean; containment: string; nvml_library: string | null;
 }
+/** `message` names the problem and the accepted range. */
 export interface FieldError { field: string; value: string; message: string }
 /** Shown beside a field without blocking the save (Windows: the commit Fooocus reached vs the RAM cap). */
 export interface SettingsNote { field: string; kind: "warning" | "note"; message: string }
 export interface SaveResult { saved: boolean; errors: FieldError[]; applied_live: string[]; needs_restart: string[] }
+/** `closed_by`: "task_end" | "next_task" | "process_exit" | "quiet" | "limit". */
 export interface GenerationRecord {
   id: number; started_ms: number; ended_ms: number | null; duration_s: number | null; outcome: string;
   closed_by: string | null; images_done: number; images_total: number | null; last_step: number | null;
   steps_total: number | null; peak_ram_bytes: number | null; peak_swap_bytes: number | null;
   peak_vram_bytes: number | null; peak_cpu_percent: number | null; limit: string | null; stop_how: string | null;
+  /** JSON array of the escalation's steps with their timings. */
+  stop_steps: string | null; fooocus_version: string | null;
 }
 export interface BreachRecord {
   id: number; ts_ms: number; limit: string; configured: number; observed: number; action: string;
   how: string | null; generation_id: number | null;
 }
+/** What past generations used: `values` one per completed generation; `would_stop` how many of them
+ *  the current or proposed value would have stopped; `suggested` from the history (p99 * 1.5, rounded). */
 export interface LimitStats {
   limit: string; values: number[]; p50: number | null; p95: number | null; max: number | null;
   would_stop: number; suggested: number | null;

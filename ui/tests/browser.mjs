@@ -198,6 +198,11 @@ await test("first run offers detected installs and a folder picker", async (page
   await page.waitForSelector(".first-run");
   expect((await page.locator(".installs li").count()) >= 1, "detected installs listed");
   expect(await page.locator("#choose-folder").isVisible(), "folder picker");
+  // Install Fooocus beside it: what it downloads and the disk it needs, before anything happens.
+  await page.waitForSelector("#install-summary:has-text('disk')");
+  const summary = await page.locator("#install-summary").textContent();
+  expect(/Fooocus 2\.5\.5/.test(summary) && /needs 6\.1 GB of disk/.test(summary) && /CUDA/.test(summary), summary);
+  expect(await page.locator("#install-start").isEnabled(), "install button");
   await page.screenshot({ path: join(shots, "first-run.png") });
 });
 

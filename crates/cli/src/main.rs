@@ -5,12 +5,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use guard_core::app::{App, AppOptions};
 use guard_core::config::{Config, ConfigFile, RestartMode};
 use guard_core::events::JsonLines;
 use guard_core::install;
-use guard_core::supervisor::{FooocusState, Guard, GuardOptions, Target, Update};
+use guard_core::supervisor::{FooocusState, Target, Update};
 use guard_core::units;
 
+mod install_cmd;
 mod monitor;
 mod stop_signal;
 
@@ -53,6 +55,9 @@ enum Cmd {
     /// Print the exact command that would start an install (as with the gateway off), or why
     /// the install's Fooocus would refuse the options.
     Argv(Box<ArgvArgs>),
+    /// Install Fooocus into a new folder: download (resumable, checked), unpack, and on Linux
+    /// a venv with torch and Fooocus's requirements. A retry resumes where it stopped.
+    Install(Box<install_cmd::InstallArgs>),
 }
 
 #[derive(Args)]
@@ -185,6 +190,7 @@ fn main() -> ExitCode {
         Cmd::ParseLog { file } => parse_log(&file),
         Cmd::Monitor(a) => monitor::run(a),
         Cmd::Argv(a) => argv(*a),
+        Cmd::Install(a) => install_cmd::run(*a),
     }
 }
 
@@ -328,31 +334,23 @@ fn run(a: RunArgs) -> ExitCode {
             return fail(e.to_string());
         }
     }
-    // One guard per data folder and per install.
-    let data_dir = guard_core::paths::data_dir();
-    let root = match &target {
-        Target::Install(i) => Some(i.root.clone()),
-        Target::Command(_) => None,
-    };
-    let _instance =
-        match guard_core::instance::InstanceLock::acquire(data_dir.as_deref(), root.as_deref()) {
-            Ok(l) => l,
-            Err(e) => return fail(e),
-        };
-    let _log = guard_core::paths::log_dir().and_then(|d| guard_core::logging::init(&d).ok());
     let events = match a.events.as_deref().map(JsonLines::open).transpose() {
         Ok(e) => e,
         Err(e) => return fail(format!("--events: cannot open the file: {e}")),
     };
-
-    let mut opts = GuardOptions::new(cfg.clone(), Some(target));
-    opts.passthrough = true;
-    opts.exit_when_done = true;
-    opts.store = guard_core::paths::data_dir().map(|d| d.join("history.sqlite3"));
-    let guard = match Guard::start(opts) {
-        Ok(g) => g,
-        Err(e) => return fail(format!("cannot start the supervisor: {e}")),
+    // The same wiring as the tray app: instance lock, logs, history, sampler, metrics.
+    let app = match App::start(AppOptions {
+        settings: Some(cfg),
+        target: Some(target),
+        passthrough: true,
+        exit_when_done: true,
+        start_later: true,
+        ..AppOptions::default()
+    }) {
+        Ok(a) => a,
+        Err(e) => return fail(e),
     };
+    let guard = app.guard().clone();
     let updates = guard.subscribe();
     let writer = events.map(|ev| {
         std::thread::spawn(move || {
@@ -363,13 +361,11 @@ fn run(a: RunArgs) -> ExitCode {
             }
         })
     });
-    let sampler = guard_core::sampling::spawn(&guard, &cfg);
-    if cfg.metrics.enabled {
-        match guard_core::metrics::start(&guard, cfg.metrics.port) {
-            Ok(addr) => eprintln!("fooocus-guard: metrics at http://{addr}/metrics"),
-            Err(e) => guard.warn(&e),
-        }
+    if let Some(addr) = app.metrics_addr() {
+        eprintln!("fooocus-guard: metrics at http://{addr}/metrics");
     }
+    // Subscribed: now Fooocus may start.
+    guard.start_fooocus();
 
     // Ctrl-C / SIGTERM / the console closing: stop Fooocus cleanly and leave nothing behind.
     let stop_signals = match stop_signal::watch(&guard) {
@@ -377,9 +373,8 @@ fn run(a: RunArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
 
-    guard.wait();
+    app.wait();
     drop(stop_signals);
-    sampler.stop();
     // Every event written before leaving: end the subscriptions, let the writer drain.
     guard.close_subscribers();
     if let Some(w) = writer {

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 #[cfg(target_os = "linux")]
 pub mod linux;
+pub mod process;
 #[cfg(windows)]
 pub mod windows;
 
@@ -272,5 +273,28 @@ pub fn clean_stale() -> Vec<String> {
     {
         // Job objects die with their last handle: nothing can be left behind on Windows.
         Vec::new()
+    }
+}
+
+/// One line on the cgroup setup, for `doctor`.
+pub fn cgroup_summary() -> String {
+    #[cfg(target_os = "linux")]
+    {
+        let m = linux::detect::Mounts::read();
+        let v1: Vec<String> = m.v1.iter().flat_map(|h| h.controllers.clone()).collect();
+        match (&m.v2, v1.is_empty()) {
+            (Some((mount, _)), true) => format!("cgroup v2 only, at {}", mount.display()),
+            (Some((mount, _)), false) => format!(
+                "hybrid: v1 controllers {} and v2 at {}",
+                v1.join(", "),
+                mount.display()
+            ),
+            (None, false) => format!("cgroup v1 only: {}", v1.join(", ")),
+            (None, true) => "no cgroups mounted".into(),
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        "not Linux: a Job Object holds the tree".into()
     }
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Config, ConfigFile, FieldError};
 use crate::install::{self, Install};
 use crate::sampling::Sampling;
-use crate::store::Store;
+use crate::store::{HistoryReader, HistoryWriter};
 use crate::supervisor::{Guard, GuardOptions, Status, Target};
 
 pub use crate::store::{BreachRecord, GenerationRecord, HistoryPoint, LimitStats};
@@ -22,6 +22,17 @@ pub struct AppOptions {
     pub config: Option<PathBuf>,
     /// Data dir for history and logs (default: the platform's data dir).
     pub data_dir: Option<PathBuf>,
+    /// Settings already loaded (the CLI: the file with the command line on top); the file is
+    /// then neither read nor written.
+    pub settings: Option<Config>,
+    /// What to supervise instead of the settings' install (the CLI's --install or command).
+    pub target: Option<Target>,
+    /// Copy Fooocus's output to stdout (the CLI).
+    pub passthrough: bool,
+    /// End the supervisor once Fooocus stopped for good (the CLI).
+    pub exit_when_done: bool,
+    /// Do not start Fooocus until asked (the CLI subscribes first, so it misses no event).
+    pub start_later: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -36,8 +47,9 @@ pub struct App {
     guard: Guard,
     file: Option<ConfigFile>,
     config: Mutex<Config>,
-    store: Option<Arc<Store>>,
+    history: Option<HistoryReader>,
     sampling: Sampling,
+    metrics: Option<std::net::SocketAddr>,
     demo: Option<crate::demo::Demo>,
     _instance: crate::instance::InstanceLock,
     _log: Option<tracing_appender::non_blocking::WorkerGuard>,
@@ -49,13 +61,17 @@ impl App {
         let log = data_dir
             .as_ref()
             .and_then(|d| crate::logging::init(&d.join("logs")).ok());
-        let file = opts
-            .config
-            .clone()
-            .map(ConfigFile::new)
-            .or_else(ConfigFile::default_location);
+        let file = match opts.settings {
+            Some(_) => None,
+            None => opts
+                .config
+                .clone()
+                .map(ConfigFile::new)
+                .or_else(ConfigFile::default_location),
+        };
         let mut warning = None;
         let mut config = match &file {
+            _ if opts.settings.is_some() => opts.settings.clone().expect("settings"),
             Some(f) => match f.load() {
                 Ok(l) => {
                     warning = l.warning;
@@ -81,9 +97,10 @@ impl App {
         } else {
             None
         };
-        let target = match &demo {
-            Some(d) => Some(Target::Install(d.install.clone())),
-            None => config.install_path.as_deref().and_then(|p| {
+        let target = match (&demo, &opts.target) {
+            (Some(d), _) => Some(Target::Install(d.install.clone())),
+            (None, Some(t)) => Some(t.clone()),
+            (None, None) => config.install_path.as_deref().and_then(|p| {
                 install::inspect(Path::new(p), config.python.as_deref().map(Path::new))
                     .ok()
                     .map(Target::Install)
@@ -97,22 +114,31 @@ impl App {
                 _ => None,
             },
         )?;
-        let store_path = data_dir.as_ref().map(|d| d.join("history.sqlite3"));
-        let store = store_path
-            .as_deref()
-            .and_then(|p| Store::open(p).ok())
-            .map(Arc::new);
+        // The one place the history database is opened: on the writer's thread, whose store
+        // also answers the UI's reads.
+        let history = data_dir.as_ref().map(|d| {
+            HistoryWriter::spawn(
+                d.join("history.sqlite3"),
+                std::time::Duration::from_millis(300),
+            )
+        });
+        let reader = history.as_ref().map(|(w, _)| w.reader());
         let mut gopts = GuardOptions::new(config.clone(), target);
         gopts.demo = opts.demo;
-        gopts.store = store_path;
+        gopts.history = history;
+        gopts.passthrough = opts.passthrough;
+        gopts.exit_when_done = opts.exit_when_done;
+        gopts.autostart = !opts.start_later;
         let guard = Guard::start(gopts).map_err(|e| format!("cannot start the supervisor: {e}"))?;
         if let Some(w) = warning {
             guard.warn(&w);
         }
         let sampling = crate::sampling::spawn(&guard, &config);
+        let mut metrics = None;
         if config.metrics.enabled {
-            if let Err(e) = crate::metrics::start(&guard, config.metrics.port) {
-                guard.warn(&e);
+            match crate::metrics::start(&guard, config.metrics.port) {
+                Ok(addr) => metrics = Some(addr),
+                Err(e) => guard.warn(&e),
             }
         }
         if let Some(d) = &demo {
@@ -122,8 +148,9 @@ impl App {
             guard,
             file,
             config: Mutex::new(config),
-            store,
+            history: reader,
             sampling,
+            metrics,
             demo,
             _instance: instance,
             _log: log,
@@ -132,6 +159,15 @@ impl App {
 
     pub fn guard(&self) -> &Guard {
         &self.guard
+    }
+
+    /// Where the Prometheus figures are served, when they are on.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics
+    }
+
+    fn store(&self) -> Option<Arc<crate::store::Store>> {
+        self.history.as_ref().and_then(|h| h.get())
     }
 
     pub fn status(&self) -> Status {
@@ -276,31 +312,30 @@ impl App {
     }
 
     pub fn generations(&self, outcome: Option<&str>, limit: u32) -> Vec<GenerationRecord> {
-        self.store
-            .as_ref()
+        self.store()
             .map(|s| s.generations(outcome, limit))
             .unwrap_or_default()
     }
 
     pub fn breaches(&self, limit: u32) -> Vec<BreachRecord> {
-        self.store
-            .as_ref()
-            .map(|s| s.breaches(limit))
-            .unwrap_or_default()
+        self.store().map(|s| s.breaches(limit)).unwrap_or_default()
     }
 
     pub fn limit_stats(&self, limit: &str, value: Option<f64>) -> Result<LimitStats, String> {
-        match &self.store {
+        match self.store() {
             Some(s) => s.limit_stats(limit, value),
             None => Err("the history store is not available".into()),
         }
     }
 
     pub fn export_csv(&self) -> String {
-        self.store
-            .as_ref()
-            .map(|s| s.export_csv())
-            .unwrap_or_default()
+        self.store().map(|s| s.export_csv()).unwrap_or_default()
+    }
+
+    /// Wait until the supervisor ends by itself (`exit_when_done`), then stop the sampler.
+    pub fn wait(&self) {
+        self.guard.wait();
+        self.sampling.stop();
     }
 
     /// Stop Fooocus cleanly and end everything.

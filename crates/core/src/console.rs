@@ -110,11 +110,23 @@ impl StreamReader {
         mut line: impl FnMut(&str),
         mut signal: impl FnMut(Signal),
     ) {
+        let mut downloads = Vec::new();
         let (parser, events) = (&mut self.parser, &mut self.events);
         self.splitter.feed(bytes, |l| {
             line(l.text);
+            let before = events.len();
             parser.feed_line(l.line, l.text, events);
+            // A download's progress is read from its own line (the event carries no text).
+            if events[before..]
+                .iter()
+                .any(|e| matches!(&e.kind, EventKind::Activity { what } if what == "download"))
+            {
+                downloads.extend(crate::generation::ModelDownload::from_line(l.text));
+            }
         });
+        for d in downloads.drain(..) {
+            signal(Signal::Download(d));
+        }
         for e in self.events.drain(..) {
             if let Some(s) = signal_of(e.kind) {
                 signal(s);

@@ -123,6 +123,9 @@ pub enum EventKind {
         /// Why that long: "configured", or "one step" when the observed step time was longer
         /// (Fooocus looks at Stop only between steps).
         grace: String,
+        /// In plain words: what happened, what the guard did, one change to try (why.rs).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        summary: Option<crate::why::StopSummary>,
     },
     /// A Python error printed by Fooocus (exception type and message only).
     FooocusError {

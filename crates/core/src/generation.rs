@@ -46,12 +46,58 @@ pub enum Signal {
     Activity {
         what: String,
     },
+    /// A model download's progress, from its `Downloading: "URL" to PATH` line or its bar
+    /// (the first start downloads GBs of models before Fooocus is ready).
+    Download(ModelDownload),
     /// Gradio could not bind the port it was given.
     PortTaken {
         port: u16,
     },
     /// `Started worker with PID n`: Stop acts per browser session in this build.
     WorkerStarted,
+}
+
+/// A model download Fooocus is doing, as its console shows it (docs/ipc.md `Status.download`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelDownload {
+    /// The file's name (never a folder of the user's).
+    pub file: Option<String>,
+    pub percent: Option<u8>,
+    /// As the bar shows it: `2.91G/6.46G`.
+    pub size: Option<String>,
+}
+
+impl ModelDownload {
+    /// From one console line: the `Downloading: "URL" to PATH` line or a byte-unit tqdm bar.
+    pub fn from_line(text: &str) -> Option<ModelDownload> {
+        let t = text.trim();
+        if let Some(rest) = t.strip_prefix("Downloading: \"") {
+            let url = rest.split('"').next().unwrap_or("");
+            let path = rest
+                .split_once(" to ")
+                .map(|(_, p)| p.trim())
+                .unwrap_or(url);
+            let file = path.rsplit(['/', '\\']).next().filter(|f| !f.is_empty());
+            return Some(ModelDownload {
+                file: file.map(str::to_string),
+                ..ModelDownload::default()
+            });
+        }
+        let (head, rest) = t.split_once('%')?;
+        let percent: u8 = head.rsplit(' ').next()?.trim().parse().ok()?;
+        let size = rest
+            .split('|')
+            .nth(2)
+            .and_then(|s| s.split(" [").next())
+            .map(str::trim)
+            .filter(|s| s.contains('/'))
+            .map(str::to_string);
+        Some(ModelDownload {
+            file: None,
+            percent: Some(percent.min(100)),
+            size,
+        })
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -278,6 +324,10 @@ pub struct Tracker {
     /// When the console last closed a generation: a queue update right after it is the task's
     /// final result being delivered, not a new generation.
     console_closed_at: Option<Instant>,
+    /// The model download under way while Fooocus starts (its first start downloads GBs).
+    pub download: Option<ModelDownload>,
+    /// The last download progress while starting: the start-up limit counts from it.
+    pub(crate) startup_activity: Option<Instant>,
 }
 
 /// How long after the console closed a generation an untied queue update, or a step bar (tqdm
@@ -297,12 +347,16 @@ impl Tracker {
             next_id,
             spent_call: None,
             console_closed_at: None,
+            download: None,
+            startup_activity: None,
         }
     }
 
     /// A new Fooocus process: back to starting; numbering continues.
     pub fn restart(&mut self) {
         self.phase = Phase::Starting;
+        self.download = None;
+        self.startup_activity = None;
         self.listening = None;
         self.port_taken = None;
         self.per_session_stop = false;
@@ -397,6 +451,7 @@ impl Tracker {
                 out.push(Change::Listening(url));
             }
             Signal::Ready { url } => {
+                self.download = None;
                 if !matches!(self.phase, Phase::Unhealthy { .. }) {
                     self.phase = Phase::Ready { url: url.clone() };
                     out.push(Change::Ready(url));
@@ -501,6 +556,19 @@ impl Tracker {
                     if what == "enhance" {
                         g.flags.enhancing = true;
                     }
+                    out.push(Change::Progress);
+                }
+            }
+            Signal::Download(d) => {
+                if matches!(self.phase, Phase::Starting) {
+                    self.startup_activity = Some(now);
+                    let prev = self.download.take().unwrap_or_default();
+                    self.download = Some(ModelDownload {
+                        // A bar after its `Downloading:` line belongs to that file.
+                        file: d.file.or(prev.file),
+                        percent: d.percent,
+                        size: d.size,
+                    });
                     out.push(Change::Progress);
                 }
             }

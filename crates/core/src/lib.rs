@@ -2,6 +2,7 @@
 //!
 //! * [`config`]: the TOML settings, validated, written atomically, with a last-good fallback.
 //! * [`install`]: finding a Fooocus install and the argv that starts it.
+//! * [`installer`]: installing Fooocus where there is none (download, unpack, venv, pip).
 //! * [`generation`]: one record per Fooocus task, from the console (pure).
 //! * [`policy`]: which limit is breached and when the next can be (pure).
 //! * [`restart`]: backoff and giving up (pure).
@@ -18,6 +19,7 @@ pub mod demo;
 pub mod events;
 pub mod generation;
 pub mod install;
+pub mod installer;
 pub mod instance;
 pub mod logging;
 pub mod metrics;
@@ -30,5 +32,6 @@ pub mod stop;
 pub mod store;
 pub mod supervisor;
 pub mod units;
+pub mod why;
 
 pub use supervisor::{Guard, GuardOptions, Status, Target, Update};

@@ -1,28 +1,31 @@
-//! Rotating JSON-lines log files: one file a day in the data dir, the last 14 kept.
-//! The guard's events go there (see `events::trace`); Fooocus's console does not, because it
-//! prints prompts, unless the user opted in (`log_prompts`).
+//! Rotating JSON-lines log files in the data dir, capped in size as well as in days: a new file
+//! each day and whenever the current one reaches `MAX_FILE_BYTES`; the oldest files go first
+//! so that the folder never holds more than `MAX_TOTAL_BYTES`, and none older than
+//! `RETENTION_DAYS`. The guard's events go there (see `events::trace`); Fooocus's console does
+//! not, because it prints prompts, unless the user opted in (`log_prompts`).
 
-use std::path::Path;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use tracing_appender::non_blocking::WorkerGuard;
-use tracing_appender::rolling::{RollingFileAppender, Rotation};
 use tracing_subscriber::EnvFilter;
 
 /// Days of logs kept.
-pub const RETENTION_FILES: usize = 14;
+pub const RETENTION_DAYS: u64 = 14;
+/// One log file grows to this, then the next one starts.
+pub const MAX_FILE_BYTES: u64 = 10 << 20;
+/// All log files together.
+pub const MAX_TOTAL_BYTES: u64 = 100 << 20;
+
+const PREFIX: &str = "fooocus-guard.";
+const SUFFIX: &str = ".jsonl";
 
 /// Start logging to `dir`. Keep the returned guard alive for as long as logs should be written.
 pub fn init(dir: &Path) -> Result<WorkerGuard, String> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| format!("cannot create the log folder {}: {e}", dir.display()))?;
-    let appender = RollingFileAppender::builder()
-        .rotation(Rotation::DAILY)
-        .filename_prefix("fooocus-guard")
-        .filename_suffix("jsonl")
-        .max_log_files(RETENTION_FILES)
-        .build(dir)
-        .map_err(|e| format!("cannot open a log file in {}: {e}", dir.display()))?;
-    let (writer, guard) = tracing_appender::non_blocking(appender);
+    let log = CappedLog::open(dir, Caps::default())?;
+    let (writer, guard) = tracing_appender::non_blocking(log);
     let filter =
         EnvFilter::try_from_env("FOOOCUS_GUARD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
@@ -33,4 +36,273 @@ pub fn init(dir: &Path) -> Result<WorkerGuard, String> {
         .try_init()
         .map_err(|e| format!("logging already set up: {e}"))?;
     Ok(guard)
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Caps {
+    pub file_bytes: u64,
+    pub total_bytes: u64,
+    pub days: u64,
+}
+
+impl Default for Caps {
+    fn default() -> Self {
+        Caps {
+            file_bytes: MAX_FILE_BYTES,
+            total_bytes: MAX_TOTAL_BYTES,
+            days: RETENTION_DAYS,
+        }
+    }
+}
+
+/// The log folder as one append-only stream. Each `write` is one event (the non-blocking
+/// writer hands over whole lines), so a file never ends mid-line.
+pub struct CappedLog {
+    dir: PathBuf,
+    caps: Caps,
+    file: Option<File>,
+    /// The current file's day (YYYY-MM-DD, UTC) and number within the day.
+    day: String,
+    seq: u32,
+    size: u64,
+}
+
+impl CappedLog {
+    pub fn open(dir: &Path, caps: Caps) -> Result<CappedLog, String> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create the log folder {}: {e}", dir.display()))?;
+        let mut log = CappedLog {
+            dir: dir.to_path_buf(),
+            caps,
+            file: None,
+            day: String::new(),
+            seq: 0,
+            size: 0,
+        };
+        log.roll(&today())
+            .map_err(|e| format!("cannot open a log file in {}: {e}", dir.display()))?;
+        Ok(log)
+    }
+
+    fn path(&self, day: &str, seq: u32) -> PathBuf {
+        self.dir.join(format!("{PREFIX}{day}.{seq:04}{SUFFIX}"))
+    }
+
+    /// Start the next file (of `day`), after making room for it.
+    fn roll(&mut self, day: &str) -> std::io::Result<()> {
+        if day != self.day {
+            // Continue after the day's last file (a restart of the guard the same day).
+            self.seq = self
+                .files()
+                .iter()
+                .filter_map(|(p, _, _)| day_and_seq(p).filter(|(d, _)| d == day))
+                .map(|(_, s)| s + 1)
+                .max()
+                .unwrap_or(0);
+            self.day = day.to_string();
+        } else {
+            self.seq += 1;
+        }
+        self.file = None;
+        self.prune();
+        let path = self.path(day, self.seq);
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        self.size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        self.file = Some(file);
+        Ok(())
+    }
+
+    /// Log files in the folder, oldest first: (path, size, modified).
+    fn files(&self) -> Vec<(PathBuf, u64, SystemTime)> {
+        let Ok(rd) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut files: Vec<_> = rd
+            .flatten()
+            .filter(|e| {
+                let n = e.file_name();
+                let n = n.to_string_lossy();
+                n.starts_with(PREFIX) && n.ends_with(SUFFIX)
+            })
+            .filter_map(|e| {
+                let m = e.metadata().ok()?;
+                Some((
+                    e.path(),
+                    m.len(),
+                    m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                ))
+            })
+            .collect();
+        // Names sort by day and number; files of the old daily scheme sort by their day too.
+        files.sort_by(|a, b| a.0.cmp(&b.0));
+        files
+    }
+
+    /// Delete the oldest files until the folder has room for one more full file, and any file
+    /// past the retention.
+    fn prune(&self) {
+        let files = self.files();
+        let mut total: u64 = files.iter().map(|f| f.1).sum();
+        let room = self.caps.total_bytes.saturating_sub(self.caps.file_bytes);
+        let cutoff = SystemTime::now().checked_sub(Duration::from_secs(self.caps.days * 86_400));
+        for (path, size, modified) in files {
+            let expired = cutoff.is_some_and(|c| modified < c);
+            if (total > room || expired) && std::fs::remove_file(&path).is_ok() {
+                total -= size;
+            }
+        }
+    }
+}
+
+impl Write for CappedLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let day = today();
+        let full = self.size > 0 && self.size + buf.len() as u64 > self.caps.file_bytes;
+        if day != self.day || full || self.file.is_none() {
+            self.roll(&day)?;
+        }
+        // One event larger than a whole file is cut, so the caps hold.
+        let n = buf.len().min(self.caps.file_bytes as usize);
+        let file = self.file.as_mut().expect("log file");
+        file.write_all(&buf[..n])?;
+        self.size += n as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.as_mut().map_or(Ok(()), |f| f.flush())
+    }
+}
+
+/// (day, number) of a file of this scheme.
+fn day_and_seq(path: &Path) -> Option<(String, u32)> {
+    let name = path.file_name()?.to_str()?;
+    let mid = name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?;
+    let (day, seq) = mid.split_once('.')?;
+    Some((day.to_string(), seq.parse().ok()?))
+}
+
+/// Today's date in UTC, YYYY-MM-DD.
+fn today() -> String {
+    let t = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    t[..10].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn folder_bytes(dir: &Path) -> u64 {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.metadata().unwrap().len())
+            .sum()
+    }
+
+    fn lines(dir: &Path) -> Vec<String> {
+        let mut paths: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        paths.sort();
+        paths
+            .iter()
+            .flat_map(|p| {
+                std::fs::read_to_string(p)
+                    .unwrap()
+                    .lines()
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_folder_stays_under_its_cap_and_the_newest_events_survive() {
+        let dir = tempfile::tempdir().unwrap();
+        let caps = Caps {
+            file_bytes: 4096,
+            total_bytes: 20_000,
+            days: 14,
+        };
+        // A file of the old daily scheme, and a stray file that is not a log.
+        std::fs::write(dir.path().join("fooocus-guard.2000-01-01.jsonl"), "old\n").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
+        let mut log = CappedLog::open(dir.path(), caps).unwrap();
+        let mut peak = 0;
+        for i in 0..5000 {
+            let line = format!(
+                "{{\"event\":\"sample\",\"n\":{i:06},\"pad\":\"{}\"}}\n",
+                "x".repeat(60)
+            );
+            log.write_all(line.as_bytes()).unwrap();
+            peak = peak.max(folder_bytes(dir.path()) - 4);
+        }
+        log.flush().unwrap();
+        assert!(
+            peak <= caps.total_bytes,
+            "the folder held {peak} bytes of logs, over the cap of {}",
+            caps.total_bytes
+        );
+        assert!(
+            peak > caps.total_bytes - 2 * caps.file_bytes,
+            "the cap is used ({peak} bytes), not pruned far below it"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("notes.txt")).unwrap(),
+            "mine",
+            "only log files are pruned"
+        );
+        let kept: Vec<String> = lines(dir.path())
+            .into_iter()
+            .filter(|l| l.starts_with('{'))
+            .collect();
+        let numbers: Vec<u32> = kept
+            .iter()
+            .map(|l| {
+                let at = l.find("\"n\":").unwrap() + 4;
+                l[at..at + 6].parse().unwrap()
+            })
+            .collect();
+        assert_eq!(*numbers.last().unwrap(), 4999, "the newest event survives");
+        assert!(
+            numbers.windows(2).all(|w| w[1] == w[0] + 1),
+            "what is kept is the newest stretch, without gaps or cut lines"
+        );
+        assert!(numbers.len() > 150, "kept {} events", numbers.len());
+    }
+
+    #[test]
+    fn a_restart_the_same_day_continues_after_the_last_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let caps = Caps {
+            file_bytes: 100,
+            total_bytes: 10_000,
+            days: 14,
+        };
+        let mut log = CappedLog::open(dir.path(), caps).unwrap();
+        for _ in 0..5 {
+            log.write_all(&[b'a'; 60]).unwrap();
+        }
+        let before = log.seq;
+        drop(log);
+        let log = CappedLog::open(dir.path(), caps).unwrap();
+        assert_eq!(log.seq, before + 1, "no file is appended to out of order");
+    }
+
+    #[test]
+    fn one_event_larger_than_a_file_is_cut_to_the_file_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let caps = Caps {
+            file_bytes: 1000,
+            total_bytes: 3000,
+            days: 14,
+        };
+        let mut log = CappedLog::open(dir.path(), caps).unwrap();
+        log.write_all(&[b'x'; 50_000]).unwrap();
+        log.flush().unwrap();
+        assert!(folder_bytes(dir.path()) <= caps.total_bytes);
+    }
 }

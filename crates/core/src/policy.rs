@@ -137,7 +137,10 @@ pub fn next_time_limit(
         }
     };
     if let (Phase::Starting, Some(d), Some(start)) = (&tracker.phase, limits.startup, run_started) {
-        consider(start + d, LimitKind::Startup);
+        // A model download (GBs at the first start) is progress: the limit counts from its
+        // last sign of life, so only a download that stops moving runs into it.
+        let from = tracker.startup_activity.map_or(start, |a| a.max(start));
+        consider(from + d, LimitKind::Startup);
     }
     if let Some(g) = tracker.current() {
         if g.limit.is_none() && !g.finishing() {
@@ -164,7 +167,14 @@ pub fn check_time(
         return None;
     }
     let (configured, observed) = match kind {
-        LimitKind::Startup => (limits.startup?, now.duration_since(run_started?)),
+        LimitKind::Startup => (
+            limits.startup?,
+            now.duration_since(
+                tracker
+                    .startup_activity
+                    .map_or(run_started?, |a| a.max(run_started.unwrap_or(a))),
+            ),
+        ),
         LimitKind::Timeout => (limits.timeout?, tracker.current()?.elapsed(now)),
         LimitKind::Stall => (
             limits.stall?,
@@ -403,5 +413,94 @@ mod tests {
         c.on_progress(5, 30, t0);
         c.on_progress(1, 20, t0 + Duration::from_secs(100));
         assert_eq!(c.step_seconds(), None);
+    }
+
+    /// The first start downloads GBs of models before Fooocus is ready: the start-up limit
+    /// counts from the download's last bar, and the download shows as progress.
+    #[test]
+    fn a_first_start_model_download_keeps_the_startup_limit_quiet() {
+        use crate::console::StreamReader;
+        use crate::generation::ModelDownload;
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let limits = LimitSet {
+            startup: Some(s(60)),
+            stall: Some(s(30)),
+            ..Default::default()
+        };
+        let mut t = Tracker::new(1);
+        let mut out = Vec::new();
+        // torch.hub's download line and tqdm bar, as Fooocus 2.5 prints them (stderr).
+        let mut stderr = StreamReader::new();
+        let mut feed = |t: &mut Tracker, text: &str, at: Instant| {
+            stderr.feed(
+                text.as_bytes(),
+                |_| {},
+                |sig| t.on_signal(sig, at, SystemTime::now(), &mut out),
+            )
+        };
+        feed(
+            &mut t,
+            "Downloading: \"https://huggingface.co/lllyasviel/fav_models/resolve/main/fav/juggernautXL_v8Rundiffusion.safetensors\" to /home/me/Fooocus/models/checkpoints/juggernautXL_v8Rundiffusion.safetensors\n\n",
+            t0 + s(10),
+        );
+        for i in 1..=10u64 {
+            let done = 0.662 * i as f64;
+            feed(
+                &mut t,
+                &format!(
+                    "{:>3}%|#####     | {done:.2}G/6.62G [00:50<00:50, 13.2MB/s]\r",
+                    i * 10
+                ),
+                t0 + s(10 + 50 * i),
+            );
+        }
+        let last = t0 + s(510);
+        assert_eq!(
+            next_time_limit(&limits, &t, Some(t0)),
+            Some((last + s(60), LimitKind::Startup))
+        );
+        assert_eq!(check_time(&limits, &t, Some(t0), last + s(59)), None);
+        assert_eq!(
+            t.download,
+            Some(ModelDownload {
+                file: Some("juggernautXL_v8Rundiffusion.safetensors".into()),
+                percent: Some(100),
+                size: Some("6.62G/6.62G".into()),
+            })
+        );
+        // A download that stops moving runs into the limit, from its last bar.
+        let b = check_time(&limits, &t, Some(t0), last + s(61)).expect("startup breach");
+        assert_eq!(b.limit, LimitKind::Startup);
+        assert!((b.observed - 61.0).abs() < 0.01, "{b:?}");
+        // Ready: the download is over.
+        t.on_signal(
+            Signal::Ready { url: "u".into() },
+            last + s(70),
+            SystemTime::now(),
+            &mut Vec::new(),
+        );
+        assert_eq!(t.download, None);
+        assert_eq!(next_time_limit(&limits, &t, Some(t0)), None);
+    }
+
+    #[test]
+    fn model_download_lines_are_read() {
+        use crate::generation::ModelDownload;
+        let d = ModelDownload::from_line(" 45%|####5     | 2.91G/6.46G [01:23<01:40, 35.2MB/s]")
+            .unwrap();
+        assert_eq!(
+            (d.percent, d.size.as_deref()),
+            (Some(45), Some("2.91G/6.46G"))
+        );
+        let d = ModelDownload::from_line(
+            "Downloading: \"https://x/y/model.pth\" to C:\\Fooocus\\models\\model.pth",
+        )
+        .unwrap();
+        assert_eq!(d.file.as_deref(), Some("model.pth"));
+        assert_eq!(
+            ModelDownload::from_line("[Fooocus] Downloading upscale models ..."),
+            None
+        );
     }
 }

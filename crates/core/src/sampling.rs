@@ -157,28 +157,8 @@ pub fn spawn(guard: &Guard, cfg: &Config) -> Sampling {
     }
 }
 
-/// One line on the cgroup setup, for `doctor`.
-pub fn cgroup_summary() -> String {
-    #[cfg(target_os = "linux")]
-    {
-        let m = guard_contain::linux::detect::Mounts::read();
-        let v1: Vec<String> = m.v1.iter().flat_map(|h| h.controllers.clone()).collect();
-        match (&m.v2, v1.is_empty()) {
-            (Some((mount, _)), true) => format!("cgroup v2 only, at {}", mount.display()),
-            (Some((mount, _)), false) => format!(
-                "hybrid: v1 controllers {} and v2 at {}",
-                v1.join(", "),
-                mount.display()
-            ),
-            (None, false) => format!("cgroup v1 only: {}", v1.join(", ")),
-            (None, true) => "no cgroups mounted".into(),
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        "not Linux: a Job Object holds the tree".into()
-    }
-}
+/// One line on the cgroup setup, for `doctor` (the OS code lives in guard-contain).
+pub use guard_contain::cgroup_summary;
 
 /// The GPU status the sampler would report.
 pub fn gpu_summary(lib: Option<&std::path::Path>) -> String {

@@ -151,6 +151,19 @@ pub const WRITER_QUEUE: usize = 256;
 pub struct HistoryWriter {
     tx: crossbeam_channel::Sender<Record>,
     dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    opened: HistoryReader,
+}
+
+/// The read side of the history (the UI's lists and statistics): the very store the writer
+/// opened, once it has, so that one place opens the database.
+#[derive(Clone, Default)]
+pub struct HistoryReader(std::sync::Arc<std::sync::OnceLock<std::sync::Arc<Store>>>);
+
+impl HistoryReader {
+    /// None until the writer has opened the database (or when it cannot).
+    pub fn get(&self) -> Option<std::sync::Arc<Store>> {
+        self.0.get().cloned()
+    }
 }
 
 impl HistoryWriter {
@@ -160,6 +173,8 @@ impl HistoryWriter {
     pub fn spawn(path: std::path::PathBuf, wait: std::time::Duration) -> (HistoryWriter, u64) {
         let (tx, rx) = crossbeam_channel::bounded::<Record>(WRITER_QUEUE);
         let (id_tx, id_rx) = crossbeam_channel::bounded(1);
+        let opened = HistoryReader::default();
+        let shared = opened.clone();
         let _ = std::thread::Builder::new()
             .name("history-writer".into())
             .spawn(move || {
@@ -173,7 +188,11 @@ impl HistoryWriter {
                         return;
                     }
                 };
-                let _ = id_tx.send(store.next_generation_id());
+                let first = store.next_generation_id();
+                let store = std::sync::Arc::new(store);
+                // Readable from the moment the first number is answered.
+                let _ = shared.0.set(store.clone());
+                let _ = id_tx.send(first);
                 // The supervisor's generation number -> the row it went to (bounded).
                 let mut rows: std::collections::VecDeque<(u64, i64)> = Default::default();
                 for r in rx {
@@ -206,6 +225,7 @@ impl HistoryWriter {
             HistoryWriter {
                 tx,
                 dropped: Default::default(),
+                opened,
             },
             first,
         )
@@ -236,6 +256,10 @@ impl HistoryWriter {
 
     pub fn append_stop_step(&self, id: u64, step: &StopStep) -> bool {
         self.send(Record::StopStep(id, step.clone()))
+    }
+
+    pub fn reader(&self) -> HistoryReader {
+        self.opened.clone()
     }
 
     pub fn dropped(&self) -> u64 {
@@ -270,5 +294,36 @@ pub fn record(g: &Generation) -> GenerationRecord {
         stop_steps: (!g.stop_steps.is_empty())
             .then(|| serde_json::to_string(&g.stop_steps).unwrap_or_default()),
         fooocus_version: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reader_uses_the_store_the_writer_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.sqlite3");
+        let seed = Store::open(&path).unwrap();
+        seed.inner
+            .save_generation(&GenerationRecord {
+                id: 5,
+                // Recent: older records are pruned when the store opens.
+                started_ms: epoch_ms(
+                    &humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+                ),
+                outcome: "completed".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        drop(seed);
+        let (w, first) = HistoryWriter::spawn(path, std::time::Duration::from_secs(30));
+        assert_eq!(first, 6);
+        let r = w
+            .reader()
+            .get()
+            .expect("readable once the first number is answered");
+        assert_eq!(r.generations(None, 10)[0].id, 5);
     }
 }

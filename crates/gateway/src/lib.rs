@@ -47,6 +47,9 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// A keep-alive connection with no request in flight is closed after this.
     pub idle_timeout: Duration,
+    /// A request body that sends nothing for this long is cut off (408): a request in flight
+    /// keeps its connection busy, and a busy connection is never given up to a newcomer.
+    pub body_timeout: Duration,
     /// Connections open at once (lowered to fit the process's file limit).
     pub max_connections: usize,
     /// Connections open at once from one address.
@@ -62,6 +65,7 @@ impl Default for Limits {
         Limits {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(30),
             max_connections: 400,
             max_per_client: 100,
             max_header_bytes: 32 * 1024,
@@ -224,6 +228,25 @@ impl std::fmt::Display for GatewayError {
 }
 impl std::error::Error for GatewayError {}
 
+/// Connections the kernel completes and holds for the gateway before it accepts them. std's
+/// 128 overflows under a flood of connections: the kernel then drops new handshakes and a
+/// real client's browser waits a second (and then three) before it tries again.
+const ACCEPT_BACKLOG: u32 = 1024;
+
+/// The listening socket, bound as std binds one (address reuse on Unix only: on Windows it
+/// would let another program take the port over) but with room for `ACCEPT_BACKLOG`.
+fn listen(at: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if at.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(at)?;
+    socket.listen(ACCEPT_BACKLOG)
+}
+
 /// A running gateway. Dropping it closes its port (and every connection) before it returns, so
 /// the next gateway can bind the same port at once.
 pub struct Gateway {
@@ -237,18 +260,6 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn start(cfg: GatewayConfig) -> Result<Gateway, GatewayError> {
-        let listener = std::net::TcpListener::bind(cfg.listen).map_err(|e| {
-            GatewayError(format!(
-                "the gateway cannot listen on {} ({e}): another program (or another Fooocus) uses that port; close it or pick another port",
-                cfg.listen
-            ))
-        })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| GatewayError(e.to_string()))?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| GatewayError(e.to_string()))?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .enable_time()
@@ -256,8 +267,16 @@ impl Gateway {
             .map_err(|e| GatewayError(format!("the gateway cannot start: {e}")))?;
         let listener = {
             let _in = rt.enter();
-            tokio::net::TcpListener::from_std(listener).map_err(|e| GatewayError(e.to_string()))?
+            listen(cfg.listen).map_err(|e| {
+                GatewayError(format!(
+                    "the gateway cannot listen on {} ({e}): another program (or another Fooocus) uses that port; close it or pick another port",
+                    cfg.listen
+                ))
+            })?
         };
+        let addr = listener
+            .local_addr()
+            .map_err(|e| GatewayError(e.to_string()))?;
         let state = Arc::new(Mutex::new(State {
             sink: cfg.events.clone(),
             ..State::default()

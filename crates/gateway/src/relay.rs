@@ -5,15 +5,18 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -22,7 +25,8 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::rules::{self, Presented};
 use crate::{apply, count_in_minute, GatewayConfig, Limits, State, Tap};
 
-type Body = BoxBody<Bytes, hyper::Error>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Body = BoxBody<Bytes, BoxError>;
 
 pub(crate) struct Shared {
     cfg: GatewayConfig,
@@ -172,6 +176,11 @@ pub(crate) async fn accept_loop(
                 let _ = stream.set_nodelay(true);
                 let local = stream.local_addr().ok();
                 tokio::spawn(serve(stream, Arc::new(held), local));
+                // Let the new connection be read before the next accept: a request already
+                // waiting makes it busy (never given up), a connection its client already
+                // closed frees its slot. Without this, a backlog of closed connections accepted
+                // in one go took the slot of a real request accepted among them.
+                tokio::task::yield_now().await;
             }
             // Out of descriptors (EMFILE) or any other accept error: wait instead of retrying
             // at once, so the loop never spins; idle connections time out meanwhile.
@@ -410,9 +419,21 @@ async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<Body> {
         req.headers_mut().remove(header::SEC_WEBSOCKET_EXTENSIONS);
     }
     let down_upgrade = ws.then(|| hyper::upgrade::on(&mut req));
-    let req = req.map(|b| b.boxed());
+    let stalled = Arc::new(AtomicBool::new(false));
+    let limit = shared.limits.body_timeout;
+    let req = req.map(|b| Stalls::new(b, limit, stalled.clone()).boxed());
     let mut resp = match send_upstream(&conn, &shared, req, ws).await {
         Ok(r) => r,
+        Err(_) if stalled.load(Ordering::SeqCst) => {
+            return text(
+                StatusCode::REQUEST_TIMEOUT,
+                &[(header::CONNECTION, "close".to_string())],
+                format!(
+                    "The request's body stopped arriving for {} s: send it again.\n",
+                    limit.as_secs()
+                ),
+            )
+        }
         Err(e) => {
             return text(
                 StatusCode::BAD_GATEWAY,
@@ -442,8 +463,72 @@ async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<Body> {
             let _ = &busy;
             f
         })
+        .map_err(BoxError::from)
         .boxed()
     })
+}
+
+/// A request body that must keep arriving: nothing for `limit` ends it with an error, which
+/// aborts the request to Fooocus (`stalled` tells the handler why).
+struct Stalls {
+    inner: Incoming,
+    limit: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    /// The clock starts when the relay first asks for the body (after Fooocus's connection is
+    /// ready), not when the request arrived.
+    started: bool,
+    stalled: Arc<AtomicBool>,
+}
+
+impl Stalls {
+    fn new(inner: Incoming, limit: Duration, stalled: Arc<AtomicBool>) -> Stalls {
+        Stalls {
+            inner,
+            limit,
+            timer: Box::pin(tokio::time::sleep(limit)),
+            started: false,
+            stalled,
+        }
+    }
+}
+
+impl hyper::body::Body for Stalls {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if !this.started {
+            this.started = true;
+            let first = tokio::time::Instant::now() + this.limit;
+            this.timer.as_mut().reset(first);
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let next = tokio::time::Instant::now() + this.limit;
+                this.timer.as_mut().reset(next);
+                Poll::Ready(frame.map(|f| f.map_err(BoxError::from)))
+            }
+            Poll::Pending => match this.timer.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    this.stalled.store(true, Ordering::SeqCst);
+                    Poll::Ready(Some(Err("the request body stopped arriving".into())))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Send `req` to Fooocus on this connection's upstream connection (a new one for an upgrade,

@@ -405,6 +405,48 @@ fn slow_and_silent_connections_are_closed() {
 }
 
 #[test]
+fn a_body_that_stops_arriving_is_cut_off() {
+    let limits = Limits {
+        body_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let (g, seen) = start(None, None, limits);
+    let mut c = Client::new(g.local_addr());
+    // Headers that promise 1000 bytes, then 10 of them, then nothing: the connection is busy
+    // (a request in flight), so it would never be given up to a newcomer.
+    write!(
+        c.w,
+        "POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n0123456789"
+    )
+    .unwrap();
+    let (h, body) = c.read_response();
+    assert!(h.starts_with("http/1.1 408"), "{h}");
+    assert!(body.contains("stopped arriving"), "{body}");
+    assert!(c.closed_by_gateway(), "and its connection is closed");
+    // A body that keeps arriving, slower than the limit as a whole, goes through.
+    let mut slow = Client::new(g.local_addr());
+    write!(
+        slow.w,
+        "POST /slow HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 6\r\n\r\n"
+    )
+    .unwrap();
+    for b in b"abcdef" {
+        std::thread::sleep(Duration::from_millis(400));
+        slow.w.write_all(&[*b]).unwrap();
+    }
+    let (h, body) = slow.read_response();
+    assert!(
+        h.starts_with("http/1.1 200") && body == "ok /slow",
+        "{h} {body}"
+    );
+    assert!(seen
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|s| s.starts_with("POST /slow")));
+}
+
+#[test]
 fn idle_connections_give_way_to_a_real_client() {
     let limits = Limits {
         max_connections: 40,
@@ -472,4 +514,39 @@ fn a_stopped_gateway_frees_its_port_at_once() {
     let third = Gateway::start(cfg(SocketAddr::from(([0, 0, 0, 0], port))));
     assert!(third.is_ok(), "{:?}", third.err());
     drop(held);
+}
+
+#[test]
+fn a_burst_of_closed_connections_does_not_push_out_a_waiting_request() {
+    // Connections that open and close at once pile up in the accept queue (as a flood's do when
+    // its client goes away). Each one the gateway accepts while full takes the slot of the
+    // longest-idle connection: a real client accepted among them, its request sent but not yet
+    // read, must not be the one given up.
+    let limits = Limits {
+        max_connections: 16,
+        max_per_client: 16,
+        ..Limits::default()
+    };
+    let (g, _) = start(None, None, limits);
+    let addr = g.local_addr();
+    for round in 0..20 {
+        let burst: Vec<_> = (0..4)
+            .map(|_| {
+                std::thread::spawn(move || {
+                    for _ in 0..150 {
+                        drop(TcpStream::connect(addr).unwrap());
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(2));
+        let (h, body) = Client::new(addr).ask("GET /config", "");
+        assert!(
+            h.starts_with("http/1.1 200") && body == "ok /config",
+            "round {round}: {h:?}"
+        );
+        for t in burst {
+            t.join().unwrap();
+        }
+    }
 }

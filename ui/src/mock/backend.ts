@@ -40,7 +40,8 @@ const gens: GenerationRecord[] = Array.from({ length: 24 }, (_, i) => {
   return { id: 41 - i, started_ms: start, ended_ms: start + dur * 1000, duration_s: dur, outcome, closed_by: outcome === "completed" ? "task_end" : "limit",
     images_done: outcome === "completed" ? 2 : 1, images_total: 2, last_step: 30, steps_total: 30, peak_ram_bytes: (7 + (i % 5)) * GiB,
     peak_swap_bytes: 0, peak_vram_bytes: (5 + (i % 3) * 0.7) * GiB, peak_cpu_percent: 110 + (i % 4) * 20,
-    limit: outcome === "timed_out" ? "timeout" : outcome === "out_of_memory" ? "vram" : null, stop_how: outcome === "completed" ? null : "killed" };
+    limit: outcome === "timed_out" ? "timeout" : outcome === "out_of_memory" ? "vram" : null, stop_how: outcome === "completed" ? null : "killed",
+    stop_steps: null, fooocus_version: "2.5.5" };
 });
 const breaches: BreachRecord[] = [
   { id: 2, ts_ms: now() - 240_000, limit: "timeout", configured: 300, observed: 300.02, action: "kill_and_restart", how: "killed", generation_id: 37 },
@@ -120,7 +121,18 @@ export function install() {
       case "check_install": if (String(a.path).includes("Fooocus")) return status.install; throw `${a.path} is not a Fooocus install: it has no entry_with_update.py`;
       case "pick_folder": return null;
       case "mark_breaches_seen": status.unseen_breach = false; return null;
+      case "get_last_stop": return { stopped: null, breach: null };
       case "start_fooocus": case "stop_fooocus": case "restart_fooocus": case "stop_generation": case "open_in_browser": return null;
+      // Installing Fooocus (views/install.ts): a plan, and no install running.
+      case "install_plan": return {
+        plan: { target: String(a.path ?? "/home/me/.local/share/fooocus-guard/Fooocus"), version: "2.5.5",
+                source: { kind: "url", value: "https://github.com/lllyasviel/Fooocus/archive/refs/tags/v2.5.5.tar.gz" },
+                phases: ["download", "verify", "unpack", "environment", "torch", "requirements", "finish"],
+                download_bytes: 3 * 2 ** 30, disk_needed_bytes: 6.1 * 2 ** 30, first_start_bytes: 7 * 2 ** 30 },
+        free_bytes: 40 * 2 ** 30, enough_space: true, torch: "cuda", torch_label: "CUDA (NVIDIA)", gpu: "found NVIDIA GeForce RTX 3060", finished: [] };
+      case "install_status": return { running: false, target: null, phase: null, label: null, index: 0, count: 0, done_bytes: 0,
+                                      total_bytes: null, log: [], error: null, cancelled: false, installed: null };
+      case "install_start": case "install_cancel": case "install_discard": return null;
       default: throw `unknown command ${cmd}`;
     }
   }, { shouldMockEvents: true });

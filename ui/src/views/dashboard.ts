@@ -5,6 +5,7 @@ import { h, clear } from "../dom";
 import { graph, sparkline, type Breach, type Graph, type Series } from "../charts";
 import { ConsoleBuffer, mergeLive, pointOf, STATE_LABEL, timeoutBand } from "../logic";
 import { generationText, lastMinute, noGpu, ofLimit, StepClock, whyStopped } from "../glance";
+import { modelDownload } from "./model-download";
 import { formatSize } from "../units";
 import type { GuardEvent, HistoryPoint, Settings, Status } from "../types";
 import type { View } from "../main";
@@ -28,12 +29,30 @@ export function dashboard(): View {
   const redraw = () => {
     for (const [k, g] of Object.entries(graphs) as [Series, Graph][]) g.set(points, limitFor(k), breaches);
   };
+  let lastStopAsked = false;
   const load = async () => {
     settings = await api.settings();
     points = await api.history(range);
     const since = Date.now() - range * 1000;
     breaches = (await api.breaches(200)).filter((b) => b.ts_ms >= since).map((b) => ({ ts_ms: b.ts_ms, limit: b.limit }));
     redraw();
+    if (!lastStopAsked) {
+      lastStopAsked = true;
+      await showLastStop(location.hash === "#why");
+    }
+  };
+  /** A window opened after a limit stopped something still says why: when it was opened for
+   *  that (the notification's link, #why), or when it happened in the last ten minutes. */
+  const showLastStop = async (wanted: boolean) => {
+    const last = await api.lastStop().catch(() => null);
+    if (last?.stopped && (wanted || Date.now() - Date.parse(last.stopped.ts) < 10 * 60_000)) {
+      lastBreach = last.breach;
+      showWhy(last.stopped);
+    }
+    if (wanted) focusWhy();
+  };
+  const focusWhy = () => {
+    if (!whyEl.classList.contains("hidden")) whyEl.scrollIntoView({ block: "start" });
   };
 
   const rangeBar = h("div", { class: "segmented", role: "group", "aria-label": "Time range" });
@@ -45,6 +64,7 @@ export function dashboard(): View {
   const mark = () => rangeBar.querySelectorAll("button").forEach((b) => b.classList.toggle("active", b.dataset.range === String(range)));
   mark();
 
+  const download = modelDownload();
   // Status card
   const stateEl = h("span", { class: "state", id: "state" });
   const urlEl = h("span", { class: "muted" });
@@ -127,6 +147,7 @@ export function dashboard(): View {
         h("div", { class: "actions" }, ...Object.values(buttons)),
         errorEl, backendEl, gpuEl, graceEl),
       h("div", { class: "card gen-card" }, h("h2", {}, "Current generation"), genTitle, genBar, genPace, h("div", { class: "label muted" }, "Time against the timeout"), timeBar, genText)),
+    download.el,
     whyEl,
     h("div", { class: "row between" }, h("h2", {}, "Resources"), rangeBar),
     h("div", { class: "graphs" }, ...Object.values(graphs).map((g) => g.el), noGpuPanel),
@@ -136,6 +157,7 @@ export function dashboard(): View {
 
   const applyStatus = (s: Status) => {
     status = s;
+    download.status(s);
     stateEl.textContent = STATE_LABEL[s.state];
     stateEl.className = `state ${s.state}`;
     urlEl.textContent = s.url ? `Listening on ${s.url}` : "";
@@ -199,6 +221,10 @@ export function dashboard(): View {
       showWhy(e);
     }
   }).then(() => (el.dataset.listening = "true"));
+  void on.openWhy(() => {
+    lastStopAsked = true;
+    void showLastStop(true);
+  });
   void api.console(null, null).then((lines) => { buffer.push(lines); renderConsole(); });
   const ro = new ResizeObserver(() => {
     const w = Math.max(280, Math.floor((el.clientWidth - 24) / 2) - 4);

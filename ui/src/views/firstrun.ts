@@ -3,6 +3,7 @@ import { api } from "../ipc";
 import { h, clear } from "../dom";
 import type { View } from "../main";
 import type { Status } from "../types";
+import { installPanel } from "./install";
 
 export function firstRun(): View {
   const list = h("ul", { class: "installs" });
@@ -25,8 +26,9 @@ export function firstRun(): View {
     h("p", {}, "Fooocus Guard starts Fooocus for you, keeps a runaway generation from freezing your PC, and shows what your GPU is doing. No Fooocus install is set up yet."),
     list,
     h("div", { class: "row" },
-      h("button", { class: "primary", id: "choose-folder", onclick: async () => { const p = await api.pickFolder(); if (p) await use(p); } }, "Choose the Fooocus folder…")),
+      h("button", { class: "primary", id: "choose-folder", onclick: async () => { const p = await api.pickFolder(); if (p) await use(p); } }, "Use an existing install…")),
     err,
+    installPanel(() => api.pickFolder(), (i) => use(i.root)),
     h("p", { class: "muted", id: "demo-hint" }, "Just looking? Start the app with --demo to watch it supervise a simulated Fooocus."));
   const load = async () => {
     const found = await api.detectInstalls();

@@ -5,6 +5,7 @@ import { h, clear } from "../dom";
 import { durationInput, formatDuration, formatSize, parseDuration, parsePercent, parseSize, sizeInput, type Parsed } from "../units";
 import type { FieldError, LimitStats, Settings, SettingsNote } from "../types";
 import type { View } from "../main";
+import { installPanel } from "./install";
 
 type Kind = "duration" | "size" | "percent";
 interface LimitDef { field: keyof Settings["limits"]; label: string; kind: Kind; stats?: string; help: string }
@@ -123,7 +124,9 @@ export function settings(): View {
     policy.value = m.restart.policy;
     policy.addEventListener("change", () => { m.restart.policy = policy.value as Settings["restart"]["policy"]; validate(); });
     clear(form,
-      h("fieldset", {}, h("legend", {}, "Install"), h("div", { class: "row" }, installField, browse, detected)),
+      h("fieldset", {}, h("legend", {}, "Install"), h("div", { class: "row" }, installField, browse, detected),
+        h("details", { class: "install-new" }, h("summary", {}, "Install Fooocus…"),
+          installPanel(() => api.pickFolder(), async (i) => { installInput.value = i.root; installInput.dispatchEvent(new Event("input")); }))),
       h("fieldset", {}, h("legend", {}, "Limits"), ...LIMITS.map(limitRow)),
       h("fieldset", {}, h("legend", {}, "Launch"),
         text("Preset", "launch.preset", () => m.launch.preset ?? "", (v) => (m.launch.preset = v.trim() || null)),

@@ -1,0 +1,969 @@
+//! The run lifecycle and the escalation as an explicit state machine.
+//!
+//! `Machine::step(input, now)` is the only way the state changes; it returns the effects for the
+//! effect code (`run.rs`) to carry out: launch, signal, kill, ask for a graceful stop, say and
+//! record things. What an effect learns (the launch worked, the kill reaped so many processes)
+//! comes back as another input. Nothing here touches a process, a clock or a thread, so every
+//! transition is tested below against a fake clock with the effects recorded.
+//!
+//! ```text
+//! Idle ──Start──▶ Launch ──Launched──▶ Running{end: None}        (starting / ready / generating)
+//! Running ──Stop/Restart/Shutdown──▶ Terminate + kill_at (Stopping)   ──timer──▶ KillTree
+//! Running ──Breach/StopGeneration──▶ escalation: Graceful{deadline} ──ended──▶ done
+//!                                         │ ignored / failed / no route
+//!                                         ▼
+//!                                 KillTree ──Killed──▶ Restarting{since} (end: Limit)
+//! Running ──Exited──▶ by end reason: Idle | Launch | BackingOff{at} | GaveUp
+//! BackingOff ──timer──▶ Launch            Restarting ──Ready / deadline──▶ escalation over
+//! ```
+
+use std::time::{Duration, Instant};
+
+use crate::config::RestartConfig;
+use crate::events::{EventKind, LimitKind, StopHow, StopStep};
+use crate::generation::Outcome;
+use crate::policy::{Breach, Grace};
+use crate::restart::{Decision, ExitKind, RestartPolicy};
+use crate::supervisor::FooocusState;
+
+/// Why the guard ended the current process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EndReason {
+    UserStop,
+    UserRestart,
+    Limit,
+    Unhealthy,
+    Shutdown,
+}
+
+/// One Fooocus process, from its launch to its exit. `R` is what the effect code keeps with it
+/// (the child's pid, container, pipes, gateway); the tests use `()`.
+#[derive(Debug)]
+pub(crate) struct RunState<R> {
+    pub id: u64,
+    pub started: Instant,
+    /// Set once the guard decided to end this process.
+    pub end: Option<EndReason>,
+    /// Asked to exit, or a kill failed: when the tree is killed (again).
+    pub kill_at: Option<Instant>,
+    /// Tree kills that did not finish, in a row.
+    pub kill_failures: u32,
+    pub io: R,
+}
+
+#[derive(Debug)]
+pub(crate) enum Lifecycle<R> {
+    Idle,
+    Running(Box<RunState<R>>),
+    /// Waiting to launch again after a failure.
+    BackingOff {
+        at: Instant,
+        attempt: u32,
+    },
+    GaveUp,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum EscPhase {
+    /// Waiting for the graceful stop to end the generation.
+    Graceful { sent: Instant, deadline: Instant },
+    /// Killed; waiting for the exit, then for ready after the restart.
+    Restarting { since: Instant },
+}
+
+/// Stopping a generation: graceful stop, grace, tree kill, restart.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Escalation {
+    /// The graceful stop's grace; None when none was tried (no route, or a kill at once).
+    pub grace: Option<Grace>,
+    pub limit: Option<LimitKind>,
+    pub generation: Option<u64>,
+    /// When the limit fell due (or the user asked).
+    pub due: Instant,
+    pub steps: Vec<StopStep>,
+    pub phase: EscPhase,
+}
+
+/// Which kill a `Killed` input answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KillFor {
+    /// Step 2 of the escalation.
+    Escalation,
+    /// Ending the run without a SIGTERM first (no way to ask on this OS).
+    End,
+    /// The timer after a SIGTERM, or the retry after a failed kill.
+    Timer,
+}
+
+/// How the main process ended, as the effect code saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub(crate) struct ExitFacts {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    /// Killed by the kernel (or refused memory by the job) at the RAM cap.
+    pub oom: bool,
+    /// Fooocus could not bind its port: (port, whether it is the user's own port).
+    pub port_taken: Option<(u16, bool)>,
+}
+
+/// Why a launch did not produce a process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum LaunchError {
+    /// Nothing to launch yet.
+    NoTarget,
+    /// A launch that cannot work until the user changes something (an option the install
+    /// lacks, no container): no retry.
+    Fatal,
+    /// Spawning failed (counted as a failure, restarted with backoff).
+    Spawn,
+}
+
+#[derive(Debug)]
+pub(crate) enum Input<R> {
+    Start,
+    Stop,
+    Restart,
+    Shutdown,
+    /// The user's Stop of the current generation.
+    StopGeneration {
+        generation: Option<u64>,
+        /// Ok: Fooocus can be asked; Err: why not.
+        route: Result<(), String>,
+        step_seconds: Option<f64>,
+    },
+    /// A limit fired (the policy decided that; the machine decides what to do about it).
+    Breach {
+        breach: Breach,
+        generation: Option<u64>,
+        route: Result<(), String>,
+        step_seconds: Option<f64>,
+    },
+    /// Fooocus is up but cannot generate.
+    Unhealthy,
+    Launched {
+        attempt: u32,
+        run: u64,
+        io: R,
+    },
+    LaunchFailed(LaunchError),
+    /// The answer to `Effect::KillTree`: the processes reaped, or the error; how long it took.
+    Killed {
+        kill: KillFor,
+        took: Duration,
+        result: Result<u32, String>,
+    },
+    /// The graceful stop request for `run` could not be delivered.
+    StopFailed {
+        run: u64,
+        why: String,
+    },
+    /// Fooocus said it is ready.
+    Ready,
+    /// The console closed generation `id`.
+    GenerationFinished {
+        id: u64,
+    },
+    Exited {
+        run: u64,
+        facts: ExitFacts,
+    },
+    /// A timer fell due (or any wake-up: timers compare with `now`).
+    Tick,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Effect {
+    /// A line on the guard's console (and stderr).
+    Say(String),
+    Emit(EventKind),
+    Launch {
+        attempt: u32,
+    },
+    /// Ask the main process to exit (SIGTERM).
+    Terminate,
+    KillTree(KillFor),
+    /// Ask Fooocus to stop the current generation (a thread answers with `StopFailed`).
+    RequestStop,
+    /// The current generation is being stopped for this limit.
+    MarkLimit(LimitKind),
+    /// The kill ended the current generation: close its record with this outcome.
+    CloseGeneration {
+        outcome: Outcome,
+        steps: Vec<StopStep>,
+    },
+    /// The generation just finished was ended by the graceful stop.
+    StoppedGracefully {
+        steps: Vec<StopStep>,
+        by_user: bool,
+    },
+    /// Add a step to a generation already recorded.
+    AppendStopStep {
+        generation: u64,
+        step: StopStep,
+    },
+}
+
+/// Settings the machine reads (from the config).
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub restart: RestartConfig,
+    pub startup: Option<Duration>,
+    pub grace: Duration,
+    /// The OS can ask a process to exit (Unix: SIGTERM); else a stop kills at once.
+    pub can_terminate: bool,
+}
+
+/// How long the restart after a kill may take when the start-up limit is off.
+pub(crate) const RESTART_DEADLINE: Duration = Duration::from_secs(600);
+/// How long a user's stop waits for Fooocus's exit handlers before the tree kill.
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How long a shutdown waits for the main process to be reaped.
+pub(crate) const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+/// How often a failed tree kill is tried again.
+pub(crate) const KILL_RETRY: Duration = Duration::from_secs(1);
+
+pub(crate) struct Machine<R> {
+    pub lifecycle: Lifecycle<R>,
+    pub esc: Option<Escalation>,
+    pub restart: RestartPolicy,
+    settings: Settings,
+    /// Launches after the first (the `attempt` of a restart's `started` event).
+    attempts: u32,
+    /// Restarts scheduled (shown in the status).
+    pub restarts: u32,
+    /// Shutting down: by when the main process must have been reaped.
+    pub quit_by: Option<Instant>,
+}
+
+impl<R> Machine<R> {
+    pub fn new(settings: Settings) -> Self {
+        Machine {
+            lifecycle: Lifecycle::Idle,
+            esc: None,
+            restart: RestartPolicy::new(settings.restart.clone()),
+            settings,
+            attempts: 0,
+            restarts: 0,
+            quit_by: None,
+        }
+    }
+
+    pub fn set_settings(&mut self, settings: Settings) {
+        self.restart.set_config(settings.restart.clone());
+        self.settings = settings;
+    }
+
+    pub fn run(&self) -> Option<&RunState<R>> {
+        match &self.lifecycle {
+            Lifecycle::Running(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub fn run_mut(&mut self) -> Option<&mut RunState<R>> {
+        match &mut self.lifecycle {
+            Lifecycle::Running(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The current run, if it is run `id` (messages of an older run are ignored).
+    pub fn current(&self, id: u64) -> Option<&RunState<R>> {
+        self.run().filter(|r| r.id == id)
+    }
+
+    pub fn running(&self) -> bool {
+        self.run().is_some()
+    }
+
+    /// The state the views show. The machine knows the lifecycle; the console tracker knows
+    /// whether Fooocus said it is ready and whether a generation runs.
+    pub fn state(&self, configured: bool, ready: bool, generating: bool) -> FooocusState {
+        match &self.lifecycle {
+            _ if !configured => FooocusState::NotConfigured,
+            Lifecycle::Idle => FooocusState::Stopped,
+            Lifecycle::GaveUp => FooocusState::GaveUp,
+            Lifecycle::BackingOff { .. } => FooocusState::Restarting,
+            Lifecycle::Running(r) => match r.end {
+                Some(EndReason::Limit) => FooocusState::Restarting,
+                Some(_) => FooocusState::Stopping,
+                None if generating => FooocusState::Generating,
+                None if ready => FooocusState::Ready,
+                None => FooocusState::Starting,
+            },
+        }
+    }
+
+    /// The earliest timer of the lifecycle and the escalation.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let esc = self.esc.as_ref().map(|e| match e.phase {
+            EscPhase::Graceful { deadline, .. } => deadline,
+            EscPhase::Restarting { since } => since + self.restart_deadline(),
+        });
+        let life = match &self.lifecycle {
+            Lifecycle::Running(r) => r.kill_at,
+            Lifecycle::BackingOff { at, .. } => Some(*at),
+            _ => None,
+        };
+        [esc, life, self.quit_by].into_iter().flatten().min()
+    }
+
+    /// Shutting down and the main process is reaped (or it is hopeless): the loop may end.
+    pub fn quit_done(&self, now: Instant) -> bool {
+        self.quit_by.is_some_and(|by| !self.running() || now >= by)
+    }
+
+    fn restart_deadline(&self) -> Duration {
+        self.settings.startup.unwrap_or(RESTART_DEADLINE)
+    }
+
+    pub fn step(&mut self, input: Input<R>, now: Instant) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        match input {
+            Input::Start => {
+                if !self.running() {
+                    self.restart.reset();
+                    fx.push(Effect::Launch { attempt: 0 });
+                }
+            }
+            Input::Stop => {
+                self.restart.reset();
+                self.end_run(EndReason::UserStop, now, &mut fx);
+                self.settle_idle();
+            }
+            Input::Restart => {
+                self.restart.reset();
+                if self.running() {
+                    self.end_run(EndReason::UserRestart, now, &mut fx);
+                } else {
+                    fx.push(Effect::Launch { attempt: 0 });
+                }
+            }
+            Input::Shutdown => {
+                self.quit_by = Some(now + SHUTDOWN_DEADLINE);
+                self.end_run(EndReason::Shutdown, now, &mut fx);
+                self.settle_idle();
+            }
+            Input::StopGeneration {
+                generation,
+                route,
+                step_seconds,
+            } => {
+                if generation.is_some() && self.esc.is_none() {
+                    self.begin_stop(None, generation, route, step_seconds, now, now, &mut fx);
+                }
+            }
+            Input::Breach {
+                breach,
+                generation,
+                route,
+                step_seconds,
+            } => self.breach(breach, generation, route, step_seconds, now, &mut fx),
+            Input::Unhealthy => self.end_run(EndReason::Unhealthy, now, &mut fx),
+            Input::Launched { attempt, run, io } => {
+                self.attempts += u32::from(attempt > 0);
+                self.lifecycle = Lifecycle::Running(Box::new(RunState {
+                    id: run,
+                    started: now,
+                    end: None,
+                    kill_at: None,
+                    kill_failures: 0,
+                    io,
+                }));
+            }
+            Input::LaunchFailed(LaunchError::NoTarget) => {}
+            Input::LaunchFailed(LaunchError::Fatal) => self.lifecycle = Lifecycle::GaveUp,
+            Input::LaunchFailed(LaunchError::Spawn) => {
+                self.lifecycle = Lifecycle::Idle;
+                self.after_failure(now, "could not start".into(), &mut fx);
+            }
+            Input::Killed { kill, took, result } => self.killed(kill, took, result, now, &mut fx),
+            Input::StopFailed { run, why } => {
+                let current = self.run().is_some_and(|r| r.id == run);
+                if let Some(Escalation {
+                    phase: EscPhase::Graceful { sent, .. },
+                    steps,
+                    due,
+                    ..
+                }) = self.esc.as_mut().filter(|_| current)
+                {
+                    steps.push(StopStep {
+                        step: "graceful".into(),
+                        at_s: sent.saturating_duration_since(*due).as_secs_f64(),
+                        took_s: now.duration_since(*sent).as_secs_f64(),
+                        result: format!("failed: {why}"),
+                    });
+                    self.kill_for_escalation(&mut fx);
+                }
+            }
+            // A process the guard is ending may still print its last lines: only a live one's
+            // ready counts.
+            Input::Ready if self.run().is_some_and(|r| r.end.is_none()) => {
+                self.restart.on_ready();
+                self.finish_restart_step(now, &mut fx);
+            }
+            Input::Ready => {}
+            Input::GenerationFinished { id } => self.generation_finished(id, now, &mut fx),
+            Input::Exited { run, facts } => {
+                if self.current(run).is_some() {
+                    self.exited(facts, now, &mut fx);
+                }
+            }
+            Input::Tick => self.tick(now, &mut fx),
+        }
+        fx
+    }
+
+    /// A stop or shutdown while waiting to restart, or after giving up: just stopped.
+    fn settle_idle(&mut self) {
+        if matches!(
+            self.lifecycle,
+            Lifecycle::BackingOff { .. } | Lifecycle::GaveUp
+        ) {
+            self.lifecycle = Lifecycle::Idle;
+        }
+    }
+
+    fn tick(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        // Graceful stop not honoured in time: kill.
+        if let Some(Escalation {
+            phase: EscPhase::Graceful { sent, deadline },
+            steps,
+            due,
+            ..
+        }) = self.esc.as_mut()
+        {
+            if now >= *deadline {
+                steps.push(StopStep {
+                    step: "graceful".into(),
+                    at_s: sent.saturating_duration_since(*due).as_secs_f64(),
+                    took_s: now.duration_since(*sent).as_secs_f64(),
+                    result: "ignored".into(),
+                });
+                self.kill_for_escalation(fx);
+            }
+        }
+        if let Some(run) = self.run_mut() {
+            if run.kill_at.is_some_and(|at| now >= at) {
+                run.kill_at = None;
+                fx.push(Effect::KillTree(KillFor::Timer));
+            }
+        }
+        // The restart after a kill has a deadline too: past the start-up limit (10 min when
+        // that is off) the escalation ends and the start-up limit watches Fooocus again.
+        if let Some(Escalation {
+            phase: EscPhase::Restarting { since },
+            ..
+        }) = &self.esc
+        {
+            let since = *since;
+            if now >= since + self.restart_deadline() {
+                let esc = self.esc.take().expect("escalation");
+                fx.push(Effect::Say(format!(
+                    "Fooocus was not ready {:.0} s after the kill",
+                    now.duration_since(since).as_secs_f64()
+                )));
+                if let Some(generation) = esc.generation {
+                    fx.push(Effect::AppendStopStep {
+                        generation,
+                        step: StopStep {
+                            step: "restart".into(),
+                            at_s: since.saturating_duration_since(esc.due).as_secs_f64(),
+                            took_s: now.duration_since(since).as_secs_f64(),
+                            result: "not ready in time".into(),
+                        },
+                    });
+                }
+            }
+        }
+        if let Lifecycle::BackingOff { at, attempt } = self.lifecycle {
+            if now >= at {
+                self.lifecycle = Lifecycle::Idle;
+                fx.push(Effect::Launch { attempt });
+            }
+        }
+    }
+
+    fn breach(
+        &mut self,
+        b: Breach,
+        generation: Option<u64>,
+        route: Result<(), String>,
+        step_seconds: Option<f64>,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        // A process the guard is already ending has no limits any more (its exit must not
+        // turn into a limit's restart). During an escalation the loop checks no time or usage
+        // limit; the container's own breach (the Windows job's memory) still comes.
+        if self.run().is_none_or(|r| r.end.is_some()) {
+            return;
+        }
+        let generation_limit = matches!(
+            b.limit,
+            LimitKind::Timeout | LimitKind::Stall | LimitKind::Vram
+        );
+        let action = if b.limit == LimitKind::Startup {
+            "restart"
+        } else if generation_limit && route.is_ok() && generation.is_some() {
+            "stop_generation"
+        } else {
+            "kill_and_restart"
+        };
+        let what = breach_words(&b, generation);
+        fx.push(Effect::Say(format!(
+            "limit breached: {what}; action: {action}"
+        )));
+        fx.push(Effect::Emit(EventKind::LimitBreached {
+            limit: b.limit,
+            configured: b.configured,
+            observed: b.observed,
+            action: action.into(),
+            generation_id: generation,
+            source: b.source.map(String::from),
+        }));
+        if b.limit == LimitKind::Startup {
+            fx.push(Effect::Emit(EventKind::Unhealthy { reason: what }));
+            self.end_run(EndReason::Unhealthy, now, fx);
+            return;
+        }
+        fx.push(Effect::MarkLimit(b.limit));
+        let due = b.due.unwrap_or(now);
+        if action == "stop_generation" {
+            self.begin_stop(Some(b.limit), generation, route, step_seconds, due, now, fx);
+        } else {
+            self.esc = Some(Escalation {
+                grace: None,
+                limit: Some(b.limit),
+                generation,
+                due,
+                steps: Vec::new(),
+                phase: EscPhase::Restarting { since: now },
+            });
+            self.kill_for_escalation(fx);
+        }
+    }
+
+    /// Step 1: ask Fooocus to stop the current generation; kill if it cannot be asked.
+    #[allow(clippy::too_many_arguments)]
+    fn begin_stop(
+        &mut self,
+        limit: Option<LimitKind>,
+        generation: Option<u64>,
+        route: Result<(), String>,
+        step_seconds: Option<f64>,
+        due: Instant,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        // Nothing to stop in a process that is not running or already ending.
+        if self.run().is_none_or(|r| r.end.is_some()) {
+            return;
+        }
+        let grace = crate::policy::grace_for(self.settings.grace, step_seconds);
+        let mut esc = Escalation {
+            grace: Some(grace.clone()),
+            limit,
+            generation,
+            due,
+            steps: Vec::new(),
+            phase: EscPhase::Graceful {
+                sent: now,
+                deadline: now + grace.duration,
+            },
+        };
+        if let Err(why) = route {
+            esc.steps.push(StopStep {
+                step: "graceful".into(),
+                at_s: 0.0,
+                took_s: 0.0,
+                result: format!("unavailable: {why}"),
+            });
+            esc.grace = None;
+            self.esc = Some(esc);
+            self.kill_for_escalation(fx);
+            return;
+        }
+        self.esc = Some(esc);
+        fx.push(Effect::RequestStop);
+    }
+
+    /// Step 2: kill the tree (the answer comes as `Killed { kill: Escalation }`).
+    fn kill_for_escalation(&mut self, fx: &mut Vec<Effect>) {
+        let Some(run) = self.run_mut() else {
+            self.esc = None;
+            return;
+        };
+        run.end = Some(EndReason::Limit);
+        fx.push(Effect::KillTree(KillFor::Escalation));
+    }
+
+    fn killed(
+        &mut self,
+        kill: KillFor,
+        took: Duration,
+        result: Result<u32, String>,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        if kill != KillFor::Escalation {
+            if let Err(why) = result {
+                self.kill_failed(now, why, fx);
+            }
+            return;
+        }
+        let Some(esc) = self.esc.as_mut() else { return };
+        let outcome = match &result {
+            Ok(n) => format!("reaped {n} processes"),
+            Err(e) => format!("failed: {e}"),
+        };
+        // The kill started `took` before its answer.
+        let began = now.checked_sub(took).unwrap_or(now);
+        esc.steps.push(StopStep {
+            step: "kill".into(),
+            at_s: began.saturating_duration_since(esc.due).as_secs_f64(),
+            took_s: took.as_secs_f64(),
+            result: outcome,
+        });
+        esc.phase = EscPhase::Restarting { since: now };
+        let took_total = now.saturating_duration_since(esc.due).as_secs_f64();
+        let (limit, generation, steps) = (esc.limit, esc.generation, esc.steps.clone());
+        let (grace_s, grace) = match &esc.grace {
+            Some(g) => (g.duration.as_secs_f64(), g.reason.to_string()),
+            None => (0.0, "none".to_string()),
+        };
+        if let Err(why) = result {
+            self.kill_failed(now, why, fx);
+        }
+        fx.push(Effect::CloseGeneration {
+            outcome: limit.map(Outcome::for_limit).unwrap_or(Outcome::Killed),
+            steps: steps.clone(),
+        });
+        fx.push(Effect::Say(format!(
+            "tree killed {:.1} ms after the limit fell due; restarting Fooocus",
+            took_total * 1000.0
+        )));
+        if generation.is_some() {
+            fx.push(Effect::Emit(EventKind::GenerationStopped {
+                generation_id: generation,
+                how: StopHow::Killed,
+                limit,
+                took_s: took_total,
+                steps,
+                grace_s,
+                grace,
+                summary: None,
+            }));
+        }
+    }
+
+    /// A tree kill did not finish (the group could not be read, processes stuck in the
+    /// kernel): the tree may still run, so it is tried again every second until it empties,
+    /// and the user is told.
+    fn kill_failed(&mut self, now: Instant, why: String, fx: &mut Vec<Effect>) {
+        let Some(run) = self.run_mut() else { return };
+        run.kill_failures += 1;
+        run.kill_at = Some(now + KILL_RETRY);
+        let n = run.kill_failures;
+        if n == 1 || n % 30 == 0 {
+            let message = format!(
+                "could not kill Fooocus's processes ({why}); trying again every second (attempt {n})"
+            );
+            fx.push(Effect::Say(message.clone()));
+            fx.push(Effect::Emit(EventKind::Warning { message }));
+        }
+    }
+
+    /// Ready after a limit restart: the escalation is over.
+    fn finish_restart_step(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        let Some(Escalation {
+            phase: EscPhase::Restarting { since },
+            ..
+        }) = &self.esc
+        else {
+            return;
+        };
+        let since = *since;
+        let esc = self.esc.take().expect("escalation");
+        let step = StopStep {
+            step: "restart".into(),
+            at_s: since.saturating_duration_since(esc.due).as_secs_f64(),
+            took_s: now.duration_since(since).as_secs_f64(),
+            result: "ready".into(),
+        };
+        fx.push(Effect::Say(format!(
+            "Fooocus is ready again {:.1} s after the kill",
+            step.took_s
+        )));
+        if let Some(generation) = esc.generation {
+            fx.push(Effect::AppendStopStep { generation, step });
+        }
+    }
+
+    fn generation_finished(&mut self, id: u64, now: Instant, fx: &mut Vec<Effect>) {
+        let Some(Escalation {
+            phase: EscPhase::Graceful { sent, .. },
+            generation: Some(g),
+            ..
+        }) = &self.esc
+        else {
+            return;
+        };
+        if *g != id {
+            return;
+        }
+        let sent = *sent;
+        let mut esc = self.esc.take().expect("escalation");
+        let took = now.duration_since(sent).as_secs_f64();
+        esc.steps.push(StopStep {
+            step: "graceful".into(),
+            at_s: sent.saturating_duration_since(esc.due).as_secs_f64(),
+            took_s: took,
+            result: "ended".into(),
+        });
+        fx.push(Effect::StoppedGracefully {
+            steps: esc.steps.clone(),
+            by_user: esc.limit.is_none(),
+        });
+        fx.push(Effect::Say(format!(
+            "generation {id} stopped gracefully in {took:.1} s"
+        )));
+        fx.push(Effect::Emit(EventKind::GenerationStopped {
+            generation_id: Some(id),
+            how: StopHow::Graceful,
+            limit: esc.limit,
+            took_s: now.saturating_duration_since(esc.due).as_secs_f64(),
+            steps: esc.steps,
+            grace_s: esc.grace.as_ref().map_or(0.0, |g| g.duration.as_secs_f64()),
+            grace: esc.grace.as_ref().map_or("none", |g| g.reason).into(),
+            summary: None,
+        }));
+    }
+
+    /// End the current process for `why`: a clean stop (SIGTERM, a few seconds, then the
+    /// tree kill), or a kill straight away. The loop goes on meanwhile (a timer, like a limit
+    /// stop's grace), so it never sleeps here.
+    fn end_run(&mut self, why: EndReason, now: Instant, fx: &mut Vec<Effect>) {
+        let can_terminate = self.settings.can_terminate;
+        let clean = matches!(
+            why,
+            EndReason::UserStop | EndReason::Shutdown | EndReason::UserRestart
+        );
+        let Lifecycle::Running(run) = &mut self.lifecycle else {
+            return;
+        };
+        if let Some(ending) = run.end {
+            // Already ending: the user's word decides what follows the exit (no restart after a
+            // Stop), and the deadline that stands is kept, not pushed back by a second click.
+            if clean && ending != EndReason::Shutdown {
+                run.end = Some(why);
+                self.esc = None;
+                if run.kill_at.is_none() {
+                    run.kill_at = Some(now + STOP_GRACE);
+                }
+            }
+            return;
+        }
+        run.end = Some(why);
+        // Ending the process supersedes stopping a generation: that deadline must not kill it
+        // a second time and turn the exit into a limit's restart.
+        self.esc = None;
+        if clean && can_terminate {
+            // Fooocus holds no state worth a long wait; 5 s covers its exit handlers.
+            fx.push(Effect::Terminate);
+            run.kill_at = Some(now + STOP_GRACE);
+            return;
+        }
+        fx.push(Effect::KillTree(KillFor::End));
+    }
+
+    fn exited(&mut self, facts: ExitFacts, now: Instant, fx: &mut Vec<Effect>) {
+        let Lifecycle::Running(run) = std::mem::replace(&mut self.lifecycle, Lifecycle::Idle)
+        else {
+            return;
+        };
+        let next = self.attempts + 1;
+        // A graceful stop in flight has nothing left to stop (its deadline would otherwise
+        // kill the next run).
+        if matches!(
+            self.esc,
+            Some(Escalation {
+                phase: EscPhase::Graceful { .. },
+                ..
+            })
+        ) {
+            self.esc = None;
+        }
+        match run.end {
+            Some(EndReason::UserStop) | Some(EndReason::Shutdown) => {
+                fx.push(Effect::Say("Fooocus stopped".into()));
+            }
+            Some(EndReason::UserRestart) => fx.push(Effect::Launch { attempt: next }),
+            Some(EndReason::Limit) => {
+                let limit = self.esc.as_ref().and_then(|e| e.limit);
+                match self.restart.on_limit_kill(now) {
+                    Decision::Restart { delay, .. } if delay.is_zero() => {
+                        fx.push(Effect::Launch { attempt: next })
+                    }
+                    Decision::Restart { attempt, delay } => self.schedule_restart(
+                        now,
+                        attempt,
+                        delay,
+                        "stopped again for a limit".into(),
+                        fx,
+                    ),
+                    Decision::GiveUp { failures } => {
+                        self.esc = None;
+                        self.give_up(failures, keeps_firing(limit), fx)
+                    }
+                    Decision::Stay => fx.push(Effect::Launch { attempt: next }),
+                }
+            }
+            Some(EndReason::Unhealthy) => {
+                self.after_failure(now, "Fooocus could not generate".into(), fx)
+            }
+            None => {
+                let ExitFacts {
+                    code,
+                    signal,
+                    oom,
+                    port_taken,
+                } = facts;
+                let kind = if code == Some(0) {
+                    ExitKind::Clean
+                } else {
+                    ExitKind::Failure
+                };
+                let reason = match (code, signal, oom, port_taken) {
+                    (_, _, true, _) => "killed by the RAM cap".to_string(),
+                    // Said in plain words, and restarted with backoff: the other program may
+                    // let go of the port (give-up, if it comes, names the port).
+                    (_, _, _, Some((port, true))) => format!(
+                        "could not listen: port {port} is taken by another program (close it, or pick another port in the settings)"
+                    ),
+                    (Some(c), _, _, _) => format!("exited with code {c}"),
+                    (_, Some(s), _, _) => format!("killed by signal {s}"),
+                    _ => "exited".to_string(),
+                };
+                fx.push(Effect::Say(format!("Fooocus {reason}")));
+                match self.restart.on_exit(kind, now) {
+                    Decision::Restart { attempt, delay } => {
+                        self.schedule_restart(now, attempt, delay, reason, fx)
+                    }
+                    Decision::GiveUp { failures } => self.give_up(failures, reason, fx),
+                    Decision::Stay => {}
+                }
+            }
+        }
+    }
+
+    fn after_failure(&mut self, now: Instant, reason: String, fx: &mut Vec<Effect>) {
+        match self.restart.on_exit(ExitKind::Failure, now) {
+            Decision::Restart { attempt, delay } => {
+                self.schedule_restart(now, attempt, delay, reason, fx)
+            }
+            Decision::GiveUp { failures } => self.give_up(failures, reason, fx),
+            Decision::Stay => self.lifecycle = Lifecycle::Idle,
+        }
+    }
+
+    fn schedule_restart(
+        &mut self,
+        now: Instant,
+        attempt: u32,
+        delay: Duration,
+        reason: String,
+        fx: &mut Vec<Effect>,
+    ) {
+        self.restarts += 1;
+        fx.push(Effect::Say(format!(
+            "restarting Fooocus in {:.1} s (attempt {attempt})",
+            delay.as_secs_f64()
+        )));
+        fx.push(Effect::Emit(EventKind::Restarting {
+            attempt,
+            delay_s: delay.as_secs_f64(),
+            reason,
+        }));
+        self.lifecycle = Lifecycle::BackingOff {
+            at: now + delay,
+            attempt,
+        };
+    }
+
+    fn give_up(&mut self, failures: u32, reason: String, fx: &mut Vec<Effect>) {
+        let window_s = self.settings.restart.window_s as f64;
+        fx.push(Effect::Say(format!(
+            "giving up: Fooocus failed {failures} times in {} (last: {reason}). Fix the cause, then start it again",
+            crate::units::format_duration(Duration::from_secs_f64(window_s))
+        )));
+        fx.push(Effect::Emit(EventKind::GaveUp {
+            failures,
+            window_s,
+            reason,
+        }));
+        self.lifecycle = Lifecycle::GaveUp;
+    }
+}
+
+/// A breach in the user's words.
+fn breach_words(b: &Breach, generation: Option<u64>) -> String {
+    use crate::units::{format_duration, format_size};
+    let secs = Duration::from_secs_f64;
+    match b.limit {
+        LimitKind::Timeout => format!(
+            "generation {} ran for {} -- over its timeout of {}",
+            generation.unwrap_or(0),
+            format_duration(secs(b.observed)),
+            format_duration(secs(b.configured))
+        ),
+        LimitKind::Stall => format!(
+            "generation {} made no progress for {}",
+            generation.unwrap_or(0),
+            format_duration(secs(b.observed))
+        ),
+        LimitKind::Startup => format!(
+            "Fooocus was not ready after {}",
+            format_duration(secs(b.observed))
+        ),
+        k => format!(
+            "{} use {} is over the cap of {}",
+            k.as_str(),
+            format_size(b.observed as u64),
+            format_size(b.configured as u64)
+        ),
+    }
+}
+
+#[cfg(test)]
+#[path = "machine_tests.rs"]
+mod tests;
+
+/// The give-up reason when the same limit stopped Fooocus each time: which limit, and the
+/// change that usually helps.
+fn keeps_firing(limit: Option<LimitKind>) -> String {
+    let Some(limit) = limit else {
+        return "a limit stopped it each time: check the limits in the settings against what History shows past generations used".into();
+    };
+    let advice = match limit {
+        LimitKind::Memory | LimitKind::Swap | LimitKind::Cpu => {
+            "a cap below what Fooocus needs once loaded is the usual cause: raise it in the settings (History shows what past generations used)"
+        }
+        LimitKind::Vram => {
+            "a cap below what the model needs on the GPU is the usual cause: raise it, or pick a lower VRAM mode in the settings (History shows what past generations used)"
+        }
+        LimitKind::Timeout => {
+            "generations take longer than it allows: raise the timeout in the settings (History shows how long past generations took), or generate fewer or smaller images"
+        }
+        LimitKind::Stall => {
+            "Fooocus printed nothing for longer than it allows, which a first model load can do: raise the stall limit in the settings"
+        }
+        LimitKind::Startup => {
+            "Fooocus takes longer to get ready than it allows: raise the start-up limit in the settings"
+        }
+    };
+    format!(
+        "its {} limit stopped it each time; {advice}",
+        limit.as_str()
+    )
+}

@@ -1,0 +1,1047 @@
+//! The state machine against a fake clock, with its effects recorded: no process, no thread.
+//!
+//! `TABLE` lists every (state, input) pair the supervisor can meet and the state and effects
+//! it must lead to; `every_row_of_the_table_holds` runs each row. The scenario tests below it
+//! follow longer paths: crash backoff and give-up, limit kills backing off and giving up, the
+//! stop deadline, a failing kill retried, the escalation's steps.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::config::RestartMode;
+
+type M = Machine<()>;
+
+fn settings() -> Settings {
+    Settings {
+        restart: RestartConfig::default(),
+        startup: None,
+        grace: Duration::from_secs(10),
+        can_terminate: true,
+    }
+}
+
+/// The fake clock: seconds after a fixed instant.
+struct Clock(Instant);
+impl Clock {
+    fn at(&self, s: f64) -> Instant {
+        self.0 + Duration::from_secs_f64(s)
+    }
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// A short name for the machine's state, as the table writes it.
+fn label(m: &M) -> &'static str {
+    match (&m.lifecycle, &m.esc) {
+        (Lifecycle::Idle, _) => "idle",
+        (Lifecycle::GaveUp, _) => "gave-up",
+        (Lifecycle::BackingOff { .. }, _) => "backing-off",
+        (Lifecycle::Running(r), esc) => match (r.end, esc) {
+            (Some(EndReason::Limit), _) => "limit-killed",
+            (Some(_), _) => "stopping",
+            (
+                None,
+                Some(Escalation {
+                    phase: EscPhase::Graceful { .. },
+                    ..
+                }),
+            ) => "graceful",
+            (
+                None,
+                Some(Escalation {
+                    phase: EscPhase::Restarting { .. },
+                    ..
+                }),
+            ) => "restarting",
+            (None, None) => "running",
+        },
+    }
+}
+
+/// A short name for each effect, as the table writes them (events by their JSON name).
+fn kinds(fx: &[Effect]) -> Vec<String> {
+    fx.iter()
+        .map(|e| match e {
+            Effect::Say(_) => "say".to_string(),
+            Effect::Emit(k) => crate::events::GuardEvent::now(k.clone()).name().to_string(),
+            Effect::Launch { attempt } => format!("launch {attempt}"),
+            Effect::Terminate => "terminate".into(),
+            Effect::KillTree(KillFor::Escalation) => "kill escalation".into(),
+            Effect::KillTree(KillFor::End) => "kill end".into(),
+            Effect::KillTree(KillFor::Timer) => "kill timer".into(),
+            Effect::RequestStop => "request-stop".into(),
+            Effect::MarkLimit(_) => "mark-limit".into(),
+            Effect::CloseGeneration { .. } => "close-generation".into(),
+            Effect::StoppedGracefully { .. } => "stopped-gracefully".into(),
+            Effect::AppendStopStep { .. } => "append-step".into(),
+        })
+        .collect()
+}
+
+fn says(fx: &[Effect]) -> Vec<&str> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Say(s) => Some(s.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+// --- setups: each leaves the machine in one state at t = 0 ----------------------------------
+
+fn idle(_: &mut M, _: &Clock) {}
+
+fn running(m: &mut M, c: &Clock) {
+    m.step(Input::Start, c.at(0.0));
+    m.step(
+        Input::Launched {
+            attempt: 0,
+            run: 1,
+            io: (),
+        },
+        c.at(0.0),
+    );
+}
+
+fn stopping(m: &mut M, c: &Clock) {
+    running(m, c);
+    m.step(Input::Stop, c.at(0.0));
+}
+
+fn restarting_by_user(m: &mut M, c: &Clock) {
+    running(m, c);
+    m.step(Input::Restart, c.at(0.0));
+}
+
+fn shutting_down(m: &mut M, c: &Clock) {
+    running(m, c);
+    m.step(Input::Shutdown, c.at(0.0));
+}
+
+fn unhealthy(m: &mut M, c: &Clock) {
+    running(m, c);
+    m.step(Input::Unhealthy, c.at(0.0));
+}
+
+fn graceful(m: &mut M, c: &Clock) {
+    running(m, c);
+    m.step(stop_generation(Ok(())), c.at(0.0));
+}
+
+fn graceful_for_limit(m: &mut M, c: &Clock) {
+    running(m, c);
+    m.step(breach(LimitKind::Timeout, Ok(())), c.at(0.0));
+}
+
+/// The escalation asked for the kill and waits for its answer.
+fn kill_sent(m: &mut M, c: &Clock) {
+    running(m, c);
+    m.step(breach(LimitKind::Memory, Ok(())), c.at(0.0));
+}
+
+/// The kill reaped the tree; the exit is next.
+fn killed(m: &mut M, c: &Clock) {
+    kill_sent(m, c);
+    m.step(kill_ok(KillFor::Escalation), c.at(0.0));
+}
+
+/// Relaunched after a limit kill, waiting for ready.
+fn relaunched(m: &mut M, c: &Clock) {
+    killed(m, c);
+    let fx = m.step(exited(1, None), c.at(0.0));
+    assert_eq!(kinds(&fx), ["launch 1"]);
+    m.step(
+        Input::Launched {
+            attempt: 1,
+            run: 2,
+            io: (),
+        },
+        c.at(0.0),
+    );
+}
+
+fn backing_off(m: &mut M, c: &Clock) {
+    running(m, c);
+    m.step(exited(1, Some(1)), c.at(0.0));
+}
+
+fn gave_up(m: &mut M, c: &Clock) {
+    m.step(Input::LaunchFailed(LaunchError::Fatal), c.at(0.0));
+}
+
+// --- inputs -------------------------------------------------------------------------------
+
+fn stop_generation(route: Result<(), String>) -> Input<()> {
+    Input::StopGeneration {
+        generation: Some(7),
+        route,
+        step_seconds: None,
+    }
+}
+
+fn breach(limit: LimitKind, route: Result<(), String>) -> Input<()> {
+    Input::Breach {
+        breach: Breach {
+            limit,
+            configured: 20.0,
+            observed: 21.0,
+            due: None,
+            source: None,
+        },
+        generation: Some(7),
+        route,
+        step_seconds: None,
+    }
+}
+
+fn kill_ok(kill: KillFor) -> Input<()> {
+    Input::Killed {
+        kill,
+        took: Duration::from_millis(30),
+        result: Ok(3),
+    }
+}
+
+fn kill_err(kill: KillFor) -> Input<()> {
+    Input::Killed {
+        kill,
+        took: Duration::from_millis(30),
+        result: Err("cgroup.procs: too many open files".into()),
+    }
+}
+
+fn exited(run: u64, code: Option<i32>) -> Input<()> {
+    Input::Exited {
+        run,
+        facts: ExitFacts {
+            code,
+            signal: code.is_none().then_some(9),
+            ..Default::default()
+        },
+    }
+}
+
+fn no_route() -> Result<(), String> {
+    Err("Fooocus 2.0 has no stop".into())
+}
+
+struct Row {
+    setup: fn(&mut M, &Clock),
+    input: fn() -> Input<()>,
+    /// Seconds after the setup.
+    at: f64,
+    state: &'static str,
+    effects: &'static [&'static str],
+}
+
+const fn row(
+    setup: fn(&mut M, &Clock),
+    input: fn() -> Input<()>,
+    at: f64,
+    state: &'static str,
+    effects: &'static [&'static str],
+) -> Row {
+    Row {
+        setup,
+        input,
+        at,
+        state,
+        effects,
+    }
+}
+
+/// (state, input, when) -> (state, effects). A launch is an effect: the state changes only
+/// when the effect code answers `Launched`.
+#[rustfmt::skip]
+const TABLE: &[Row] = &[
+    // Idle
+    row(idle, || Input::Start, 0.0, "idle", &["launch 0"]),
+    row(idle, || Input::Stop, 0.0, "idle", &[]),
+    row(idle, || Input::Restart, 0.0, "idle", &["launch 0"]),
+    row(idle, || Input::Shutdown, 0.0, "idle", &[]),
+    row(idle, || Input::Launched { attempt: 0, run: 1, io: () }, 0.0, "running", &[]),
+    row(idle, || Input::LaunchFailed(LaunchError::NoTarget), 0.0, "idle", &[]),
+    row(idle, || Input::LaunchFailed(LaunchError::Fatal), 0.0, "gave-up", &[]),
+    row(idle, || Input::LaunchFailed(LaunchError::Spawn), 0.0, "backing-off", &["say", "restarting"]),
+    row(idle, || stop_generation(Ok(())), 0.0, "idle", &[]),
+    row(idle, || Input::Tick, 100.0, "idle", &[]),
+    row(idle, || exited(1, Some(1)), 0.0, "idle", &[]),
+    row(idle, || Input::Ready, 0.0, "idle", &[]),
+    row(idle, || breach(LimitKind::Memory, Ok(())), 0.0, "idle", &[]),
+    row(idle, || Input::Unhealthy, 0.0, "idle", &[]),
+    row(idle, || kill_err(KillFor::Timer), 0.0, "idle", &[]),
+    row(idle, || Input::StopFailed { run: 1, why: "refused".into() }, 0.0, "idle", &[]),
+    row(idle, || Input::GenerationFinished { id: 7 }, 0.0, "idle", &[]),
+    // Running (starting, ready or generating: the console tracker tells those apart)
+    row(running, || Input::Start, 0.0, "running", &[]),
+    row(running, || Input::Stop, 0.0, "stopping", &["terminate"]),
+    row(running, || Input::Restart, 0.0, "stopping", &["terminate"]),
+    row(running, || Input::Shutdown, 0.0, "stopping", &["terminate"]),
+    row(running, || Input::Unhealthy, 0.0, "stopping", &["kill end"]),
+    row(running, || Input::Ready, 0.0, "running", &[]),
+    row(running, || Input::Tick, 100.0, "running", &[]),
+    row(running, || Input::GenerationFinished { id: 7 }, 0.0, "running", &[]),
+    row(running, || stop_generation(Ok(())), 0.0, "graceful", &["request-stop"]),
+    row(running, || Input::StopGeneration { generation: None, route: Ok(()), step_seconds: None }, 0.0, "running", &[]),
+    row(running, || stop_generation(no_route()), 0.0, "limit-killed", &["kill escalation"]),
+    row(running, || breach(LimitKind::Startup, Ok(())), 0.0, "stopping", &["say", "limit_breached", "unhealthy", "kill end"]),
+    row(running, || breach(LimitKind::Timeout, Ok(())), 0.0, "graceful", &["say", "limit_breached", "mark-limit", "request-stop"]),
+    row(running, || breach(LimitKind::Stall, Ok(())), 0.0, "graceful", &["say", "limit_breached", "mark-limit", "request-stop"]),
+    row(running, || breach(LimitKind::Vram, Ok(())), 0.0, "graceful", &["say", "limit_breached", "mark-limit", "request-stop"]),
+    row(running, || breach(LimitKind::Timeout, no_route()), 0.0, "limit-killed", &["say", "limit_breached", "mark-limit", "kill escalation"]),
+    row(running, || breach(LimitKind::Memory, Ok(())), 0.0, "limit-killed", &["say", "limit_breached", "mark-limit", "kill escalation"]),
+    row(running, || breach(LimitKind::Swap, Ok(())), 0.0, "limit-killed", &["say", "limit_breached", "mark-limit", "kill escalation"]),
+    row(running, || breach(LimitKind::Cpu, Ok(())), 0.0, "limit-killed", &["say", "limit_breached", "mark-limit", "kill escalation"]),
+    row(running, || kill_ok(KillFor::Timer), 0.0, "running", &[]),
+    row(running, || kill_err(KillFor::Timer), 0.0, "running", &["say", "warning"]),
+    row(running, || Input::StopFailed { run: 1, why: "refused".into() }, 0.0, "running", &[]),
+    row(running, || exited(1, Some(1)), 0.0, "backing-off", &["say", "say", "restarting"]),
+    row(running, || exited(1, None), 0.0, "backing-off", &["say", "say", "restarting"]),
+    row(running, || exited(1, Some(0)), 0.0, "idle", &["say"]),
+    row(running, || exited(9, Some(1)), 0.0, "running", &[]),
+    // Stopping: SIGTERM sent, the tree kill 5 s later
+    row(stopping, || Input::Tick, 4.9, "stopping", &[]),
+    row(stopping, || Input::Tick, 5.0, "stopping", &["kill timer"]),
+    row(stopping, || kill_err(KillFor::Timer), 5.0, "stopping", &["say", "warning"]),
+    row(stopping, || Input::Start, 0.0, "stopping", &[]),
+    row(stopping, || exited(1, None), 1.0, "idle", &["say"]),
+    row(shutting_down, || exited(1, None), 1.0, "idle", &["say"]),
+    row(restarting_by_user, || exited(1, None), 1.0, "idle", &["launch 1"]),
+    row(unhealthy, || exited(1, None), 1.0, "backing-off", &["say", "restarting"]),
+    row(unhealthy, || kill_err(KillFor::End), 0.0, "stopping", &["say", "warning"]),
+    row(stopping, || Input::Stop, 1.0, "stopping", &[]),
+    row(stopping, || Input::Restart, 1.0, "stopping", &[]),
+    row(stopping, || Input::Shutdown, 1.0, "stopping", &[]),
+    row(stopping, || Input::Unhealthy, 1.0, "stopping", &[]),
+    row(stopping, || breach(LimitKind::Memory, Ok(())), 1.0, "stopping", &[]),
+    row(stopping, || stop_generation(Ok(())), 1.0, "stopping", &[]),
+    row(stopping, || Input::StopFailed { run: 1, why: "refused".into() }, 1.0, "stopping", &[]),
+    row(stopping, || Input::Ready, 1.0, "stopping", &[]),
+    row(stopping, || Input::GenerationFinished { id: 7 }, 1.0, "stopping", &[]),
+    // Graceful stop under way
+    row(graceful, || Input::GenerationFinished { id: 7 }, 2.0, "running", &["stopped-gracefully", "say", "generation_stopped"]),
+    row(graceful, || Input::GenerationFinished { id: 6 }, 2.0, "graceful", &[]),
+    row(graceful, || Input::Tick, 9.9, "graceful", &[]),
+    row(graceful, || Input::Tick, 10.0, "limit-killed", &["kill escalation"]),
+    row(graceful, || Input::StopFailed { run: 1, why: "refused".into() }, 0.5, "limit-killed", &["kill escalation"]),
+    row(graceful, || Input::StopFailed { run: 0, why: "refused".into() }, 0.5, "graceful", &[]),
+    row(graceful, || stop_generation(Ok(())), 1.0, "graceful", &[]),
+    row(graceful, || exited(1, Some(1)), 1.0, "backing-off", &["say", "say", "restarting"]),
+    row(graceful_for_limit, || Input::GenerationFinished { id: 7 }, 2.0, "running", &["stopped-gracefully", "say", "generation_stopped"]),
+    row(graceful, || Input::Stop, 1.0, "stopping", &["terminate"]),
+    row(graceful, || Input::Restart, 1.0, "stopping", &["terminate"]),
+    row(graceful, || Input::Shutdown, 1.0, "stopping", &["terminate"]),
+    row(graceful, || Input::Unhealthy, 1.0, "stopping", &["kill end"]),
+    row(graceful, || Input::Start, 1.0, "graceful", &[]),
+    row(graceful, || breach(LimitKind::Memory, Ok(())), 1.0, "limit-killed", &["say", "limit_breached", "mark-limit", "kill escalation"]),
+    row(graceful, || kill_ok(KillFor::Timer), 1.0, "graceful", &[]),
+    row(graceful, || Input::Ready, 1.0, "graceful", &[]),
+    // The kill, its answer, the exit, the relaunch
+    row(kill_sent, || kill_ok(KillFor::Escalation), 0.0, "limit-killed", &["close-generation", "say", "generation_stopped"]),
+    row(kill_sent, || kill_err(KillFor::Escalation), 0.0, "limit-killed", &["say", "warning", "close-generation", "say", "generation_stopped"]),
+    row(killed, || Input::Tick, 1.0, "limit-killed", &[]),
+    row(killed, || exited(1, None), 0.5, "idle", &["launch 1"]),
+    row(killed, || Input::Stop, 0.5, "stopping", &[]),
+    row(killed, || Input::Restart, 0.5, "stopping", &[]),
+    row(killed, || Input::Shutdown, 0.5, "stopping", &[]),
+    row(killed, || Input::Start, 0.5, "limit-killed", &[]),
+    row(killed, || Input::Unhealthy, 0.5, "limit-killed", &[]),
+    row(killed, || Input::Ready, 0.5, "limit-killed", &[]),
+    row(killed, || breach(LimitKind::Memory, Ok(())), 0.5, "limit-killed", &[]),
+    row(killed, || stop_generation(Ok(())), 0.5, "limit-killed", &[]),
+    row(killed, || Input::StopFailed { run: 1, why: "refused".into() }, 0.5, "limit-killed", &[]),
+    row(killed, || Input::GenerationFinished { id: 7 }, 0.5, "limit-killed", &[]),
+    row(relaunched, || Input::Stop, 5.0, "stopping", &["terminate"]),
+    row(relaunched, || Input::Restart, 5.0, "stopping", &["terminate"]),
+    row(relaunched, || Input::Shutdown, 5.0, "stopping", &["terminate"]),
+    row(relaunched, || Input::Start, 5.0, "restarting", &[]),
+    row(relaunched, || Input::Unhealthy, 5.0, "stopping", &["kill end"]),
+    row(relaunched, || breach(LimitKind::Startup, Ok(())), 5.0, "stopping", &["say", "limit_breached", "unhealthy", "kill end"]),
+    row(relaunched, || stop_generation(Ok(())), 5.0, "restarting", &[]),
+    row(relaunched, || kill_err(KillFor::Timer), 5.0, "restarting", &["say", "warning"]),
+    row(relaunched, || Input::StopFailed { run: 2, why: "refused".into() }, 5.0, "restarting", &[]),
+    row(relaunched, || Input::GenerationFinished { id: 8 }, 5.0, "restarting", &[]),
+    row(relaunched, || Input::Ready, 30.0, "running", &["say", "append-step"]),
+    row(relaunched, || Input::Tick, 599.0, "restarting", &[]),
+    row(relaunched, || Input::Tick, 600.0, "running", &["say", "append-step"]),
+    row(relaunched, || exited(2, Some(1)), 5.0, "backing-off", &["say", "say", "restarting"]),
+    // Backing off
+    row(backing_off, || Input::Tick, 0.9, "backing-off", &[]),
+    row(backing_off, || Input::Tick, 1.0, "idle", &["launch 1"]),
+    row(backing_off, || Input::Start, 0.5, "backing-off", &["launch 0"]),
+    row(backing_off, || Input::Restart, 0.5, "backing-off", &["launch 0"]),
+    row(backing_off, || Input::Stop, 0.5, "idle", &[]),
+    row(backing_off, || Input::Shutdown, 0.5, "idle", &[]),
+    row(backing_off, || exited(1, Some(1)), 0.5, "backing-off", &[]),
+    row(backing_off, || Input::Launched { attempt: 0, run: 2, io: () }, 0.5, "running", &[]),
+    row(backing_off, || Input::LaunchFailed(LaunchError::Spawn), 0.5, "backing-off", &["say", "restarting"]),
+    row(backing_off, || Input::LaunchFailed(LaunchError::Fatal), 0.5, "gave-up", &[]),
+    row(backing_off, || breach(LimitKind::Memory, Ok(())), 0.5, "backing-off", &[]),
+    row(backing_off, || Input::Unhealthy, 0.5, "backing-off", &[]),
+    row(backing_off, || Input::Ready, 0.5, "backing-off", &[]),
+    row(backing_off, || stop_generation(Ok(())), 0.5, "backing-off", &[]),
+    row(backing_off, || kill_err(KillFor::Timer), 0.5, "backing-off", &[]),
+    row(backing_off, || Input::StopFailed { run: 1, why: "refused".into() }, 0.5, "backing-off", &[]),
+    row(backing_off, || Input::GenerationFinished { id: 7 }, 0.5, "backing-off", &[]),
+    // Gave up
+    row(gave_up, || Input::Tick, 1000.0, "gave-up", &[]),
+    row(gave_up, || Input::Start, 0.0, "gave-up", &["launch 0"]),
+    row(gave_up, || Input::Restart, 0.0, "gave-up", &["launch 0"]),
+    row(gave_up, || Input::Stop, 0.0, "idle", &[]),
+    row(gave_up, || Input::Shutdown, 0.0, "idle", &[]),
+    row(gave_up, || Input::Launched { attempt: 0, run: 1, io: () }, 0.0, "running", &[]),
+    row(gave_up, || Input::LaunchFailed(LaunchError::Fatal), 0.0, "gave-up", &[]),
+    row(gave_up, || exited(1, Some(1)), 0.0, "gave-up", &[]),
+    row(gave_up, || breach(LimitKind::Memory, Ok(())), 0.0, "gave-up", &[]),
+    row(gave_up, || Input::Unhealthy, 0.0, "gave-up", &[]),
+    row(gave_up, || Input::Ready, 0.0, "gave-up", &[]),
+    row(gave_up, || stop_generation(Ok(())), 0.0, "gave-up", &[]),
+    row(gave_up, || kill_err(KillFor::Timer), 0.0, "gave-up", &[]),
+    row(gave_up, || Input::StopFailed { run: 1, why: "refused".into() }, 0.0, "gave-up", &[]),
+    row(gave_up, || Input::GenerationFinished { id: 7 }, 0.0, "gave-up", &[]),
+];
+
+#[test]
+fn every_row_of_the_table_holds() {
+    let mut failures = Vec::new();
+    for (i, r) in TABLE.iter().enumerate() {
+        let c = Clock(Instant::now());
+        let mut m = M::new(settings());
+        (r.setup)(&mut m, &c);
+        let before = label(&m);
+        let fx = m.step((r.input)(), c.at(r.at));
+        let got = (label(&m), kinds(&fx));
+        if got.0 != r.state || got.1 != r.effects {
+            failures.push(format!(
+                "row {i} ({before} + {:?} at {} s): expected {} {:?}, got {} {:?}",
+                (r.input)(),
+                r.at,
+                r.state,
+                r.effects,
+                got.0,
+                got.1
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn the_table_starts_from_every_state() {
+    let c = Clock(Instant::now());
+    let mut seen: Vec<&str> = TABLE
+        .iter()
+        .map(|r| {
+            let mut m = M::new(settings());
+            (r.setup)(&mut m, &c);
+            label(&m)
+        })
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(
+        seen,
+        [
+            "backing-off",
+            "gave-up",
+            "graceful",
+            "idle",
+            "limit-killed",
+            "restarting",
+            "running",
+            "stopping"
+        ]
+    );
+}
+
+#[test]
+fn the_views_state_is_derived_from_the_machine_and_the_console() {
+    use FooocusState::*;
+    let c = Clock(Instant::now());
+    let state = |setup: fn(&mut M, &Clock), ready, generating| {
+        let mut m = M::new(settings());
+        setup(&mut m, &c);
+        m.state(true, ready, generating)
+    };
+    assert_eq!(state(idle, false, false), Stopped);
+    assert_eq!(M::new(settings()).state(false, false, false), NotConfigured);
+    assert_eq!(state(running, false, false), Starting);
+    assert_eq!(state(running, true, false), Ready);
+    assert_eq!(state(running, true, true), Generating);
+    assert_eq!(state(graceful, true, true), Generating);
+    assert_eq!(state(stopping, true, true), Stopping);
+    assert_eq!(state(kill_sent, true, true), Restarting);
+    assert_eq!(state(backing_off, false, false), Restarting);
+    assert_eq!(state(gave_up, false, false), GaveUp);
+    assert_eq!(state(relaunched, false, false), Starting);
+}
+
+#[test]
+fn crashes_back_off_exponentially_then_give_up() {
+    let c = Clock(Instant::now());
+    let mut m = M::new(settings());
+    let mut t = 0.0;
+    let mut delays = Vec::new();
+    for run in 1..=6u64 {
+        m.step(Input::Start, c.at(t));
+        m.step(
+            Input::Launched {
+                attempt: 0,
+                run,
+                io: (),
+            },
+            c.at(t),
+        );
+        // Start resets the count: relaunch from the backoff instead after the first.
+        let fx = m.step(exited(run, Some(1)), c.at(t + 1.0));
+        t += 1.0;
+        match &m.lifecycle {
+            Lifecycle::BackingOff { at, attempt } => {
+                delays.push(at.duration_since(c.at(t)).as_secs());
+                assert_eq!(*attempt, 1, "Start forgot the failures before it");
+                assert_eq!(kinds(&fx), ["say", "say", "restarting"]);
+            }
+            other => panic!("expected backing off, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        delays,
+        [1, 1, 1, 1, 1, 1],
+        "a user's Start resets the backoff"
+    );
+
+    // Without the user: the backoff doubles and, past max_restarts in the window, gives up.
+    let mut m = M::new(settings());
+    m.step(Input::Start, c.at(0.0));
+    let mut t = 0.0;
+    let mut delays = Vec::new();
+    let mut run = 0;
+    loop {
+        run += 1;
+        m.step(
+            Input::Launched {
+                attempt: run as u32 - 1,
+                run,
+                io: (),
+            },
+            c.at(t),
+        );
+        t += 2.0;
+        let fx = m.step(exited(run, Some(1)), c.at(t));
+        match m.lifecycle {
+            Lifecycle::BackingOff { at, .. } => {
+                let d = at.duration_since(c.at(t));
+                delays.push(d.as_secs());
+                t += d.as_secs_f64();
+                let fx = m.step(Input::Tick, c.at(t));
+                assert_eq!(kinds(&fx), [format!("launch {run}")]);
+            }
+            Lifecycle::GaveUp => {
+                assert_eq!(kinds(&fx), ["say", "say", "gave_up"]);
+                assert!(says(&fx)[1].contains("failed 6 times"), "{:?}", says(&fx));
+                break;
+            }
+            ref other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(delays, [1, 2, 4, 8, 16]);
+    assert_eq!(m.restarts, 5, "the status counts each scheduled restart");
+}
+
+#[test]
+fn ready_resets_the_crash_backoff() {
+    let c = Clock(Instant::now());
+    let mut m = M::new(settings());
+    running(&mut m, &c);
+    m.step(exited(1, Some(1)), c.at(1.0));
+    m.step(Input::Tick, c.at(2.0));
+    m.step(
+        Input::Launched {
+            attempt: 1,
+            run: 2,
+            io: (),
+        },
+        c.at(2.0),
+    );
+    m.step(Input::Ready, c.at(3.0));
+    m.step(exited(2, Some(1)), c.at(4.0));
+    let Lifecycle::BackingOff { at, attempt } = m.lifecycle else {
+        panic!("{:?}", m.lifecycle)
+    };
+    assert_eq!(at, c.at(5.0), "1 s again after ready, not 2 s");
+    assert_eq!(attempt, 2, "the window still counts both failures");
+}
+
+#[test]
+fn restarts_never_leaves_a_crash_stopped() {
+    let c = Clock(Instant::now());
+    let mut m = M::new(Settings {
+        restart: RestartConfig {
+            policy: RestartMode::Never,
+            ..Default::default()
+        },
+        ..settings()
+    });
+    running(&mut m, &c);
+    let fx = m.step(exited(1, Some(1)), c.at(1.0));
+    assert_eq!(label(&m), "idle");
+    assert_eq!(says(&fx), ["Fooocus exited with code 1"]);
+}
+
+#[test]
+fn a_limit_that_fires_every_time_backs_off_then_gives_up_naming_the_limit() {
+    let c = Clock(Instant::now());
+    let mut m = M::new(settings());
+    running(&mut m, &c);
+    let mut t = 0.0;
+    let mut waits = Vec::new();
+    for run in 1u64.. {
+        // Loaded, generating, over the RAM cap again.
+        t += 30.0;
+        m.step(Input::Ready, c.at(t));
+        let fx = m.step(breach(LimitKind::Memory, Ok(())), c.at(t));
+        assert_eq!(fx.last(), Some(&Effect::KillTree(KillFor::Escalation)));
+        m.step(kill_ok(KillFor::Escalation), c.at(t));
+        let fx = m.step(exited(run, None), c.at(t + 0.1));
+        match &m.lifecycle {
+            Lifecycle::Idle => {
+                assert_eq!(kinds(&fx), [format!("launch {run}")]);
+                waits.push(0);
+            }
+            Lifecycle::BackingOff { at, .. } => {
+                assert_eq!(kinds(&fx), ["say", "restarting"]);
+                let d = at.duration_since(c.at(t + 0.1));
+                waits.push(d.as_secs());
+                t += 0.1 + d.as_secs_f64();
+                let fx = m.step(Input::Tick, c.at(t));
+                assert!(matches!(fx[..], [Effect::Launch { .. }]));
+            }
+            Lifecycle::GaveUp => {
+                assert_eq!(kinds(&fx), ["say", "gave_up"]);
+                let Effect::Emit(EventKind::GaveUp {
+                    reason, failures, ..
+                }) = &fx[1]
+                else {
+                    panic!("{fx:?}")
+                };
+                assert_eq!(*failures, 6);
+                assert!(
+                    reason.contains("its memory limit stopped it each time"),
+                    "{reason}"
+                );
+                assert!(m.esc.is_none(), "no escalation outlives the give-up");
+                assert_eq!(m.next_deadline(), None, "nothing left to wake for");
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        m.step(
+            Input::Launched {
+                attempt: run as u32,
+                run: run + 1,
+                io: (),
+            },
+            c.at(t),
+        );
+    }
+    assert_eq!(
+        waits,
+        [0, 1, 2, 4, 8],
+        "the first kill restarts at once, then backoff"
+    );
+}
+
+#[test]
+fn limit_kills_restart_even_with_restarts_off() {
+    let c = Clock(Instant::now());
+    let mut m = M::new(Settings {
+        restart: RestartConfig {
+            policy: RestartMode::Never,
+            ..Default::default()
+        },
+        ..settings()
+    });
+    killed(&mut m, &c);
+    let fx = m.step(exited(1, None), c.at(0.1));
+    assert_eq!(
+        kinds(&fx),
+        ["launch 1"],
+        "the restart is part of the breach's action"
+    );
+}
+
+#[test]
+fn a_users_stop_kills_on_a_deadline_and_never_waits_in_the_step() {
+    let c = Clock(Instant::now());
+    let mut m = M::new(settings());
+    stopping(&mut m, &c);
+    assert_eq!(m.next_deadline(), Some(c.at(5.0)));
+    assert_eq!(kinds(&m.step(Input::Tick, c.at(4.0))), Vec::<String>::new());
+    assert_eq!(kinds(&m.step(Input::Tick, c.at(5.0))), ["kill timer"]);
+    assert_eq!(m.next_deadline(), None, "one kill per deadline");
+    // Where the OS cannot ask a process to exit, the kill comes at once.
+    let mut m = M::new(Settings {
+        can_terminate: false,
+        ..settings()
+    });
+    running(&mut m, &c);
+    assert_eq!(kinds(&m.step(Input::Stop, c.at(0.0))), ["kill end"]);
+}
+
+#[test]
+fn a_kill_that_fails_is_retried_every_second_and_reported_sparingly() {
+    let c = Clock(Instant::now());
+    let mut m = M::new(settings());
+    stopping(&mut m, &c);
+    let mut t = 5.0;
+    let mut reports = 0;
+    for n in 1..=60 {
+        let fx = m.step(Input::Tick, c.at(t));
+        assert_eq!(kinds(&fx), ["kill timer"], "attempt {n}");
+        let fx = m.step(kill_err(KillFor::Timer), c.at(t));
+        if !fx.is_empty() {
+            reports += 1;
+            assert!(says(&fx)[0].contains(&format!("(attempt {n})")), "{fx:?}");
+            assert!(says(&fx)[0].contains("too many open files"));
+        }
+        assert_eq!(m.next_deadline(), Some(c.at(t + 1.0)));
+        t += 1.0;
+    }
+    assert_eq!(reports, 3, "said at the 1st, 30th and 60th failure");
+    // It works at last: no more retries, and the exit ends the run.
+    m.step(Input::Tick, c.at(t));
+    assert!(m.step(kill_ok(KillFor::Timer), c.at(t)).is_empty());
+    assert_eq!(m.next_deadline(), None);
+    m.step(exited(1, None), c.at(t + 0.1));
+    assert_eq!(label(&m), "idle");
+}
+
+#[test]
+fn a_failed_escalation_kill_is_retried_too() {
+    let c = Clock(Instant::now());
+    let mut m = M::new(settings());
+    kill_sent(&mut m, &c);
+    m.step(kill_err(KillFor::Escalation), c.at(0.0));
+    assert_eq!(m.run().unwrap().kill_at, Some(c.at(1.0)));
+    assert_eq!(kinds(&m.step(Input::Tick, c.at(1.0))), ["kill timer"]);
+}
+
+#[test]
+fn the_escalation_records_each_step_from_the_breach() {
+    let c = Clock(Instant::now());
+    let mut m = M::new(settings());
+    running(&mut m, &c);
+    let due = c.at(0.0);
+    let mut b = breach(LimitKind::Timeout, Ok(()));
+    if let Input::Breach { breach, .. } = &mut b {
+        breach.due = Some(due);
+    }
+    // The loop noticed 50 ms late; the graceful stop is ignored for its 10 s; the kill takes 30 ms.
+    m.step(b, c.at(0.05));
+    assert_eq!(m.next_deadline(), Some(c.at(10.05)));
+    let fx = m.step(Input::Tick, c.at(10.05));
+    assert_eq!(kinds(&fx), ["kill escalation"]);
+    let fx = m.step(kill_ok(KillFor::Escalation), c.at(10.08));
+    let Some(Effect::Emit(EventKind::GenerationStopped {
+        steps,
+        took_s,
+        grace,
+        grace_s,
+        limit,
+        how,
+        ..
+    })) = fx.iter().find(|e| matches!(e, Effect::Emit(_)))
+    else {
+        panic!("{fx:?}")
+    };
+    assert_eq!(*how, StopHow::Killed);
+    assert_eq!(*limit, Some(LimitKind::Timeout));
+    assert_eq!((grace.as_str(), *grace_s), ("configured", 10.0));
+    assert!((took_s - 10.08).abs() < 1e-6, "{took_s}");
+    let summary: Vec<_> = steps
+        .iter()
+        .map(|s| {
+            (
+                s.step.as_str(),
+                s.result.as_str(),
+                (s.at_s * 100.0).round() / 100.0,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("graceful", "ignored", 0.05),
+            ("kill", "reaped 3 processes", 10.05)
+        ]
+    );
+    assert!(matches!(
+        &fx[0],
+        Effect::CloseGeneration { outcome: Outcome::TimedOut, steps } if steps.len() == 2
+    ));
+    // Exit, relaunch, ready: the restart step goes to the generation already recorded.
+    m.step(exited(1, None), c.at(10.1));
+    m.step(
+        Input::Launched {
+            attempt: 1,
+            run: 2,
+            io: (),
+        },
+        c.at(10.1),
+    );
+    let fx = m.step(Input::Ready, c.at(40.1));
+    let Some(Effect::AppendStopStep { generation, step }) = fx.last() else {
+        panic!("{fx:?}")
+    };
+    assert_eq!(*generation, 7);
+    assert_eq!(step.result, "ready");
+    assert!((step.took_s - 30.02).abs() < 1e-6, "{}", step.took_s);
+}
+
+#[test]
+fn a_graceful_stop_waits_one_observed_step_when_steps_are_slower_than_the_grace() {
+    let c = Clock(Instant::now());
+    let mut m = M::new(settings());
+    running(&mut m, &c);
+    m.step(
+        Input::StopGeneration {
+            generation: Some(7),
+            route: Ok(()),
+            step_seconds: Some(20.0),
+        },
+        c.at(0.0),
+    );
+    assert_eq!(m.next_deadline(), Some(c.at(30.0)));
+    let fx = m.step(Input::GenerationFinished { id: 7 }, c.at(25.0));
+    assert_eq!(
+        fx[0],
+        Effect::StoppedGracefully {
+            steps: vec![StopStep {
+                step: "graceful".into(),
+                at_s: 0.0,
+                took_s: 25.0,
+                result: "ended".into()
+            }],
+            by_user: true
+        }
+    );
+    let Effect::Emit(EventKind::GenerationStopped { grace, .. }) = &fx[2] else {
+        panic!("{fx:?}")
+    };
+    assert_eq!(grace, "one step");
+}
+
+#[test]
+fn without_a_stop_route_the_kill_says_why() {
+    let c = Clock(Instant::now());
+    let mut m = M::new(settings());
+    running(&mut m, &c);
+    m.step(stop_generation(no_route()), c.at(0.0));
+    let fx = m.step(kill_ok(KillFor::Escalation), c.at(0.1));
+    let Effect::CloseGeneration { outcome, steps } = &fx[0] else {
+        panic!("{fx:?}")
+    };
+    assert_eq!(*outcome, Outcome::Killed, "the user's stop, not a limit");
+    assert_eq!(steps[0].result, "unavailable: Fooocus 2.0 has no stop");
+}
+
+#[test]
+fn the_restart_after_a_kill_has_the_startup_limit_as_its_deadline() {
+    let c = Clock(Instant::now());
+    let mut m = M::new(Settings {
+        startup: Some(secs(120)),
+        ..settings()
+    });
+    relaunched(&mut m, &c);
+    assert_eq!(m.next_deadline(), Some(c.at(120.0)));
+    let fx = m.step(Input::Tick, c.at(120.0));
+    assert_eq!(kinds(&fx), ["say", "append-step"]);
+    assert!(m.esc.is_none());
+}
+
+#[test]
+fn an_exit_during_a_graceful_stop_drops_it_so_its_deadline_cannot_kill_the_next_run() {
+    let c = Clock(Instant::now());
+    let mut m = M::new(settings());
+    graceful(&mut m, &c);
+    m.step(exited(1, Some(1)), c.at(1.0));
+    m.step(Input::Tick, c.at(2.0));
+    m.step(
+        Input::Launched {
+            attempt: 1,
+            run: 2,
+            io: (),
+        },
+        c.at(2.0),
+    );
+    assert!(m.esc.is_none());
+    assert!(m.step(Input::Tick, c.at(10.0)).is_empty());
+    assert_eq!(label(&m), "running");
+}
+
+#[test]
+fn a_port_taken_or_the_ram_cap_is_said_in_plain_words() {
+    let c = Clock(Instant::now());
+    let exit = |facts| {
+        let mut m = M::new(settings());
+        running(&mut m, &c);
+        let fx = m.step(Input::Exited { run: 1, facts }, c.at(1.0));
+        says(&fx)[0].to_string()
+    };
+    assert_eq!(
+        exit(ExitFacts {
+            code: Some(1),
+            port_taken: Some((7865, true)),
+            ..Default::default()
+        }),
+        "Fooocus could not listen: port 7865 is taken by another program (close it, or pick another port in the settings)"
+    );
+    assert_eq!(
+        exit(ExitFacts {
+            signal: Some(9),
+            oom: true,
+            ..Default::default()
+        }),
+        "Fooocus killed by the RAM cap"
+    );
+    assert_eq!(
+        exit(ExitFacts {
+            code: Some(1),
+            port_taken: Some((40000, false)),
+            ..Default::default()
+        }),
+        "Fooocus exited with code 1",
+        "the internal port: the restart picks another"
+    );
+}
+
+#[test]
+fn shutdown_ends_once_the_process_is_reaped_or_after_its_deadline() {
+    let c = Clock(Instant::now());
+    let mut m = M::new(settings());
+    shutting_down(&mut m, &c);
+    assert!(!m.quit_done(c.at(1.0)));
+    assert!(m.quit_done(c.at(10.0)), "hopeless after 10 s");
+    m.step(exited(1, None), c.at(1.0));
+    assert!(m.quit_done(c.at(1.0)));
+    let mut m = M::new(settings());
+    m.step(Input::Shutdown, c.at(0.0));
+    assert!(m.quit_done(c.at(0.0)), "nothing running: at once");
+}
+
+#[test]
+fn next_deadline_names_each_states_timer() {
+    let c = Clock(Instant::now());
+    let deadline = |setup: fn(&mut M, &Clock)| {
+        let mut m = M::new(settings());
+        setup(&mut m, &c);
+        m.next_deadline()
+    };
+    assert_eq!(deadline(idle), None);
+    assert_eq!(deadline(running), None, "the time limits are the policy's");
+    assert_eq!(deadline(stopping), Some(c.at(5.0)));
+    assert_eq!(deadline(graceful), Some(c.at(10.0)));
+    assert_eq!(deadline(killed), Some(c.at(600.0)));
+    assert_eq!(deadline(backing_off), Some(c.at(1.0)));
+    assert_eq!(deadline(gave_up), None);
+    assert_eq!(deadline(shutting_down), Some(c.at(5.0)));
+}
+
+#[test]
+fn a_second_stop_keeps_the_deadline_of_the_first() {
+    let c = Clock(Instant::now());
+    let mut m = M::new(settings());
+    stopping(&mut m, &c);
+    assert!(
+        m.step(Input::Stop, c.at(3.0)).is_empty(),
+        "no second SIGTERM"
+    );
+    m.step(Input::Shutdown, c.at(4.0));
+    assert_eq!(m.run().unwrap().kill_at, Some(c.at(5.0)), "not pushed back");
+}
+
+#[test]
+fn a_users_stop_during_a_graceful_stop_is_not_turned_into_a_limit_restart() {
+    let c = Clock(Instant::now());
+    let mut m = M::new(settings());
+    graceful_for_limit(&mut m, &c);
+    m.step(Input::Stop, c.at(1.0));
+    // The graceful stop's deadline (10 s) is gone; the stop's own (1 + 5 s) stands.
+    assert_eq!(m.next_deadline(), Some(c.at(6.0)));
+    assert_eq!(kinds(&m.step(Input::Tick, c.at(6.0))), ["kill timer"]);
+    assert!(m.step(Input::Tick, c.at(10.0)).is_empty());
+    let fx = m.step(exited(1, None), c.at(10.5));
+    assert_eq!(says(&fx), ["Fooocus stopped"]);
+    assert_eq!(label(&m), "idle");
+}
+
+#[test]
+fn a_stop_after_a_limit_kill_leaves_fooocus_stopped() {
+    let c = Clock(Instant::now());
+    let mut m = M::new(settings());
+    killed(&mut m, &c);
+    m.step(Input::Stop, c.at(0.1));
+    let fx = m.step(exited(1, None), c.at(0.2));
+    assert_eq!(kinds(&fx), ["say"], "no relaunch");
+    assert!(m.esc.is_none());
+    assert_eq!(m.next_deadline(), None);
+}
+
+#[test]
+fn a_breach_while_stopping_does_not_turn_the_exit_into_a_restart() {
+    let c = Clock(Instant::now());
+    let mut m = M::new(settings());
+    stopping(&mut m, &c);
+    assert!(m
+        .step(breach(LimitKind::Memory, Ok(())), c.at(1.0))
+        .is_empty());
+    let fx = m.step(exited(1, None), c.at(2.0));
+    assert_eq!(kinds(&fx), ["say"]);
+    assert_eq!(label(&m), "idle");
+}
+
+#[test]
+fn a_shutdown_during_a_users_restart_does_not_relaunch() {
+    let c = Clock(Instant::now());
+    let mut m = M::new(settings());
+    restarting_by_user(&mut m, &c);
+    m.step(Input::Shutdown, c.at(1.0));
+    let fx = m.step(exited(1, None), c.at(2.0));
+    assert_eq!(kinds(&fx), ["say"]);
+    assert!(m.quit_done(c.at(2.0)));
+}
+
+#[test]
+fn ready_from_a_process_being_ended_does_not_reset_the_backoff() {
+    let c = Clock(Instant::now());
+    let mut m = M::new(settings());
+    killed(&mut m, &c);
+    assert!(m.step(Input::Ready, c.at(0.1)).is_empty());
+    assert!(
+        m.esc.is_some(),
+        "the escalation waits for the new process's ready"
+    );
+}
+
+#[test]
+fn a_give_up_for_a_limit_names_it_and_the_change_that_helps() {
+    let timeout = keeps_firing(Some(LimitKind::Timeout));
+    assert!(
+        timeout.starts_with("its timeout limit stopped it each time"),
+        "{timeout}"
+    );
+    assert!(timeout.contains("raise the timeout"), "{timeout}");
+    assert!(
+        !timeout.contains("cap"),
+        "a timeout is not a cap: {timeout}"
+    );
+    let vram = keeps_firing(Some(LimitKind::Vram));
+    assert!(vram.contains("VRAM mode"), "{vram}");
+    let ram = keeps_firing(Some(LimitKind::Memory));
+    assert!(ram.contains("needs once loaded"), "{ram}");
+    assert!(keeps_firing(Some(LimitKind::Stall)).contains("stall limit"));
+    assert!(keeps_firing(None).contains("check the limits"));
+}

@@ -1,0 +1,460 @@
+//! The supervisor: one thread that owns Fooocus's process, its container, its console, the
+//! limit timers and the escalation, driven by messages from small helper threads.
+//!
+//! Threads:
+//! * the supervisor loop (`run::Loop`, the effect code around the pure state machine in
+//!   `machine`), which waits on its channel with a deadline
+//!   (the next limit, quiet period, grace period or restart), so limits are kept by a timer;
+//! * the spawner, which lives as long as the guard: PR_SET_PDEATHSIG fires when the *thread*
+//!   that spawned a child exits, so children are never spawned from short-lived threads;
+//! * per run: a reader per output stream and a waiter;
+//! * the sampler (see `sampling`), which reports usage to the loop.
+
+use std::ffi::OsString;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use guard_contain::{BackendChoice, TreeProbe};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::console::{ConsoleBuffer, ConsoleLine, Stream};
+use crate::events::GuardEvent;
+use crate::install::{self, Install, LaunchCommand};
+use crate::policy::Usage;
+
+mod io;
+mod machine;
+mod run;
+
+/// What the guard runs.
+#[derive(Clone, Debug)]
+pub enum Target {
+    Install(Install),
+    /// Any command (`run -- COMMAND ARGS`), still contained and parsed.
+    Command(LaunchCommand),
+}
+
+impl Target {
+    fn command(&self, cfg: &Config) -> LaunchCommand {
+        match self {
+            Target::Install(i) => install::launch_command(i, &cfg.launch, cfg.launch.port),
+            Target::Command(c) => c.clone(),
+        }
+    }
+    fn install(&self) -> Option<&Install> {
+        match self {
+            Target::Install(i) => Some(i),
+            Target::Command(_) => None,
+        }
+    }
+}
+
+pub struct GuardOptions {
+    pub config: Config,
+    pub target: Option<Target>,
+    /// Copy Fooocus's output to this process's stdout (the CLI).
+    pub passthrough: bool,
+    pub demo: bool,
+    /// Start Fooocus right away.
+    pub autostart: bool,
+    /// Console lines kept for the UI.
+    pub console_lines: usize,
+    /// Where finished generations and breaches go, and the first generation number (see
+    /// `store::HistoryWriter::spawn`; None: not kept).
+    pub history: Option<(crate::store::HistoryWriter, u64)>,
+    /// End the supervisor when Fooocus has stopped for good (exited and not restarted, or
+    /// given up): the headless CLI.
+    pub exit_when_done: bool,
+}
+
+impl GuardOptions {
+    pub fn new(config: Config, target: Option<Target>) -> Self {
+        GuardOptions {
+            config,
+            target,
+            passthrough: false,
+            demo: false,
+            autostart: true,
+            console_lines: 5000,
+            history: None,
+            exit_when_done: false,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FooocusState {
+    NotConfigured,
+    Stopped,
+    Starting,
+    Ready,
+    Generating,
+    Stopping,
+    Restarting,
+    GaveUp,
+}
+
+/// What the user may do in a state: derived here once, and rendered as it is by the tray's menu
+/// and the dashboard's buttons (which used to decide each on their own, and disagreed).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actions {
+    pub start: bool,
+    pub stop: bool,
+    pub restart: bool,
+    pub open_browser: bool,
+    pub stop_generation: bool,
+}
+
+impl Actions {
+    pub fn for_state(state: FooocusState, has_url: bool) -> Actions {
+        use FooocusState::*;
+        let running = matches!(state, Starting | Ready | Generating | Restarting);
+        Actions {
+            start: !running && !matches!(state, NotConfigured | Stopping),
+            stop: running,
+            restart: running,
+            open_browser: has_url && matches!(state, Ready | Generating),
+            stop_generation: state == Generating,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GenerationProgress {
+    pub id: u64,
+    pub started_ms: i64,
+    pub image_index: Option<u32>,
+    pub image_total: Option<u32>,
+    pub step: Option<u32>,
+    pub step_total: Option<u32>,
+    pub elapsed_s: f64,
+    pub timeout_s: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GracefulStop {
+    pub available: bool,
+    pub why: String,
+}
+
+/// What the UI shows (docs/ipc.md `Status`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub state: FooocusState,
+    pub url: Option<String>,
+    pub install: Option<Install>,
+    pub backend: Option<BackendChoice>,
+    pub gpu_status: String,
+    pub generation: Option<GenerationProgress>,
+    pub unseen_breach: bool,
+    pub graceful_stop: GracefulStop,
+    pub demo: bool,
+    pub restarts: u32,
+    pub pid: Option<u32>,
+    /// What the user may do now (see `Actions::for_state`).
+    pub actions: Actions,
+    /// A model download while Fooocus starts (the first start downloads GBs).
+    #[serde(default)]
+    pub download: Option<crate::generation::ModelDownload>,
+}
+
+/// What subscribers receive.
+#[derive(Clone, Debug)]
+pub enum Update {
+    Event(GuardEvent),
+    Status(Box<Status>),
+    Console(Vec<ConsoleLine>),
+    Sample(Arc<guard_sample::Sample>),
+}
+
+#[derive(Debug)]
+enum Cmd {
+    Start,
+    Stop,
+    Restart,
+    StopGeneration,
+    SetConfig(Box<Config>, Sender<Vec<String>>),
+    SetTarget(Box<Target>),
+    Warn(String),
+    Shutdown(Sender<()>),
+}
+
+use guard_contain::process::ExitInfo;
+
+enum Msg {
+    Cmd(Cmd),
+    Output {
+        run: u64,
+        stream: Stream,
+        bytes: Vec<u8>,
+    },
+    Eof {
+        run: u64,
+        stream: Stream,
+    },
+    Exited {
+        run: u64,
+        exit: ExitInfo,
+    },
+    Usage(Usage),
+    /// Gradio's queue as the gateway relays it.
+    Queue {
+        run: u64,
+        event: guard_gateway::QueueEvent,
+    },
+    /// Something the container saw itself (Windows job messages).
+    Container {
+        run: u64,
+        event: guard_contain::ContainerEvent,
+    },
+    StopSent {
+        run: u64,
+        result: Result<(), String>,
+    },
+}
+
+/// Shared with the handle and the sampler.
+pub(crate) struct Shared {
+    pub status: Mutex<Status>,
+    pub console: Mutex<ConsoleBuffer>,
+    subscribers: Mutex<Vec<Sender<Update>>>,
+    /// The current tree, for the sampler: (probe, root pid).
+    pub tree: Mutex<Option<(TreeProbe, u32)>>,
+    pub generating: AtomicBool,
+    pub gpu_status: Mutex<String>,
+    /// How the last Fooocus process ended: (code, signal).
+    pub last_exit: Mutex<Option<(Option<i32>, Option<i32>)>>,
+}
+
+impl Shared {
+    pub(crate) fn publish(&self, u: Update) {
+        let mut subs = self.subscribers.lock().unwrap();
+        subs.retain(|s| match s.try_send(u.clone()) {
+            Ok(()) => true,
+            // A slow subscriber loses updates rather than stalling the supervisor.
+            Err(crossbeam_channel::TrySendError::Full(_)) => true,
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => false,
+        });
+    }
+}
+
+/// A running guard. Cheap to clone; dropping the last clone does not stop it: call
+/// [`Guard::shutdown`].
+#[derive(Clone)]
+pub struct Guard {
+    tx: Sender<Msg>,
+    shared: Arc<Shared>,
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl Guard {
+    pub fn start(opts: GuardOptions) -> std::io::Result<Guard> {
+        let (tx, rx) = unbounded();
+        let state = if opts.target.is_some() {
+            FooocusState::Stopped
+        } else {
+            FooocusState::NotConfigured
+        };
+        let shared = Arc::new(Shared {
+            status: Mutex::new(Status {
+                state,
+                url: None,
+                install: opts.target.as_ref().and_then(|t| t.install().cloned()),
+                backend: None,
+                gpu_status: "not sampled yet".into(),
+                generation: None,
+                unseen_breach: false,
+                graceful_stop: GracefulStop {
+                    available: false,
+                    why: "Fooocus is not running".into(),
+                },
+                demo: opts.demo,
+                restarts: 0,
+                pid: None,
+                actions: Actions::for_state(state, false),
+                download: None,
+            }),
+            console: Mutex::new(ConsoleBuffer::new(opts.console_lines)),
+            subscribers: Mutex::new(Vec::new()),
+            tree: Mutex::new(None),
+            generating: AtomicBool::new(false),
+            gpu_status: Mutex::new(String::new()),
+            last_exit: Mutex::new(None),
+        });
+        let spawner = io::Spawner::start()?;
+        let autostart = opts.autostart && opts.target.is_some();
+        let mut lp = run::Loop::new(opts, tx.clone(), shared.clone(), spawner);
+        let thread = std::thread::Builder::new()
+            .name("fooocus-guard-supervisor".into())
+            .spawn(move || {
+                lp.clean_stale();
+                if autostart {
+                    lp.autostart();
+                }
+                lp.run(rx);
+            })?;
+        Ok(Guard {
+            tx,
+            shared,
+            thread: Arc::new(Mutex::new(Some(thread))),
+        })
+    }
+
+    pub fn start_fooocus(&self) {
+        let _ = self.tx.send(Msg::Cmd(Cmd::Start));
+    }
+    pub fn stop_fooocus(&self) {
+        let _ = self.tx.send(Msg::Cmd(Cmd::Stop));
+    }
+    pub fn restart_fooocus(&self) {
+        let _ = self.tx.send(Msg::Cmd(Cmd::Restart));
+    }
+    pub fn stop_generation(&self) {
+        let _ = self.tx.send(Msg::Cmd(Cmd::StopGeneration));
+    }
+
+    /// Supervise another install from the next start on.
+    pub fn set_target(&self, target: Target) {
+        let _ = self.tx.send(Msg::Cmd(Cmd::SetTarget(Box::new(target))));
+    }
+
+    /// Tell the user something about the guard itself (console line, event, log).
+    pub fn warn(&self, message: &str) {
+        let _ = self.tx.send(Msg::Cmd(Cmd::Warn(message.to_string())));
+    }
+
+    /// Apply new settings. Returns the names of settings that need a Fooocus restart.
+    pub fn set_config(&self, config: Config) -> Vec<String> {
+        let (rtx, rrx) = bounded(1);
+        if self
+            .tx
+            .send(Msg::Cmd(Cmd::SetConfig(Box::new(config), rtx)))
+            .is_err()
+        {
+            return Vec::new();
+        }
+        rrx.recv_timeout(Duration::from_secs(10))
+            .unwrap_or_default()
+    }
+
+    pub fn status(&self) -> Status {
+        self.shared.status.lock().unwrap().clone()
+    }
+
+    pub fn mark_breaches_seen(&self) {
+        self.shared.status.lock().unwrap().unseen_breach = false;
+        let s = self.status();
+        self.shared.publish(Update::Status(Box::new(s)));
+    }
+
+    pub fn console(&self, after: Option<u64>, query: Option<&str>, max: usize) -> Vec<ConsoleLine> {
+        self.shared.console.lock().unwrap().query(after, query, max)
+    }
+
+    /// Updates from now on. Bounded: a subscriber that does not keep up loses updates.
+    pub fn subscribe(&self) -> Receiver<Update> {
+        let (tx, rx) = bounded(4096);
+        self.shared.subscribers.lock().unwrap().push(tx);
+        rx
+    }
+
+    /// Report resource usage of the tree (from the sampler) to the limit policy.
+    pub fn report_usage(&self, usage: Usage) {
+        let _ = self.tx.send(Msg::Usage(usage));
+    }
+
+    /// The tree the sampler should watch, and whether a generation runs (sample faster).
+    pub fn tree(&self) -> (Option<(TreeProbe, u32)>, bool) {
+        (
+            self.shared.tree.lock().unwrap().clone(),
+            self.shared
+                .generating
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    pub fn set_gpu_status(&self, s: &str) {
+        let mut g = self.shared.gpu_status.lock().unwrap();
+        if *g != s {
+            *g = s.to_string();
+            drop(g);
+            let mut st = self.shared.status.lock().unwrap();
+            st.gpu_status = s.to_string();
+            let snapshot = st.clone();
+            drop(st);
+            self.shared.publish(Update::Status(Box::new(snapshot)));
+        }
+    }
+
+    /// Let every subscriber's channel end (after the supervisor stopped), so their threads
+    /// drain what is left and finish.
+    pub fn close_subscribers(&self) {
+        self.shared.subscribers.lock().unwrap().clear();
+    }
+
+    /// Hand a sample to subscribers (the UI's graphs).
+    pub fn publish_sample(&self, s: Arc<guard_sample::Sample>) {
+        self.shared.publish(Update::Sample(s));
+    }
+
+    /// Stop Fooocus cleanly, then end the supervisor. Every process of the tree is gone when
+    /// this returns.
+    pub fn shutdown(&self) {
+        let (rtx, rrx) = bounded(1);
+        if self.tx.send(Msg::Cmd(Cmd::Shutdown(rtx))).is_ok() {
+            let _ = rrx.recv_timeout(Duration::from_secs(60));
+        }
+        if let Some(t) = self.thread.lock().unwrap().take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Wait until the supervisor ends by itself (the CLI: gave up, or a command that exited
+    /// with restarts off).
+    pub fn wait(&self) {
+        if let Some(t) = self.thread.lock().unwrap().take() {
+            let _ = t.join();
+        }
+    }
+
+    /// How the last Fooocus process ended: (exit code, signal).
+    pub fn last_exit(&self) -> Option<(Option<i32>, Option<i32>)> {
+        *self.shared.last_exit.lock().unwrap()
+    }
+}
+
+/// Argv helper for the CLI: OsString from &str.
+pub fn os(args: &[&str]) -> Vec<OsString> {
+    args.iter().map(OsString::from).collect()
+}
+
+#[cfg(test)]
+mod actions_tests {
+    use super::*;
+
+    #[test]
+    fn each_state_allows_its_actions() {
+        use FooocusState::*;
+        let a = |s, url| Actions::for_state(s, url);
+        assert!(a(Stopped, false).start && !a(Stopped, false).stop);
+        assert!(!a(NotConfigured, false).start, "nothing to start");
+        assert!(
+            !a(Stopping, true).start && !a(Stopping, true).stop,
+            "wait for the stop"
+        );
+        assert!(a(GaveUp, false).start, "start again after fixing the cause");
+        let g = a(Generating, true);
+        assert!(g.stop && g.restart && g.open_browser && g.stop_generation && !g.start);
+        assert!(
+            !a(Starting, true).open_browser,
+            "not before Fooocus is ready"
+        );
+        assert!(!a(Ready, false).open_browser, "no address yet");
+        assert!(!a(Ready, true).stop_generation);
+    }
+}

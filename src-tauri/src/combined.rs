@@ -1,0 +1,141 @@
+//! The tray app on Windows: guard, tray and window in one process, a thin shell over
+//! `guard_core::app::App`. The window is created when the user opens the dashboard and destroyed
+//! when it is closed; WebView2 renders in processes of its own.
+
+use std::sync::Arc;
+
+use guard_core::app::{App, AppOptions};
+use tauri::{Emitter, Manager, WebviewUrl, WebviewWindowBuilder};
+
+use crate::{commands, notify, tray};
+
+pub const MAIN: &str = "main";
+
+/// Open the dashboard, creating its window if it was closed.
+pub fn show_dashboard(app: &tauri::AppHandle) {
+    if let Some(w) = app.get_webview_window(MAIN) {
+        let _ = w.unminimize();
+        let _ = w.show();
+        let _ = w.set_focus();
+        return;
+    }
+    let built = WebviewWindowBuilder::new(app, MAIN, WebviewUrl::App("index.html".into()))
+        .title("Fooocus Guard")
+        .inner_size(1180.0, 800.0)
+        .min_inner_size(760.0, 520.0)
+        .build();
+    if let Err(e) = built {
+        eprintln!("fooocus-guard: cannot open the dashboard: {e}");
+    }
+}
+
+pub fn run(demo: bool, hidden: bool) {
+    let core = match App::start(AppOptions {
+        demo,
+        ..AppOptions::default()
+    }) {
+        Ok(a) => Arc::new(a),
+        Err(e) => {
+            eprintln!("fooocus-guard: {e}");
+            std::process::exit(2);
+        }
+    };
+
+    let app = tauri::Builder::default()
+        .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| {
+            // A second launch opens the first one's window.
+            show_dashboard(app);
+        }))
+        .plugin(tauri_plugin_dialog::init())
+        .manage(core.clone())
+        .manage(std::sync::Mutex::new(fooocus_guard::LastStop::default()))
+        .manage(std::sync::Arc::new(guard_core::installer::Jobs::new(None)))
+        .invoke_handler(tauri::generate_handler![
+            commands::get_status,
+            commands::start_fooocus,
+            commands::stop_fooocus,
+            commands::restart_fooocus,
+            commands::stop_generation,
+            commands::open_in_browser,
+            commands::get_history,
+            commands::get_console,
+            commands::get_settings,
+            commands::validate_settings,
+            commands::settings_notes,
+            commands::save_settings,
+            commands::detect_installs,
+            commands::check_install,
+            commands::pick_folder,
+            commands::get_generations,
+            commands::get_breaches,
+            commands::limit_stats,
+            commands::export_history_csv,
+            commands::mark_breaches_seen,
+            commands::get_last_stop,
+            commands::debug_forbidden,
+            commands::install_plan,
+            commands::install_start,
+            commands::install_cancel,
+            commands::install_status,
+            commands::install_discard,
+        ])
+        .setup(move |app| {
+            let handle = app.handle().clone();
+            tray::create(&handle)?;
+            forward_updates(handle.clone(), core.clone());
+            if !hidden {
+                show_dashboard(&handle);
+            }
+            Ok(())
+        })
+        .build(tauri::generate_context!())
+        .expect("the tray app starts");
+
+    app.run(|handle, event| match event {
+        // Closing the last window leaves the app in the tray.
+        tauri::RunEvent::ExitRequested {
+            api, code: None, ..
+        } => api.prevent_exit(),
+        tauri::RunEvent::Exit => {
+            if let Some(core) = handle.try_state::<Arc<App>>() {
+                core.shutdown();
+            }
+        }
+        _ => {}
+    });
+}
+
+/// Guard updates -> webview events, tray, notifications.
+fn forward_updates(handle: tauri::AppHandle, core: Arc<App>) {
+    let rx = core.subscribe();
+    let mut notifier = notify::Notifier::new(core.settings().notifications.clone());
+    std::thread::Builder::new()
+        .name("fooocus-guard-ui-bridge".into())
+        .spawn(move || {
+            for u in rx {
+                match u {
+                    guard_core::Update::Status(s) => {
+                        tray::update(&handle, &s);
+                        let _ = handle.emit("status", &*s);
+                    }
+                    guard_core::Update::Event(e) => {
+                        if let Some(last) =
+                            handle.try_state::<std::sync::Mutex<fooocus_guard::LastStop>>()
+                        {
+                            last.lock().unwrap().observe(&e);
+                        }
+                        notifier.set_config(core.settings().notifications.clone());
+                        notifier.on_event(&e);
+                        let _ = handle.emit("guard-event", &e);
+                    }
+                    guard_core::Update::Console(lines) => {
+                        let _ = handle.emit("console", &lines);
+                    }
+                    guard_core::Update::Sample(s) => {
+                        let _ = handle.emit("sample", &*s);
+                    }
+                }
+            }
+        })
+        .expect("bridge thread");
+}

@@ -1,0 +1,225 @@
+//! The dashboard's process (Unix): one window, its commands forwarded to the guard, the guard's
+//! events forwarded to the webview, and WebKit set up to hold as little memory as a page of
+//! graphs needs.
+
+use std::sync::{Arc, OnceLock};
+
+use fooocus_guard::ipc;
+use serde_json::Value;
+use tauri::{Emitter, Manager, WebviewUrl, WebviewWindowBuilder};
+
+const MAIN: &str = "main";
+
+/// The link to the guard, managed by Tauri for the commands.
+struct Link(Arc<ipc::Client>);
+
+impl Link {
+    /// Off the main thread (which paints the window): the guard may take its time.
+    async fn call(&self, cmd: &'static str, args: Value) -> Result<Value, String> {
+        let c = self.0.clone();
+        tauri::async_runtime::spawn_blocking(move || c.call(cmd, args))
+            .await
+            .map_err(|e| format!("the dashboard's worker failed: {e}"))?
+    }
+}
+
+/// A command of docs/ipc.md, answered by the guard: same name, same arguments.
+macro_rules! forward {
+    ($($name:ident($($arg:ident),*);)*) => {$(
+        #[tauri::command]
+        async fn $name(link: tauri::State<'_, Link>, $($arg: Option<Value>),*) -> Result<Value, String> {
+            #[allow(unused_mut)]
+            let mut args = serde_json::Map::new();
+            $(args.insert(stringify!($arg).into(), $arg.unwrap_or(Value::Null));)*
+            link.call(stringify!($name), Value::Object(args)).await
+        }
+    )*};
+}
+
+forward! {
+    get_status();
+    start_fooocus();
+    stop_fooocus();
+    restart_fooocus();
+    stop_generation();
+    open_in_browser();
+    get_history(range_s);
+    get_console(after, query);
+    get_settings();
+    validate_settings(settings);
+    settings_notes(settings);
+    save_settings(settings);
+    detect_installs();
+    check_install(path);
+    get_generations(outcome, limit);
+    get_breaches(limit);
+    limit_stats(limit, value);
+    export_history_csv();
+    mark_breaches_seen();
+    get_last_stop();
+    install_plan(path);
+    install_start(path);
+    install_cancel();
+    install_status();
+    install_discard(path);
+}
+
+/// The folder picker is this process's own (a dialog belongs to the window).
+#[tauri::command]
+async fn pick_folder(app: tauri::AppHandle) -> Option<String> {
+    use tauri_plugin_dialog::DialogExt;
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    app.dialog()
+        .file()
+        .set_title("Choose the Fooocus folder")
+        .pick_folder(move |f| {
+            let _ = tx.send(f.map(|p| p.to_string()));
+        });
+    rx.recv().ok().flatten()
+}
+
+/// Registered but granted to no window: the IPC test calls it and must be refused.
+#[tauri::command]
+fn debug_forbidden() -> &'static str {
+    "this must never be reachable from the webview"
+}
+
+pub fn run() {
+    tune_webkit_env();
+    // Opened from a limit's notification: at the "why it stopped" card.
+    let page = if std::env::args().any(|a| a == "--why") {
+        "index.html#why"
+    } else {
+        "index.html"
+    };
+    let Some(data_dir) = guard_core::paths::data_dir() else {
+        eprintln!(
+            "fooocus-guard-dashboard: no data folder (HOME is not set): set FOOOCUS_GUARD_DATA_DIR"
+        );
+        std::process::exit(2);
+    };
+    static HANDLE: OnceLock<tauri::AppHandle> = OnceLock::new();
+    let client = ipc::Client::connect(
+        &data_dir,
+        |name, payload| {
+            let Some(app) = HANDLE.get() else { return };
+            match name.as_str() {
+                "show" => {
+                    if let Some(w) = app.get_webview_window(MAIN) {
+                        let _ = w.unminimize();
+                        let _ = w.show();
+                        let _ = w.set_focus();
+                        if payload == Value::Bool(true) {
+                            let _ = w.emit("open-why", ());
+                        }
+                    }
+                }
+                "quit" => app.exit(0),
+                _ => {
+                    let _ = app.emit(&name, payload);
+                }
+            }
+        },
+        // Without its guard the window can do nothing: it goes too.
+        || match HANDLE.get() {
+            Some(app) => app.exit(0),
+            None => std::process::exit(0),
+        },
+    );
+    let client = match client {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("fooocus-guard-dashboard: {e}");
+            std::process::exit(2);
+        }
+    };
+
+    let app = tauri::Builder::default()
+        .plugin(tauri_plugin_dialog::init())
+        .manage(Link(client))
+        .invoke_handler(tauri::generate_handler![
+            get_status,
+            start_fooocus,
+            stop_fooocus,
+            restart_fooocus,
+            stop_generation,
+            open_in_browser,
+            get_history,
+            get_console,
+            get_settings,
+            validate_settings,
+            settings_notes,
+            save_settings,
+            detect_installs,
+            check_install,
+            pick_folder,
+            get_generations,
+            get_breaches,
+            limit_stats,
+            export_history_csv,
+            mark_breaches_seen,
+            get_last_stop,
+            install_plan,
+            install_start,
+            install_cancel,
+            install_status,
+            install_discard,
+            debug_forbidden,
+        ])
+        .on_window_event(|w, e| {
+            if let tauri::WindowEvent::CloseRequested { .. } = e {
+                // Before the window goes: the guard starts a new dashboard for the next open
+                // rather than waiting for this process to end.
+                w.state::<Link>().0.tell("dashboard_closing");
+            }
+        })
+        .setup(move |app| {
+            let _ = HANDLE.set(app.handle().clone());
+            let w = WebviewWindowBuilder::new(app, MAIN, WebviewUrl::App(page.into()))
+                .title("Fooocus Guard")
+                .inner_size(1180.0, 800.0)
+                .min_inner_size(760.0, 520.0)
+                .build()?;
+            tune_webview(&w);
+            Ok(())
+        })
+        .build(tauri::generate_context!())
+        .expect("the dashboard starts");
+    // Closing the window ends this process (Tauri's default once no window is left).
+    app.run(|_, _| {});
+}
+
+/// Before GTK starts: WebKit reads these once.
+fn tune_webkit_env() {
+    #[cfg(target_os = "linux")]
+    for (k, v) in [
+        // Software rendering without the compositor's layers and buffers: a page of graphs does
+        // not need them, and they cost tens of MiB per web process.
+        ("WEBKIT_DISABLE_COMPOSITING_MODE", "1"),
+        ("WEBKIT_DISABLE_DMABUF_RENDERER", "1"),
+    ] {
+        if std::env::var_os(k).is_none() {
+            std::env::set_var(k, v);
+        }
+    }
+}
+
+/// The web process's cache and memory settings: a single page, never navigated away from.
+fn tune_webview(w: &tauri::WebviewWindow) {
+    #[cfg(target_os = "linux")]
+    {
+        let _ = w.with_webview(|wv| {
+            use webkit2gtk::{CacheModel, SettingsExt, WebContextExt, WebViewExt};
+            let view = wv.inner();
+            if let Some(ctx) = view.context() {
+                ctx.set_cache_model(CacheModel::DocumentViewer);
+            }
+            if let Some(s) = WebViewExt::settings(&view) {
+                s.set_enable_page_cache(false);
+                s.set_hardware_acceleration_policy(webkit2gtk::HardwareAccelerationPolicy::Never);
+            }
+        });
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = w;
+}
