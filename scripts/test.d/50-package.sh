@@ -9,7 +9,11 @@ cd "$(dirname "$0")/../.."
 start=$(date +%s)
 . scripts/lib/debs.sh
 ensure_debs package mmdebstrap eatmydata
-bash scripts/package.sh linux 2>&1 | grep -E '^(---|package:|error|warning: unused)' || { echo "package: the build failed" >&2; exit 1; }
+log=$(mktemp); trap 'rm -f "$log"' EXIT
+if ! bash scripts/package.sh linux >"$log" 2>&1; then
+  tail -n 40 "$log"; echo "package: scripts/package.sh linux failed (its output's end is above)" >&2; exit 1
+fi
+grep -E '^(---|package:|warning: unused)' "$log"
 built=$(date +%s)
 version=$(python3 -c 'import json; print(json.load(open("src-tauri/tauri.conf.json"))["version"])')
 deb=$PWD/dist/fooocus-guard_${version}_amd64.deb
