@@ -4,11 +4,18 @@
 #            it, the desktop entry, icons at every size, the Debian dependencies declared)
 #   windows  fooocus-guard_VERSION_x64-setup.exe (our NSIS script, built with Debian's makensis: both
 #            programs, per user, Start-menu shortcut, uninstaller; docs/windows.md "The installer")
-# Usage: scripts/package.sh [linux] [windows]. Prints each step's time and the package's size.
+# Usage: scripts/package.sh [--debug] [linux] [windows]. Prints each step's time and the package's
+# size. --debug (linux only) packages the debug build instead, as fooocus-guard_VERSION_amd64-debug.deb:
+# CI installs that one, because a release build takes longer on its 2 cores than its whole budget
+# allows; the bundler, the package's contents and its checks are the same.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
-what=("$@"); [ ${#what[@]} -gt 0 ] || what=(linux)
+debug=0 what=()
+for a in "$@"; do
+  case $a in --debug) debug=1 ;; *) what+=("$a") ;; esac
+done
+[ ${#what[@]} -gt 0 ] || what=(linux)
 dist=$here/dist
 mkdir -p "$dist"
 version=$(python3 -c 'import json; print(json.load(open("src-tauri/tauri.conf.json"))["version"])')
@@ -28,19 +35,35 @@ linux() {
   (cd packaging && { [ -x node_modules/.bin/tauri ] || npm ci --no-audit --no-fund --loglevel=error; })
   step "front end"
   frontend
-  step "fooocus-guard-cli (release)"
+  local dir=release bundle_flags=(--features custom-protocol)
+  [ "$debug" = 1 ] && dir=debug bundle_flags=(--debug)
+  step "fooocus-guard, its dashboard and fooocus-guard-cli ($dir)"
   local s=$(date +%s)
-  cargo build -q --release --locked -p guard-cli
-  echo "package: fooocus-guard-cli built in $(( $(date +%s) - s )) s"
-  step "the app (release) and the .deb (Tauri's bundler)"
+  if [ "$debug" = 1 ]; then
+    # Built exactly as the test suites build them (each on its own, no features), so after
+    # them this builds nothing: the debug app serves its embedded front end all the same.
+    cargo build -q --locked -p guard-cli
+    cargo build -q --locked -p fooocus-guard
+  else
+    # One cargo run for all three: the CLI and the app share most crates, and separate runs
+    # built 73 of the CLI's 167 again (other features).
+    cargo build -q --release --locked -p guard-cli -p fooocus-guard --features fooocus-guard/custom-protocol
+  fi
+  echo "package: programs built in $(( $(date +%s) - s )) s"
+  step "the .deb (Tauri's bundler, from what was just built)"
   s=$(date +%s)
-  # The bundler puts target/release/fooocus-guard-cli into /usr/bin (bundle.linux.deb.files).
-  (cd src-tauri && ../packaging/node_modules/.bin/tauri build --ci --bundles deb -- --locked)
-  echo "package: app and .deb built in $(( $(date +%s) - s )) s"
-  local deb
-  deb=$(ls -t "target/release/bundle/deb/"*"_${version}_amd64.deb" | head -n1)
-  cp "$deb" "$dist/fooocus-guard_${version}_amd64.deb"
-  size "$dist/fooocus-guard_${version}_amd64.deb"
+  # Where cargo put them (CARGO_TARGET_DIR is honoured).
+  local target
+  target=$(cargo metadata -q --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+  # The CLI goes into /usr/bin beside the app (bundle.linux.deb.files names the release one).
+  (cd src-tauri && ../packaging/node_modules/.bin/tauri bundle --ci --bundles deb "${bundle_flags[@]}" \
+     --config "{\"bundle\":{\"linux\":{\"deb\":{\"files\":{\"/usr/bin/fooocus-guard-cli\":\"$target/$dir/fooocus-guard-cli\"}}}}}")
+  echo "package: .deb made in $(( $(date +%s) - s )) s"
+  local deb out=$dist/fooocus-guard_${version}_amd64.deb
+  deb=$(ls -t "$target/$dir/bundle/deb/"*"_${version}_amd64.deb" | head -n1)
+  [ "$debug" = 1 ] && out=$dist/fooocus-guard_${version}_amd64-debug.deb
+  cp "$deb" "$out"
+  size "$out"
 }
 
 # Windows, cross-built here: both programs (release) and the per-user installer (makensis;
