@@ -29,6 +29,13 @@ deb=$PWD/dist/fooocus-guard_${version}_amd64${suffix}.deb
 test -s "$deb"
 echo "--- the .deb's metadata"
 dpkg-deb -f "$deb" Package Version Depends Installed-Size | sed 's/^/  /'
+# The root comes from the same apt sources as this machine's (its mirror or proxy); Debian's own
+# when it has none.
+mirrors=()
+for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+  [ -s "$f" ] && grep -qE '^[[:space:]]*(deb |Types:)' "$f" && mirrors+=("$f")
+done
+[ ${#mirrors[@]} -gt 0 ] || mirrors=("deb http://deb.debian.org/debian bookworm main")
 echo "--- a clean Debian 12 root: apt-get install ./$(basename "$deb"), then tests/package/installed.sh"
 # dpkg without fsync (eatmydata; its hooks come last so that the package's install runs under it
 # too): the root is thrown away. Test tools only (a user's desktop has its own X server and bus); the package brings the rest.
@@ -38,9 +45,6 @@ mmdebstrap --mode=root --variant=apt --quiet \
   --customize-hook='chroot "$1" sh -c "cd /tmp && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends ./fooocus-guard_*.deb >/tmp/apt.log 2>&1 || { tail -n 30 /tmp/apt.log; exit 1; }; grep -E \"^(Need to get|After this operation)\" /tmp/apt.log"' \
   --customize-hook='chroot "$1" bash /tmp/installed.sh' \
   --hook-dir=/usr/share/mmdebstrap/hooks/eatmydata \
-  bookworm /dev/null \
-  "deb http://deb.debian.org/debian bookworm main" \
-  "deb http://deb.debian.org/debian bookworm-updates main" \
-  "deb http://deb.debian.org/debian-security bookworm-security main" </dev/null 2>&1 |
+  bookworm /dev/null "${mirrors[@]}" </dev/null 2>&1 |
   grep -vE '^(W: Download is performed unsandboxed|processing |Get:[0-9]|Fetched |\./usr/)'
 echo "--- package: built in $(( built - start )) s, installed and checked in $(( $(date +%s) - built )) s"

@@ -44,6 +44,7 @@ dbus-run-session -- xvfb-run -a -s "-screen 0 1280x900x24" bash -c '
     echo "the window belongs to $(readlink /proc/$owner/exe)"
   sleep 3
   kill -0 $pid && echo "still running 3 s later"
+  grep -qx WebKitWebProces /proc/[0-9]*/comm 2>/dev/null && echo "WebKit web process running"
   kill $pid; wait $pid 2>/dev/null
   exit 0
 ' >/tmp/session.out 2>&1
@@ -52,6 +53,7 @@ echo "  the session took $(( ($(date +%s%N) - start) / 1000000 )) ms"
 check "the app shows its window 'Fooocus Guard'" grep -q "window shown" /tmp/session.out
 check "the window is /usr/bin/fooocus-guard-dashboard's" grep -q "belongs to /usr/bin/fooocus-guard-dashboard$" /tmp/session.out
 check "and the guard keeps running" grep -q "still running" /tmp/session.out
+check "WebKit's web process draws the page (it needs EGL; the window's process goes without)" grep -q "WebKit web process running" /tmp/session.out
 if [ "$failed" -gt 0 ]; then echo "--- app log"; tail -n 30 /tmp/app.log; fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
