@@ -206,6 +206,42 @@ fn tune_webkit_env() {
             std::env::set_var(k, v);
         }
     }
+    #[cfg(target_os = "linux")]
+    no_egl_in_this_process();
+}
+
+/// This process draws the page's bitmaps with cairo (no compositing, no DMA-BUF renderer), so it
+/// has no use for EGL; yet WebKit opens an EGL display in it, and with Mesa that loads the
+/// driver and libLLVM (17 MiB of PSS under llvmpipe, tests/app/footprint.sh --mappings). glvnd
+/// reads its list of EGL vendors once, at the first EGL call: make that call with the list
+/// pointing nowhere, then put the environment back, so the web process WebKit starts later
+/// (which does draw with EGL) finds the vendors as usual. Runs before any other thread exists.
+#[cfg(target_os = "linux")]
+fn no_egl_in_this_process() {
+    const KEY: &str = "__EGL_VENDOR_LIBRARY_FILENAMES";
+    if std::env::var_os("FG_DASHBOARD_EGL").is_some() {
+        return; // kept for diagnosis: the UI process with EGL, as WebKit would have it
+    }
+    let before = std::env::var_os(KEY);
+    std::env::set_var(KEY, "/nonexistent/fooocus-guard-no-egl.json");
+    // SAFETY: dlopen/dlsym of the system's libEGL (already a dependency of WebKitGTK) and one
+    // call of eglQueryString(EGL_NO_DISPLAY, EGL_EXTENSIONS), which only reads.
+    unsafe {
+        let lib = libc::dlopen(c"libEGL.so.1".as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL);
+        if !lib.is_null() {
+            let f = libc::dlsym(lib, c"eglQueryString".as_ptr());
+            if !f.is_null() {
+                let query: extern "C" fn(*mut libc::c_void, i32) -> *const libc::c_char =
+                    std::mem::transmute(f);
+                const EGL_EXTENSIONS: i32 = 0x3055;
+                query(std::ptr::null_mut(), EGL_EXTENSIONS);
+            }
+        }
+    }
+    match before {
+        Some(v) => std::env::set_var(KEY, v),
+        None => std::env::remove_var(KEY),
+    }
 }
 
 /// The web process's cache and memory settings: a single page, never navigated away from.

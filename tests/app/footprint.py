@@ -6,9 +6,10 @@ RSS beside it. Four situations: in the tray, with the dashboard open, after clos
 10 more open/close cycles. Prints one table per situation and the ratios against the targets.
 
 Run inside a desktop session with a tray host (footprint.sh makes one):
-  footprint.py APP_BINARY [--cycles N] [--strict]
+  footprint.py APP_BINARY [--cycles N] [--strict] [--mappings N]
 --strict exits 1 when a target is missed (the issue's acceptance); without it the figures are
-only printed (CI prints them: a debug build is larger than a release build).
+only printed (CI prints them: a debug build is larger than a release build). --mappings N prints
+each process's N largest mappings by PSS with the dashboard open.
 """
 import json
 import os
@@ -143,12 +144,49 @@ def report(label, procs):
     return pss, rss
 
 
+def mappings(procs, top):
+    """Each process's `top` mappings by PSS, summed by file (anonymous memory as "[anon]"): where
+    the dashboard's memory goes, for whoever tries to make it smaller."""
+    for pid, name, _, _ in procs:
+        by = {}
+        cur = None
+        try:
+            with open(f"/proc/{pid}/smaps") as f:
+                for line in f:
+                    head = line.split()
+                    if "-" in head[0] and len(head) >= 5 and not head[0].endswith(":"):
+                        cur = head[5] if len(head) > 5 else "[anon]"
+                    elif head[0] == "Pss:" and cur is not None:
+                        by[cur] = by.get(cur, 0) + int(head[1])
+        except OSError:
+            continue
+        print(f"  {name} ({pid}): its largest mappings by PSS")
+        for path, kib in sorted(by.items(), key=lambda kv: -kv[1])[:top]:
+            print(f"    {kib / 1024:>7.1f} MiB  {path}")
+
+
+def egl_in_window_process(procs):
+    """Behaviour, not a figure: the window's process draws with cairo and must not load an EGL
+    driver (window.rs, no_egl_in_this_process: 17 MiB of libLLVM under Mesa), while WebKit's
+    web process, which draws the page, is there. Returns what is wrong, or None."""
+    names = {name: pid for pid, name, _, _ in procs}
+    window = next((pid for name, pid in names.items() if name.startswith("fooocus-guard-d")), None)
+    if window is None:
+        return "no dashboard process"
+    if not any(name.startswith("WebKitWebProces") for name in names):
+        return "no WebKit web process: the page is not drawn (did it abort without EGL?)"
+    with open(f"/proc/{window}/maps") as f:
+        drivers = sorted({line.split()[-1] for line in f if "/dri/" in line or "libLLVM" in line})
+    return f"the window's process loaded {', '.join(drivers)}" if drivers else None
+
+
 def main():
     args = sys.argv[1:]
     strict = "--strict" in args
     cycles = 10
     if "--cycles" in args:
         cycles = int(args[args.index("--cycles") + 1])
+    top = int(args[args.index("--mappings") + 1]) if "--mappings" in args else 0
     app = args[0]
     env = dict(os.environ)
     log = open(os.path.join(os.environ.get("FG_FOOTPRINT_TMP", "/tmp"), "footprint-app.log"), "w")
@@ -158,7 +196,11 @@ def main():
         figures = {}
         figures["tray"] = report("in the tray", settled(proc.pid))
         open_dashboard()
-        figures["open"] = report("dashboard open", settled(proc.pid))
+        open_procs = settled(proc.pid)
+        figures["open"] = report("dashboard open", open_procs)
+        if top:
+            mappings(open_procs, top)
+        egl = egl_in_window_process(open_procs)
         close_dashboard()
         figures["closed"] = report("after closing it", settled(proc.pid))
         for _ in range(cycles):
@@ -186,6 +228,9 @@ def main():
         missed += not ok
         print(f"{label:<22} {pss:>8.1f} {rss:>8.1f}   {words:<14} {pss / limit:>8.0%}  {'met' if ok else 'MISSED'}")
     print(json.dumps({k: {"pss_mib": round(v[0], 1), "rss_mib": round(v[1], 1)} for k, v in figures.items()}))
+    if egl:
+        sys.exit(f"footprint: {egl}")
+    print("the window's process holds no EGL driver; WebKit's web process draws the page")
     if strict and missed:
         sys.exit(1)
 

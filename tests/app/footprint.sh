@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The tray app's memory footprint (issue 16): PSS and RSS of its processes in the tray, with the
 # dashboard open, after closing it and after 10 open/close cycles, against the targets.
-#   tests/app/footprint.sh [APP_BINARY] [--strict] [--cycles N]
+#   tests/app/footprint.sh [APP_BINARY] [--strict] [--cycles N] [--mappings N]
 # Default binary: target/release/fooocus-guard (the figures the README quotes come from a release
 # build: `cargo build --release -p fooocus-guard --features custom-protocol`).
 set -euo pipefail
