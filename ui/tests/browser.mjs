@@ -148,6 +148,19 @@ await test("the console is live and searchable", async (page) => {
   expect(lines.length === 1 && lines[0].includes("2.5.5"), `filtered: ${lines}`);
 });
 
+await test("the console appends live lines once each, and a cleared search shows them all again", async (page) => {
+  await page.goto(base);
+  await page.waitForSelector("#console .line");
+  const before = await page.locator("#console .line").count();
+  await page.waitForFunction((n) => document.querySelectorAll("#console .line").length > n, before, { timeout: 15000 });
+  const live = await page.locator("#console .line").allInnerTexts();
+  expect(live.filter((t) => t.includes("Fooocus version")).length === 1, `the first lines once: ${live.slice(0, 5)}`);
+  await page.fill("#console-search", "Fooocus version");
+  await page.fill("#console-search", "");
+  const all = await page.locator("#console .line").allInnerTexts();
+  expect(all.length >= live.length && all.slice(0, live.length).join("\n") === live.join("\n"), `after the search: ${all.length} lines, ${live.length} before`);
+});
+
 await test("settings explain a bad RAM cap inline and never save it", async (page) => {
   await page.goto(base);
   await page.click("button[data-tab=settings]");

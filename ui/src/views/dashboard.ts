@@ -7,7 +7,7 @@ import { ConsoleBuffer, mergeLive, pointOf, STATE_LABEL, timeoutBand } from "../
 import { generationText, lastMinute, noGpu, ofLimit, StepClock, whyStopped } from "../glance";
 import { modelDownload } from "./model-download";
 import { formatSize } from "../units";
-import type { GuardEvent, HistoryPoint, Settings, Status } from "../types";
+import type { ConsoleLine, GuardEvent, HistoryPoint, Settings, Status } from "../types";
 import type { View } from "../main";
 
 const RANGES: [string, number][] = [["1 min", 60], ["10 min", 600], ["1 h", 3600], ["6 h", 21600], ["24 h", 86400]];
@@ -127,11 +127,27 @@ export function dashboard(): View {
   const buffer = new ConsoleBuffer(5000);
   const consoleEl = h("pre", { class: "console", id: "console", tabindex: "0", "aria-label": "Fooocus console" });
   const search = h("input", { type: "search", placeholder: "Search the console", "aria-label": "Search the console", id: "console-search" }) as HTMLInputElement;
+  // At most CONSOLE_SHOWN lines in the page. New lines are appended and the oldest removed, so
+  // a busy console costs the web view a few nodes per update instead of a rebuild of all of them
+  // (each rebuild left 1,500 nodes of garbage behind); a search redraws what matches.
+  const CONSOLE_SHOWN = 1500;
+  const lineEl = (l: ConsoleLine) => h("div", { class: `line ${l.stream}` }, l.text || " ");
   const renderConsole = () => {
-    const lines = buffer.search(search.value).slice(-1500);
     const frag = document.createDocumentFragment();
-    for (const l of lines) frag.append(h("div", { class: `line ${l.stream}` }, l.text || " "));
+    for (const l of buffer.search(search.value).slice(-CONSOLE_SHOWN)) frag.append(lineEl(l));
     consoleEl.replaceChildren(frag);
+    consoleEl.scrollTop = consoleEl.scrollHeight;
+  };
+  const addConsole = (batch: ConsoleLine[]) => {
+    const last = buffer.lastN();
+    buffer.push(batch);
+    if (search.value.trim()) { renderConsole(); return; }
+    const fresh = batch.filter((l) => last == null || l.n > last).slice(-CONSOLE_SHOWN);
+    if (!fresh.length) return;
+    const frag = document.createDocumentFragment();
+    for (const l of fresh) frag.append(lineEl(l));
+    consoleEl.append(frag);
+    for (let extra = consoleEl.childElementCount - CONSOLE_SHOWN; extra > 0; extra--) consoleEl.firstElementChild?.remove();
     consoleEl.scrollTop = consoleEl.scrollHeight;
   };
   search.addEventListener("input", renderConsole);
@@ -211,7 +227,7 @@ export function dashboard(): View {
     el.dataset.samples = String(Number(el.dataset.samples ?? 0) + 1);
     el.dataset.lastRam = formatSize(s.tree?.ram_bytes ?? null);
   });
-  void on.console((lines) => { buffer.push(lines); renderConsole(); });
+  void on.console(addConsole);
   void on.event((e) => {
     if (e.event === "limit_breached") {
       lastBreach = e;
@@ -225,7 +241,7 @@ export function dashboard(): View {
     lastStopAsked = true;
     void showLastStop(true);
   });
-  void api.console(null, null).then((lines) => { buffer.push(lines); renderConsole(); });
+  void api.console(null, null).then(addConsole);
   const ro = new ResizeObserver(() => {
     const w = Math.max(280, Math.floor((el.clientWidth - 24) / 2) - 4);
     Object.values(graphs).forEach((g) => g.resize(w));
