@@ -58,6 +58,9 @@ VIAddVersionKey "LegalCopyright" "Fooocus Guard contributors"
 !include "Sections.nsh"
 !include "Win\COM.nsh"
 !include "Win\Propkey.nsh"
+!include "StrFunc.nsh"
+; StrFunc's functions are declared before use; its StrStr compares without regard to case.
+${UnStrStr}
 
 !define MUI_ICON "${ICON}"
 !define MUI_UNICON "${ICON}"
@@ -240,7 +243,15 @@ Section "un.${PRODUCT}" UnSecApp
   RMDir "$INSTDIR"
   Delete "$SMPROGRAMS\${PRODUCT}.lnk"
   DeleteRegKey HKCU "${AUMID_KEY}"
-  DeleteRegValue HKCU "${RUN_KEY}" "${RUN_VALUE}"
+  ; The start-with-session entry only if it starts this copy: another copy of the app (a portable
+  ; one, or an install elsewhere) may have written it since.
+  ReadRegStr $0 HKCU "${RUN_KEY}" "${RUN_VALUE}"
+  ${UnStrStr} $1 $0 "$INSTDIR\${APP_EXE}"
+  ${If} $1 != ""
+    DeleteRegValue HKCU "${RUN_KEY}" "${RUN_VALUE}"
+  ${ElseIf} $0 != ""
+    DetailPrint "Kept the start-with-session entry: it starts another copy ($0)"
+  ${EndIf}
   DeleteRegKey HKCU "${UNINSTALL_KEY}"
 SectionEnd
 

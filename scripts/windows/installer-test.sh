@@ -129,7 +129,8 @@ seed_user_data() {
   echo history > "$history"
   echo model > "$fooocus"
   echo '{}' > "$webview_data"
-  "$wine" reg add "$run_key" /v FooocusGuard /t REG_SZ /f /d "\"C:\\users\\$(id -un)\\AppData\\Local\\Programs\\Fooocus Guard\\fooocus-guard.exe\" --hidden" >/dev/null
+  # In other letter case than the install's: Windows paths are compared without regard to it.
+  "$wine" reg add "$run_key" /v FooocusGuard /t REG_SZ /f /d "\"C:\\Users\\$(id -un)\\AppData\\Local\\Programs\\Fooocus Guard\\Fooocus-Guard.exe\" --hidden" >/dev/null
 }
 seed_user_data
 check "(set-up) the start-with-session entry is there" has_key "$run_key"
@@ -150,6 +151,8 @@ check "the app-installed Fooocus kept" test -f "$fooocus"
 echo "--- installer: install again, uninstall with /REMOVEDATA $(since)"
 check "the installer exits 0" install
 check "the settings from before are still there after reinstalling" test -f "$config"
+other='"D:\Portable\Fooocus Guard\fooocus-guard.exe" --hidden'
+"$wine" reg add "$run_key" /v FooocusGuard /t REG_SZ /f /d "$other" >/dev/null
 check "the uninstaller with /S /REMOVEDATA exits 0" run "$inst/uninstall.exe" /S /REMOVEDATA
 check "the install folder is gone" absent "$inst"
 check "the uninstall entry is gone" not has_key "$uninstall_key"
@@ -157,6 +160,8 @@ check "settings removed (%APPDATA%\\fooocus-guard)" absent "$roaming/fooocus-gua
 check "history removed" absent "$history"
 check "the dashboard's WebView2 data removed" absent "$local_dir/dev.fooocus-guard.app"
 check "the app-installed Fooocus kept (models, images)" test -f "$fooocus"
+check "a start-with-session entry of another copy is kept" test "$(reg_value "$run_key" FooocusGuard)" = "$other"
+"$wine" reg delete "$run_key" /v FooocusGuard /f >/dev/null 2>&1 || true
 rm -rf "$local_dir/fooocus-guard"
 
 /usr/lib/wine/wineserver -k 2>/dev/null || true
