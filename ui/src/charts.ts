@@ -11,7 +11,8 @@ export interface Breach { ts_ms: number; limit: string }
 
 export interface Graph {
   el: HTMLElement;
-  set(points: HistoryPoint[], limit: number | null, breaches: Breach[]): void;
+  /** `span`: the time range shown, [from, to] in ms (the range the user picked, ending now). */
+  set(points: HistoryPoint[], limit: number | null, breaches: Breach[], span?: [number, number]): void;
   resize(width: number): void;
 }
 
@@ -37,6 +38,7 @@ export function graph(kind: Series, title: string, width = 520): Graph {
   let limit: number | null = null;
   let breaches: Breach[] = [];
   let points: HistoryPoint[] = [];
+  let span: [number, number] | undefined;
   let hovering = false;
   const fmt = (v: number | null) => formatValue(kind, v);
   const showSummary = () => {
@@ -52,7 +54,9 @@ export function graph(kind: Series, title: string, width = 520): Graph {
     height: HEIGHT,
     legend: { show: false },
     cursor: { drag: { x: false, y: false }, points: { show: false } },
-    scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(max, limit ?? 0, isBytes ? 1024 ** 3 : 100) * 1.08] } },
+    // The x axis spans the range the user picked even while the data covers less of it (a window
+    // opened seconds ago read ":47.500 :48.000" across a "10 min" graph).
+    scales: { x: { time: true, range: (_u, min, max) => (span ? [span[0] / 1000, span[1] / 1000] : [min, max]) }, y: { range: (_u, _min, max) => [0, Math.max(max, limit ?? 0, isBytes ? 1024 ** 3 : 100) * 1.08] } },
     axes: [
       { stroke: "#7a8394", grid: { stroke: "#8881", width: 1 }, ticks: { stroke: "#8883" } },
       { stroke: "#7a8394", grid: { stroke: "#8882", width: 1 }, ticks: { stroke: "#8883" }, values: (_u, vals) => vals.map((v) => fmt(v)), size: 70,
@@ -105,8 +109,9 @@ export function graph(kind: Series, title: string, width = 520): Graph {
   const plot = new uPlot(opts, [[], [], [], []], el);
   return {
     el,
-    set(pts, lim, br) {
+    set(pts, lim, br, sp) {
       points = pts;
+      span = sp;
       limit = lim;
       breaches = br.filter((b) => breachOnGraph(b.limit, kind));
       el.dataset.limit = lim == null ? "" : String(lim);

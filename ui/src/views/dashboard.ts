@@ -27,7 +27,9 @@ export function dashboard(): View {
   const limitFor = (k: Series): number | null =>
     !settings ? null : k === "cpu" ? settings.limits.cpu_percent : k === "ram" ? settings.limits.memory_bytes : k === "vram" ? settings.limits.vram_bytes : null;
   const redraw = () => {
-    for (const [k, g] of Object.entries(graphs) as [Series, Graph][]) g.set(points, limitFor(k), breaches);
+    const to = points.length ? points[points.length - 1].ts_ms : Date.now();
+    const span: [number, number] = [to - range * 1000, to];
+    for (const [k, g] of Object.entries(graphs) as [Series, Graph][]) g.set(points, limitFor(k), breaches, span);
   };
   let lastStopAsked = false;
   const load = async () => {
