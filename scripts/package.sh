@@ -56,6 +56,8 @@ linux() {
   local target
   target=$(cargo metadata -q --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
   # The CLI goes into /usr/bin beside the app (bundle.linux.deb.files names the release one).
+  # The bundler then warns "Failed to add bundler type to the binary": expected, the main program
+  # (the guard) holds no Tauri on Linux; it only matters to Tauri's updater, which we do not use.
   (cd src-tauri && ../packaging/node_modules/.bin/tauri bundle --ci --bundles deb "${bundle_flags[@]}" \
      --config "{\"bundle\":{\"linux\":{\"deb\":{\"files\":{\"/usr/bin/fooocus-guard-cli\":\"$target/$dir/fooocus-guard-cli\"}}}}}")
   echo "package: .deb made in $(( $(date +%s) - s )) s"
