@@ -11,41 +11,78 @@ use guard_e2e::*;
 /// VRAM test at a time.
 static NVML_SCRIPT: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// Fooocus under a 3 GiB VRAM cap, read through the real nvml-wrapper from the fake NVML, whose
+/// script the test rewrites as the run goes (`gpu`). `head`: the script's first lines (a driver
+/// model, or nothing).
+// Fields drop in this order: the run ends before its install and the script are deleted and
+// before the next VRAM test may start.
+struct VramCapped {
+    script: std::path::PathBuf,
+    head: &'static str,
+    pid: u64,
+    run: Running,
+    _inst: FakeInstall,
+    _dir: tempfile::TempDir,
+    _one: std::sync::MutexGuard<'static, ()>,
+}
+
+impl VramCapped {
+    fn start(head: &'static str) -> VramCapped {
+        let _one = NVML_SCRIPT.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("nvml.txt");
+        write_gpu(&script, head, "gpu0.used=1073741824\n");
+        std::env::set_var("FAKE_NVML_SCRIPT", &script);
+        let lib = fake_nvml();
+        let task = json!({"delay": 0.5, "images": 1, "steps": 2000, "step_seconds": 0.05, "session_hash": "t"});
+        let inst = make_install("2.5", &json!({"startup_seconds": 0.01, "tasks": [task]}));
+        let run = Running::fooocus(
+            &inst,
+            &[
+                "--no-gateway",
+                "--vram",
+                "3G",
+                "--nvml",
+                lib.to_str().unwrap(),
+                "--interval",
+                "200ms",
+            ],
+        );
+        let pid = run.wait_event("started", LONG)["pid"].as_u64().unwrap();
+        VramCapped {
+            _one,
+            _dir: dir,
+            script,
+            head,
+            run,
+            _inst: inst,
+            pid,
+        }
+    }
+
+    /// The GPU's figures from now on: `gpu0.*` lines after the script's head.
+    fn gpu(&self, lines: &str) {
+        write_gpu(&self.script, self.head, lines);
+    }
+}
+
+fn write_gpu(script: &std::path::Path, head: &str, lines: &str) {
+    std::fs::write(
+        script,
+        format!("{head}count=1\ngpu0.name=Fake RTX\ngpu0.total=8589934592\n{lines}"),
+    )
+    .unwrap();
+}
+
 #[test]
 fn the_vram_cap_stops_a_runaway_generation() {
-    let _one = NVML_SCRIPT.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = tempfile::tempdir().unwrap();
-    let script = dir.path().join("nvml.txt");
-    std::fs::write(
-        &script,
-        "count=1\ngpu0.name=Fake RTX\ngpu0.total=8589934592\ngpu0.used=1073741824\n",
-    )
-    .unwrap();
-    std::env::set_var("FAKE_NVML_SCRIPT", &script);
-    let lib = fake_nvml();
-    let task = json!({"delay": 0.5, "images": 1, "steps": 2000, "step_seconds": 0.05, "session_hash": "t"});
-    let inst = make_install("2.5", &json!({"startup_seconds": 0.01, "tasks": [task]}));
-    let run = Running::fooocus(
-        &inst,
-        &[
-            "--no-gateway",
-            "--vram",
-            "3G",
-            "--nvml",
-            lib.to_str().unwrap(),
-            "--interval",
-            "200ms",
-        ],
-    );
-    let started = run.wait_event("started", LONG);
-    let pid = started["pid"].as_u64().unwrap();
+    let v = VramCapped::start("");
+    let (run, pid) = (&v.run, v.pid);
     run.wait_event("generation_started", LONG);
     // Fooocus's VRAM climbs 1 GiB a second from 1 GiB: over the 3 GiB cap in about 2 s.
-    std::fs::write(
-        &script,
-        format!("count=1\ngpu0.name=Fake RTX\ngpu0.total=8589934592\ngpu0.used=1073741824+1073741824\ngpu0.compute={pid}:1073741824+1073741824\n"),
-    )
-    .unwrap();
+    v.gpu(&format!(
+        "gpu0.used=1073741824+1073741824\ngpu0.compute={pid}:1073741824+1073741824\n"
+    ));
     let b = run.wait_event("limit_breached", LONG);
     assert_eq!(b["limit"], "vram", "{}", run.dump());
     assert_eq!(b["source"], "tree");
@@ -65,38 +102,10 @@ fn the_vram_cap_stops_a_runaway_generation() {
 /// still fire, on the whole GPU's VRAM, and the guard must say which figure it used.
 #[test]
 fn the_vram_cap_fires_on_the_whole_gpu_when_per_process_vram_is_not_available() {
-    let _one = NVML_SCRIPT.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = tempfile::tempdir().unwrap();
-    let script = dir.path().join("nvml.txt");
-    std::fs::write(
-        &script,
-        "driver_model=wddm\ncount=1\ngpu0.name=Fake RTX\ngpu0.total=8589934592\ngpu0.used=1073741824\n",
-    )
-    .unwrap();
-    std::env::set_var("FAKE_NVML_SCRIPT", &script);
-    let lib = fake_nvml();
-    let task = json!({"delay": 0.5, "images": 1, "steps": 2000, "step_seconds": 0.05, "session_hash": "t"});
-    let inst = make_install("2.5", &json!({"startup_seconds": 0.01, "tasks": [task]}));
-    let run = Running::fooocus(
-        &inst,
-        &[
-            "--no-gateway",
-            "--vram",
-            "3G",
-            "--nvml",
-            lib.to_str().unwrap(),
-            "--interval",
-            "200ms",
-        ],
-    );
-    let started = run.wait_event("started", LONG);
-    let pid = started["pid"].as_u64().unwrap();
+    let v = VramCapped::start("driver_model=wddm\n");
+    let (run, pid) = (&v.run, v.pid);
     // Listed, with its memory "not available": before the fix this read as 0 and never fired.
-    std::fs::write(
-        &script,
-        format!("driver_model=wddm\ncount=1\ngpu0.name=Fake RTX\ngpu0.total=8589934592\ngpu0.used=1073741824\ngpu0.compute={pid}:0\n"),
-    )
-    .unwrap();
+    v.gpu(&format!("gpu0.used=1073741824\ngpu0.compute={pid}:0\n"));
     let w = run.wait_for("warning", LONG, |e| {
         e["event"] == "warning" && e["message"].as_str().unwrap_or("").contains("VRAM")
     });
@@ -107,11 +116,9 @@ fn the_vram_cap_fires_on_the_whole_gpu_when_per_process_vram_is_not_available() 
     );
     run.wait_event("generation_started", LONG);
     // The whole GPU climbs 1 GiB a second from 1 GiB: over the 3 GiB cap in about 2 s.
-    std::fs::write(
-        &script,
-        format!("driver_model=wddm\ncount=1\ngpu0.name=Fake RTX\ngpu0.total=8589934592\ngpu0.used=1073741824+1073741824\ngpu0.compute={pid}:0\n"),
-    )
-    .unwrap();
+    v.gpu(&format!(
+        "gpu0.used=1073741824+1073741824\ngpu0.compute={pid}:0\n"
+    ));
     let b = run.wait_event("limit_breached", LONG);
     assert_eq!(b["limit"], "vram", "{}", run.dump());
     assert_eq!(b["source"], "device");
