@@ -19,13 +19,23 @@ pub const MAX_FILE_BYTES: u64 = 10 << 20;
 /// All log files together.
 pub const MAX_TOTAL_BYTES: u64 = 100 << 20;
 
+/// Log lines waiting for the writer thread; past this they are dropped (counted by the
+/// appender), never waited for: the supervisor's loop does not block on the disk.
+/// tracing-appender's default, 128,000, fills a 4 MiB queue when it is created (each slot is
+/// initialised), which was a quarter of the tray app's memory and, copied into the warden by its
+/// fork, again in the warden (tests/app/footprint.sh). The guard logs a few events a minute.
+pub const LOG_BACKLOG_LINES: usize = 4096;
+
 const PREFIX: &str = "fooocus-guard.";
 const SUFFIX: &str = ".jsonl";
 
 /// Start logging to `dir`. Keep the returned guard alive for as long as logs should be written.
 pub fn init(dir: &Path) -> Result<WorkerGuard, String> {
     let log = CappedLog::open(dir, Caps::default())?;
-    let (writer, guard) = tracing_appender::non_blocking(log);
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(LOG_BACKLOG_LINES)
+        .lossy(true)
+        .finish(log);
     let filter =
         EnvFilter::try_from_env("FOOOCUS_GUARD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
