@@ -23,7 +23,9 @@ t0=$(date +%s)
 step() { echo "--- package: $* ($(( $(date +%s) - t0 )) s so far)"; }
 size() { echo "package: $(basename "$1"): $(du -k "$1" | cut -f1) KiB ($(stat -c %s "$1") bytes)"; }
 
-# Shipped binaries carry no debug info (the release profile keeps some for benchmarks).
+# Shipped binaries carry no debug info (the release profile keeps some for benchmarks). The
+# Linux package is built with the `dist` profile (Cargo.toml: one LTO unit, the UI's crates
+# optimised for size); the Windows one still with `release`, the profile its Wine checks ran.
 export CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=symbols
 
 frontend() {
@@ -35,7 +37,7 @@ linux() {
   (cd packaging && { [ -x node_modules/.bin/tauri ] || npm ci --no-audit --no-fund --loglevel=error; })
   step "front end"
   frontend
-  local dir=release bundle_flags=(--features custom-protocol)
+  local dir=dist bundle_flags=(--features custom-protocol)
   [ "$debug" = 1 ] && dir=debug bundle_flags=(--debug)
   step "fooocus-guard, its dashboard and fooocus-guard-cli ($dir)"
   local s=$(date +%s)
@@ -47,7 +49,7 @@ linux() {
   else
     # One cargo run for all three: the CLI and the app share most crates, and separate runs
     # built 73 of the CLI's 167 again (other features).
-    cargo build -q --release --locked -p guard-cli -p fooocus-guard --features fooocus-guard/custom-protocol
+    cargo build -q --profile dist --locked -p guard-cli -p fooocus-guard --features fooocus-guard/custom-protocol
   fi
   echo "package: programs built in $(( $(date +%s) - s )) s"
   step "the .deb (Tauri's bundler, from what was just built)"
@@ -58,11 +60,20 @@ linux() {
   # The CLI goes into /usr/bin beside the app (bundle.linux.deb.files names the release one).
   # The bundler then warns "Failed to add bundler type to the binary": expected, the main program
   # (the guard) holds no Tauri on Linux; it only matters to Tauri's updater, which we do not use.
-  (cd src-tauri && ../packaging/node_modules/.bin/tauri bundle --ci --bundles deb "${bundle_flags[@]}" \
-     --config "{\"bundle\":{\"linux\":{\"deb\":{\"files\":{\"/usr/bin/fooocus-guard-cli\":\"$target/$dir/fooocus-guard-cli\"}}}}}")
+  # The bundler knows only the release and debug folders: it is shown the dist build's three
+  # programs as a release build, in a folder of their own.
+  local from=$target
+  if [ "$dir" = dist ]; then
+    from=$target/package
+    rm -rf "$from" && mkdir -p "$from/release"
+    cp "$target/dist/fooocus-guard" "$target/dist/fooocus-guard-dashboard" "$target/dist/fooocus-guard-cli" "$from/release/"
+    dir=release
+  fi
+  (cd src-tauri && CARGO_TARGET_DIR=$from ../packaging/node_modules/.bin/tauri bundle --ci --bundles deb "${bundle_flags[@]}" \
+     --config "{\"bundle\":{\"linux\":{\"deb\":{\"files\":{\"/usr/bin/fooocus-guard-cli\":\"$from/$dir/fooocus-guard-cli\"}}}}}")
   echo "package: .deb made in $(( $(date +%s) - s )) s"
   local deb out=$dist/fooocus-guard_${version}_amd64.deb
-  deb=$(ls -t "$target/$dir/bundle/deb/"*"_${version}_amd64.deb" | head -n1)
+  deb=$(ls -t "$from/$dir/bundle/deb/"*"_${version}_amd64.deb" | head -n1)
   [ "$debug" = 1 ] && out=$dist/fooocus-guard_${version}_amd64-debug.deb
   cp "$deb" "$out"
   size "$out"

@@ -5,8 +5,8 @@
 # thrown away afterwards (mmdebstrap's target /dev/null). CI packages the debug build the other
 # suites already made (--debug): a release build of the app on CI's 2 cores takes longer than its
 # whole budget leaves; the bundler, the package's contents and the checks are the same, and
-# `scripts/package.sh linux` makes the release .deb (README, "Download and install");
-# FG_PACKAGE=release runs this step on that one instead.
+# `scripts/package.sh linux` makes the release .deb (README, "Download and install"; the `dist`
+# profile, 4 min here); FG_PACKAGE=release runs this step on that one instead.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 start=$(date +%s)

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The tray app's memory footprint (issue 16): PSS and RSS of its processes in the tray, with the
 # dashboard open, after closing it and after 10 open/close cycles, against the targets.
-#   tests/app/footprint.sh [APP_BINARY] [--strict] [--cycles N] [--mappings N]
-# Default binary: target/release/fooocus-guard (the figures the README quotes come from a release
-# build: `cargo build --release -p fooocus-guard --features custom-protocol`).
+#   tests/app/footprint.sh [APP_BINARY] [--strict] [--cycles N] [--mappings N] [--hold S]
+# Default binary: target/dist/fooocus-guard, the build the .deb ships (the figures the README
+# quotes come from it: `cargo build --profile dist -p fooocus-guard --features custom-protocol`).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-app=target/release/fooocus-guard
+app=target/dist/fooocus-guard
 if [ $# -gt 0 ] && [ "${1#--}" = "$1" ]; then app=$1; shift; fi
 [ -x "$app" ] || { echo "footprint: no $app: build it first (see the comment at the top of $0)" >&2; exit 2; }
 app=$(cd "$(dirname "$app")" && pwd)/$(basename "$app")
