@@ -132,7 +132,7 @@ export function dashboard(): View {
   // At most CONSOLE_SHOWN lines in the page. New lines are appended and the oldest removed, so
   // a busy console costs the web view a few nodes per update instead of a rebuild of all of them
   // (each rebuild left 1,500 nodes of garbage behind); a search redraws what matches.
-  const CONSOLE_SHOWN = 1500;
+  const CONSOLE_SHOWN = 500;
   const lineEl = (l: ConsoleLine) => h("div", { class: `line ${l.stream}` }, l.text || " ");
   const renderConsole = () => {
     const frag = document.createDocumentFragment();
