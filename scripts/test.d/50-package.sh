@@ -3,10 +3,10 @@
 # machine's apt) installs it with `apt-get install ./fooocus-guard_*.deb` and runs
 # tests/package/installed.sh there: doctor, and the app's window under Xvfb. The root is
 # thrown away afterwards (mmdebstrap's target /dev/null). CI packages the debug build the other
-# suites already made (--debug): a release build of the app on CI's 2 cores takes longer than its
-# whole budget leaves; the bundler, the package's contents and the checks are the same, and
-# `scripts/package.sh linux` makes the release .deb (README, "Download and install"; the `dist`
-# profile, 4 min here); FG_PACKAGE=release runs this step on that one instead.
+# suites already made (--debug): the release one's build (the `dist` profile) would add 11 minutes
+# from scratch on 2 cores; the bundler, the package's contents and the checks are the same, and
+# `scripts/package.sh linux` makes the release .deb (README, "Download and install");
+# FG_PACKAGE=release runs this step on that one instead.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 start=$(date +%s)
