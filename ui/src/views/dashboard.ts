@@ -132,6 +132,8 @@ export function dashboard(): View {
   // At most CONSOLE_SHOWN lines in the page. New lines are appended and the oldest removed, so
   // a busy console costs the web view a few nodes per update instead of a rebuild of all of them
   // (each rebuild left 1,500 nodes of garbage behind); a search redraws what matches.
+  // 500, not 1,500: a full console of 1,500 lines held the web process about 4 MiB more
+  // (tests/app/footprint.sh --hold); the buffer's 5,000 lines stay searchable.
   const CONSOLE_SHOWN = 500;
   const lineEl = (l: ConsoleLine) => h("div", { class: `line ${l.stream}` }, l.text || " ");
   const renderConsole = () => {
