@@ -211,7 +211,10 @@ def main():
         if hold:
             # The page redraws every second: the figure a minute on, not only once it settles.
             time.sleep(hold)
-            report(f"dashboard open, {hold} s later", settled(proc.pid))
+            held = settled(proc.pid)
+            report(f"dashboard open, {hold} s later", held)
+            if top:
+                mappings(held, top)
         egl = egl_in_window_process(open_procs)
         close_dashboard()
         figures["closed"] = report("after closing it", settled(proc.pid))
