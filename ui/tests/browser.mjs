@@ -87,6 +87,26 @@ await test("without a GPU a plain panel replaces the GPU and VRAM graphs", async
   await page.screenshot({ path: join(shots, "dashboard-no-gpu.png") });
 });
 
+await test("graphs nobody can see are not drawn, and catch up when shown", async (page) => {
+  // Held by reference: the dashboard leaves the document while another tab is shown.
+  const draws = (s) => page.evaluate((s) => Number(window.graphs[s].dataset.draws ?? 0), s);
+  await page.goto(base + "?gpu=none");
+  await page.waitForSelector(".dashboard[data-listening=true]");
+  await page.evaluate(() => { window.graphs = Object.fromEntries([...document.querySelectorAll(".graph[data-series]")].map((g) => [g.dataset.series, g])); window.board = document.querySelector(".dashboard"); });
+  const ram0 = await draws("ram");
+  await page.waitForFunction((n) => Number(window.graphs.ram.dataset.draws ?? 0) > n + 1, ram0);
+  expect((await draws("vram")) === 0 && (await draws("gpu")) === 0, "the hidden GPU graphs were drawn");
+  // Another tab: samples keep arriving (the mock sends one a second), nothing is drawn.
+  await page.click("button[data-tab=history]");
+  const away = await draws("ram");
+  const samples = await page.evaluate(() => Number(window.board.dataset.samples));
+  await page.waitForFunction((n) => Number(window.board.dataset.samples) >= n + 2, samples);
+  expect((await draws("ram")) === away, "the RAM graph was drawn while the History tab was shown");
+  await page.click("button[data-tab=dashboard]");
+  await page.waitForFunction((n) => Number(window.graphs.ram.dataset.draws ?? 0) > n, away);
+  expect(/of 12 GiB/.test(await page.locator(".graph[data-series=ram] .graph-legend").innerText()), "the legend caught up with the limit");
+});
+
 await test("the current generation shows image, step, time per step, ETA and time left", async (page) => {
   await page.goto(base);
   // The mock advances one step every 0.5 s: two step changes give the pace.

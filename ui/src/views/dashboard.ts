@@ -184,13 +184,20 @@ export function dashboard(): View {
     // The guard derives what a state allows; the tray renders the same.
     const a = { start: s.actions.start, stop: s.actions.stop, restart: s.actions.restart, browser: s.actions.open_browser, stopGeneration: s.actions.stop_generation };
     (Object.keys(buttons) as (keyof typeof buttons)[]).forEach((k) => ((buttons[k] as HTMLButtonElement).disabled = !a[k]));
-    clear(backendEl, h("summary", {}, `Containment: ${s.backend?.kind ?? "—"}`), h("p", {}, s.backend?.reason ?? "Fooocus is not running"),
-      s.backend?.unenforced.length ? h("p", { class: "warn" }, `Not enforced by the OS: ${s.backend.unenforced.join(", ")} (the guard's watchdog covers RAM)`) : null);
+    // Status arrives with every step of a generation; the containment rarely changes.
+    const backendKey = JSON.stringify(s.backend ?? null);
+    if (backendEl.dataset.key !== backendKey) {
+      backendEl.dataset.key = backendKey;
+      clear(backendEl, h("summary", {}, `Containment: ${s.backend?.kind ?? "—"}`), h("p", {}, s.backend?.reason ?? "Fooocus is not running"),
+        s.backend?.unenforced.length ? h("p", { class: "warn" }, `Not enforced by the OS: ${s.backend.unenforced.join(", ")} (the guard's watchdog covers RAM)`) : null);
+    }
     gpuEl.textContent = `GPU: ${s.gpu_status}`;
     const none = noGpu(s.gpu_status);
     graphs.gpu.el.classList.toggle("hidden", none);
     graphs.vram.el.classList.toggle("hidden", none);
     noGpuPanel.classList.toggle("hidden", !none);
+    graphs.gpu.flush();
+    graphs.vram.flush();
     (noGpuPanel.lastElementChild as HTMLElement).textContent = none ? `The GPU sampler says: ${s.gpu_status}. RAM, CPU and time limits still apply.` : "";
     clock.observe(s.generation, Date.now());
     graceEl.textContent = s.graceful_stop.available ? "Graceful stop: available" : `Graceful stop: unavailable — ${s.graceful_stop.why}`;
@@ -222,7 +229,7 @@ export function dashboard(): View {
     genText.textContent = text.timeLeft;
     genText.classList.toggle("warn", text.timeoutNear);
   };
-  setInterval(renderGeneration, 1000);
+  setInterval(() => el.isConnected && renderGeneration(), 1000);
 
   void on.sample((s) => {
     const live = mergeLive(points, [pointOf(s)], range, s.ts_ms);
@@ -252,5 +259,12 @@ export function dashboard(): View {
   });
   ro.observe(el);
 
-  return { el, show: () => void load(), status: applyStatus };
+  return {
+    el,
+    show: () => {
+      Object.values(graphs).forEach((g) => g.flush());
+      void load();
+    },
+    status: applyStatus,
+  };
 }
