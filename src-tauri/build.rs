@@ -29,6 +29,7 @@ fn main() {
             "install_cancel",
             "install_status",
             "install_discard",
+            "take_updates",
             // Not granted to the webview: exists so a test can prove ungranted commands fail.
             "debug_forbidden",
         ]),

@@ -4,8 +4,9 @@
 
 use std::sync::Arc;
 
+use fooocus_guard::updates::Inbox;
 use guard_core::app::{App, AppOptions};
-use tauri::{Emitter, Manager, WebviewUrl, WebviewWindowBuilder};
+use tauri::{Manager, WebviewUrl, WebviewWindowBuilder};
 
 use crate::{commands, notify, tray};
 
@@ -66,6 +67,7 @@ pub fn run(demo: bool, hidden: bool) {
         .plugin(tauri_plugin_dialog::init())
         .manage(core.clone())
         .manage(std::sync::Mutex::new(fooocus_guard::LastStop::default()))
+        .manage(Arc::new(Inbox::new()))
         .manage(std::sync::Arc::new(guard_core::installer::Jobs::new(None)))
         .invoke_handler(tauri::generate_handler![
             commands::get_status,
@@ -95,6 +97,7 @@ pub fn run(demo: bool, hidden: bool) {
             commands::install_cancel,
             commands::install_status,
             commands::install_discard,
+            commands::take_updates,
         ])
         .setup(move |app| {
             let handle = app.handle().clone();
@@ -122,9 +125,15 @@ pub fn run(demo: bool, hidden: bool) {
     });
 }
 
-/// Guard updates -> webview events, tray, notifications.
+/// Guard updates -> the page's inbox (src/updates.rs), tray, notifications.
 fn forward_updates(handle: tauri::AppHandle, core: Arc<App>) {
     let rx = core.subscribe();
+    let inbox = handle.state::<Arc<Inbox>>().inner().clone();
+    let page = move |name: &str, v: serde_json::Result<serde_json::Value>| {
+        if let Ok(v) = v {
+            inbox.push(name, v);
+        }
+    };
     let mut notifier = notify::Notifier::new(core.settings().notifications.clone());
     std::thread::Builder::new()
         .name("fooocus-guard-ui-bridge".into())
@@ -133,7 +142,7 @@ fn forward_updates(handle: tauri::AppHandle, core: Arc<App>) {
                 match u {
                     guard_core::Update::Status(s) => {
                         tray::update(&handle, &s);
-                        let _ = handle.emit("status", &*s);
+                        page("status", serde_json::to_value(&*s));
                     }
                     guard_core::Update::Event(e) => {
                         if let Some(last) =
@@ -143,13 +152,13 @@ fn forward_updates(handle: tauri::AppHandle, core: Arc<App>) {
                         }
                         notifier.set_config(core.settings().notifications.clone());
                         notifier.on_event(&e);
-                        let _ = handle.emit("guard-event", &e);
+                        page("guard-event", serde_json::to_value(&e));
                     }
                     guard_core::Update::Console(lines) => {
-                        let _ = handle.emit("console", &lines);
+                        page("console", serde_json::to_value(&lines));
                     }
                     guard_core::Update::Sample(s) => {
-                        let _ = handle.emit("sample", &*s);
+                        page("sample", serde_json::to_value(&*s));
                     }
                 }
             }

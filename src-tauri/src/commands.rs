@@ -220,3 +220,13 @@ pub async fn install_discard(jobs: Installs<'_>, path: String) -> Result<(), Str
     let jobs = Arc::clone(&jobs);
     off_main_thread(move || jobs.discard(std::path::Path::new(&path))).await?
 }
+
+/// The guard's updates since the page last asked, once there are any (docs/ipc.md,
+/// src/updates.rs).
+#[tauri::command]
+pub async fn take_updates(
+    inbox: State<'_, Arc<fooocus_guard::updates::Inbox>>,
+) -> Result<fooocus_guard::updates::Batch, String> {
+    let inbox = Arc::clone(&inbox);
+    off_main_thread(move || inbox.take(fooocus_guard::updates::IDLE)).await
+}

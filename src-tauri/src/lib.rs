@@ -4,6 +4,7 @@
 
 #[cfg(unix)]
 pub mod ipc;
+pub mod updates;
 
 use guard_core::events::{EventKind, GuardEvent};
 use guard_core::supervisor::FooocusState;

@@ -1,12 +1,13 @@
 //! The dashboard's process (Unix): one window, its commands forwarded to the guard, the guard's
-//! events forwarded to the webview, and WebKit set up to hold as little memory as a page of
-//! graphs needs.
+//! events held for the page until it asks for them (src/updates.rs), and WebKit set up to hold as
+//! little memory as a page of graphs needs.
 
 use std::sync::{Arc, OnceLock};
 
 use fooocus_guard::ipc;
+use fooocus_guard::updates::{self, Inbox};
 use serde_json::Value;
-use tauri::{Emitter, Manager, WebviewUrl, WebviewWindowBuilder};
+use tauri::{Manager, WebviewUrl, WebviewWindowBuilder};
 
 const MAIN: &str = "main";
 
@@ -64,6 +65,15 @@ forward! {
     install_discard(path);
 }
 
+/// The guard's updates since the page last asked, once there are any (docs/ipc.md).
+#[tauri::command]
+async fn take_updates(inbox: tauri::State<'_, Arc<Inbox>>) -> Result<updates::Batch, String> {
+    let inbox = Arc::clone(&inbox);
+    tauri::async_runtime::spawn_blocking(move || inbox.take(updates::IDLE))
+        .await
+        .map_err(|e| format!("the dashboard's worker failed: {e}"))
+}
+
 /// The folder picker is this process's own (a dialog belongs to the window).
 #[tauri::command]
 async fn pick_folder(app: tauri::AppHandle) -> Option<String> {
@@ -99,26 +109,28 @@ pub fn run() {
         std::process::exit(2);
     };
     static HANDLE: OnceLock<tauri::AppHandle> = OnceLock::new();
+    let inbox = Arc::new(Inbox::new());
+    let for_page = inbox.clone();
     let client = ipc::Client::connect(
         &data_dir,
-        |name, payload| {
-            let Some(app) = HANDLE.get() else { return };
-            match name.as_str() {
-                "show" => {
-                    if let Some(w) = app.get_webview_window(MAIN) {
-                        let _ = w.unminimize();
-                        let _ = w.show();
-                        let _ = w.set_focus();
-                        if payload == Value::Bool(true) {
-                            let _ = w.emit("open-why", ());
-                        }
-                    }
+        move |name, payload| match name.as_str() {
+            "show" => {
+                let Some(app) = HANDLE.get() else { return };
+                if let Some(w) = app.get_webview_window(MAIN) {
+                    let _ = w.unminimize();
+                    let _ = w.show();
+                    let _ = w.set_focus();
                 }
-                "quit" => app.exit(0),
-                _ => {
-                    let _ = app.emit(&name, payload);
+                if payload == Value::Bool(true) {
+                    for_page.push("open-why", Value::Null);
                 }
             }
+            "quit" => {
+                if let Some(app) = HANDLE.get() {
+                    app.exit(0);
+                }
+            }
+            _ => for_page.push(&name, payload),
         },
         // Without its guard the window can do nothing: it goes too.
         || match HANDLE.get() {
@@ -137,6 +149,7 @@ pub fn run() {
     let app = tauri::Builder::default()
         .plugin(tauri_plugin_dialog::init())
         .manage(Link(client))
+        .manage(inbox)
         .invoke_handler(tauri::generate_handler![
             get_status,
             start_fooocus,
@@ -164,6 +177,7 @@ pub fn run() {
             install_cancel,
             install_status,
             install_discard,
+            take_updates,
             debug_forbidden,
         ])
         .on_window_event(|w, e| {

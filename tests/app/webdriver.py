@@ -93,6 +93,10 @@ def main():
         check("a command outside the capability list is refused", str(refused).startswith("REFUSED"), refused)
         refused2 = run("const done = arguments[arguments.length-1]; window.__TAURI_INTERNALS__.invoke('plugin:dialog|open', {options: {}}).then(v => done('ALLOWED'), e => done('REFUSED ' + e));")
         check("another plugin's command is refused", str(refused2).startswith("REFUSED"), refused2)
+        # Updates reach the page as take_updates replies (src-tauri/src/updates.rs): Tauri's
+        # events, which would run a script per update in the page, are not granted at all.
+        listen = run("const done = arguments[arguments.length-1]; window.__TAURI_INTERNALS__.invoke('plugin:event|listen', {event: 'sample', target: {kind: 'Any'}, handler: 0}).then(v => done('ALLOWED'), e => done('REFUSED ' + e));")
+        check("the page may not listen to Tauri events", str(listen).startswith("REFUSED"), listen)
         csp = run("""const done = arguments[arguments.length-1];
             const s = document.createElement('script'); s.src = 'https://example.com/x.js';
             let blocked = false;

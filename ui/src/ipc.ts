@@ -1,6 +1,5 @@
-// Typed wrappers over the app's commands and events (docs/ipc.md).
+// Typed wrappers over the app's commands and its updates (docs/ipc.md).
 import { invoke } from "@tauri-apps/api/core";
-import { listen, type UnlistenFn } from "@tauri-apps/api/event";
 import type {
   BreachRecord, ConsoleLine, FieldError, GenerationRecord, GuardEvent, HistoryPoint, InstallInfo, LimitStats,
   Sample, SaveResult, Settings, SettingsNote, Status,
@@ -33,11 +32,83 @@ export const api = {
 
 export interface LastStop { stopped: GuardEvent | null; breach: GuardEvent | null }
 
+/** One answer to take_updates (src-tauri/src/updates.rs), oldest first in each list. */
+export interface UpdateBatch {
+  status: Status | null;
+  samples: Sample[];
+  console: ConsoleLine[];
+  events: GuardEvent[];
+  open_why: boolean;
+  /** Updates the app dropped because the page was not asking (each list has a bound). */
+  dropped: number;
+}
+
+type Unlisten = () => void;
+export interface Handlers {
+  status: Set<(s: Status) => void>;
+  sample: Set<(s: Sample) => void>;
+  console: Set<(l: ConsoleLine[]) => void>;
+  event: Set<(e: GuardEvent) => void>;
+  openWhy: Set<() => void>;
+}
+export const newHandlers = (): Handlers =>
+  ({ status: new Set(), sample: new Set(), console: new Set(), event: new Set(), openWhy: new Set() });
+const handlers = newHandlers();
+
+/** Hands a batch to the views: the status first (what the events that follow it left), then the
+ * samples, the console and the events in the guard's order. A view that throws does not keep
+ * the others from their updates: its error is reported as uncaught, where tests see it. */
+export function deliver(b: UpdateBatch, to: Handlers = handlers): void {
+  const call = <T extends unknown[]>(fs: Set<(...a: T) => void>, ...a: T) => {
+    for (const f of fs) {
+      try {
+        f(...a);
+      } catch (e) {
+        setTimeout(() => { throw e; });
+      }
+    }
+  };
+  if (b.status) call(to.status, b.status);
+  for (const s of b.samples) call(to.sample, s);
+  if (b.console.length) call(to.console, b.console);
+  for (const e of b.events) call(to.event, e);
+  if (b.open_why) call(to.openWhy);
+}
+
+// The page asks for its updates and asks again as soon as they arrive: the app answers when it
+// has something (or after 2 s with nothing), so one request is always waiting. Updates are a
+// command's reply, plain JSON, rather than Tauri events, which the web process would receive as
+// a freshly compiled script each (src-tauri/src/updates.rs says more).
+let asking = false;
+function ask(): void {
+  if (asking) return;
+  asking = true;
+  void (async () => {
+    for (;;) {
+      let batch: UpdateBatch;
+      try {
+        batch = await invoke<UpdateBatch>("take_updates");
+      } catch (e) {
+        console.warn("take_updates failed, asking again in 1 s:", e);
+        await new Promise((r) => setTimeout(r, 1000));
+        continue;
+      }
+      deliver(batch);
+    }
+  })();
+}
+
+function subscribe<F>(set: Set<F>, f: F): Promise<Unlisten> {
+  set.add(f);
+  ask();
+  return Promise.resolve(() => void set.delete(f));
+}
+
 export const on = {
-  sample: (f: (s: Sample) => void): Promise<UnlistenFn> => listen<Sample>("sample", (e) => f(e.payload)),
-  status: (f: (s: Status) => void): Promise<UnlistenFn> => listen<Status>("status", (e) => f(e.payload)),
-  console: (f: (l: ConsoleLine[]) => void): Promise<UnlistenFn> => listen<ConsoleLine[]>("console", (e) => f(e.payload)),
-  event: (f: (e: GuardEvent) => void): Promise<UnlistenFn> => listen<GuardEvent>("guard-event", (e) => f(e.payload)),
+  sample: (f: (s: Sample) => void) => subscribe(handlers.sample, f),
+  status: (f: (s: Status) => void) => subscribe(handlers.status, f),
+  console: (f: (l: ConsoleLine[]) => void) => subscribe(handlers.console, f),
+  event: (f: (e: GuardEvent) => void) => subscribe(handlers.event, f),
   /** The user clicked a limit's notification while the window was open. */
-  openWhy: (f: () => void): Promise<UnlistenFn> => listen("open-why", () => f()),
+  openWhy: (f: () => void) => subscribe(handlers.openWhy, f),
 };

@@ -5,8 +5,8 @@
 // half done (until install_discard); window.mockGuard.stopByLimit("vram") plays the
 // events a limit stop sends (limit_breached, then generation_stopped).
 import { mockIPC, mockWindows } from "@tauri-apps/api/mocks";
-import { emit } from "@tauri-apps/api/event";
-import type { BreachRecord, ConsoleLine, FieldError, GenerationRecord, HistoryPoint, Sample, Settings, Status } from "../types";
+import type { BreachRecord, ConsoleLine, FieldError, GenerationRecord, GuardEvent, HistoryPoint, Sample, Settings, Status } from "../types";
+import type { UpdateBatch } from "../ipc";
 import { actionsFor } from "../logic";
 
 const GiB = 1024 ** 3;
@@ -95,6 +95,27 @@ function stats(limit: string, value: number | null) {
     suggested: max == null ? null : Math.ceil(Math.max(pct(99)! * 1.5, max * 1.2) / step) * step };
 }
 
+// The updates the page has not taken yet, and its ask waiting for them: take_updates as
+// src-tauri/src/updates.rs answers it (the newest status, the rest in order, 2 s when idle).
+const emptyBatch = (): UpdateBatch => ({ status: null, samples: [], console: [], events: [], open_why: false, dropped: 0 });
+let held = emptyBatch();
+let waiting: (() => void) | null = null;
+function post(u: { status?: Status; sample?: Sample; console?: ConsoleLine[]; event?: GuardEvent }) {
+  if (u.status) held.status = structuredClone(u.status);
+  if (u.sample) held.samples.push(u.sample);
+  if (u.console) held.console.push(...u.console);
+  if (u.event) held.events.push(u.event);
+  waiting?.();
+}
+async function takeUpdates(): Promise<UpdateBatch> {
+  const idle = held.status == null && !held.samples.length && !held.console.length && !held.events.length;
+  if (idle) await new Promise<void>((r) => { waiting = r; setTimeout(r, 2000); });
+  waiting = null;
+  const b = held;
+  held = emptyBatch();
+  return b;
+}
+
 export function install() {
   mockWindows("main");
   mockIPC((cmd, args) => {
@@ -136,18 +157,18 @@ export function install() {
                                       total_bytes: null, log: [], done: [], error: null, cancelled: false, installed: null };
       case "install_discard": installFinished = []; return null;
       case "install_start": case "install_cancel": return null;
+      case "take_updates": return takeUpdates();
       default: throw `unknown command ${cmd}`;
     }
-  }, { shouldMockEvents: true });
+  });
   setInterval(() => {
-    void emit("sample", sample(now()));
+    post({ sample: sample(now()) });
     const g = status.generation;
     if (!g) return;
     g.step = (g.step! % 30) + 1;
     if (g.step === 1) g.image_index = (g.image_index! % 4) + 1;
     g.elapsed_s = (now() - g.started_ms) / 1000;
-    void emit("status", status);
-    void emit("console", [say(` ${Math.round((g.step / 30) * 100)}%|███       | ${g.step}/30 [00:17<00:07,  2.46s/it]`, "stderr")]);
+    post({ status, console: [say(` ${Math.round((g.step / 30) * 100)}%|███       | ${g.step}/30 [00:17<00:07,  2.46s/it]`, "stderr")] });
   }, 500);
   (window as unknown as { mockGuard: unknown }).mockGuard = { stopByLimit };
 }
@@ -162,11 +183,11 @@ async function stopByLimit(limit: "vram" | "memory" | "timeout" | "cpu", how: "g
   const ts = new Date().toISOString();
   const action = how === "graceful" ? "stop_generation" : "kill_and_restart";
   breaches.unshift({ id: breaches.length + 1, ts_ms: Date.parse(ts), limit, configured, observed, action, how, generation_id: id });
-  await emit("guard-event", { ts, event: "limit_breached", limit, configured, observed, action, generation_id: id, source: limit === "vram" ? "tree" : undefined });
+  post({ event: { ts, event: "limit_breached", limit, configured, observed, action, generation_id: id, source: limit === "vram" ? "tree" : undefined } });
   status.generation = null;
   status.state = "ready";
   status.actions = actionsFor(status.state, !!status.url);
-  await emit("status", status);
-  await emit("guard-event", { ts: new Date().toISOString(), event: "generation_stopped", generation_id: id, how, limit, took_s: how === "graceful" ? 2.4 : 10.3,
-    steps: [], grace_s: l.grace_s ?? 10, grace: "configured" });
+  post({ status });
+  post({ event: { ts: new Date().toISOString(), event: "generation_stopped", generation_id: id, how, limit, took_s: how === "graceful" ? 2.4 : 10.3,
+    steps: [], grace_s: l.grace_s ?? 10, grace: "configured" } });
 }
