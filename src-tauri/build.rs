@@ -1,4 +1,5 @@
 fn main() {
+    speechless();
     // Only these commands exist for the webview, and capabilities/default.json grants them:
     // anything else (another plugin's command, a command not listed) is refused by Tauri.
     tauri_build::try_build(tauri_build::Attributes::new().app_manifest(
@@ -35,4 +36,31 @@ fn main() {
         ]),
     ))
     .expect("tauri build script");
+}
+
+/// Linux: flite's stand-ins for the dashboard (speechless/flite.c, src/speechless.rs), one shared
+/// library the guard carries inside it.
+fn speechless() {
+    println!("cargo:rerun-if-changed=speechless/flite.c");
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux") {
+        return;
+    }
+    let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
+    let lib = out.join("libfooocus-guard-speechless.so");
+    let status = cc::Build::new()
+        .get_compiler()
+        .to_command()
+        .args([
+            "-shared",
+            "-fPIC",
+            "-O2",
+            "-s",
+            "-Wl,-soname,libflite.so.1",
+            "-o",
+        ])
+        .arg(&lib)
+        .arg("speechless/flite.c")
+        .status()
+        .expect("the C compiler runs (apt install build-essential)");
+    assert!(status.success(), "speechless/flite.c does not compile");
 }

@@ -150,6 +150,10 @@ struct Dashboard {
     exe: PathBuf,
     data_dir: PathBuf,
     running: Running,
+    /// Linux: the folder of flite's stand-ins for its library path (src/speechless.rs), found
+    /// at the first open.
+    #[cfg(target_os = "linux")]
+    speechless: std::sync::OnceLock<Option<PathBuf>>,
 }
 
 impl Dashboard {
@@ -162,6 +166,8 @@ impl Dashboard {
             exe,
             data_dir: data_dir.to_path_buf(),
             running,
+            #[cfg(target_os = "linux")]
+            speechless: std::sync::OnceLock::new(),
         }
     }
 
@@ -174,6 +180,17 @@ impl Dashboard {
         }
         let mut cmd = Command::new(&self.exe);
         cmd.env("FOOOCUS_GUARD_DATA_DIR", &self.data_dir);
+        #[cfg(target_os = "linux")]
+        if let Some(dir) = self
+            .speechless
+            .get_or_init(|| crate::speechless::folder_for(&self.exe, &self.data_dir))
+        {
+            let inherited = std::env::var_os("LD_LIBRARY_PATH");
+            cmd.env(
+                "LD_LIBRARY_PATH",
+                crate::speechless::library_path(dir, inherited),
+            );
+        }
         if why {
             cmd.arg("--why");
         }

@@ -12,6 +12,8 @@ mod notify;
 mod guard;
 #[cfg(unix)]
 mod sni;
+#[cfg(target_os = "linux")]
+mod speechless;
 
 #[cfg(windows)]
 mod combined;
