@@ -29,6 +29,7 @@ pub enum Action {
 }
 
 pub fn run(demo: bool, hidden: bool) -> ! {
+    one_malloc_arena();
     let data_dir = guard_core::paths::data_dir();
     // A second launch opens the first one's dashboard.
     if let Some(d) = &data_dir {
@@ -140,6 +141,19 @@ fn forward_updates(
             }
         })
         .expect("bridge thread");
+}
+
+/// glibc gives a thread that finds the arenas busy one of its own, up to eight per core, and
+/// keeps each one's freed memory. The guard answers each of the dashboard's calls on a thread of
+/// its own, so each opening of the dashboard left the guard about 0.25 MiB bigger
+/// (tests/app/footprint.sh: 12.6 MiB in the tray, 15.9 after 10 open/close cycles; with one
+/// arena 12.6). Its threads allocate little, and rarely at once. Before any thread starts.
+fn one_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a malloc parameter; no other thread exists yet.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
 }
 
 /// Whether the dashboard's process runs and keeps its window (false once it is closing).

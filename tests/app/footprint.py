@@ -183,6 +183,21 @@ def egl_in_window_process(procs):
     return f"the window's process loaded {', '.join(drivers)}" if drivers else None
 
 
+def flite_in_dashboard(procs):
+    """Behaviour: none of the dashboard's processes (the window's, WebKit's) loads flite's voices;
+    the guard starts the window with their stand-ins first on its library path
+    (src-tauri/src/speechless.rs). Returns what is wrong, or None."""
+    wrong = []
+    for pid, name, _, _ in procs:
+        if not (name.startswith("fooocus-guard-d") or name.startswith("WebKit")):
+            continue
+        with open(f"/proc/{pid}/maps") as f:
+            voices = sorted({line.split()[-1] for line in f if "/libflite" in line})
+        if voices:
+            wrong.append(f"{name} ({pid}) loaded {len(voices)} of flite's libraries ({voices[0]}, ...)")
+    return "; ".join(wrong) or None
+
+
 def main():
     args = sys.argv[1:]
     strict = "--strict" in args
@@ -216,12 +231,19 @@ def main():
             if top:
                 mappings(held, top)
         egl = egl_in_window_process(open_procs)
+        flite = flite_in_dashboard(open_procs)
         close_dashboard()
-        figures["closed"] = report("after closing it", settled(proc.pid))
+        closed = settled(proc.pid)
+        figures["closed"] = report("after closing it", closed)
+        if top:
+            mappings(closed, top)
         for _ in range(cycles):
             open_dashboard()
             close_dashboard()
-        figures["cycles"] = report(f"after {cycles} more open/close cycles", settled(proc.pid))
+        after = settled(proc.pid)
+        figures["cycles"] = report(f"after {cycles} more open/close cycles", after)
+        if top:
+            mappings(after, top)
     finally:
         tray("click", "Quit")
         try:
@@ -246,6 +268,9 @@ def main():
     if egl:
         sys.exit(f"footprint: {egl}")
     print("the window's process holds no EGL driver; WebKit's web process draws the page")
+    if flite:
+        sys.exit(f"footprint: {flite}")
+    print("no process of the dashboard holds flite's voices")
     if strict and missed:
         sys.exit(1)
 
