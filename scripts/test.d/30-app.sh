@@ -4,6 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build -q -p fooocus-guard
+# The app's own unit tests (the guard-dashboard channel, the page's inbox, flite's stand-ins loaded
+# with the system's WebKitGTK): not among the workspace's default members, which the rust suite tests.
+cargo test -q -p fooocus-guard 2>&1 | grep -E '^(test result|test .* FAILED|failures|---- |thread .* panicked)'
+test "${PIPESTATUS[0]}" -eq 0
 bash tests/app/e2e.sh
 command -v tauri-driver >/dev/null || cargo install tauri-driver --version '^2' --locked -q
 app=$(pwd)/target/debug/fooocus-guard
