@@ -29,15 +29,15 @@ pub const MAX_CONSOLE: usize = 500;
 /// The most guard events held.
 pub const MAX_EVENTS: usize = 100;
 
-/// One answer to `take_updates`, oldest first in each list.
+/// One answer to `take_updates`, oldest first in each list; also what the inbox holds meanwhile.
 #[derive(Debug, Default, Serialize, PartialEq)]
 pub struct Batch {
     /// The newest status, if it changed since the last batch.
     pub status: Option<Value>,
-    pub samples: Vec<Value>,
+    pub samples: VecDeque<Value>,
     /// Console lines (`ConsoleLine`), one list however many batches the guard sent.
-    pub console: Vec<Value>,
-    pub events: Vec<Value>,
+    pub console: VecDeque<Value>,
+    pub events: VecDeque<Value>,
     /// A limit's notification was clicked while the window was open: show "why it stopped".
     pub open_why: bool,
     /// Updates dropped since the last batch because a list was full (the page was not asking).
@@ -46,26 +46,6 @@ pub struct Batch {
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
-        self.status.is_none()
-            && self.samples.is_empty()
-            && self.console.is_empty()
-            && self.events.is_empty()
-            && !self.open_why
-    }
-}
-
-#[derive(Default)]
-struct Held {
-    status: Option<Value>,
-    samples: VecDeque<Value>,
-    console: VecDeque<Value>,
-    events: VecDeque<Value>,
-    open_why: bool,
-    dropped: u64,
-}
-
-impl Held {
-    fn is_empty(&self) -> bool {
         self.status.is_none()
             && self.samples.is_empty()
             && self.console.is_empty()
@@ -86,7 +66,7 @@ fn push_bounded(list: &mut VecDeque<Value>, v: Value, max: usize, dropped: &mut 
 /// Updates waiting for the page. One writer (the guard's events) and one reader (the page's ask).
 #[derive(Default)]
 pub struct Inbox {
-    held: Mutex<Held>,
+    held: Mutex<Batch>,
     arrived: Condvar,
 }
 
@@ -129,15 +109,7 @@ impl Inbox {
             }
             h = self.arrived.wait_timeout(h, left).unwrap().0;
         }
-        let h = std::mem::take(&mut *h);
-        Batch {
-            status: h.status,
-            samples: h.samples.into(),
-            console: h.console.into(),
-            events: h.events.into(),
-            open_why: h.open_why,
-            dropped: h.dropped,
-        }
+        std::mem::take(&mut *h)
     }
 }
 
@@ -208,7 +180,7 @@ mod tests {
         assert_eq!(b.samples.len(), MAX_SAMPLES);
         assert_eq!(b.samples[0], json!(5), "the oldest went");
         assert_eq!(b.console.len(), MAX_CONSOLE);
-        assert_eq!(b.console.last(), Some(&json!({"n": MAX_CONSOLE + 6})));
+        assert_eq!(b.console.back(), Some(&json!({"n": MAX_CONSOLE + 6})));
         assert_eq!(b.events.len(), MAX_EVENTS);
         assert_eq!(b.dropped, 5 + 7 + 1);
     }
