@@ -3,7 +3,7 @@
  *
  * libwebkit2gtk links flite's thirteen libraries for the page's speechSynthesis API, and loads
  * them at start in each of its three processes: their voice tables are relocated at load, which
- * costs about 16 MiB of the dashboard's memory (3 MiB of private pages per process, 7 MiB shared).
+ * cost the open dashboard about 15 MiB of PSS (tests/app/footprint.sh: 199.1 -> 184.5 MiB).
  * The dashboard never speaks. These are the functions WebKitGTK calls (those of its undefined
  * symbols, `nm -D --undefined-only`, that flite's libraries define); each answers "nothing
  * here" the way flite does when it fails (no voice, no wave), so a page that asked to speak would

@@ -2,8 +2,8 @@
 //!
 //! libwebkit2gtk needs flite's thirteen libraries (the speech synthesizer behind the page's
 //! `speechSynthesis`) and, bound at load (`-z now`), relocates their voice tables in each of its
-//! three processes: about 16 MiB of the dashboard's memory (tests/app/footprint.sh --mappings),
-//! for a page that never speaks. The guard starts the dashboard with a folder first on its
+//! three processes: about 15 MiB of the open dashboard (tests/app/footprint.sh: 199.1 -> 184.5
+//! MiB PSS), for a page that never speaks. The guard starts the dashboard with a folder first on its
 //! library path where each of those thirteen names leads to one small library of stand-ins
 //! (speechless/flite.c, built by build.rs and carried in the guard), so the loader takes it and
 //! not the voices. WebKit passes its environment to its own processes, which get the same.
@@ -97,7 +97,7 @@ pub fn folder_for(dashboard: &Path, data_dir: &Path) -> Option<PathBuf> {
     let dir = data_dir.join("speechless");
     if let Err(e) = prepare(&dir) {
         eprintln!(
-            "fooocus-guard: the dashboard keeps flite's voices ({e} writing {}); it works, with about 16 MiB more",
+            "fooocus-guard: the dashboard keeps flite's voices ({e} writing {}); it works, with about 15 MiB more",
             dir.display()
         );
         return None;

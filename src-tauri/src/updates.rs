@@ -132,12 +132,19 @@ mod tests {
     fn an_update_wakes_a_waiting_ask() {
         let inbox = Arc::new(Inbox::new());
         let i = inbox.clone();
-        let asker = std::thread::spawn(move || i.take(Duration::from_secs(60)));
+        let asker = std::thread::spawn(move || {
+            let t = Instant::now();
+            (i.take(Duration::from_secs(60)), t.elapsed())
+        });
         std::thread::sleep(Duration::from_millis(20));
         inbox.push("sample", json!({"ts_ms": 1}));
-        // Were the wake lost, this would wait the full minute.
-        let b = asker.join().unwrap();
+        let (b, waited) = asker.join().unwrap();
         assert_eq!(b.samples, vec![json!({"ts_ms": 1})]);
+        // Were the wake lost, the ask would have waited out its full minute.
+        assert!(
+            waited < Duration::from_secs(30),
+            "woken only by the timeout"
+        );
     }
 
     #[test]
