@@ -4,9 +4,9 @@
 //!   dies -- cleanly, by a crash or by TerminateProcess -- Windows closes the handle and kills
 //!   every process in the job. Nothing can be left behind, which is why `clean_stale` has
 //!   nothing to do here.
-//! * The child is created suspended (CREATE_SUSPENDED, and CREATE_NO_WINDOW so no console window
-//!   flashes), assigned to the job, and only then resumed: it never runs a single instruction
-//!   outside the job, and everything it spawns is born inside.
+//! * The child is created suspended (CREATE_SUSPENDED, and CREATE_NO_WINDOW: see
+//!   [`FOOOCUS_CREATION_FLAGS`]), assigned to the job, and only then resumed: it never runs a
+//!   single instruction outside the job, and everything it spawns is born inside.
 //! * The RAM cap is the job memory limit. Windows limits *committed* memory (RAM plus page
 //!   file), so the cap is RAM + swap: the swap allowance folds into the one limit.
 //! * The CPU cap is CPU rate control with a hard cap, in hundredths of a percent of the machine.
@@ -474,6 +474,18 @@ fn resume_process(pid: u32) -> Result<()> {
 
 /// CpuRate is in hundredths of a percent of the whole machine; the user's cap is in percent of
 /// one core.
+/// How Fooocus is created. Suspended, so it joins the job before its first instruction.
+///
+/// With a console of its own that has no window (CREATE_NO_WINDOW), so a click can never pause it
+/// (lllyasviel/Fooocus#1216, "Waiting for task to start"): in a console window in QuickEdit mode a
+/// click starts a selection that holds every write to that console until it ends, and Fooocus
+/// blocks on its next print. A windowless console has nothing to click; the console programs
+/// Fooocus starts (git, pip) share it rather than each opening a visible one, as they would under
+/// DETACHED_PROCESS; it is not the guard's own console (the CLI in a terminal), which a child
+/// inherits by default; nor a new visible one (CREATE_NEW_CONSOLE). Fooocus's own output goes to
+/// the supervisor's pipes, not to any console.
+pub const FOOOCUS_CREATION_FLAGS: u32 = CREATE_SUSPENDED | CREATE_NO_WINDOW;
+
 fn cpu_rate(cpu_percent: u32, cores: u32) -> u32 {
     (u64::from(cpu_percent) * 100 / u64::from(cores.max(1))).clamp(1, 10_000) as u32
 }
@@ -484,7 +496,7 @@ impl Containment for JobContainer {
     }
 
     fn prepare(&self, cmd: &mut std::process::Command) -> Result<()> {
-        cmd.creation_flags(CREATE_SUSPENDED | CREATE_NO_WINDOW);
+        cmd.creation_flags(FOOOCUS_CREATION_FLAGS);
         Ok(())
     }
 
@@ -642,7 +654,24 @@ impl Drop for JobContainer {
 
 #[cfg(test)]
 mod tests {
-    use super::cpu_rate;
+    use super::{cpu_rate, FOOOCUS_CREATION_FLAGS};
+    use windows_sys::Win32::System::Threading::{
+        CREATE_NEW_CONSOLE, CREATE_NO_WINDOW, CREATE_SUSPENDED, DETACHED_PROCESS,
+    };
+
+    /// Wine has no consoles (AllocConsole fails, no process has a console window), so what the
+    /// flags do is tested on real Windows (windows_job.rs, FG_REAL_WINDOWS=1); here, that they
+    /// are the ones that do it.
+    #[test]
+    fn fooocus_is_created_suspended_with_a_console_that_has_no_window() {
+        assert_ne!(FOOOCUS_CREATION_FLAGS & CREATE_SUSPENDED, 0);
+        assert_ne!(FOOOCUS_CREATION_FLAGS & CREATE_NO_WINDOW, 0);
+        // Neither a visible console of its own nor none at all (its helpers would open theirs).
+        assert_eq!(
+            FOOOCUS_CREATION_FLAGS & (CREATE_NEW_CONSOLE | DETACHED_PROCESS),
+            0
+        );
+    }
 
     #[test]
     fn cpu_cap_is_converted_to_hundredths_of_the_machine() {

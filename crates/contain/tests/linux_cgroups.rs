@@ -28,7 +28,12 @@ time.sleep(1000)
 
 fn spawn_tree(c: &dyn Containment, pids_file: &Path) -> std::process::Child {
     let mut cmd = Command::new("python3");
-    cmd.args(["-c", TREE]).arg(pids_file).stdin(Stdio::null());
+    // No pipe of the test harness's: a process left behind would hold it open.
+    cmd.args(["-c", TREE])
+        .arg(pids_file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     c.prepare(&mut cmd).unwrap();
     let child = cmd.spawn().unwrap();
     c.adopt(&child).unwrap();
@@ -212,7 +217,11 @@ fn guard_process_main() {
     };
     let pref: Preference = backend.parse().unwrap();
     let file = PathBuf::from(std::env::var("CONTAIN_TEST_PIDS").unwrap());
-    let c = create(pref, "test-guard").unwrap();
+    // A v2 group of its own, as systemd delegates one to each `systemd-run --scope`.
+    let c = match std::env::var("CONTAIN_TEST_V2_OWN") {
+        Ok(own) => guard_contain::linux::create_in(&v2_only(&own), pref, "test-guard").unwrap(),
+        Err(_) => create(pref, "test-guard").unwrap(),
+    };
     // Never waited: this process is killed (or aborts) with its tree, which is the point.
     #[allow(clippy::zombie_processes)]
     let _child = spawn_tree(&*c, &file);
@@ -224,9 +233,30 @@ fn guard_process_main() {
 }
 
 fn run_guard(backend: &str, abort: bool) -> (std::process::Child, Vec<u32>, tempfile::TempDir) {
+    run_guard_with(backend, abort, &[])
+}
+
+/// This machine's v2 hierarchy, with the guard's own group at `own`.
+fn v2_only(own: &str) -> guard_contain::linux::detect::Mounts {
+    let real = guard_contain::linux::detect::Mounts::read();
+    let (mount, _) = real.v2.expect("a cgroup2 mount");
+    guard_contain::linux::detect::Mounts {
+        v1: Vec::new(),
+        v2: Some((mount, own.into())),
+    }
+}
+
+fn run_guard_with(
+    backend: &str,
+    abort: bool,
+    env: &[(&str, &Path)],
+) -> (std::process::Child, Vec<u32>, tempfile::TempDir) {
     let t = tmp();
     let f = t.path().join("pids");
     let mut cmd = Command::new(std::env::current_exe().unwrap());
+    // Its ledger goes with the test's files, not into the user's data folder.
+    cmd.env("FOOOCUS_GUARD_DATA_DIR", t.path())
+        .envs(env.iter().map(|(k, v)| (*k, *v)));
     cmd.args([
         "--exact",
         "guard_process_main",
@@ -256,6 +286,103 @@ fn sigkill_of_the_guard_leaves_nothing_twenty_times_in_a_row() {
                 alive.is_empty(),
                 "{backend} round {round}: {alive:?} outlived the guard"
             );
+        }
+    }
+}
+
+/// Kills what a failed assertion would leave running.
+struct KillOnDrop(Vec<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            if is_alive(*p) {
+                // SAFETY: kill(2) on a pid of this test's tree, alive a moment ago.
+                unsafe { libc::kill(*p as libc::pid_t, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+/// The guard's children other than the tree's root: its wardens.
+fn wardens_of(guard: u32, tree: &[u32]) -> Vec<u32> {
+    let mut kids = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{guard}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let s = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+        kids.extend(s.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+    }
+    kids.retain(|k| !tree.contains(k));
+    kids
+}
+
+/// `pkill -9 -f <guard>` used to match the warden too (same command line): guard and warden die
+/// together, the tree's root with them (PDEATHSIG), and its descendants are left. The next guard
+/// start kills them, on every backend: v1 and v2 groups found by name, a v2 group in another
+/// systemd scope (each `systemd-run --scope` delegates a new one) and a fallback tree found
+/// through the ledger.
+#[test]
+fn a_guard_killed_with_its_warden_is_cleaned_up_at_the_next_start() {
+    let mount = v2_only("/").v2.unwrap().0;
+    for backend in ["cgroup-v1", "cgroup-v2", "cgroup-v2-delegated", "fallback"] {
+        let ledgers = tmp();
+        let data = ledgers.path().to_path_buf();
+        let scope = |n: &str| format!("/fg-test-{}-{n}.scope", std::process::id());
+        let mut env: Vec<(&str, &Path)> = vec![("FOOOCUS_GUARD_DATA_DIR", &data)];
+        let own = scope("old");
+        let own_path = PathBuf::from(&own);
+        let delegated = backend == "cgroup-v2-delegated";
+        if delegated {
+            std::fs::create_dir_all(mount.join(&own[1..])).unwrap();
+            env.push(("CONTAIN_TEST_V2_OWN", &own_path));
+        }
+        let pref = if delegated { "cgroup-v2" } else { backend };
+        let (mut guard, pids, _t) = run_guard_with(pref, false, &env);
+        let wardens = wardens_of(guard.id(), &pids);
+        assert_eq!(wardens.len(), 1, "{backend}: one warden, got {wardens:?}");
+        // SAFETY: kill(2) on the warden, a child of our child.
+        unsafe { libc::kill(wardens[0] as libc::pid_t, libc::SIGKILL) };
+        guard.kill().unwrap();
+        // Another test of this binary may run a backend that reaps every child of this process
+        // (the fallback is a subreaper): then the guard is already reaped and wait says ECHILD.
+        let _ = guard.wait();
+        assert!(
+            wait_gone(&wardens, 10).is_empty(),
+            "{backend}: the warden died"
+        );
+        // What the issue saw: the root dies with the guard, its descendants stay.
+        let left: Vec<u32> = pids.iter().copied().filter(|p| is_alive(*p)).collect();
+        let _reaper = KillOnDrop(left.clone());
+        assert!(
+            !left.is_empty(),
+            "{backend}: nothing outlived the guard: {pids:?}"
+        );
+
+        // The next guard starts (in another scope, for the delegated case).
+        let mounts = if delegated {
+            v2_only(&scope("new"))
+        } else {
+            guard_contain::linux::detect::Mounts::read()
+        };
+        let cleaned = guard_contain::linux::clean_stale_in(&mounts, Some(&data.join("containers")));
+        let alive = wait_gone(&left, 10);
+        assert!(
+            alive.is_empty(),
+            "{backend}: {alive:?} of {left:?} survived the clean-up ({cleaned:?})"
+        );
+        assert!(!cleaned.is_empty(), "{backend}: reported");
+        assert!(
+            std::fs::read_dir(data.join("containers")).map_or(true, |d| d.count() == 0),
+            "{backend}: the dead guard's ledger is gone"
+        );
+        if delegated {
+            // The old scope as systemd would remove it once empty.
+            let old = mount.join(&own[1..]);
+            let _ = std::fs::remove_dir(old.join("fooocus-guard"));
+            let _ = std::fs::remove_dir(old.join("guard"));
+            std::fs::remove_dir(&old).unwrap();
         }
     }
 }

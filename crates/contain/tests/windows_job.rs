@@ -87,6 +87,23 @@ fn role() {
             }
             out(format!("spun {x}"));
         }
+        "console" => {
+            let depth: u32 = std::env::var("FG_DEPTH").unwrap().parse().unwrap();
+            let (window, stdout_console, shared) = console_state();
+            out(format!(
+                "console pid {} window {} stdout_console {} shares_test_console {}",
+                std::process::id(),
+                window as u8,
+                stdout_console as u8,
+                shared as u8
+            ));
+            if depth > 0 {
+                // As Fooocus starts its helpers: stdio inherited, no flags of its own.
+                let _ = me("console")
+                    .env("FG_DEPTH", (depth - 1).to_string())
+                    .status();
+            }
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -104,6 +121,36 @@ fn in_job() -> bool {
     // SAFETY: the pseudo handle of this process; a null job means "any job".
     unsafe { IsProcessInJob(GetCurrentProcess(), std::ptr::null_mut(), &mut r) };
     r != 0
+}
+
+// kernel32's console calls (windows-sys's Console feature is not enabled for this crate).
+#[link(name = "kernel32")]
+extern "system" {
+    fn AllocConsole() -> i32;
+    fn GetConsoleWindow() -> *mut std::ffi::c_void;
+    fn GetStdHandle(which: u32) -> *mut std::ffi::c_void;
+    fn GetConsoleMode(handle: *mut std::ffi::c_void, mode: *mut u32) -> i32;
+    fn GetConsoleProcessList(pids: *mut u32, count: u32) -> u32;
+}
+const STD_OUTPUT_HANDLE: u32 = -11i32 as u32;
+
+/// Whether this process has a console window (one a user could click in), whether its stdout
+/// writes to a console (where QuickEdit's selection would block it), and whether its console is
+/// the test's (FG_TEST_PID), whose window the user would click in.
+fn console_state() -> (bool, bool, bool) {
+    let test: u32 = std::env::var("FG_TEST_PID").unwrap().parse().unwrap();
+    let mut mode = 0;
+    let mut pids = [0u32; 64];
+    // SAFETY: queries of this process's own console and standard handle; the list is written
+    // within its length.
+    unsafe {
+        let n = GetConsoleProcessList(pids.as_mut_ptr(), pids.len() as u32) as usize;
+        (
+            !GetConsoleWindow().is_null(),
+            GetConsoleMode(GetStdHandle(STD_OUTPUT_HANDLE), &mut mode) != 0,
+            pids[..n.min(pids.len())].contains(&test),
+        )
+    }
 }
 
 /// This test binary in a role.
@@ -446,4 +493,59 @@ fn the_job_accounts_cpu_time() {
         "cpu time {:?}",
         u.cpu_time
     );
+}
+
+/// Real Windows only (`FG_REAL_WINDOWS=1`): Wine has no consoles (AllocConsole fails there and no
+/// process has a console window); windows.rs's unit test checks the flags under Wine.
+///
+/// lllyasviel/Fooocus#1216, "Waiting for task to start": a click in a console window in QuickEdit
+/// mode holds every write to that console until the selection ends. Started the guard's way (the
+/// job's creation flags, stdio piped as the supervisor does), Fooocus and what it starts have no
+/// console window and do not share the guard's console, even when the guard runs in one (the CLI
+/// in a terminal), and their output goes to pipes.
+#[test]
+fn fooocus_started_the_guards_way_has_no_console_window_to_pause_it() {
+    if skip_unless_real_windows("Wine has no consoles to click in") {
+        return;
+    }
+    // SAFETY: gives this process a console with a window if it has none (a test run from a
+    // terminal has one already; then this fails harmlessly).
+    unsafe { AllocConsole() };
+    let read = |cmd: &mut Command, contained: bool| {
+        cmd.env("FG_DEPTH", "1")
+            .env("FG_TEST_PID", std::process::id().to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let c = create(Preference::Auto, "console-test").unwrap();
+        let mut child = if contained {
+            spawn_in(&*c, cmd)
+        } else {
+            cmd.spawn().unwrap()
+        };
+        let found = lines(
+            &mut BufReader::new(child.stdout.take().unwrap()),
+            "console ",
+            2,
+        );
+        let _ = child.wait();
+        found
+    };
+    // The check can fail: a child started plainly shares this process's console and its window.
+    let plain = read(&mut me("console"), false);
+    assert!(
+        plain
+            .iter()
+            .all(|l| field(l, "shares_test_console") == 1 && field(l, "window") == 1),
+        "{plain:?}"
+    );
+    for l in read(&mut me("console"), true) {
+        assert_eq!(
+            field(&l, "shares_test_console"),
+            0,
+            "the guard's console: {l}"
+        );
+        assert_eq!(field(&l, "window"), 0, "a console window to click in: {l}");
+        assert_eq!(field(&l, "stdout_console"), 0, "output to a console: {l}");
+    }
 }

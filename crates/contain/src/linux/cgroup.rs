@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::detect::{join_cgroup, keyed, Mounts};
+use super::ledger;
 use super::warden::{Plan, Warden};
 use super::{child_setup, choice, unavailable, GROUP_DIR};
 use crate::{
@@ -30,6 +31,8 @@ pub struct CgroupContainer {
     v1: Vec<(Vec<String>, PathBuf)>,
     root: Mutex<Option<u32>>,
     warden: Mutex<Option<Warden>>,
+    /// Its line in this guard's ledger (see ledger.rs).
+    ledger: u64,
 }
 
 fn cstr(p: &Path) -> CString {
@@ -158,7 +161,9 @@ impl CgroupContainer {
             v1: Vec::new(),
             root: Mutex::new(None),
             warden: Mutex::new(None),
+            ledger: 0,
         };
+        c.ledger = ledger::record(c.dirs().into_iter().map(ledger::Entry::Group).collect());
         c.arm_warden()?;
         Ok(c)
     }
@@ -243,7 +248,9 @@ impl CgroupContainer {
             v1,
             root: Mutex::new(None),
             warden: Mutex::new(None),
+            ledger: 0,
         };
+        c.ledger = ledger::record(c.dirs().into_iter().map(ledger::Entry::Group).collect());
         c.arm_warden()?;
         Ok(c)
     }
@@ -525,10 +532,11 @@ impl Drop for CgroupContainer {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
+        ledger::forget(self.ledger);
     }
 }
 
-/// Kill and remove groups whose guard is dead.
+/// Kill and remove groups whose guard is dead, found by name under this guard's own group.
 pub fn clean_stale(m: &Mounts) -> Vec<String> {
     let mut bases: Vec<PathBuf> = m.v1.iter().map(|h| h.own_dir().join(GROUP_DIR)).collect();
     if let Some((mount, own)) = &m.v2 {
@@ -548,24 +556,38 @@ pub fn clean_stale(m: &Mounts) -> Vec<String> {
                 continue;
             }
             let dir = e.path();
-            let kill = dir.join("cgroup.kill");
-            if kill.exists() {
-                let _ = fs::write(&kill, "1");
-            }
-            for _ in 0..1000 {
-                let pids = pids_in(&dir);
-                if pids.is_empty() {
-                    break;
-                }
-                for p in pids {
-                    unsafe { libc::kill(p as libc::pid_t, libc::SIGKILL) };
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            if fs::remove_dir(&dir).is_ok() {
+            if kill_and_remove(&dir) {
                 cleaned.push(format!("{} (left by guard pid {pid})", dir.display()));
             }
         }
     }
     cleaned
+}
+
+/// Kill every process in a stale group and remove it; whether it is gone.
+pub fn kill_and_remove(dir: &Path) -> bool {
+    if !dir.is_dir() {
+        return false;
+    }
+    let kill = dir.join("cgroup.kill");
+    if kill.exists() {
+        let _ = fs::write(&kill, "1");
+    }
+    // A warden killed halfway may have left the tree frozen (v1): frozen tasks die only thawed.
+    let freezer = dir.join("freezer.state");
+    if freezer.exists() {
+        let _ = fs::write(&freezer, "THAWED");
+    }
+    for _ in 0..1000 {
+        let pids = pids_in(dir);
+        if pids.is_empty() {
+            break;
+        }
+        for p in pids {
+            // SAFETY: kill(2) on a pid listed in the stale group.
+            unsafe { libc::kill(p as libc::pid_t, libc::SIGKILL) };
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    fs::remove_dir(dir).is_ok()
 }

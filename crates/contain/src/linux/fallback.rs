@@ -7,6 +7,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::ledger;
 use super::procfs::{children, descendants, env_has, is_alive};
 use super::warden::{Plan, Warden};
 use super::{become_subreaper, child_setup, choice};
@@ -21,6 +22,9 @@ pub struct Fallback {
     token: String,
     root: Mutex<Option<u32>>,
     warden: Mutex<Option<Warden>>,
+    /// Its line in this guard's ledger: what the next guard kills if this one and its warden
+    /// die together.
+    ledger: u64,
 }
 
 impl Fallback {
@@ -38,7 +42,12 @@ impl Fallback {
         };
         let warden =
             Warden::spawn(plan).map_err(|e| ContainError::io("starting the warden process", e))?;
+        let ledger = ledger::record(vec![ledger::Entry::Tree {
+            token: format!("{TOKEN_VAR}={token}"),
+            root: None,
+        }]);
         Ok(Fallback {
+            ledger,
             choice: choice(
                 BackendKind::Fallback,
                 reason,
@@ -128,6 +137,7 @@ impl Containment for Fallback {
         if let Some(w) = self.warden.lock().unwrap().as_ref() {
             w.tell_root(child.id());
         }
+        ledger::set_root(self.ledger, child.id());
         Ok(())
     }
 
@@ -196,5 +206,6 @@ impl Drop for Fallback {
     fn drop(&mut self) {
         let _ = self.kill_tree();
         drop(self.warden.lock().unwrap().take());
+        ledger::forget(self.ledger);
     }
 }

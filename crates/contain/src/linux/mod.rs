@@ -3,6 +3,7 @@
 mod cgroup;
 pub mod detect;
 mod fallback;
+mod ledger;
 mod procfs;
 mod warden;
 
@@ -86,8 +87,19 @@ pub fn probe_backend(pref: Preference) -> Result<BackendChoice> {
     Ok(c.choice().clone())
 }
 
+/// What guards that are gone left behind: the trees and groups their ledgers list (a guard
+/// killed together with its warden), and groups found by name under this guard's own group.
 pub fn clean_stale() -> Vec<String> {
-    cgroup::clean_stale(&detect::Mounts::read())
+    clean_stale_in(&detect::Mounts::read(), ledger::default_dir().as_deref())
+}
+
+/// `clean_stale` with the hierarchies and the ledgers' folder given (tests).
+pub fn clean_stale_in(mounts: &detect::Mounts, ledgers: Option<&std::path::Path>) -> Vec<String> {
+    let mut cleaned = ledgers
+        .map(|d| ledger::clean(d, mounts))
+        .unwrap_or_default();
+    cleaned.extend(cgroup::clean_stale(mounts));
+    cleaned
 }
 
 /// Orphaned descendants come back to the guard instead of init, so the fallback can still find

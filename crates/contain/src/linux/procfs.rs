@@ -45,9 +45,35 @@ pub fn descendants(root: u32) -> Vec<u32> {
     all
 }
 
-/// Whether `pid`'s environment holds `token` (a `NAME=value` pair).
+/// Whether `pid`'s environment holds `token` (a `NAME=value` pair). An empty token is in no
+/// environment (split on NUL, every environment ends in an empty element).
 pub fn env_has(pid: u32, token: &[u8]) -> bool {
-    std::fs::read(format!("/proc/{pid}/environ"))
-        .map(|e| e.split(|b| *b == 0).any(|kv| kv == token))
-        .unwrap_or(false)
+    !token.is_empty()
+        && std::fs::read(format!("/proc/{pid}/environ"))
+            .map(|e| e.split(|b| *b == 0).any(|kv| kv == token))
+            .unwrap_or(false)
+}
+
+/// When `pid` started, in clock ticks since boot (field 22 of /proc/PID/stat): with the pid, it
+/// names one process, never a later one given the same pid.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the ")" that ends the name start at field 3; the start time is field 22.
+    s.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_empty_token_is_in_no_environment() {
+        let me = std::process::id();
+        assert!(!super::env_has(me, b""));
+        let path = format!("PATH={}", std::env::var("PATH").unwrap_or_default());
+        assert!(super::env_has(me, path.as_bytes()));
+    }
 }

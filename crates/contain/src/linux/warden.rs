@@ -4,6 +4,13 @@
 //!
 //! It is forked without exec from a multi-threaded process, so after the fork it only makes
 //! async-signal-safe system calls: every path and buffer is prepared before forking.
+//!
+//! A fork keeps the guard's command line, so `pkill -9 -f fooocus-guard-cli` used to kill the
+//! warden together with the guard, and nothing was left to clean up. The warden overwrites its
+//! copy of the argument strings (the kernel shows that memory as /proc/PID/cmdline; plain stores,
+//! safe after the fork) with its own name. It does not exec itself instead: the guard is a CLI,
+//! a tray app or a test binary, none of whose `main`s should have to know about wardens, and
+//! an exec would open a moment in which nothing watches the guard.
 
 use std::ffi::CString;
 use std::io;
@@ -47,6 +54,7 @@ impl Warden {
         let mut buf: Vec<u8> = vec![0u8; BUF];
         let devnull = CString::new("/dev/null").expect("static");
         let proc_dir = CString::new("/proc").expect("static");
+        let args = argv_area();
         // SAFETY: fork; the child only runs `warden_main`, which makes raw system calls.
         let pid = unsafe { libc::fork() };
         if pid < 0 {
@@ -59,7 +67,11 @@ impl Warden {
         }
         if pid == 0 {
             // SAFETY: in the child of fork: no allocation, no locks, only system calls.
-            unsafe { warden_main(read_fd, write_fd, &plan, &mut buf, &devnull, &proc_dir) }
+            unsafe {
+                warden_main(
+                    read_fd, write_fd, &plan, &mut buf, &devnull, &proc_dir, args,
+                )
+            }
         }
         unsafe { libc::close(read_fd) };
         Ok(Warden { pid, write_fd })
@@ -87,6 +99,28 @@ impl Drop for Warden {
             libc::waitpid(self.pid, &mut st, 0);
         }
     }
+}
+
+/// Where this process's argument strings are (fields 48 and 49 of /proc/self/stat: arg_start,
+/// arg_end), read before the fork since the child may not allocate.
+fn argv_area() -> Option<(usize, usize)> {
+    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let mut f = s.rsplit_once(')')?.1.split_whitespace().skip(45);
+    let start: usize = f.next()?.parse().ok()?;
+    let end: usize = f.next()?.parse().ok()?;
+    (start > 0 && end > start).then_some((start, end))
+}
+
+/// Make /proc/self/cmdline read `fooocus-warden` (NUL-padded): every argument string is
+/// overwritten in place. The area is this process's own copy after the fork.
+unsafe fn rename_argv(area: Option<(usize, usize)>) {
+    let Some((start, end)) = area else { return };
+    let name = &WARDEN_NAME[..WARDEN_NAME.len() - 1];
+    let len = end - start;
+    let p = start as *mut u8;
+    std::ptr::write_bytes(p, 0, len);
+    // The last byte stays NUL: the kernel then shows exactly this area, nothing past it.
+    std::ptr::copy_nonoverlapping(name.as_ptr(), p, name.len().min(len - 1));
 }
 
 unsafe fn write_file(path: &CString, data: &[u8]) {
@@ -210,6 +244,7 @@ unsafe fn warden_main(
     buf: &mut [u8],
     devnull: &CString,
     proc_dir: &CString,
+    args: Option<(usize, usize)>,
 ) -> ! {
     libc::close(write_fd);
     // Out of the guard's session and process group: Ctrl-C and group kills aimed at the
@@ -218,6 +253,7 @@ unsafe fn warden_main(
     // Its own name: it is a copy of the guard, and `pkill fooocus-guard` (or a task manager's
     // "end all fooocus-guard") must leave it alive to clean up after the guard.
     libc::prctl(libc::PR_SET_NAME, WARDEN_NAME.as_ptr());
+    rename_argv(args);
     for sig in [
         libc::SIGINT,
         libc::SIGTERM,
@@ -328,5 +364,36 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(5));
         };
         assert_eq!(comm.trim(), "fooocus-warden");
+    }
+
+    /// `pkill -f fooocus-guard-cli` matches the command line: the warden's is its own.
+    #[test]
+    fn the_warden_has_a_command_line_of_its_own() {
+        let w = Warden::spawn(Plan::default()).unwrap();
+        let mine = std::fs::read(format!("/proc/{}/cmdline", std::process::id())).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let theirs = loop {
+            let c = std::fs::read(format!("/proc/{}/cmdline", w.pid())).unwrap();
+            if c != mine || std::time::Instant::now() > deadline {
+                break c;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        let words: Vec<&[u8]> = theirs
+            .split(|b| *b == 0)
+            .filter(|w| !w.is_empty())
+            .collect();
+        assert_eq!(
+            words,
+            [b"fooocus-warden".as_slice()],
+            "{:?}",
+            String::from_utf8_lossy(&theirs)
+        );
+        // What `pkill -f` would look for: the guard's program name appears nowhere.
+        let exe = std::env::current_exe().unwrap();
+        let prog = exe.file_name().unwrap().to_str().unwrap().as_bytes();
+        assert!(!theirs.windows(prog.len()).any(|w| w == prog));
+        // Still the warden: it answers the pipe closing by exiting.
+        drop(w);
     }
 }
