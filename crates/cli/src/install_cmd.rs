@@ -180,6 +180,12 @@ fn print_plan(plan: &installer::Plan, torch: TorchIndex, gpu_note: &str) {
         "  disk needed: {} (checked before the first byte)",
         human_bytes(plan.disk_needed_bytes)
     );
+    eprintln!(
+        "  refused at:  an archive over {}, unpacking to over {} or a file over {}",
+        human_bytes(plan.ceilings.archive_bytes),
+        human_bytes(plan.ceilings.unpacked_bytes),
+        human_bytes(plan.ceilings.file_bytes)
+    );
     if plan.phases.contains(&installer::Phase::Torch) {
         eprintln!(
             "  torch:       {} build from {} ({gpu_note})",

@@ -2,7 +2,8 @@
 // Unix only: the Linux path runs python3 and pip, and the fixtures are read from this machine's
 // paths; the Windows suite (Wine) has neither. The Windows package path is still covered here.
 //! The installer against a loopback HTTP server this test runs, serving archives made from the
-//! pinned upstream snapshot (../shared/upstream, or FOOOCUS_UPSTREAM): range requests, a wrong
+//! pinned upstream snapshot (../shared/upstream, or FOOOCUS_UPSTREAM; the tests that need it skip
+//! without it, except in CI or with FG_REQUIRE_SHARED=1): range requests, a wrong
 //! checksum, a truncated body, a dropped connection, a silent one, cancel and resume; then a
 //! real venv and pip install from a wheelhouse of tiny stand-ins (no network).
 
@@ -21,23 +22,68 @@ use guard_core::installer::{
     TorchIndex,
 };
 
-fn snapshots() -> PathBuf {
-    if let Some(p) = std::env::var_os("FOOOCUS_UPSTREAM") {
-        return PathBuf::from(p);
+/// The pinned snapshot the tests serve: FOOOCUS_UPSTREAM if set (only there, so
+/// FOOOCUS_UPSTREAM=/nonexistent tries a checkout without them), else shared/upstream in a folder
+/// above this crate (../shared beside the checkout).
+fn snapshot_path() -> Result<PathBuf, String> {
+    const NAME: &str = "fooocus-2.5.5.tar.gz";
+    if let Some(p) = std::env::var_os("FOOOCUS_UPSTREAM").filter(|p| !p.is_empty()) {
+        let f = Path::new(&p).join(NAME);
+        return if f.is_file() {
+            Ok(f)
+        } else {
+            Err(format!("{} is missing (FOOOCUS_UPSTREAM)", f.display()))
+        };
     }
-    let mut d = Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf();
+    let mut d = Path::new(env!("CARGO_MANIFEST_DIR"));
     while let Some(parent) = d.parent() {
-        let s = parent.join("shared").join("upstream");
-        if s.is_dir() {
-            return s;
+        let f = parent.join("shared").join("upstream").join(NAME);
+        if f.is_file() {
+            return Ok(f);
         }
-        d = parent.to_path_buf();
+        d = parent;
     }
-    panic!("the upstream snapshots (shared/upstream) are missing: set FOOOCUS_UPSTREAM to their folder")
+    Err(format!(
+        "no shared/upstream/{NAME} in a folder above the checkout"
+    ))
+}
+
+/// Whether the snapshot is here. Without it a test returns at once after one line on stderr (a
+/// fresh clone has no ../shared), except in CI (CI=true) or with FG_REQUIRE_SHARED=1, where its
+/// absence fails the test: CI must not pass by skipping them.
+fn have_snapshots() -> bool {
+    let missing = match snapshot_path() {
+        Ok(_) => return true,
+        Err(m) => m,
+    };
+    let required = std::env::var("CI").is_ok_and(|v| v == "true")
+        || std::env::var("FG_REQUIRE_SHARED").is_ok_and(|v| v == "1");
+    if required {
+        panic!("{missing}: the upstream snapshots are required here (CI or FG_REQUIRE_SHARED=1); set FOOOCUS_UPSTREAM to their folder");
+    }
+    // Once per run, and past the test harness's capture so it is seen for a passing test.
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        let _ = writeln!(
+            std::io::stderr(),
+            "installer tests that serve the upstream snapshot are skipped: {missing}; set FOOOCUS_UPSTREAM to the snapshots' folder (shared/upstream)"
+        );
+    });
+    false
+}
+
+/// Guards a test that serves the snapshot: skips it (see `have_snapshots`) when it is absent.
+macro_rules! needs_snapshots {
+    () => {
+        if !have_snapshots() {
+            return;
+        }
+    };
 }
 
 fn snapshot_255() -> Vec<u8> {
-    std::fs::read(snapshots().join("fooocus-2.5.5.tar.gz")).expect("fooocus-2.5.5.tar.gz")
+    let p = snapshot_path().expect("the test starts with needs_snapshots!()");
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 /// How the server treats the first request for a path (later ones are served properly).
@@ -52,6 +98,8 @@ enum First {
     Silent,
     /// Half the body, then waits for the gate.
     Gate,
+    /// The whole body without a Content-Length (it ends when the connection closes).
+    Unannounced,
 }
 
 struct Served {
@@ -151,6 +199,9 @@ fn serve(s: TcpStream, files: &HashMap<String, Served>, log: &Mutex<Log>, gate: 
             return;
         }
         Some(st) => format!("HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {st}-{}/{len}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", len - 1, len - st),
+        None if first == First::Unannounced => {
+            "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_string()
+        }
         None => format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"),
     };
     let body = &f.body[start.unwrap_or(0)..];
@@ -158,7 +209,7 @@ fn serve(s: TcpStream, files: &HashMap<String, Served>, log: &Mutex<Log>, gate: 
         return;
     }
     match first {
-        First::Fine | First::Drop => {
+        First::Fine | First::Drop | First::Unannounced => {
             let _ = s.write_all(body);
         }
         First::Truncate => {
@@ -317,6 +368,7 @@ fn portable_7z(dir: &Path) -> Vec<u8> {
 
 #[test]
 fn a_windows_package_is_downloaded_resumed_after_a_truncated_body_checked_and_detected() {
+    needs_snapshots!();
     let work = tempfile::tempdir().unwrap();
     let body = portable_7z(work.path());
     let sha = sha256(&body);
@@ -362,6 +414,7 @@ fn a_windows_package_is_downloaded_resumed_after_a_truncated_body_checked_and_de
 
 #[test]
 fn a_wrong_checksum_is_refused_nothing_is_installed_and_retry_downloads_again() {
+    needs_snapshots!();
     let body = snapshot_255();
     let wrong = "0".repeat(64);
     let Fixture { c, plan: p, .. } = fixture(
@@ -387,9 +440,15 @@ fn a_wrong_checksum_is_refused_nothing_is_installed_and_retry_downloads_again() 
 
 #[test]
 fn a_dropped_connection_and_a_server_without_ranges_still_download() {
+    needs_snapshots!();
     let body = snapshot_255();
     let sha = sha256(&body);
-    let Fixture { srv, plan: p, .. } = fixture(
+    // The case is kept: the target's folder must exist or be made in a folder only we write.
+    let Fixture {
+        c: _c,
+        srv,
+        plan: p,
+    } = fixture(
         "f.tar.gz",
         body,
         (First::Drop, false),
@@ -437,7 +496,12 @@ fn run_until(p: &installer::Plan, opts: &RunOptions, phase: Phase) -> InstallerE
 
 #[test]
 fn a_silent_connection_is_resumed_after_the_body_budget() {
-    let Fixture { srv, plan: p, .. } = source_fixture(First::Silent);
+    needs_snapshots!();
+    let Fixture {
+        c: _c,
+        srv,
+        plan: p,
+    } = source_fixture(First::Silent);
     let e = run_until(&p, &quick_run(), Phase::Unpack);
     assert!(matches!(e, InstallerError::Cancelled), "{e}");
     assert!(installer::finished_phases(&p).contains(&Phase::Verify));
@@ -448,6 +512,7 @@ fn a_silent_connection_is_resumed_after_the_body_budget() {
 
 #[test]
 fn cancel_mid_download_leaves_no_install_and_the_retry_resumes_from_the_last_byte() {
+    needs_snapshots!();
     let Fixture { c, srv, plan: p } = source_fixture(First::Gate);
     let opts = RunOptions {
         download: DownloadOptions {
@@ -570,6 +635,7 @@ fn no_network_names_the_fix() {
 /// the way, and the retry that resumes from it.
 #[test]
 fn a_linux_install_makes_a_venv_and_installs_the_requirements_offline() {
+    needs_snapshots!();
     let body = snapshot_255();
     let sha = sha256(&body);
     let Fixture { c, srv, plan: p } = fixture(
@@ -608,6 +674,7 @@ fn a_linux_install_makes_a_venv_and_installs_the_requirements_offline() {
             ("PIP_NO_INDEX".into(), "1".into()),
             ("PIP_FIND_LINKS".into(), dir.display().to_string()),
         ],
+        ..RunOptions::default()
     };
     let (r, _) = run_with(&p, &offline(empty.path()), &AtomicBool::new(false), |_| {});
     let e = r.unwrap_err();
@@ -682,4 +749,708 @@ fn a_linux_install_makes_a_venv_and_installs_the_requirements_offline() {
         vec![Phase::Torch, Phase::Requirements, Phase::Finish]
     );
     assert_eq!(srv.requests("fooocus-2.5.5.tar.gz").len(), 1);
+}
+
+// ---- Issue 23: archives and folders an attacker prepared ---------------------------------------
+
+type TarGz = tar::Builder<flate2::write::GzEncoder<Vec<u8>>>;
+
+fn tar_gz(fill: impl FnOnce(&mut TarGz)) -> Vec<u8> {
+    let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::default(),
+    ));
+    fill(&mut b);
+    b.into_inner().unwrap().finish().unwrap()
+}
+
+/// The 2.5.5 snapshot's files under `fooocus-2.5.5/`, then `extra`.
+fn repacked_255(extra: impl FnOnce(&mut TarGz)) -> Vec<u8> {
+    tar_gz(|b| {
+        let gz = flate2::read::GzDecoder::new(std::io::Cursor::new(snapshot_255()));
+        let mut a = tar::Archive::new(gz);
+        for e in a.entries().unwrap() {
+            let e = e.unwrap();
+            let t = e.header().entry_type();
+            if !(t.is_file() || t.is_dir()) {
+                continue;
+            }
+            let mut h = e.header().clone();
+            let path = e.path().unwrap().into_owned();
+            b.append_data(&mut h, path, e).unwrap();
+        }
+        extra(b);
+    })
+}
+
+fn add_file(b: &mut TarGz, path: &str, mode: u32, size: u64) {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(mode);
+    h.set_size(size);
+    b.append_data(&mut h, path, std::io::Read::take(std::io::repeat(0), size))
+        .unwrap();
+}
+
+fn add_link(b: &mut TarGz, path: &str, to: &Path) {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_mode(0o777);
+    h.set_size(0);
+    b.append_link(&mut h, path, to).unwrap();
+}
+
+/// A Linux install of the archive `body`, given as a local file beside the target.
+fn local_plan(c: &Case, name: &str, body: &[u8]) -> installer::Plan {
+    let path = c.target.parent().unwrap().join(name);
+    std::fs::write(&path, body).unwrap();
+    installer::plan(&request(
+        c,
+        Platform::LinuxSource,
+        path.to_str().unwrap(),
+        None,
+    ))
+    .unwrap()
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn an_archive_whose_only_entry_links_to_another_folder_is_refused_and_nothing_is_written_there() {
+    let c = case();
+    let outside = tempfile::tempdir().unwrap();
+    // What the detector takes for Fooocus: only the link stands between it and an install.
+    for f in ["entry_with_update.py", "requirements_versions.txt"] {
+        std::fs::write(outside.path().join(f), b"").unwrap();
+    }
+    let body = tar_gz(|b| add_link(b, "Fooocus-2.5.5", outside.path()));
+    let p = local_plan(&c, "link.tar.gz", &body);
+    // Cancelled when the venv would be made (in the folder the link leads to, before the fix).
+    let e = run_until(&p, &quick_run(), Phase::Environment);
+    let m = e.to_string();
+    assert!(
+        m.contains("was refused")
+            && m.contains("is a link to")
+            && m.contains(&outside.path().display().to_string())
+            && m.contains("Fooocus release archive"),
+        "{m}"
+    );
+    assert!(std::fs::symlink_metadata(&c.target).is_err(), "no target");
+    assert!(!p.staging.exists(), "nothing of it is kept");
+    assert_eq!(
+        names_in(outside.path()),
+        ["entry_with_update.py", "requirements_versions.txt"]
+    );
+}
+
+#[test]
+fn a_link_leading_out_of_the_install_is_refused_and_one_inside_it_is_kept() {
+    needs_snapshots!();
+    let outside = tempfile::tempdir().unwrap();
+    let c = case();
+    let body = repacked_255(|b| {
+        add_link(
+            b,
+            "fooocus-2.5.5/fooocus-guard-install.log",
+            &Path::new("..").join("..").join("victim"),
+        )
+    });
+    let p = local_plan(&c, "out.tar.gz", &body);
+    let m = run_until(&p, &quick_run(), Phase::Environment).to_string();
+    assert!(
+        m.contains("was refused")
+            && m.contains("fooocus-guard-install.log is a link to ../../victim"),
+        "{m}"
+    );
+    assert!(!p.staging.exists());
+    let c = case();
+    let body = repacked_255(|b| add_link(b, "fooocus-2.5.5/out", outside.path()));
+    let p = local_plan(&c, "abs.tar.gz", &body);
+    let m = run_until(&p, &quick_run(), Phase::Environment).to_string();
+    assert!(
+        m.contains("was refused") && m.contains("out is a link to /"),
+        "{m}"
+    );
+
+    // A link that stays inside is no threat: unpacked as it is.
+    let c = case();
+    let body =
+        repacked_255(|b| add_link(b, "fooocus-2.5.5/modules/readme", Path::new("../readme.md")));
+    let p = local_plan(&c, "in.tar.gz", &body);
+    let e = run_until(&p, &quick_run(), Phase::Environment);
+    assert!(matches!(e, InstallerError::Cancelled), "{e}");
+    let link = p.staging.join("tree").join("modules").join("readme");
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        Path::new("../readme.md")
+    );
+    installer::discard(&p).unwrap();
+}
+
+#[test]
+fn setuid_setgid_and_write_for_others_are_dropped_from_what_is_unpacked() {
+    needs_snapshots!();
+    use std::os::unix::fs::PermissionsExt;
+    let c = case();
+    let body = repacked_255(|b| {
+        add_file(b, "fooocus-2.5.5/run.sh", 0o6777, 10);
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o3777);
+        h.set_size(0);
+        b.append_data(&mut h, "fooocus-2.5.5/shared/", std::io::empty())
+            .unwrap();
+    });
+    let p = local_plan(&c, "suid.tar.gz", &body);
+    let e = run_until(&p, &quick_run(), Phase::Environment);
+    assert!(matches!(e, InstallerError::Cancelled), "{e}");
+    let tree = p.staging.join("tree");
+    let mode = |rel: &str| {
+        std::fs::symlink_metadata(tree.join(rel))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    assert_eq!(mode("run.sh"), 0o755, "executable, without setuid/setgid");
+    assert_eq!(mode("shared"), 0o755);
+    // Nothing anywhere in the tree keeps those bits or write for group and others (the
+    // snapshot's files are 0664).
+    let mut stack = vec![tree.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let md = std::fs::symlink_metadata(e.path()).unwrap();
+            assert_eq!(
+                md.permissions().mode() & 0o7022,
+                0,
+                "{}",
+                e.path().display()
+            );
+            if md.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    installer::discard(&p).unwrap();
+}
+
+#[test]
+fn a_tar_gz_bomb_stops_at_its_ceiling_and_nothing_of_it_is_kept() {
+    needs_snapshots!();
+    // 20 files of 5 MiB of zeros: each under the plan's ceiling for one file, 100 MiB together
+    // (Fooocus 2.5.5 unpacks to about 9), from an archive of 2.7 MB.
+    let c = case();
+    let body = repacked_255(|b| {
+        for i in 0..20 {
+            add_file(b, &format!("fooocus-2.5.5/bomb/{i}"), 0o644, 5 << 20);
+        }
+    });
+    let p = local_plan(&c, "bomb.tar.gz", &body);
+    let m = run_until(&p, &quick_run(), Phase::Environment).to_string();
+    assert!(
+        m.contains("was refused") && m.contains("decompression bomb") && m.contains("90 MB"),
+        "{m}"
+    );
+    assert!(!p.staging.exists(), "nothing of it is kept");
+    assert!(std::fs::symlink_metadata(&c.target).is_err());
+
+    // Small archives are held to 20 times their size (plus 64 MB): 80 MiB from 90 KB.
+    let c = case();
+    let body = tar_gz(|b| {
+        for i in 0..16 {
+            add_file(b, &format!("bomb/{i}"), 0o644, 5 << 20);
+        }
+    });
+    let p = local_plan(&c, "small.tar.gz", &body);
+    let m = run_until(&p, &quick_run(), Phase::Environment).to_string();
+    assert!(
+        m.contains("decompression bomb") && m.contains("20 times the archive's own"),
+        "{m}"
+    );
+    assert!(!p.staging.exists());
+
+    // One file larger than any of Fooocus's: refused by its size before a byte of it.
+    let c = case();
+    let body = repacked_255(|b| add_file(b, "fooocus-2.5.5/big.bin", 0o644, 7 << 20));
+    let p = local_plan(&c, "big.tar.gz", &body);
+    let m = run_until(&p, &quick_run(), Phase::Environment).to_string();
+    assert!(
+        m.contains("was refused")
+            && m.contains("its file fooocus-2.5.5/big.bin is larger than 6 MB"),
+        "{m}"
+    );
+}
+
+#[test]
+fn a_7z_bomb_stops_at_its_ceiling() {
+    let work = tempfile::tempdir().unwrap();
+    let pkg = work.path().join("pkg").join("Fooocus_win64_2-5-0");
+    std::fs::create_dir_all(pkg.join("python_embeded")).unwrap();
+    std::fs::write(pkg.join("python_embeded").join("python.exe"), b"MZ").unwrap();
+    std::fs::write(pkg.join("zeros.bin"), vec![0u8; 8 << 20]).unwrap();
+    let out = work.path().join("bomb.7z");
+    sevenz_rust::compress_to_path(work.path().join("pkg"), &out).unwrap();
+    let c = case();
+    let mut p = installer::plan(&request(
+        &c,
+        Platform::WindowsPortable,
+        out.to_str().unwrap(),
+        None,
+    ))
+    .unwrap();
+    // The same rule with less slack, so that 8 MiB is a bomb (64 MiB of zeros are slow to make).
+    p.ceilings.slack_bytes = 1 << 20;
+    let (tx, _rx) = bounded(1024);
+    let e = installer::run(&p, &quick_run(), &tx, &AtomicBool::new(false)).unwrap_err();
+    let m = e.to_string();
+    assert!(
+        matches!(e, InstallerError::Refused { .. }) && m.contains("decompression bomb"),
+        "{m}"
+    );
+    assert!(!p.staging.exists());
+    // Per file, counted as written.
+    p.ceilings.slack_bytes = 1 << 30;
+    p.ceilings.file_bytes = 1 << 20;
+    let m = installer::run(&p, &quick_run(), &tx, &AtomicBool::new(false))
+        .unwrap_err()
+        .to_string();
+    assert!(m.contains("zeros.bin is larger than 1 MB"), "{m}");
+}
+
+#[test]
+fn a_download_larger_than_its_ceiling_is_refused_announced_or_not() {
+    needs_snapshots!();
+    for first in [First::Fine, First::Unannounced] {
+        let Fixture { c, mut plan, .. } = fixture(
+            "f.tar.gz",
+            snapshot_255(),
+            (first, true),
+            Platform::LinuxSource,
+            None,
+        );
+        plan.ceilings.archive_bytes = 1 << 20;
+        let e = run_until(&plan, &quick_run(), Phase::Environment);
+        let m = e.to_string();
+        let how = if first == First::Fine {
+            "the server announces 3 MB"
+        } else {
+            "more than 1 MB arrived"
+        };
+        assert!(
+            matches!(e, InstallerError::Refused { .. })
+                && m.contains(how)
+                && m.contains("check the address"),
+            "{m}"
+        );
+        assert!(!plan.staging.exists(), "the download is deleted");
+        assert!(!c.target.exists());
+    }
+    // The default ceilings: 1.5 times the release's figures.
+    let p = installer::plan(&Request {
+        target: "/x/F".into(),
+        platform: Some(Platform::LinuxSource),
+        ..Request::default()
+    })
+    .unwrap();
+    assert_eq!(p.ceilings.archive_bytes, 60 << 20);
+}
+
+#[test]
+fn the_install_stops_before_the_disk_is_full_and_resumes() {
+    needs_snapshots!();
+    let Fixture { c: _c, plan: p, .. } = source_fixture(First::Fine);
+    let opts = RunOptions {
+        keep_free_bytes: u64::MAX,
+        ..quick_run()
+    };
+    let e = run_until(&p, &opts, Phase::Environment);
+    let m = e.to_string();
+    assert!(
+        matches!(e, InstallerError::DiskLow { .. }) && m.contains("free some space, then Retry"),
+        "{m}"
+    );
+    // Resumable: what was downloaded is kept.
+    assert!(p.staging.join("download").is_dir());
+    // The unpack too.
+    let c = case();
+    let p = local_plan(&c, "f.tar.gz", &snapshot_255());
+    let e = run_until(&p, &opts, Phase::Environment);
+    assert!(matches!(e, InstallerError::DiskLow { .. }), "{e}");
+    assert!(
+        !p.staging.join("tree.unpacking").exists(),
+        "what was unpacked is freed"
+    );
+}
+
+fn chown(p: &Path, uid: u32) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path; lchown does not follow a link.
+    assert_eq!(
+        unsafe { libc::lchown(c.as_ptr(), uid, uid) },
+        0,
+        "{}",
+        p.display()
+    );
+}
+
+fn chmod(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A real other user (nobody), for folders that are not ours. Needs root, as the suites run.
+const NOBODY: u32 = 65534;
+
+fn am_root() -> bool {
+    // SAFETY: no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[test]
+fn installing_into_a_folder_others_can_write_uses_nothing_they_planted() {
+    needs_snapshots!();
+    assert!(
+        am_root(),
+        "this test plants another user's files: run it as root"
+    );
+    let base = tempfile::tempdir().unwrap();
+    let victim = base.path().join("victim");
+    std::fs::write(&victim, b"root's own").unwrap();
+    let shared = base.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    let srv = Server::start(HashMap::from([(
+        "f.tar.gz".to_string(),
+        Served {
+            body: snapshot_255(),
+            first: First::Fine,
+            ranges: true,
+        },
+    )]));
+    let target = shared.join("Fooocus");
+    let p = installer::plan(&Request {
+        target: target.clone(),
+        source: Some(Source::Url(srv.url("f.tar.gz"))),
+        platform: Some(Platform::LinuxSource),
+        ..Request::default()
+    })
+    .unwrap();
+    // Another user's staging folder: an archive where the download goes, and a link where the
+    // state is written.
+    let planted = |owner: u32| {
+        let _ = std::fs::remove_dir_all(&p.staging);
+        std::fs::create_dir_all(p.staging.join("download")).unwrap();
+        std::fs::write(
+            p.staging.join("download").join("f.tar.gz"),
+            repacked_255(|b| add_file(b, "fooocus-2.5.5/planted", 0o644, 1)),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(&victim, p.staging.join("state.json.tmp")).unwrap();
+        for q in [
+            p.staging.clone(),
+            p.staging.join("download"),
+            p.staging.join("download").join("f.tar.gz"),
+            p.staging.join("state.json.tmp"),
+        ] {
+            chown(&q, owner);
+        }
+    };
+    let run = || run_until(&p, &quick_run(), Phase::Environment).to_string();
+
+    // /tmp's kind: anyone creates files in it (the sticky bit).
+    planted(NOBODY);
+    chmod(&shared, 0o1777);
+    let m = run();
+    assert!(
+        m.contains(&format!(
+            "the folder {} is shared with other users",
+            shared.display()
+        )) && m.contains("choose a folder only you can write"),
+        "{m}"
+    );
+    chmod(&shared, 0o777);
+    let m = run();
+    assert!(
+        m.contains(&format!(
+            "the folder {} is writable by other users",
+            shared.display()
+        )) && m.contains(&format!("chmod o-w {}", shared.display())),
+        "{m}"
+    );
+    // Closed, but the leftover staging folder is someone else's.
+    chmod(&shared, 0o755);
+    let m = run();
+    assert!(
+        m.contains("belongs to another user (uid 65534)")
+            && m.contains(&format!("rm -rf {}", p.staging.display())),
+        "{m}"
+    );
+    chown(&p.staging, 0);
+    chmod(&p.staging, 0o777);
+    let m = run();
+    assert!(m.contains("can be written by other users"), "{m}");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"root's own");
+    assert!(srv.requests("f.tar.gz").is_empty(), "nothing was used");
+
+    // The parent, or the target, another user's.
+    let theirs = base.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    chown(&theirs, NOBODY);
+    let mut q = p.clone();
+    q.target = theirs.join("Fooocus");
+    q.staging = installer::staging_for(&q.target);
+    let m = installer::preflight(&q).unwrap_err().to_string();
+    assert!(
+        m.contains(&format!(
+            "the folder {} belongs to another user (uid 65534)",
+            theirs.display()
+        )),
+        "{m}"
+    );
+    q.target = base.path().join("Empty");
+    q.staging = installer::staging_for(&q.target);
+    std::fs::create_dir(&q.target).unwrap();
+    chown(&q.target, NOBODY);
+    let m = installer::preflight(&q).unwrap_err().to_string();
+    assert!(m.contains("belongs to another user"), "{m}");
+    // A target that is a link.
+    q.target = base.path().join("Link");
+    q.staging = installer::staging_for(&q.target);
+    std::os::unix::fs::symlink(&theirs, &q.target).unwrap();
+    let m = installer::preflight(&q).unwrap_err().to_string();
+    assert!(
+        m.contains("is a link") && m.contains("choose the folder it leads to"),
+        "{m}"
+    );
+    // A folder reached through a link that others can swap (it is in a folder they write).
+    let real = base.path().join("real");
+    let open = base.path().join("open");
+    std::fs::create_dir(&real).unwrap();
+    std::fs::create_dir(&open).unwrap();
+    chmod(&open, 0o777);
+    std::os::unix::fs::symlink(&real, open.join("apps")).unwrap();
+    q.target = open.join("apps").join("Fooocus");
+    q.staging = installer::staging_for(&q.target);
+    let m = installer::preflight(&q).unwrap_err().to_string();
+    assert!(
+        m.contains(&format!(
+            "the folder {} is writable by other users",
+            open.display()
+        )),
+        "{m}"
+    );
+}
+
+#[test]
+fn state_files_are_never_written_through_a_link() {
+    needs_snapshots!();
+    let c = case();
+    let victim = c.target.parent().unwrap().join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    let p = local_plan(&c, "f.tar.gz", &snapshot_255());
+    // An earlier attempt's staging folder, this user's own, with links at the state's names.
+    std::fs::create_dir(&p.staging).unwrap();
+    chmod(&p.staging, 0o700);
+    std::os::unix::fs::symlink(&victim, p.staging.join("state.json.tmp")).unwrap();
+    std::os::unix::fs::symlink(&victim, p.staging.join("state.json")).unwrap();
+    let e = run_until(&p, &quick_run(), Phase::Environment);
+    assert!(matches!(e, InstallerError::Cancelled), "{e}");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    let state = p.staging.join("state.json");
+    assert!(!std::fs::symlink_metadata(&state)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(installer::finished_phases(&p).contains(&Phase::Unpack));
+}
+
+/// CRC-32 (IEEE), as 7z stores it.
+fn crc32(b: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &x in b {
+        c ^= u32::from(x);
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0xEDB8_8320
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}
+
+/// A 7z signature header: the next header `size` bytes at `offset` past the 32 bytes.
+fn sevenz_signature(offset: u64, size: u64) -> Vec<u8> {
+    let mut h = vec![b'7', b'z', 0xBC, 0xAF, 0x27, 0x1C, 0, 4];
+    let mut rest = Vec::new();
+    rest.extend_from_slice(&offset.to_le_bytes());
+    rest.extend_from_slice(&size.to_le_bytes());
+    rest.extend_from_slice(&0u32.to_le_bytes());
+    h.extend_from_slice(&crc32(&rest).to_le_bytes());
+    h.extend_from_slice(&rest);
+    h
+}
+
+#[test]
+fn a_7z_declaring_a_huge_header_is_refused_before_anything_is_allocated() {
+    let c = case();
+    for (offset, size, expect) in [
+        // 1 TB at the start: sevenz-rust would allocate it and abort the process.
+        (0u64, 1u64 << 40, "past its end"),
+        (u64::MAX - 8, 64, "past its end"),
+    ] {
+        let body = sevenz_signature(offset, size);
+        let path = c.target.parent().unwrap().join("huge.7z");
+        std::fs::write(&path, &body).unwrap();
+        let p = installer::plan(&request(
+            &c,
+            Platform::WindowsPortable,
+            path.to_str().unwrap(),
+            None,
+        ))
+        .unwrap();
+        let (tx, _rx) = bounded(1024);
+        let e = installer::run(&p, &quick_run(), &tx, &AtomicBool::new(false)).unwrap_err();
+        let m = e.to_string();
+        assert!(
+            matches!(e, InstallerError::Archive { .. }) && m.contains(expect),
+            "{m}"
+        );
+    }
+    // Inside the file but larger than any real package's: refused too.
+    let mut body = sevenz_signature(0, 17 << 20);
+    body.resize(32 + (17 << 20), 0);
+    let path = c.target.parent().unwrap().join("big.7z");
+    std::fs::write(&path, &body).unwrap();
+    let p = installer::plan(&request(
+        &c,
+        Platform::WindowsPortable,
+        path.to_str().unwrap(),
+        None,
+    ))
+    .unwrap();
+    let (tx, _rx) = bounded(1024);
+    let m = installer::run(&p, &quick_run(), &tx, &AtomicBool::new(false))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        m.contains("more than 16 MiB") || m.contains("more than 16 MB"),
+        "{m}"
+    );
+}
+
+/// Runs `f` on a thread without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH (capabilities are
+/// per thread on Linux), so that modes bind root as they bind a user.
+fn as_if_not_root<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        #[repr(C)]
+        struct Header {
+            version: u32,
+            pid: i32,
+        }
+        #[repr(C)]
+        #[derive(Clone, Copy, Default)]
+        struct Data {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        let mut h = Header {
+            version: 0x2008_0522,
+            pid: 0,
+        };
+        let mut d = [Data::default(); 2];
+        // SAFETY: capget/capset with a v3 header and two data structs, as capget(2) says.
+        unsafe {
+            assert_eq!(libc::syscall(libc::SYS_capget, &mut h, d.as_mut_ptr()), 0);
+            d[0].effective &= !((1 << 1) | (1 << 2));
+            assert_eq!(libc::syscall(libc::SYS_capset, &mut h, d.as_ptr()), 0);
+        }
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+#[test]
+fn a_folder_made_read_only_by_the_archive_does_not_keep_a_bombs_data() {
+    let c = case();
+    let body = tar_gz(|b| {
+        let dir = |b: &mut TarGz, mode| {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_mode(mode);
+            h.set_size(0);
+            b.append_data(&mut h, "top/d/", std::io::empty()).unwrap();
+        };
+        dir(b, 0o755);
+        add_file(b, "top/d/f", 0o644, 1 << 20);
+        // tar-rs applies the mode again: the folder becomes read-only with its data inside.
+        dir(b, 0o500);
+        for i in 0..16 {
+            add_file(b, &format!("top/e/{i}"), 0o644, 5 << 20);
+        }
+    });
+    let p = local_plan(&c, "locked.tar.gz", &body);
+    let staging = p.staging.clone();
+    let m = as_if_not_root(move || run_until(&p, &quick_run(), Phase::Environment).to_string());
+    assert!(m.contains("decompression bomb"), "{m}");
+    assert!(!staging.exists(), "nothing of it is kept");
+}
+
+#[test]
+fn an_entry_too_deep_or_too_long_is_refused_before_its_folders_are_made() {
+    for (name, parts) in [
+        (format!("{}x", "a/".repeat(2000)), "2001 folders deep"),
+        (format!("top/{}", "n".repeat(2000)), "2 folders deep"),
+    ] {
+        let c = case();
+        let body = tar_gz(|b| add_file(b, &name, 0o644, 1));
+        let p = local_plan(&c, "deep.tar.gz", &body);
+        let m = run_until(&p, &quick_run(), Phase::Environment).to_string();
+        assert!(
+            m.contains("was refused") && m.contains(parts) && m.contains("at most 64 and 1024"),
+            "{m}"
+        );
+        assert!(!p.staging.exists());
+    }
+}
+
+#[test]
+fn a_local_archive_replaced_after_it_was_verified_is_not_what_is_unpacked() {
+    let tree_with = |name: &'static str| {
+        tar_gz(move |b| {
+            add_file(b, "top/entry_with_update.py", 0o644, 1);
+            add_file(b, "top/requirements_versions.txt", 0o644, 1);
+            add_file(b, &format!("top/{name}"), 0o644, 1);
+        })
+    };
+    let c = case();
+    let p = local_plan(&c, "mine.tar.gz", &tree_with("verified"));
+    let Source::Path(path) = &p.source else {
+        unreachable!("a local plan")
+    };
+    // Verified, then stopped (resumably) in the unpack: the retry skips Verify.
+    let low = RunOptions {
+        keep_free_bytes: u64::MAX,
+        ..quick_run()
+    };
+    let e = run_until(&p, &low, Phase::Environment);
+    assert!(matches!(e, InstallerError::DiskLow { .. }), "{e}");
+    std::fs::write(path, tree_with("swapped")).unwrap();
+    let _ = run_until(&p, &quick_run(), Phase::Environment);
+    let names = names_in(&p.staging.join("tree"));
+    assert!(
+        names.contains(&"verified".to_string()) && !names.contains(&"swapped".to_string()),
+        "{names:?}"
+    );
 }

@@ -2,7 +2,9 @@
 //!
 //! Bytes go straight to `NAME.part`; a lost connection, a truncated body or a read that waits
 //! longer than the body budget ends one request, and the next asks for the rest
-//! (`Range: bytes=N-`). Only a run of attempts that brings no byte at all gives up.
+//! (`Range: bytes=N-`). Only a run of attempts that brings no byte at all gives up. A body
+//! larger than the plan's ceiling for the archive is refused (announced or counted), and the
+//! free space is read again as it grows.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -11,7 +13,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::{InstallerError, Phase, Reporter};
+use super::{human_bytes, DiskWatch, InstallerError, Phase, Reporter};
 
 #[derive(Clone, Debug)]
 pub struct DownloadOptions {
@@ -76,11 +78,24 @@ fn status_fix(status: u16) -> String {
     }
 }
 
-/// Download `url` to `dest` (resuming `dest.part`). Nothing is done when `dest` exists.
+fn too_large(url: &str, detail: String, max: u64) -> InstallerError {
+    InstallerError::refused(
+        format!("the download from {url}"),
+        format!(
+            "{detail}, more than the {} a Fooocus archive for this platform can be",
+            human_bytes(max)
+        ),
+    )
+}
+
+/// Download `url` to `dest` (resuming `dest.part`), at most `max` bytes. Nothing is done when
+/// `dest` exists (verify() checks its size).
 pub(crate) fn fetch(
     url: &str,
     dest: &Path,
     opts: &DownloadOptions,
+    max: u64,
+    mut disk: DiskWatch,
     rep: &mut Reporter,
 ) -> Result<(), InstallerError> {
     if dest.is_file() {
@@ -177,6 +192,13 @@ pub(crate) fn fetch(
                 })
             }
         }
+        if let Some(t) = total.filter(|t| *t > max) {
+            return Err(too_large(
+                url,
+                format!("the server announces {}", human_bytes(t)),
+                max,
+            ));
+        }
         let mut file = fs::OpenOptions::new()
             .create(true)
             .write(true)
@@ -199,10 +221,19 @@ pub(crate) fn fetch(
                     break;
                 }
                 Ok(n) => {
+                    // Counted, whatever the server announced (or did not).
+                    if offset + got + n as u64 > max {
+                        return Err(too_large(
+                            url,
+                            format!("more than {} arrived", human_bytes(max)),
+                            max,
+                        ));
+                    }
                     file.write_all(&buf[..n])
                         .map_err(|e| InstallerError::io("write", &part, e))?;
                     got += n as u64;
                     rep.bytes(Phase::Download, offset + got, total);
+                    disk.check(offset + got)?;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -244,14 +275,39 @@ pub(crate) fn fetch(
     Ok(())
 }
 
-/// SHA-256 of `path`, compared with `expected` when there is one.
+/// SHA-256 of `path`, compared with `expected` when there is one; refused when larger than
+/// `max` (a local archive too, before it is read, and as it is read). With `copy_to`, what is
+/// hashed is also written there (from the one open file), and kept only if it passes.
 pub(crate) fn verify(
     path: &Path,
     expected: Option<&str>,
+    max: u64,
+    copy_to: Option<&Path>,
     rep: &mut Reporter,
 ) -> Result<String, InstallerError> {
+    let mut copy = match copy_to {
+        Some(to) => {
+            let dir = to.parent().expect("a folder");
+            fs::create_dir_all(dir).map_err(|e| InstallerError::io("create", dir, e))?;
+            let part = to.with_extension("copying");
+            let f = super::safety::create_fresh(&part)
+                .map_err(|e| InstallerError::io("write", &part, e))?;
+            Some((f, part, to))
+        }
+        None => None,
+    };
     let mut f = fs::File::open(path).map_err(|e| InstallerError::io("open", path, e))?;
     let total = f.metadata().map(|m| m.len()).ok();
+    if let Some(t) = total.filter(|t| *t > max) {
+        return Err(InstallerError::refused(
+            path.display(),
+            format!(
+                "it is {}, more than the {} a Fooocus archive for this platform can be",
+                human_bytes(t),
+                human_bytes(max)
+            ),
+        ));
+    }
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut done = 0u64;
@@ -265,9 +321,30 @@ pub(crate) fn verify(
         }
         h.update(&buf[..n]);
         done += n as u64;
+        if done > max {
+            return Err(InstallerError::refused(
+                path.display(),
+                format!(
+                    "it grew past the {} a Fooocus archive for this platform can be as it was read",
+                    human_bytes(max)
+                ),
+            ));
+        }
+        if let Some((out, part, _)) = &mut copy {
+            out.write_all(&buf[..n])
+                .map_err(|e| InstallerError::io("write", part, e))?;
+        }
         rep.bytes(Phase::Verify, done, total);
     }
     let got: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let keep = |copy: Option<(fs::File, PathBuf, &Path)>| -> Result<(), InstallerError> {
+        if let Some((out, part, to)) = copy {
+            out.sync_all()
+                .map_err(|e| InstallerError::io("write", &part, e))?;
+            fs::rename(&part, to).map_err(|e| InstallerError::io("rename", &part, e))?;
+        }
+        Ok(())
+    };
     match expected {
         Some(e) if !e.eq_ignore_ascii_case(&got) => Err(InstallerError::Checksum {
             what: path.display().to_string(),
@@ -276,10 +353,12 @@ pub(crate) fn verify(
             fix: "Retry downloads it again".into(),
         }),
         Some(_) => {
+            keep(copy)?;
             rep.line(&format!("SHA-256 {got}: as expected"));
             Ok(got)
         }
         None => {
+            keep(copy)?;
             rep.line(&format!(
                 "SHA-256 {got} (no checksum is pinned for this archive; its contents are checked when unpacked)"
             ));

@@ -254,7 +254,18 @@ fn run_job(p: Plan, opts: RunOptions, cancel: Arc<AtomicBool>, status: Arc<Mutex
         }
         t
     });
-    let r = super::run(&p, &opts, &tx, &cancel);
+    // `run` catches the archive readers' panics; this is for any other, so that `running`
+    // is always reset and a new install can start.
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        super::run(&p, &opts, &tx, &cancel)
+    }))
+    .unwrap_or_else(|_| {
+        let _ = super::discard(&p);
+        Err(super::InstallerError::Archive {
+            what: p.source.describe(),
+            detail: "the install stopped on an internal error".into(),
+        })
+    });
     drop(tx);
     let mut tracker = reader.join().unwrap_or_default();
     let mut s = status.lock().unwrap();
@@ -338,6 +349,40 @@ mod tests {
             e.contains("internet connection") || e.contains("Python"),
             "{e}"
         );
+        assert!(!target.exists());
+    }
+
+    #[test]
+    fn an_unpacker_panic_ends_the_job_with_an_error_and_frees_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("Fooocus");
+        let archive = dir.path().join("Fooocus-2.5.5.tar.gz");
+        std::fs::write(&archive, b"not read").unwrap();
+        let mut p = plan(&Request {
+            target: target.clone(),
+            source: Some(super::super::Source::Path(archive)),
+            ..Request::default()
+        })
+        .unwrap();
+        p.disk_needed_bytes = 0;
+        let staging = p.staging.clone();
+        let status = Arc::new(Mutex::new(JobStatus {
+            running: true,
+            ..JobStatus::default()
+        }));
+        *super::super::unpack::PANIC_IN_UNPACK.lock().unwrap() = Some(std::thread::current().id());
+        run_job(
+            p,
+            RunOptions::default(),
+            Arc::new(AtomicBool::new(false)),
+            status.clone(),
+        );
+        *super::super::unpack::PANIC_IN_UNPACK.lock().unwrap() = None;
+        let s = status.lock().unwrap().clone();
+        assert!(!s.running, "a new install can start");
+        let e = s.error.expect("an error");
+        assert!(e.contains("could not be read (as a test asked)"), "{e}");
+        assert!(!staging.exists(), "nothing of the archive is kept");
         assert!(!target.exists());
     }
 

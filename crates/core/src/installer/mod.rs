@@ -10,10 +10,11 @@
 mod download;
 mod job;
 mod python;
+mod safety;
 mod unpack;
 
 use std::fs;
-use std::io;
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -83,6 +84,8 @@ pub struct Release {
     pub unpacked_bytes: u64,
     /// About how many bytes the Python environment takes (torch and the requirements).
     pub environment_bytes: u64,
+    /// About how big its largest file is.
+    pub largest_file_bytes: u64,
     /// The torch packages Fooocus's own launch.py installs (`TORCH_COMMAND`).
     pub torch: &'static [&'static str],
 }
@@ -100,6 +103,8 @@ pub const RELEASES: &[Release] = &[
         download_bytes: 40 * MB,
         unpacked_bytes: 60 * MB,
         environment_bytes: 6 * GB,
+        // models/prompt_expansion/fooocus_expansion/tokenizer.json, 2.1 MB.
+        largest_file_bytes: 4 * MB,
         torch: &["torch==2.1.0", "torchvision==0.16.0"],
     },
     Release {
@@ -111,9 +116,49 @@ pub const RELEASES: &[Release] = &[
         download_bytes: 2 * GB,
         unpacked_bytes: 6 * GB,
         environment_bytes: 0,
+        // torch's CUDA libraries in python_embeded.
+        largest_file_bytes: GB,
         torch: &[],
     },
 ];
+
+/// How far above a release's figures an archive may go before it is refused (1.5 times).
+const CEILING_MARGIN: (u64, u64) = (3, 2);
+/// No archive unpacks to more than this many times its own size (plus `RATIO_SLACK`): Fooocus's
+/// archives unpack to about 3 times theirs; a decompression bomb to thousands.
+const MAX_RATIO: u64 = 20;
+const RATIO_SLACK: u64 = 64 * MB;
+/// Free space left on the disk for the rest of the system while the install grows.
+pub const KEEP_FREE_BYTES: u64 = 256 * MB;
+
+/// The most an archive may weigh, from its release's figures with a margin: a wrong file or a
+/// decompression bomb stops at its ceiling, not when the disk is full. Bytes are counted as they
+/// are written, never taken from the archive's own headers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Ceilings {
+    /// The archive itself: a download stops here; a larger local file is refused.
+    pub archive_bytes: u64,
+    /// Everything it unpacks to, each file and folder counting at least `ENTRY_COST`.
+    pub unpacked_bytes: u64,
+    /// Any one file in it.
+    pub file_bytes: u64,
+    /// Also at most `ratio` times the archive's own size, plus `slack_bytes`.
+    pub ratio: u64,
+    pub slack_bytes: u64,
+}
+
+impl Ceilings {
+    fn of(release: &Release) -> Ceilings {
+        let margin = |b: u64| b / CEILING_MARGIN.1 * CEILING_MARGIN.0;
+        Ceilings {
+            archive_bytes: margin(release.download_bytes),
+            unpacked_bytes: margin(release.unpacked_bytes),
+            file_bytes: margin(release.largest_file_bytes),
+            ratio: MAX_RATIO,
+            slack_bytes: RATIO_SLACK,
+        }
+    }
+}
 
 /// What the first start of Fooocus downloads by itself (the default model and its helpers).
 pub const FIRST_START_MODELS_BYTES: u64 = 7 * GB;
@@ -215,14 +260,16 @@ pub struct Plan {
     pub disk_needed_bytes: u64,
     /// What Fooocus downloads by itself at its first start (not counted above).
     pub first_start_bytes: u64,
+    /// Where the archive is refused (as too large, or a bomb).
+    pub ceilings: Ceilings,
 }
 
 impl Plan {
+    /// The archive unpacked: the download, or the copy of a local archive made as it is
+    /// verified, both in the private staging folder, so what is unpacked is what was hashed
+    /// (a file at the user's path may be replaced between the two, or before a resume).
     fn archive_path(&self) -> PathBuf {
-        match &self.source {
-            Source::Path(p) => p.clone(),
-            Source::Url(_) => self.staging.join("download").join(self.source.name()),
-        }
+        self.staging.join("download").join(self.source.name())
     }
     fn tree(&self) -> PathBuf {
         self.staging.join("tree")
@@ -274,6 +321,22 @@ pub enum InstallerError {
     Archive { what: String, detail: String },
     #[error("the archive unpacked into no Fooocus ({0}): give the Fooocus release archive (the source .tar.gz, or the Windows package .7z)")]
     NotFooocus(String),
+    /// Too large, a decompression bomb, a link out of the install: never kept for a retry.
+    #[error("{what} was refused: {detail}. Nothing was installed and the unfinished install was removed: {fix}")]
+    Refused {
+        what: String,
+        detail: String,
+        fix: String,
+    },
+    #[error("the disk of {path} has {free} free, less than the {keep} the install leaves to the rest of the system: free some space, then Retry (it resumes where it stopped)")]
+    DiskLow {
+        path: String,
+        free: String,
+        keep: String,
+    },
+    /// The target, its staging folder or a folder above them is open to other users.
+    #[error("{0}")]
+    UnsafeFolder(String),
     #[error("{0}")]
     Python(String),
     #[error("{what} failed (exit {code}): {why}. The whole output is in {log}; Retry resumes from this step")]
@@ -296,6 +359,27 @@ pub enum InstallerError {
 }
 
 impl InstallerError {
+    /// Whether what a failed run made is worth keeping for a retry: a dropped connection or a
+    /// full disk resumes; a wrong, oversized or malicious archive is deleted with everything it
+    /// unpacked (a retry downloads it again).
+    pub fn resumable(&self) -> bool {
+        !matches!(
+            self,
+            InstallerError::Checksum { .. }
+                | InstallerError::Archive { .. }
+                | InstallerError::NotFooocus(_)
+                | InstallerError::Refused { .. }
+        )
+    }
+
+    pub(crate) fn refused(what: impl ToString, detail: impl ToString) -> InstallerError {
+        InstallerError::Refused {
+            what: what.to_string(),
+            detail: detail.to_string(),
+            fix: String::new(),
+        }
+    }
+
     pub(crate) fn io(what: &str, path: &Path, err: io::Error) -> InstallerError {
         if is_disk_full(&err) {
             return InstallerError::DiskFull {
@@ -425,6 +509,7 @@ pub fn plan(req: &Request) -> Result<Plan, InstallerError> {
         download_bytes: archive_bytes + release.environment_bytes / 2,
         disk_needed_bytes: archive_bytes + release.unpacked_bytes + release.environment_bytes,
         first_start_bytes: FIRST_START_MODELS_BYTES,
+        ceilings: Ceilings::of(&release),
     })
 }
 
@@ -460,6 +545,8 @@ pub struct RunOptions {
     pub python: Option<PathBuf>,
     /// More environment for pip (pip also reads the guard's own `PIP_*` variables).
     pub pip_env: Vec<(String, String)>,
+    /// The download and the unpack stop when the disk has less free than this.
+    pub keep_free_bytes: u64,
 }
 
 impl Default for RunOptions {
@@ -469,6 +556,7 @@ impl Default for RunOptions {
             torch_index: TorchIndex::Cuda,
             python: None,
             pip_env: Vec::new(),
+            keep_free_bytes: KEEP_FREE_BYTES,
         }
     }
 }
@@ -496,7 +584,6 @@ impl Reporter<'_> {
         let _ = self.tx.try_send(Progress::Bytes { phase, done, total });
     }
     pub(crate) fn line(&mut self, line: &str) {
-        use std::io::Write;
         if let Some(f) = self.log.as_mut() {
             let _ = writeln!(f, "{line}");
         }
@@ -527,10 +614,15 @@ fn read_state(plan: &Plan) -> State {
         version: plan.version.clone(),
         done: Vec::new(),
     };
-    match fs::read(plan.staging.join("state.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<State>(&b).ok())
-    {
+    // Never through a link (the staging folder is this user's own, but a link there would
+    // have been planted), and never more than a state file can be.
+    let read = || -> Option<State> {
+        let f = safety::open_read(&plan.staging.join("state.json")).ok()?;
+        let mut b = Vec::new();
+        f.take(STATE_MAX_BYTES).read_to_end(&mut b).ok()?;
+        serde_json::from_slice(&b).ok()
+    };
+    match read() {
         Some(s) if s.source == fresh.source && s.version == fresh.version => s,
         _ => fresh,
     }
@@ -539,9 +631,54 @@ fn read_state(plan: &Plan) -> State {
 fn write_state(plan: &Plan, s: &State) -> Result<(), InstallerError> {
     let path = plan.staging.join("state.json");
     let tmp = plan.staging.join("state.json.tmp");
-    fs::write(&tmp, serde_json::to_vec(s).expect("state"))
-        .and_then(|_| fs::rename(&tmp, &path))
-        .map_err(|e| InstallerError::io("write", &path, e))
+    // Made fresh: whatever is at the .tmp name (a link to a file of root's) is removed, not
+    // written through; rename() then replaces state.json itself, never what it may link to.
+    let write = || -> io::Result<()> {
+        let mut f = safety::create_fresh(&tmp)?;
+        f.write_all(&serde_json::to_vec(s).expect("state"))?;
+        drop(f);
+        fs::rename(&tmp, &path)
+    };
+    write().map_err(|e| InstallerError::io("write", &path, e))
+}
+
+const STATE_MAX_BYTES: u64 = 64 * 1024;
+/// Free space is looked at again after this many bytes written.
+const DISK_CHECK_EVERY: u64 = 16 * MB;
+
+/// Stops a download or an unpack before it fills the disk: the free space is read again every
+/// `DISK_CHECK_EVERY` bytes, and below `keep` the install stops (resumable: free some space).
+pub(crate) struct DiskWatch {
+    path: PathBuf,
+    keep: u64,
+    next: u64,
+}
+
+impl DiskWatch {
+    pub(crate) fn new(path: &Path, keep: u64) -> DiskWatch {
+        DiskWatch {
+            path: path.to_path_buf(),
+            keep,
+            next: 0,
+        }
+    }
+
+    /// `written`: the bytes written so far by this step.
+    pub(crate) fn check(&mut self, written: u64) -> Result<(), InstallerError> {
+        if written < self.next {
+            return Ok(());
+        }
+        self.next = written.saturating_add(DISK_CHECK_EVERY);
+        match free_space(&self.path) {
+            Ok(free) if free < self.keep => Err(InstallerError::DiskLow {
+                path: self.path.display().to_string(),
+                free: human_bytes(free),
+                keep: human_bytes(self.keep),
+            }),
+            // A disk whose space cannot be read is left to the write errors (ENOSPC).
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Free bytes on the disk that holds `path` (or its nearest existing parent).
@@ -558,8 +695,10 @@ pub fn free_space(path: &Path) -> io::Result<u64> {
     }
 }
 
-/// The checks before the first byte: the target is free, the disk has room.
+/// The checks before the first byte: the folders are closed to other users, the target is
+/// free, the disk has room.
 pub fn preflight(plan: &Plan) -> Result<(), InstallerError> {
+    safety::check_folders(plan)?;
     if let Ok(mut rd) = fs::read_dir(&plan.target) {
         if rd.next().is_some() {
             return Err(InstallerError::TargetExists(
@@ -627,15 +766,64 @@ pub fn run(
     cancel: &AtomicBool,
 ) -> Result<Install, InstallerError> {
     preflight(plan)?;
-    fs::create_dir_all(&plan.staging)
-        .map_err(|e| InstallerError::io("create", &plan.staging, e))?;
-    let mut state = read_state(plan);
-    let log = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(plan.log_path())
-        .ok();
+    safety::make_staging(plan)?;
+    let log = safety::open_append(&plan.log_path()).ok();
     let mut rep = Reporter { tx, cancel, log };
+    // The archive readers panic on some inconsistent archives (sevenz-rust slices and indexes
+    // by sizes from the header): that is a bad archive, not a dead install thread.
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_phases(plan, opts, &mut rep)
+    }))
+    .unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(InstallerError::Archive {
+            what: plan.source.describe(),
+            detail: format!("it could not be read ({why})"),
+        })
+    })
+    .map_err(|e| with_fix(e, &plan.source));
+    if let Err(e) = &r {
+        if !e.resumable() {
+            // What is wrong is the archive: nothing of it is kept (a bomb's gigabytes, a
+            // planted link), and a retry starts from the download.
+            rep.log = None;
+            let _ = discard(plan);
+        }
+    }
+    r
+}
+
+/// What to do about a refused archive, by where it came from.
+fn with_fix(mut e: InstallerError, source: &Source) -> InstallerError {
+    match &mut e {
+        InstallerError::Checksum { what, fix, .. } => {
+            *what = source.describe();
+            *fix = match source {
+                Source::Url(_) => "it was deleted; Retry downloads it again. If this repeats, the address serves something else".into(),
+                Source::Path(_) => "check that it is the archive you meant, and the checksum you gave".into(),
+            };
+        }
+        InstallerError::Refused { fix, .. } if fix.is_empty() => {
+            *fix = match source {
+                Source::Url(_) => "check the address: it must serve the Fooocus release archive (the source .tar.gz, or the Windows package .7z)".into(),
+                Source::Path(_) => "give the Fooocus release archive (the source .tar.gz, or the Windows package .7z)".into(),
+            };
+        }
+        _ => {}
+    }
+    e
+}
+
+fn run_phases(
+    plan: &Plan,
+    opts: &RunOptions,
+    rep: &mut Reporter,
+) -> Result<Install, InstallerError> {
+    let mut state = read_state(plan);
     rep.line(&format!(
         "Installing Fooocus {} from {} into {}",
         plan.version,
@@ -669,42 +857,54 @@ pub fn run(
                 let Source::Url(url) = &plan.source else {
                     unreachable!("download only for URLs")
                 };
-                download::fetch(url, &plan.archive_path(), &opts.download, &mut rep)?;
+                download::fetch(
+                    url,
+                    &plan.archive_path(),
+                    &opts.download,
+                    plan.ceilings.archive_bytes,
+                    DiskWatch::new(&plan.staging, opts.keep_free_bytes),
+                    rep,
+                )?;
             }
             Phase::Verify => {
-                if let Err(mut e) =
-                    download::verify(&plan.archive_path(), plan.sha256.as_deref(), &mut rep)
-                {
-                    if let InstallerError::Checksum { what, fix, .. } = &mut e {
-                        *what = plan.source.describe();
-                        *fix = match plan.source {
-                            Source::Url(_) => "it was deleted; Retry downloads it again. If this repeats, the address serves something else".into(),
-                            Source::Path(_) => "check that it is the archive you meant, and the checksum you gave".into(),
-                        };
-                    }
-                    if matches!(e, InstallerError::Checksum { .. })
-                        && matches!(plan.source, Source::Url(_))
-                    {
-                        // Downloaded again from the start on the retry.
-                        let _ = fs::remove_file(plan.archive_path());
-                        state.done.retain(|p| *p != Phase::Download);
-                        write_state(plan, &state)?;
-                    }
-                    return Err(e);
-                }
+                // A wrong checksum deletes the download with the staging folder (run()).
+                match &plan.source {
+                    Source::Url(_) => download::verify(
+                        &plan.archive_path(),
+                        plan.sha256.as_deref(),
+                        plan.ceilings.archive_bytes,
+                        None,
+                        rep,
+                    )?,
+                    Source::Path(p) => download::verify(
+                        p,
+                        plan.sha256.as_deref(),
+                        plan.ceilings.archive_bytes,
+                        Some(&plan.archive_path()),
+                        rep,
+                    )?,
+                };
             }
             Phase::Unpack => {
                 let tree = plan.tree();
-                if tree.exists() {
-                    fs::remove_dir_all(&tree).map_err(|e| InstallerError::io("clear", &tree, e))?;
+                if fs::symlink_metadata(&tree).is_ok() {
+                    unpack::remove_tree(&tree)
+                        .map_err(|e| InstallerError::io("clear", &tree, e))?;
                 }
-                unpack::unpack(&plan.archive_path(), plan.archive, &tree, &mut rep)?;
+                unpack::unpack(
+                    &plan.archive_path(),
+                    plan.archive,
+                    &tree,
+                    &plan.ceilings,
+                    DiskWatch::new(&plan.staging, opts.keep_free_bytes),
+                    rep,
+                )?;
                 check_tree(&tree, plan.platform)?;
             }
             Phase::Environment => {
                 let py = python.as_ref().expect("found before the first phase");
                 rep.line(&py.note());
-                python::make_venv(py, &plan.tree().join("fooocus_env"), &mut rep)?;
+                python::make_venv(py, &plan.tree().join("fooocus_env"), rep)?;
             }
             Phase::Torch => {
                 let venv_py = python::venv_python(&plan.tree().join("fooocus_env"));
@@ -718,7 +918,7 @@ pub fn run(
                     "Installing torch",
                     &opts.pip_env,
                     &plan.log_path(),
-                    &mut rep,
+                    rep,
                 )?;
             }
             Phase::Requirements => {
@@ -735,12 +935,12 @@ pub fn run(
                     "Installing Fooocus's requirements",
                     &opts.pip_env,
                     &plan.log_path(),
-                    &mut rep,
+                    rep,
                 )?;
             }
             Phase::Finish => {
                 rep.cancelled()?;
-                finish(plan, &mut rep)?;
+                finish(plan, rep)?;
                 let install = install::inspect(&plan.target, None)
                     .map_err(|e| InstallerError::NotFooocus(format!("the detector says: {e}")))?;
                 return Ok(install);
@@ -795,19 +995,22 @@ fn finish(plan: &Plan, rep: &mut Reporter) -> Result<(), InstallerError> {
         "Fooocus is installed in {}",
         plan.target.display()
     ));
-    // The log goes with the install; the rest (the archive) is no longer needed.
-    let _ = fs::copy(
-        plan.log_path(),
-        plan.target.join("fooocus-guard-install.log"),
-    );
+    // The log goes with the install; the rest (the archive) is no longer needed. Written
+    // fresh: a file of that name from the archive is replaced, never written through.
+    let copy = || -> io::Result<u64> {
+        let mut from = safety::open_read(&plan.log_path())?;
+        let mut to = safety::create_fresh(&plan.target.join("fooocus-guard-install.log"))?;
+        io::copy(&mut from, &mut to)
+    };
+    let _ = copy();
     rep.log = None;
-    let _ = fs::remove_dir_all(&plan.staging);
+    let _ = unpack::remove_tree(&plan.staging);
     Ok(())
 }
 
 /// Forget a cancelled or failed install: remove its staging folder.
 pub fn discard(plan: &Plan) -> Result<(), InstallerError> {
-    match fs::remove_dir_all(&plan.staging) {
+    match unpack::remove_tree(&plan.staging) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(InstallerError::io("remove", &plan.staging, e)),
@@ -881,6 +1084,29 @@ mod tests {
         r.source = Some(Source::parse("http://127.0.0.1:1/f.zip"));
         let e = plan(&r).unwrap_err().to_string();
         assert!(e.contains(".7z, .tar.gz"), "{e}");
+    }
+
+    #[test]
+    fn the_ceilings_are_the_release_figures_with_a_margin() {
+        let mut r = req("/x/F");
+        r.platform = Some(Platform::LinuxSource);
+        let c = plan(&r).unwrap().ceilings;
+        assert_eq!(
+            (c.archive_bytes, c.unpacked_bytes, c.file_bytes),
+            (60 * MB, 90 * MB, 6 * MB)
+        );
+        // An archive the user names is held to its platform's figures too.
+        r.source = Some(Source::parse("/tmp/fork.tar.gz"));
+        r.version = Some("9.9".into());
+        assert_eq!(plan(&r).unwrap().ceilings, c);
+        r = req("/x/F");
+        r.platform = Some(Platform::WindowsPortable);
+        let c = plan(&r).unwrap().ceilings;
+        assert_eq!(
+            (c.archive_bytes, c.unpacked_bytes, c.file_bytes),
+            (3 * GB, 9 * GB, 3 * GB / 2)
+        );
+        assert_eq!((c.ratio, c.slack_bytes), (20, 64 * MB));
     }
 
     #[test]

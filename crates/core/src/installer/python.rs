@@ -357,7 +357,11 @@ pub fn relocate_venv(from: &Path, to: &Path) -> std::io::Result<usize> {
         };
         if script && text.contains(old.as_ref()) {
             let tmp = f.with_extension("relocating");
-            std::fs::write(&tmp, text.replace(old.as_ref(), new.as_ref()))?;
+            // Made fresh: never written through a link of that name.
+            std::io::Write::write_all(
+                &mut super::safety::create_fresh(&tmp)?,
+                text.replace(old.as_ref(), new.as_ref()).as_bytes(),
+            )?;
             std::fs::set_permissions(&tmp, meta.permissions())?;
             std::fs::rename(&tmp, &f)?;
             rewritten += 1;
