@@ -1,5 +1,7 @@
 //! What the gateway costs, on loopback: the latency it adds to a keep-alive request (median and
-//! p99 over the same requests sent directly), and the memory one idle connection takes.
+//! p99 over the same requests sent directly), the memory one idle connection takes, and how
+//! soon a browser opening a sleeping Fooocus sees the waking page (first byte, on a fresh
+//! connection, beside the same navigation forwarded to an awake upstream).
 //!
 //!   cargo bench -p guard-gateway --bench latency
 
@@ -7,7 +9,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use guard_gateway::{Gateway, GatewayConfig, Limits};
+use guard_gateway::{Gateway, GatewayConfig, Limits, Upstream};
 
 const BODY: &[u8] = &[b'x'; 2048];
 
@@ -73,6 +75,24 @@ fn round_trips(addr: SocketAddr, n: usize) -> Vec<f64> {
     out
 }
 
+/// A browser opening the page: a fresh connection, a navigation's head; microseconds from the
+/// connect to the answer's first byte, sorted.
+fn first_bytes(addr: SocketAddr, n: usize) -> Vec<f64> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_nodelay(true).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/html\r\nSec-Fetch-Mode: navigate\r\nSec-Fetch-Dest: document\r\nSec-Fetch-Site: none\r\n\r\n")
+            .unwrap();
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).unwrap();
+        out.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    out.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    out
+}
+
 fn rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status
@@ -89,6 +109,7 @@ fn main() {
         token: None,
         rate_per_minute: None,
         events: None,
+        allowed_origins: Vec::new(),
         limits: Limits {
             header_timeout: Duration::from_secs(600),
             ..Limits::default()
@@ -135,4 +156,30 @@ fn main() {
         _ => println!("memory per idle connection: not measured (no /proc/self/status)"),
     }
     drop(conns);
+
+    // The waking page: asleep, a navigation gets the guard's page (the first wakes it; the
+    // gateway is Waking for the rest, which serves the same page). Alternated with the same
+    // navigation forwarded to the awake upstream.
+    let asleep = Upstream::Asleep {
+        wake_estimate: Duration::from_secs(40),
+        hold_limit: Duration::from_secs(600),
+    };
+    let n = 1000;
+    let mut page = Vec::new();
+    let mut awake = Vec::new();
+    for _ in 0..5 {
+        g.set_upstream(asleep.clone());
+        page.extend(first_bytes(g.local_addr(), n / 5));
+        g.set_upstream(Upstream::Awake);
+        awake.extend(first_bytes(g.local_addr(), n / 5));
+    }
+    page.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    awake.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!(
+        "waking page, {n} navigations on fresh connections: first byte median {:.0} us, p99 {:.0} us; forwarded to an awake upstream median {:.0} us, p99 {:.0} us",
+        q(&page, 0.5),
+        q(&page, 0.99),
+        q(&awake, 0.5),
+        q(&awake, 0.99),
+    );
 }

@@ -10,10 +10,14 @@
 //! HTTP is hyper's (server and client) on one tokio thread; bodies stream through unchanged.
 //! Every request on every connection is checked (token, origin, rate limit, queue tap) on the
 //! path as Fooocus's server routes it, and every connection is bounded (see [`Limits`]).
+//! While Fooocus sleeps ([`Upstream`]) the gateway keeps the port: the first admitted request
+//! wakes it, a browser gets a waking page, other requests wait (bounded) for it.
 
 mod relay;
 pub mod rules;
 mod tap;
+mod throttle;
+mod wake;
 mod ws;
 
 use std::net::SocketAddr;
@@ -37,7 +41,33 @@ pub struct GatewayConfig {
     /// Where the queue's events go as they are seen (the supervisor's second source of
     /// generation events beside the console). None: kept only for `request_stop`.
     pub events: Option<std::sync::mpsc::Sender<QueueEvent>>,
+    /// Pages of other sites the user lets use this Fooocus from their browser (read its
+    /// answers, post to it, open its WebSocket), as exact origins: `scheme://host:port`, e.g.
+    /// `http://192.168.1.5:3000` (the port may be left out for 80 and 443; no path, no `*`;
+    /// see `rules::valid_origin`). Empty (the default): only Fooocus's own page.
+    pub allowed_origins: Vec<String>,
     pub limits: Limits,
+}
+
+/// What is behind the gateway, as the supervisor tells it (issue 25: Fooocus sleeps while
+/// nobody uses it and wakes on a visit; the gateway keeps the user's port meanwhile).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Upstream {
+    /// Fooocus runs (or is restarting after a crash): requests are forwarded as always.
+    Awake,
+    /// Put to sleep: the first admitted request wakes it (`QueueEvent::WakeRequested`, once).
+    Asleep {
+        wake_estimate: Duration,
+        hold_limit: Duration,
+    },
+    /// A wake is under way (by a visit, or by the user from the tray): requests wait for Awake.
+    Waking {
+        wake_estimate: Duration,
+        hold_limit: Duration,
+    },
+    /// The wake failed: waiting and new requests get 503 with this reason until the state
+    /// changes.
+    Failed { reason: String },
 }
 
 /// What one client, or all of them, can hold of the gateway.
@@ -48,16 +78,30 @@ pub struct Limits {
     /// A keep-alive connection with no request in flight is closed after this.
     pub idle_timeout: Duration,
     /// A request body that sends nothing for this long is cut off (408): a request in flight
-    /// keeps its connection busy, and a busy connection is never given up to a newcomer.
+    /// keeps its connection busy.
     pub body_timeout: Duration,
+    /// Bytes a second a request body must average, counted over the time the gateway waited
+    /// for it, once it has waited `body_timeout`: a body that trickles slower is cut off (408).
+    pub min_body_rate: u32,
+    /// A client that takes none of the bytes sent to it (an answer, a WebSocket's messages)
+    /// for this long loses its connection.
+    pub send_timeout: Duration,
     /// Connections open at once (lowered to fit the process's file limit).
     pub max_connections: usize,
     /// Connections open at once from one address.
     pub max_per_client: usize,
     /// Bytes of one request head.
     pub max_header_bytes: usize,
-    /// Wrong tokens one address may try per minute before it is answered 429 without a check.
-    pub failed_tokens_per_minute: u32,
+    /// Tokens compared and found wrong per minute, all addresses together (bursts of a
+    /// thirtieth of it). Past it, a token that is not already known right or wrong waits its
+    /// address's turn.
+    pub wrong_tokens_per_minute: u32,
+    /// How long a token waits for its turn before the answer is 429.
+    pub token_wait: Duration,
+    /// Requests held while Fooocus wakes, all clients together; past it, 503.
+    pub max_held: usize,
+    /// Requests held while Fooocus wakes from one client.
+    pub max_held_per_client: usize,
 }
 
 impl Default for Limits {
@@ -66,10 +110,15 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             body_timeout: Duration::from_secs(30),
+            min_body_rate: 1024,
+            send_timeout: Duration::from_secs(30),
             max_connections: 400,
             max_per_client: 100,
             max_header_bytes: 32 * 1024,
-            failed_tokens_per_minute: 10,
+            wrong_tokens_per_minute: 300,
+            token_wait: Duration::from_secs(30),
+            max_held: 256,
+            max_held_per_client: 64,
         }
     }
 }
@@ -85,16 +134,13 @@ pub struct ActiveTask {
     pub abandoned: bool,
 }
 
-/// Per client address: when each counted thing happened, and which it was (a hash).
-type PerClient =
-    std::collections::HashMap<std::net::IpAddr, std::collections::VecDeque<(Instant, u64)>>;
+/// Per client address: when each counted thing happened.
+type PerClient = std::collections::HashMap<std::net::IpAddr, std::collections::VecDeque<Instant>>;
 
 #[derive(Default)]
 struct State {
     /// Generations queued per client, for the rate limit.
     joins: PerClient,
-    /// Wrong tokens per client, for the throttle.
-    failures: PerClient,
     /// Queue events in flight, by (session, fn): started and not completed.
     running: Vec<ActiveTask>,
     /// Every session hash seen, newest last (for diagnostics).
@@ -103,42 +149,35 @@ struct State {
 }
 
 /// Count one event for `ip` in a sliding minute unless `limit` are already there; the seconds
-/// until the oldest leaves when refused. `add`: the event's key; an event whose key was already
-/// counted this minute is not counted again (a stale cookie sent with every request is one wrong
-/// token, a guesser's tokens are all different).
+/// until the oldest leaves when refused.
 fn count_in_minute(
     map: &mut PerClient,
     ip: std::net::IpAddr,
     limit: u32,
-    add: Option<u64>,
     now: Instant,
 ) -> Result<(), u64> {
     if map.len() > 4096 {
         map.retain(|_, q| {
             q.back()
-                .is_some_and(|(t, _)| now.duration_since(*t) < Duration::from_secs(60))
+                .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(60))
         });
     }
     let q = map.entry(ip).or_default();
     while q
         .front()
-        .is_some_and(|(t, _)| now.duration_since(*t) >= Duration::from_secs(60))
+        .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
     {
         q.pop_front();
     }
     if q.len() as u32 >= limit {
         let wait = q
             .front()
-            .map(|(t, _)| 60u64.saturating_sub(now.duration_since(*t).as_secs()))
+            .map(|t| 60u64.saturating_sub(now.duration_since(*t).as_secs()))
             .unwrap_or(60)
             .max(1);
         return Err(wait);
     }
-    if let Some(key) = add {
-        if key == 0 || !q.iter().any(|(_, k)| *k == key) {
-            q.push_back((now, key));
-        }
-    }
+    q.push_back(now);
     Ok(())
 }
 
@@ -166,7 +205,9 @@ impl State {
                     abandoned: false,
                 });
             }
-            QueueEvent::Generating { .. } => {}
+            QueueEvent::Generating { .. }
+            | QueueEvent::Abandoned { .. }
+            | QueueEvent::WakeRequested => {}
             QueueEvent::Completed {
                 session_hash,
                 fn_index,
@@ -180,10 +221,18 @@ impl State {
 
 impl State {
     /// A queue WebSocket closed: a call of its session still running was abandoned by its tab.
+    /// The sink is told at once (the supervisor's tracker hands that generation back to the
+    /// console, since no completion will come for it).
     fn closed(&mut self, session_hash: &str, fn_index: u64) {
         for t in &mut self.running {
-            if t.session_hash == session_hash && t.fn_index == fn_index {
+            if t.session_hash == session_hash && t.fn_index == fn_index && !t.abandoned {
                 t.abandoned = true;
+                if let Some(tx) = &self.sink {
+                    let _ = tx.send(QueueEvent::Abandoned {
+                        session_hash: session_hash.to_string(),
+                        fn_index,
+                    });
+                }
             }
         }
     }
@@ -253,6 +302,7 @@ pub struct Gateway {
     addr: SocketAddr,
     upstream: SocketAddr,
     state: Arc<Mutex<State>>,
+    shared: Arc<relay::Shared>,
     handle: tokio::runtime::Handle,
     stop: Arc<tokio::sync::Notify>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -285,11 +335,12 @@ impl Gateway {
         let handle = rt.handle().clone();
         let upstream = cfg.upstream;
         let shared = relay::Shared::new(cfg, state.clone());
+        let shared2 = shared.clone();
         let stop2 = stop.clone();
         let thread = std::thread::Builder::new()
             .name("fooocus-gateway".into())
             .spawn(move || {
-                rt.block_on(relay::accept_loop(listener, shared, stop2));
+                rt.block_on(relay::accept_loop(listener, shared2, stop2));
                 // Dropping the runtime drops every connection with it.
                 drop(rt);
             })
@@ -298,6 +349,7 @@ impl Gateway {
             addr,
             upstream,
             state,
+            shared,
             handle,
             stop,
             thread: Mutex::new(Some(thread)),
@@ -310,6 +362,32 @@ impl Gateway {
 
     pub fn upstream(&self) -> SocketAddr {
         self.upstream
+    }
+
+    /// Bytes the queue taps hold now, all connections together (partial frames; each tap
+    /// holds at most two frames' first 4 KiB). For tests and diagnostics.
+    pub fn tap_bytes(&self) -> usize {
+        self.shared
+            .tap_bytes
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// What is behind the gateway now (the supervisor says; a visit while Asleep makes it
+    /// Waking). Requests held for a wake go on when it is Awake, or get 503 when Failed.
+    pub fn set_upstream(&self, state: Upstream) {
+        self.shared.wake.set(state);
+    }
+
+    /// When the last admitted request arrived (one that passed the token, origin, LAN and rate
+    /// rules; the guard's own Stop calls and its waking page's polls do not count): the
+    /// supervisor's idle clock.
+    pub fn last_visit(&self) -> Option<Instant> {
+        self.shared.wake.last_visit()
+    }
+
+    /// Requests held now until Fooocus is awake (for tests and diagnostics).
+    pub fn held_requests(&self) -> usize {
+        self.shared.wake.held()
     }
 
     /// The generation running now, as the queue traffic shows it (see `State::active`).
@@ -510,5 +588,28 @@ mod tests {
             fn_index: 7,
         });
         assert!(s.active().is_none());
+    }
+
+    /// The supervisor learns of an abandoned call when its socket closes, once, and only for a
+    /// call still running (a socket closing after its call completed abandons nothing).
+    #[test]
+    fn a_closed_tab_is_told_once_and_only_while_its_call_runs() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut s = State {
+            sink: Some(tx),
+            ..State::default()
+        };
+        started(&mut s, "tabA");
+        s.closed("tabA", 7);
+        s.closed("tabA", 7);
+        s.closed("tabB", 7);
+        let told: Vec<QueueEvent> = rx.try_iter().collect();
+        assert_eq!(
+            told,
+            [QueueEvent::Abandoned {
+                session_hash: "tabA".into(),
+                fn_index: 7
+            }]
+        );
     }
 }

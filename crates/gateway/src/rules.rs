@@ -68,41 +68,137 @@ pub fn same_secret(given: &[u8], want: &[u8]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-/// The token a request brings, from wherever it brings it.
+/// The token a request brings, from wherever it brings it: the query, and every
+/// `Authorization: Bearer` and guard cookie of every `Authorization:` and `Cookie:` header (a
+/// second header is as good a place as the first).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Presented {
     pub query: Option<Vec<u8>>,
-    pub bearer: Option<Vec<u8>>,
-    pub cookie: Option<Vec<u8>>,
+    pub bearer: Vec<Vec<u8>>,
+    pub cookie: Vec<Vec<u8>>,
 }
 
 impl Presented {
+    /// Everything a request's head presents.
+    pub fn of(query: Option<Vec<u8>>, headers: &http::HeaderMap) -> Presented {
+        Presented {
+            query,
+            bearer: headers
+                .get_all(http::header::AUTHORIZATION)
+                .iter()
+                .filter_map(|v| bearer(v.as_bytes()))
+                .collect(),
+            cookie: headers
+                .get_all(http::header::COOKIE)
+                .iter()
+                .filter_map(|v| token_in_cookie(v.as_bytes()).0)
+                .collect(),
+        }
+    }
+
     pub fn any(&self) -> bool {
-        self.query.is_some() || self.bearer.is_some() || self.cookie.is_some()
+        self.query.is_some() || !self.bearer.is_empty() || !self.cookie.is_empty()
+    }
+
+    /// How many different tokens it brings.
+    pub fn distinct(&self) -> usize {
+        let mut all: Vec<&Vec<u8>> = self
+            .query
+            .iter()
+            .chain(&self.bearer)
+            .chain(&self.cookie)
+            .collect();
+        all.sort();
+        all.dedup();
+        all.len()
     }
 
     /// Whether any of them is the token (each compared in constant time).
     pub fn matches(&self, token: &str) -> bool {
-        [&self.query, &self.bearer, &self.cookie]
-            .into_iter()
-            .flatten()
+        self.query
+            .iter()
+            .chain(&self.bearer)
+            .chain(&self.cookie)
             .fold(false, |ok, t| ok | same_secret(t, token.as_bytes()))
     }
 }
 
-/// The query's `token=` (percent-decoded), and the query without it.
-pub fn token_in_query(query: &str) -> (Option<Vec<u8>>, String) {
+/// Whether `hay` holds `needle`, as it is or percent-decoded.
+fn carries(hay: &[u8], needle: &[u8]) -> bool {
+    let has = |h: &[u8]| h.windows(needle.len()).any(|w| w == needle);
+    !needle.is_empty() && (has(hay) || has(&percent_decode(hay).collect::<Vec<u8>>()))
+}
+
+/// Take the token out of every header that can carry it before the request goes to Fooocus:
+/// the guard's cookie (and any cookie holding the token) from every `Cookie:` header, folded
+/// into one; every `Authorization: Bearer` and any `Authorization:` holding the token; and any
+/// other header whose value holds it (a `Referer` with `?token=`, a copy in a custom header).
+pub fn scrub_token(headers: &mut http::HeaderMap, token: &str) {
+    use http::header::{AUTHORIZATION, COOKIE as COOKIE_HEADER};
+    let secret = token.as_bytes();
+    let mut cookies = Vec::new();
+    for v in headers.get_all(COOKIE_HEADER) {
+        let text = String::from_utf8_lossy(v.as_bytes()).into_owned();
+        for kv in text.split(';').map(str::trim).filter(|kv| !kv.is_empty()) {
+            let name = kv.split_once('=').map_or(kv, |(k, _)| k).trim();
+            if name != COOKIE && !carries(kv.as_bytes(), secret) {
+                cookies.push(kv.to_string());
+            }
+        }
+    }
+    headers.remove(COOKIE_HEADER);
+    if let Ok(v) = http::HeaderValue::from_str(&cookies.join("; ")) {
+        if !cookies.is_empty() {
+            headers.insert(COOKIE_HEADER, v);
+        }
+    }
+    let auth: Vec<http::HeaderValue> = headers
+        .get_all(AUTHORIZATION)
+        .iter()
+        .filter(|v| bearer(v.as_bytes()).is_none() && !carries(v.as_bytes(), secret))
+        .cloned()
+        .collect();
+    headers.remove(AUTHORIZATION);
+    for v in auth {
+        headers.append(AUTHORIZATION, v);
+    }
+    let leaking: Vec<http::HeaderName> = headers
+        .iter()
+        .filter(|(_, v)| carries(v.as_bytes(), secret))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in leaking {
+        headers.remove(k);
+    }
+}
+
+/// The query's `token=` (the key in any case, the value percent-decoded), and the query without
+/// it nor any other pair holding `secret` (as it is, percent- or `+`-decoded: `?a=1;token=…`, a
+/// copy under another key), which would reach Fooocus's access log when another credential
+/// brought the token.
+pub fn token_in_query(query: &str, secret: &str) -> (Option<Vec<u8>>, String) {
     let mut token = None;
     let mut rest = Vec::new();
     for kv in query.split('&').filter(|kv| !kv.is_empty()) {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        if percent_decode(k.as_bytes()).collect::<Vec<u8>>() == b"token" {
+        if percent_decode(k.as_bytes())
+            .collect::<Vec<u8>>()
+            .eq_ignore_ascii_case(b"token")
+        {
             token = Some(percent_decode(v.as_bytes()).collect());
-        } else {
+        } else if !carries(kv.as_bytes(), secret.as_bytes())
+            && !carries(kv.replace('+', " ").as_bytes(), secret.as_bytes())
+        {
             rest.push(kv);
         }
     }
     (token, rest.join("&"))
+}
+
+/// A `Location:` for a path of this site: leading slashes and backslashes folded into one
+/// `/`, since a browser reads `//host/` or `/\\host/` as another site (an open redirect).
+pub fn same_site_location(path_and_query: &str) -> String {
+    format!("/{}", path_and_query.trim_start_matches(['/', '\\']))
 }
 
 /// `Authorization: Bearer <token>`, the scheme in any case.
@@ -238,21 +334,94 @@ fn to_canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Whether `Origin:` is this very site (same scheme-less host and port as `Host:`). A request
-/// without Origin is not from a web page (browsers send it on WebSockets and on POSTs).
-pub fn same_origin(origin: Option<&str>, host: &str) -> bool {
-    let Some(origin) = origin else { return true };
-    let Some((scheme, authority)) = origin.trim().split_once("://") else {
-        return false; // "null" and anything else unparseable
-    };
-    let default = match scheme.to_ascii_lowercase().as_str() {
+/// An origin as compared: scheme, host (lower case) and port (the scheme's default when absent).
+/// None for anything but `http(s)://host[:port]` (`null` included).
+fn origin_parts(origin: &str) -> Option<(String, String, u16)> {
+    let (scheme, authority) = origin.trim().split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let default = match scheme.as_str() {
         "http" => 80,
         "https" => 443,
-        _ => return false,
+        _ => return None,
     };
-    let (oh, op) = split_authority(authority.trim_end_matches('/'));
+    let authority = authority.strip_suffix('/').unwrap_or(authority);
+    if authority.is_empty() || authority.contains(['/', '?', '#', '@', ' ']) {
+        return None;
+    }
+    let port_text = match authority.strip_prefix('[') {
+        Some(rest) => rest.split_once(']')?.1.strip_prefix(':'),
+        None => authority.rsplit_once(':').map(|(_, p)| p),
+    };
+    let (host, _) = split_authority(authority);
+    let port = match port_text {
+        Some(p) => p.parse().ok()?,
+        None => default,
+    };
+    (!host.is_empty()).then_some((scheme, host, port))
+}
+
+/// Whether a `gateway.allowed_origins` entry is an origin the gateway can compare:
+/// `http://host:port` or `https://host:port` (the port may be left out for 80 and 443), no
+/// path, no `*`. The error names the entry and the form it must take.
+pub fn valid_origin(entry: &str) -> Result<(), String> {
+    match origin_parts(entry) {
+        Some(_) if !entry.contains('*') => Ok(()),
+        _ => Err(format!(
+            "\"{entry}\" is not an origin: write it as scheme://host:port, e.g. http://192.168.1.5:3000 (no path, no wildcard)"
+        )),
+    }
+}
+
+/// Whether `origin` (a request's `Origin:`) is one of `allowed`, compared as origins (case of
+/// scheme and host, default port). `null` never is.
+pub fn origin_allowed(origin: &str, allowed: &[String]) -> bool {
+    let Some(o) = origin_parts(origin) else {
+        return false;
+    };
+    allowed
+        .iter()
+        .any(|a| !a.contains('*') && origin_parts(a).as_ref() == Some(&o))
+}
+
+/// Whether `Origin:` is this very site (same host and port as `Host:`). A request without
+/// Origin is not from another site as far as Origin tells.
+pub fn same_origin(origin: Option<&str>, host: &str) -> bool {
+    let Some(origin) = origin else { return true };
+    let Some((scheme, oh, op)) = origin_parts(origin) else {
+        return false; // "null" and anything else unparseable
+    };
+    let default = if scheme == "https" { 443 } else { 80 };
     let (hh, hp) = split_authority(host);
-    oh == hh && op.unwrap_or(default) == hp.unwrap_or(default)
+    oh == hh && op == hp.unwrap_or(default)
+}
+
+/// Whether the browser says another page made this request: an `Origin:` that is not this
+/// site, or `Sec-Fetch-Site` other than `same-origin` / `none` (`none`: typed, a bookmark, the
+/// guard's "Open in the browser"). `same-site` counts as another site: a page on another port
+/// of this machine is same-site, and it is not this Fooocus.
+pub fn from_another_site(origin: Option<&str>, host: &str, fetch_site: Option<&str>) -> bool {
+    if !same_origin(origin, host) {
+        return true;
+    }
+    fetch_site.is_some_and(|s| {
+        let s = s.trim();
+        !(s.eq_ignore_ascii_case("same-origin") || s.eq_ignore_ascii_case("none"))
+    })
+}
+
+/// A link followed to this Fooocus in a tab of its own (`Sec-Fetch-Mode: navigate`,
+/// `Sec-Fetch-Dest: document`, a GET or HEAD without `Origin`): its answer goes to the user's
+/// tab, where no other page can read it. Frames are not (`Sec-Fetch-Dest: iframe`).
+pub fn is_top_navigation(
+    method: &http::Method,
+    origin: Option<&str>,
+    mode: Option<&str>,
+    dest: Option<&str>,
+) -> bool {
+    (method == http::Method::GET || method == http::Method::HEAD)
+        && origin.is_none()
+        && mode.is_some_and(|m| m.trim().eq_ignore_ascii_case("navigate"))
+        && dest.is_some_and(|d| d.trim().eq_ignore_ascii_case("document"))
 }
 
 #[cfg(test)]
@@ -276,7 +445,7 @@ mod tests {
         assert!(!same_secret(b"abcdefghi", b"abcdefgh"));
         assert!(!same_secret(b"", b"abcdefgh"));
         assert!(!same_secret(b"x", b""));
-        let (t, rest) = token_in_query("a=1&token=s%2Bcr%20t&b=2");
+        let (t, rest) = token_in_query("a=1&token=s%2Bcr%20t&b=2", "s+cr t");
         assert_eq!(t.as_deref(), Some(&b"s+cr t"[..]));
         assert_eq!(rest, "a=1&b=2");
         assert_eq!(bearer(b"bEaReR  abc%21").as_deref(), Some(&b"abc!"[..]));
@@ -287,10 +456,32 @@ mod tests {
         assert_eq!(rest, "a=b; c=d");
         let p = Presented {
             query: Some(b"wrong".to_vec()),
-            bearer: Some(b"right-token".to_vec()),
-            cookie: None,
+            bearer: vec![b"right-token".to_vec()],
+            cookie: Vec::new(),
         };
         assert!(p.matches("right-token") && !p.matches("other-token"));
+    }
+
+    /// No copy of the token stays in the query: under `Token=`, after a `;`, under another
+    /// key, percent- or `+`-encoded.
+    #[test]
+    fn the_query_loses_every_copy_of_the_token() {
+        let secret = "s3cret tok";
+        let (t, rest) = token_in_query("Token=s3cret%20tok&a=1", secret);
+        assert_eq!(
+            (t.as_deref(), rest.as_str()),
+            (Some(&b"s3cret tok"[..]), "a=1")
+        );
+        for q in [
+            "a=1;token=s3cret%20tok",
+            "x=s3cret+tok",
+            "x=s3cret%20tok",
+            "s3cret tok",
+            "x=%73%33cret%20tok",
+        ] {
+            let (t, rest) = token_in_query(&format!("keep=1&{q}&b=2"), secret);
+            assert_eq!((t, rest.as_str()), (None, "keep=1&b=2"), "{q}");
+        }
     }
 
     #[test]
@@ -301,7 +492,7 @@ mod tests {
             browser_url(a, Some("a b/c+d")),
             "http://127.0.0.1:7865/?token=a%20b%2Fc%2Bd"
         );
-        let (t, _) = token_in_query("token=a%20b%2Fc%2Bd");
+        let (t, _) = token_in_query("token=a%20b%2Fc%2Bd", "x");
         assert_eq!(t.as_deref(), Some(&b"a b/c+d"[..]));
         assert_eq!(
             browser_url("[::1]:80".parse().unwrap(), None),
@@ -352,5 +543,96 @@ mod tests {
             "127.0.0.1:7865"
         ));
         assert!(!same_origin(Some("null"), "127.0.0.1:7865"));
+    }
+
+    #[test]
+    fn the_token_is_taken_out_of_every_header() {
+        let token = "s3cret-token";
+        let mut h = http::HeaderMap::new();
+        h.append("cookie", "a=b".parse().unwrap());
+        h.append(
+            "cookie",
+            "fooocus_guard_token=s3cret-token; c=d".parse().unwrap(),
+        );
+        h.append("cookie", "x=s3cret%2Dtoken".parse().unwrap());
+        h.append("authorization", "Basic YTpi".parse().unwrap());
+        h.append("authorization", "bearer s3cret-token".parse().unwrap());
+        h.append("referer", "http://h/?token=s3cret-token".parse().unwrap());
+        h.append("x-other", "keep".parse().unwrap());
+        let p = Presented::of(None, &h);
+        assert_eq!(p.cookie, vec![token.as_bytes().to_vec()]);
+        assert_eq!(p.bearer, vec![token.as_bytes().to_vec()]);
+        scrub_token(&mut h, token);
+        let mut all: Vec<String> = h
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap()))
+            .collect();
+        all.sort();
+        assert_eq!(
+            all,
+            [
+                "authorization: Basic YTpi",
+                "cookie: a=b; c=d",
+                "x-other: keep"
+            ],
+            "{all:?}"
+        );
+    }
+
+    #[test]
+    fn origins_allowed_and_other_sites() {
+        let allowed = vec![
+            "http://192.168.1.5:3000".to_string(),
+            "https://app.example".into(),
+        ];
+        assert!(origin_allowed("http://192.168.1.5:3000", &allowed));
+        assert!(origin_allowed("HTTPS://App.Example:443", &allowed));
+        assert!(!origin_allowed("http://192.168.1.5:3001", &allowed));
+        assert!(!origin_allowed("https://app.example.evil", &allowed));
+        assert!(!origin_allowed("null", &allowed));
+        assert!(!origin_allowed("null", &["null".to_string()]));
+        assert!(valid_origin("http://192.168.1.5:3000").is_ok());
+        assert!(valid_origin("https://[::1]").is_ok());
+        for bad in [
+            "*",
+            "http://*.example",
+            "192.168.1.5:3000",
+            "http://h/path",
+            "ftp://h",
+            "http://h:x",
+        ] {
+            assert!(valid_origin(bad).is_err(), "{bad}");
+        }
+        let host = "127.0.0.1:7865";
+        assert!(!from_another_site(None, host, None));
+        assert!(!from_another_site(
+            Some("http://127.0.0.1:7865"),
+            host,
+            Some("same-origin")
+        ));
+        assert!(!from_another_site(None, host, Some("none")));
+        assert!(from_another_site(None, host, Some("cross-site")));
+        assert!(from_another_site(None, host, Some("same-site")));
+        assert!(from_another_site(Some("http://127.0.0.1:3000"), host, None));
+        let get = http::Method::GET;
+        assert!(is_top_navigation(
+            &get,
+            None,
+            Some("navigate"),
+            Some("document")
+        ));
+        assert!(!is_top_navigation(
+            &get,
+            None,
+            Some("navigate"),
+            Some("iframe")
+        ));
+        assert!(!is_top_navigation(&get, None, Some("cors"), Some("empty")));
+        assert!(!is_top_navigation(
+            &http::Method::POST,
+            None,
+            Some("navigate"),
+            Some("document")
+        ));
     }
 }

@@ -1,75 +1,115 @@
 //! WebSocket frames, read only: text payloads (unmasked) out, memory bounded.
 
-/// Text frames larger than this are skipped, not buffered (Gradio's queue messages are small;
-/// image previews are not needed).
-pub const MAX_TEXT: usize = 256 * 1024;
+/// Bytes of a text frame's payload kept to read it: Gradio's queue messages that matter (the
+/// join, `process_starts`, `process_completed`) say what they are in their first bytes; the rest
+/// of a larger frame (an image preview) passes by unkept. So a frame that never ends holds at
+/// most this much, however long it says it is.
+pub const KEEP: usize = 4 * 1024;
+
+/// A frame head is at most 14 bytes (2, an extended length of 8, a mask of 4).
+#[cfg(test)]
+const MAX_HEAD: usize = 14;
 
 #[derive(Debug, Default)]
 pub struct Frames {
-    buf: Vec<u8>,
-    /// Bytes of an oversized frame still to pass by.
-    skip: u64,
+    /// The head of the next frame while it arrives.
+    head: Vec<u8>,
+    /// The frame whose payload arrives now.
+    cur: Option<Current>,
+}
+
+#[derive(Debug)]
+struct Current {
+    text: bool,
+    mask: Option<[u8; 4]>,
+    len: u64,
+    seen: u64,
+    kept: Vec<u8>,
 }
 
 impl Frames {
-    pub fn push(&mut self, mut bytes: &[u8], mut on_text: impl FnMut(&[u8])) {
-        if self.skip > 0 {
-            let n = (self.skip as usize).min(bytes.len());
-            self.skip -= n as u64;
+    /// Feed bytes as they passed; `on_text(payload, whole)` for each text frame that ends, with
+    /// its first `KEEP` bytes (`whole`: that is all of it).
+    pub fn push(&mut self, mut bytes: &[u8], mut on_text: impl FnMut(&[u8], bool)) {
+        while !bytes.is_empty() {
+            let Some(cur) = &mut self.cur else {
+                let need = self.head_len().unwrap_or(2) - self.head.len();
+                let n = need.min(bytes.len());
+                self.head.extend_from_slice(&bytes[..n]);
+                bytes = &bytes[n..];
+                self.start_frame();
+                if let Some(Current { len: 0, .. }) = &self.cur {
+                    self.end_frame(&mut on_text);
+                }
+                continue;
+            };
+            let n = ((cur.len - cur.seen) as usize).min(bytes.len());
+            if cur.text {
+                let room = KEEP.saturating_sub(cur.kept.len()).min(n);
+                for (i, b) in bytes[..room].iter().enumerate() {
+                    let at = (cur.seen as usize + i) % 4;
+                    cur.kept.push(cur.mask.map_or(*b, |m| b ^ m[at]));
+                }
+            }
+            cur.seen += n as u64;
             bytes = &bytes[n..];
+            if cur.seen == cur.len {
+                self.end_frame(&mut on_text);
+            }
         }
-        self.buf.extend_from_slice(bytes);
-        loop {
-            let b = &self.buf;
-            if b.len() < 2 {
-                return;
+    }
+
+    /// Bytes held now (for the gateway's count of what its taps hold).
+    pub fn held(&self) -> usize {
+        self.head.len() + self.cur.as_ref().map_or(0, |c| c.kept.capacity())
+    }
+
+    /// The whole head's length once its first bytes tell, None before.
+    fn head_len(&self) -> Option<usize> {
+        let h = &self.head;
+        if h.len() < 2 {
+            return None;
+        }
+        let ext = match h[1] & 0x7f {
+            126 => 2,
+            127 => 8,
+            _ => 0,
+        };
+        let mask = if h[1] & 0x80 != 0 { 4 } else { 0 };
+        Some(2 + ext + mask)
+    }
+
+    fn start_frame(&mut self) {
+        let Some(need) = self.head_len() else { return };
+        if self.head.len() < need {
+            return;
+        }
+        let h = &self.head;
+        let (len, at) = match h[1] & 0x7f {
+            126 => (u16::from_be_bytes([h[2], h[3]]) as u64, 4),
+            127 => (
+                u64::from_be_bytes(h[2..10].try_into().expect("8 bytes")),
+                10,
+            ),
+            n => (n as u64, 2),
+        };
+        let mask = (h[1] & 0x80 != 0).then(|| [h[at], h[at + 1], h[at + 2], h[at + 3]]);
+        let text = h[0] & 0x0f == 1;
+        self.cur = Some(Current {
+            text,
+            mask,
+            len,
+            seen: 0,
+            kept: Vec::with_capacity(if text { (len as usize).min(KEEP) } else { 0 }),
+        });
+        self.head.clear();
+    }
+
+    fn end_frame(&mut self, on_text: &mut impl FnMut(&[u8], bool)) {
+        if let Some(c) = self.cur.take() {
+            if c.text {
+                on_text(&c.kept, c.len as usize <= KEEP);
             }
-            let opcode = b[0] & 0x0f;
-            let masked = b[1] & 0x80 != 0;
-            let (len, mut at) = match b[1] & 0x7f {
-                126 if b.len() >= 4 => (u16::from_be_bytes([b[2], b[3]]) as u64, 4),
-                127 if b.len() >= 10 => (
-                    u64::from_be_bytes(b[2..10].try_into().expect("8 bytes")),
-                    10,
-                ),
-                126 | 127 => return,
-                n => (n as u64, 2),
-            };
-            let mask = if masked {
-                if b.len() < at + 4 {
-                    return;
-                }
-                let m = [b[at], b[at + 1], b[at + 2], b[at + 3]];
-                at += 4;
-                Some(m)
-            } else {
-                None
-            };
-            if len as usize > MAX_TEXT {
-                // Pass it by without keeping it.
-                let have = (self.buf.len() - at) as u64;
-                if have >= len {
-                    self.buf.drain(..at + len as usize);
-                    continue;
-                }
-                self.skip = len - have;
-                self.buf.clear();
-                return;
-            }
-            let end = at + len as usize;
-            if self.buf.len() < end {
-                return;
-            }
-            if opcode == 1 {
-                let mut payload = self.buf[at..end].to_vec();
-                if let Some(m) = mask {
-                    for (i, x) in payload.iter_mut().enumerate() {
-                        *x ^= m[i % 4];
-                    }
-                }
-                on_text(&payload);
-            }
-            self.buf.drain(..end);
         }
     }
 }
@@ -108,19 +148,30 @@ mod tests {
     fn frames_split_anywhere_and_masked() {
         let mut bytes = text_frame(br#"{"msg":"send_hash"}"#, None);
         bytes.extend(text_frame(&vec![b'x'; 300], Some([1, 2, 3, 4])));
-        bytes.extend(text_frame(&vec![b'y'; MAX_TEXT + 10], None));
+        bytes.extend(text_frame(&vec![b'y'; 256 * 1024 + 10], None));
+        bytes.extend(text_frame(b"", None));
         bytes.extend(text_frame(b"last", Some([9, 8, 7, 6])));
         for cut in [1usize, 3, 7, 1000, bytes.len()] {
             let mut f = Frames::default();
             let mut seen = Vec::new();
             for c in bytes.chunks(cut) {
-                f.push(c, |t| seen.push(t.to_vec()));
-                assert!(f.buf.len() <= MAX_TEXT + 16, "bounded");
+                f.push(c, |t, whole| seen.push((t.to_vec(), whole)));
+                assert!(f.held() <= KEEP + MAX_HEAD, "bounded: {}", f.held());
             }
-            assert_eq!(seen.len(), 3, "cut {cut}");
-            assert_eq!(seen[0], br#"{"msg":"send_hash"}"#);
-            assert_eq!(seen[1], vec![b'x'; 300]);
-            assert_eq!(seen[2], b"last");
+            assert_eq!(seen.len(), 5, "cut {cut}");
+            assert_eq!(seen[0], (br#"{"msg":"send_hash"}"#.to_vec(), true));
+            assert_eq!(seen[1], (vec![b'x'; 300], true));
+            assert_eq!(seen[2], (vec![b'y'; KEEP], false), "its first bytes only");
+            assert_eq!(seen[3], (Vec::new(), true));
+            assert_eq!(seen[4], (b"last".to_vec(), true));
         }
+    }
+
+    #[test]
+    fn a_frame_that_never_ends_holds_only_its_first_bytes() {
+        let mut f = Frames::default();
+        let whole = text_frame(&vec![b'z'; 200_000], Some([1, 2, 3, 4]));
+        f.push(&whole[..150_000], |_, _| panic!("not ended"));
+        assert!(f.held() <= KEEP + MAX_HEAD, "{}", f.held());
     }
 }

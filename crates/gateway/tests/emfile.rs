@@ -10,15 +10,23 @@ use std::time::Duration;
 use guard_gateway::{Gateway, GatewayConfig, Limits};
 
 /// The stat file of this process's thread named `name`, opened now (reading it later needs no
-/// new descriptor).
+/// new descriptor). A new thread names itself once it runs, which on a loaded machine can be
+/// after `Gateway::start` returned: its name is looked for until it appears (at most 10 s).
 fn thread_stat(name: &str) -> std::fs::File {
-    for t in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
-        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-        if comm.trim() == name {
-            return std::fs::File::open(t.path().join("stat")).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        for t in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            if comm.trim() == name {
+                return std::fs::File::open(t.path().join("stat")).unwrap();
+            }
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no thread named {name}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
     }
-    panic!("no thread named {name}");
 }
 
 /// Its CPU time so far, in clock ticks.
@@ -43,6 +51,7 @@ fn out_of_descriptors_the_accept_loop_does_not_spin() {
         token: None,
         rate_per_minute: None,
         events: None,
+        allowed_origins: Vec::new(),
         limits: Limits::default(),
     })
     .unwrap();

@@ -62,6 +62,7 @@ fn gateway(token: Option<&str>, rate: Option<u32>) -> Gateway {
         token: token.map(String::from),
         rate_per_minute: rate,
         events: None,
+        allowed_origins: Vec::new(),
         limits: Default::default(),
     })
     .unwrap()
@@ -173,6 +174,7 @@ fn a_taken_port_is_a_clear_error() {
         token: None,
         rate_per_minute: None,
         events: None,
+        allowed_origins: Vec::new(),
         limits: Default::default(),
     })
     .err()
