@@ -15,9 +15,13 @@ Usage:
 Standard library only. See README.md beside this file for the scenario format.
 """
 import argparse
+import base64
+import hashlib
 import json
 import os
+import queue
 import signal
+import struct
 import sys
 import threading
 import time
@@ -113,6 +117,78 @@ class Out:
             self.truth.flush()
 
 
+# --- WebSocket: the least of RFC 6455 the Gradio queue below and tab.py need: the handshake's
+# accept key, and text, close and ping frames over a blocking socket. Here, not in a module of its
+# own: the app's demo runs this file alone (crates/core/src/demo.rs).
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+# A queue message is a few hundred bytes; a frame claiming more is not one of ours.
+WS_MAX_FRAME = 1 << 20
+
+
+def ws_accept_key(key):
+    return base64.b64encode(hashlib.sha1(key.encode() + WS_GUID).digest()).decode()
+
+
+def ws_send(sock, opcode, payload, masked):
+    """One frame; a client masks its frames (RFC 6455 5.3), a server does not."""
+    head = bytearray([0x80 | opcode])
+    n = len(payload)
+    bit = 0x80 if masked else 0
+    if n < 126:
+        head.append(bit | n)
+    elif n < 1 << 16:
+        head += bytes([bit | 126]) + struct.pack(">H", n)
+    else:
+        head += bytes([bit | 127]) + struct.pack(">Q", n)
+    if masked:
+        mask = os.urandom(4)
+        head += mask
+        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    sock.sendall(bytes(head) + payload)
+
+
+def ws_send_text(sock, text, masked):
+    ws_send(sock, 0x1, text.encode(), masked)
+
+
+def _ws_read(sock, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise EOFError("connection closed")
+        buf += chunk
+    return buf
+
+
+def ws_recv_text(sock):
+    """The next text message (pings answered, other frames skipped); None once the peer closed
+    (a close frame or the end of the connection)."""
+    while True:
+        try:
+            b0, b1 = _ws_read(sock, 2)
+            n = b1 & 0x7F
+            if n == 126:
+                n = struct.unpack(">H", _ws_read(sock, 2))[0]
+            elif n == 127:
+                n = struct.unpack(">Q", _ws_read(sock, 8))[0]
+            if n > WS_MAX_FRAME:
+                return None
+            mask = _ws_read(sock, 4) if b1 & 0x80 else None
+            payload = _ws_read(sock, n)
+        except (EOFError, OSError):
+            return None
+        if mask:
+            payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        opcode = b0 & 0x0F
+        if opcode == 0x8:
+            return None
+        if opcode == 0x9:
+            ws_send(sock, 0xA, payload, masked=mask is None)
+            continue
+        if opcode == 0x1:
+            return payload.decode("utf-8", "replace")
+
 def activity(what):
     return ("activity", {"what": what})
 
@@ -125,6 +201,8 @@ class Sim:
         self.v = VERSIONS[vname]
         self.out = Out(args.merge_stderr, args.truth)
         self.task_lock = threading.Lock()
+        # Told when the worker is done with a task (a tab's next task waits for it).
+        self.task_done = threading.Condition(self.task_lock)
         self.task = None  # dict of the running task
         self.stop_flag = threading.Event()
         self.skip_flag = threading.Event()
@@ -133,6 +211,8 @@ class Sim:
         self.port = None
         self.memory = []
         self.job = 0
+        # Gradio's queue runs one call at a time (Fooocus's `.queue()`: concurrency 1).
+        self.queue_lock = threading.Lock()
 
     # --- printing helpers
     def log(self, level, text, events=()):
@@ -325,7 +405,11 @@ class Sim:
         lcm = v["lcm"] and sc.get("lcm", True)
         start = [("task_start", {})]
         n = int(sc.get("images", 2))
-        prompt = sc.get("prompt", PROMPT)  # the expansion repeats the prompt
+        # The expansion repeats the prompt's first line: the worker splits the prompt into
+        # lines (`prompt.split('\n')` in 2.0, `splitlines()` later), the others are extra
+        # prompts it does not print.
+        prompt = sc.get("prompt", PROMPT)
+        prompt = (prompt.split("\n") if fam == "2.0" else prompt.splitlines() or [""])[0].strip()
         if fam == "2.0":
             self.fooocus("Initializing ...", start)
             self.fooocus("Loading models ...", what="model_load")
@@ -383,6 +467,9 @@ class Sim:
             self.fooocus("Encoding positive #%d ..." % k)
         for k in range(1, n + 1):
             self.fooocus("Encoding negative #%d ..." % k)
+        # Real 2.5.5 on a CPU spends 16-113 s expanding and encoding the prompt, silent, and
+        # looks at Stop only at its first step (the flag is kept until then).
+        time.sleep(float(sc.get("prepare_seconds", 0)))
         if fam == "api-0.4":
             self.log("INFO", "[Fooocus] Preparation time: 0.42 seconds", [activity("task")])
         else:
@@ -442,8 +529,9 @@ class Sim:
                         ended = True
                     elif fam == "api-0.5":
                         # worker.py:1573-1578: the outer except, no traceback.
-                        ev = [("error", {"exception": "TaskError", "message": "%s, job_id=%d" % (msg, t["job"])})] + \
-                             [("oom", {"message": "%s, job_id=%d" % (msg, t["job"])})] * bool(oom) + [("task_end", {"seconds": None})]
+                        # The message is the exception's: the job's id that follows it is not.
+                        ev = [("error", {"exception": "TaskError", "message": msg})] + \
+                             [("oom", {"message": msg})] * bool(oom) + [("task_end", {"seconds": None})]
                         self.log("ERROR", "[Task Queue] Finish task with error: %s, job_id=%d" % (msg, t["job"]), ev)
                         ended = True
                     else:
@@ -483,6 +571,7 @@ class Sim:
                     ev = [] if explicit else [("image_start", {"index": i, "total": n_images})]
                     self.out.say(bar0, "err", ev + [("progress", {"step": 0, "total": steps})])
                 time.sleep(step_s)
+                self.update(t)
                 ev = []
                 if k == 1 and tty and not explicit:
                     ev.append(("image_start", {"index": i, "total": n_images}))
@@ -519,7 +608,9 @@ class Sim:
         total = round(time.time() - started, 2)
         if dead:
             return  # the worker thread is gone: no end, and no task will ever run again
-        if fam in ("2.5", "api-0.5") and not (failed and fam == "2.5") and not ended:
+        if fam == "2.5" and sc.get("detection_prompt") is not None and not failed and not stopped:
+            stopped = self.enhance(t, sc["detection_prompt"], int(sc.get("enhance_steps", 0)), step_s)
+        elif fam in ("2.5", "api-0.5") and not (failed and fam == "2.5") and not ended:
             self.out.say("[Enhance] Skipping, preconditions aren't met", events=[activity("enhance")])
         if fam == "api-0.5" and not ended:
             self.log("INFO", "[Task Queue] Finish task, job_id=%d" % t["job"], [("task_end", {"seconds": None})])
@@ -531,10 +622,107 @@ class Sim:
                 self.out.say(line, events=[("task_end", {"seconds": None})])
             else:
                 self.log("INFO", line, [("task_end", {"seconds": None})])
-        if not v["api"] and sc.get("total_time_line", True):
+        if "yields" not in t and not v["api"] and sc.get("total_time_line", True):
             self.out.say("Total time: %.2f seconds" % total, events=[("task_end", {"seconds": total})])
         with self.task_lock:
             self.task = None
+            self.task_done.notify_all()
+        if "yields" in t:
+            # Started from a tab: `generate_clicked` prints the end (webui.py), see `queue_call`.
+            t["yields"].put(("finish", None))
+
+    def update(self, t):
+        """The worker's `async_task.yields.append(['preview', ...])`, for a task a tab started."""
+        if "yields" in t:
+            t["yields"].put(("preview", t.get("step")))
+
+    def enhance(self, t, detection_prompt, steps, step_s):
+        """2.5's enhance phase for one image and one Enhance tab with the SAM mask model, whose
+        detection prompt is printed verbatim, new lines included (v2.5.5
+        modules/async_worker.py:1316-1460). With `steps` (scenario key enhance_steps) it detects
+        one box and inpaints it for that many sampling steps (a Stop ends them: `User stopped`),
+        else it detects nothing in a blank image. True if stopped."""
+        enh = [activity("enhance")]
+        self.fooocus("Processing enhance ...", enh)
+        self.fooocus("Preparing enhancement 1/1 ...", enh)
+        self.out.say('[Enhance] Searching for "%s"' % detection_prompt, events=enh)
+        found = 1 if steps > 0 else 0
+        self.out.say("[Enhance] %d boxes detected" % found, events=enh)
+        self.out.say("[Enhance] %d segments detected in boxes" % found, events=enh)
+        self.out.say("[Enhance] %d segments applied to mask" % found, events=enh)
+        if not found:
+            self.out.say('[Enhance] No "%s" detected, skipping' % detection_prompt, events=enh)
+        for k in range(1, steps + 1):
+            if self.stop_flag.is_set():
+                self.out.say("User stopped", events=[("stopped", {})])
+                return True
+            time.sleep(step_s)
+            t["step"] = k
+            self.update(t)
+            pct = k * 100 // steps
+            # Its bars are the enhance phase's work, not an image's steps.
+            self.out.say("%3d%%|%-10s| %d/%d [00:00<00:00, 20.00it/s]" % (pct, "\u2588" * (pct // 10), k, steps),
+                         "err", enh)
+        if found:
+            self.out.say("Enhancement time: %.2f seconds" % (steps * step_s), events=enh)
+        self.out.say("Enhancement image time: 0.01 seconds", events=enh)
+        return False
+
+    def queue_call(self, sock):
+        """Gradio 3.41's queue over a WebSocket (`/queue/join`), as the browser's tab drives
+        Fooocus's Generate: the tab sends its session and function, then the call's data (here
+        the task's scenario); Fooocus's `generate_clicked` sends an update per preview, the
+        last one at the task's finish, prints `Total time` and returns, and the queue then says
+        the call completed. A tab that goes away is no longer followed: no `Total time`, no
+        completion (gradio queueing.py), while the worker runs the task to its end."""
+        def send(obj):
+            ws_send_text(sock, json.dumps(obj), masked=False)
+
+        send({"msg": "send_hash"})
+        join = json.loads(ws_recv_text(sock) or "null") or {}
+        session = join.get("session_hash")
+        send({"msg": "estimation", "rank": 0, "queue_size": 1, "avg_event_process_time": None,
+              "avg_event_concurrent_process_time": None, "rank_eta": None, "queue_eta": 0})
+        send({"msg": "send_data"})
+        body = json.loads(ws_recv_text(sock) or "null") or {}
+        spec = (body.get("data") or [{}])[0] or {}
+        gone = threading.Event()
+
+        def watch():
+            while ws_recv_text(sock) is not None:
+                pass
+            gone.set()
+
+        threading.Thread(target=watch, daemon=True).start()
+        with self.queue_lock:
+            if gone.is_set():
+                return
+            send({"msg": "process_starts"})
+            started = time.time()
+            yields = queue.Queue()
+            send({"msg": "process_generating", "output": {"data": ["Waiting for task to start ..."],
+                                                         "is_generating": True}, "success": True})
+            # `worker.async_tasks.append(task)`: the worker takes it once done with the task it
+            # runs (a tab that left may have left one running).
+            with self.task_done:
+                free = self.task_done.wait_for(lambda: self.task is None, timeout=QUEUE_WAIT_S)
+            if not free or not self.start_task(dict(spec, session_hash=session, yields=yields)):
+                send({"msg": "process_completed", "output": {"error": "busy"}, "success": False})
+                return
+            while True:
+                flag, step = yields.get()
+                if gone.is_set():
+                    return  # never resumed: no Total time, no completion
+                if flag == "preview" and not yields.empty():
+                    continue  # webui.py skips a preview when another item waits
+                send({"msg": "process_generating", "output": {"data": [flag, step], "is_generating": True},
+                      "success": True})
+                if flag == "finish":
+                    break
+            total = round(time.time() - started, 2)
+            if not self.v["api"]:
+                self.out.say("Total time: %.2f seconds" % total, events=[("task_end", {"seconds": total})])
+            send({"msg": "process_completed", "output": {"data": [], "is_generating": False}, "success": True})
 
     def request_stop(self, session, skip=False):
         with self.task_lock:
@@ -570,7 +758,20 @@ class Sim:
                     return {}
 
             def do_GET(self):
-                if self.path == "/" and not sim.v["api"]:
+                if self.path == "/queue/join" and self.headers.get("Upgrade", "").lower() == "websocket" \
+                        and not sim.v["api"]:
+                    # http.server would answer in HTTP/1.0: the handshake is written as is.
+                    key = self.headers.get("Sec-WebSocket-Key", "")
+                    self.wfile.write(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                                      "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n"
+                                      % ws_accept_key(key)).encode())
+                    self.wfile.flush()
+                    self.close_connection = True
+                    try:
+                        sim.queue_call(self.connection)
+                    except OSError:
+                        pass  # the tab went away
+                elif self.path == "/" and not sim.v["api"]:
                     self.reply(200, b"<!doctype html><title>Fooocus</title><h1>Fooocus (simulated)</h1>", "text/html")
                 elif self.path == "/config" and not sim.v["api"]:
                     self.reply(200, sim.gradio_config())
@@ -663,6 +864,9 @@ class Sim:
 
 STOP_FN = 0
 SKIP_FN = 1
+# How long a tab's task waits for the worker to finish the one it runs (a ceiling: a hung task
+# never finishes).
+QUEUE_WAIT_S = 600
 
 
 def load_scenario(path, install):

@@ -151,6 +151,42 @@ class Tasks(unittest.TestCase):
         finally:
             r.close()
 
+    def test_a_tab_drives_a_task_through_the_queue(self):
+        """Gradio's queue as tab.py speaks it: `Total time` comes after the last update and
+        before the completion (webui.py `generate_clicked`); a tab that leaves gets neither,
+        while the worker finishes the task. The enhance phase samples when told to."""
+        tab = os.path.join(os.path.dirname(SIM), "tab.py")
+        r = Run("2.5")
+        try:
+            r.wait_text("App started successful")
+            task = {"images": 1, "steps": 2, "step_seconds": 0.01, "detection_prompt": "a cat",
+                    "enhance_steps": 3}
+            p = subprocess.run([sys.executable, tab, str(r.port), "2", json.dumps(task), "--session", "t1"],
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+            msgs = p.stdout.split()
+            self.assertEqual(msgs[:4], ["send_hash", "estimation", "send_data", "process_starts"])
+            self.assertEqual(msgs[-1], "process_completed")
+            self.assertIn("process_generating", msgs)
+            text = r.text()
+            self.assertIn("[Enhance] 1 boxes detected", text)
+            self.assertIn("3/3 [", text)
+            self.assertLess(text.index("Processing time (total)"), text.index("Total time:"))
+            kinds = [e["kind"] for e in r.truth_events()]
+            self.assertEqual(kinds[-1], "task_end")
+            # The tab leaves after its first update: the task runs to its end, no Total time.
+            p = subprocess.run([sys.executable, tab, str(r.port), "2",
+                                json.dumps(dict(task, steps=20, step_seconds=0.05, enhance_steps=0)),
+                                "--leave-after", "1"], capture_output=True, text=True, timeout=30)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+            end = time.time() + 10
+            while r.text().count("Processing time (total)") < 2 and time.time() < end:
+                time.sleep(0.05)
+            self.assertEqual(r.text().count("Processing time (total)"), 2, r.text())
+            self.assertEqual(r.text().count("Total time:"), 1)
+        finally:
+            r.close()
+
     def test_stop_obeys_the_session_on_25_but_not_on_21(self):
         for version, other_session_stops in [("2.5", False), ("2.1", True)]:
             r = Run(version)

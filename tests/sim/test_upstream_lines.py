@@ -239,6 +239,77 @@ class UpstreamLines(unittest.TestCase):
                     self.assertEqual(accepts(sim, argv), accepts(real, argv))
 
 
+# The lines the console parser (crates/console, `phase_of` in parse.rs) reads as the start of a
+# phase of Fooocus's work, one example each as Fooocus prints it (tests/phases.rs feeds the same).
+PHASE_LINES = {
+    "model_load": ["model_type EPS", "Requested to load SDXL", "[Fooocus] Loading models ...",
+                   "[Fooocus] Loading control models ..."],
+    "preparation": ["[Fooocus] Initializing ...", "[Fooocus] Processing prompts ...",
+                    "[Fooocus] Preparing Fooocus text #1 ...", "[Fooocus] Encoding base positive #1 ...",
+                    "[Fooocus] Encoding positive #1 ...", "[Fooocus] Encoding negative #1 ...",
+                    "[Fooocus] VAE encoding ...", "[Fooocus] Image processing ...",
+                    "[Fooocus] Preparing task 1/2 ...", "[Fooocus] Processing enhance ..."],
+    "decode": ["Requested to load AutoencoderKL"],
+    "saving": ["[Fooocus] Saving image 1/2 to system ...", "Image generated with private log at: /o/log.html"],
+}
+# The files that print them: the worker, the private log, and the backend's model code (2.0.78
+# and MRE clone ComfyUI at install time and Fooocus-API 0.3 clones Fooocus: not in the snapshot).
+PHASE_FILES = ["modules/async_worker.py", "modules/private_logger.py", "ldm_patched/modules/model_base.py",
+               "ldm_patched/modules/model_management.py", "backend/headless/fcbh/model_base.py",
+               "backend/headless/fcbh/model_management.py", "fooocusapi/worker.py",
+               "repositories/Fooocus/ldm_patched/modules/model_base.py",
+               "repositories/Fooocus/ldm_patched/modules/model_management.py"]
+_PREP = ["[Fooocus] Initializing ...", "[Fooocus] Processing prompts ...",
+         "[Fooocus] Preparing Fooocus text #1 ...", "[Fooocus] VAE encoding ...", "[Fooocus] Image processing ..."]
+_PREP21 = _PREP + ["[Fooocus] Encoding positive #1 ...", "[Fooocus] Encoding negative #1 ..."]
+_LOAD = ["model_type EPS", "Requested to load SDXL", "[Fooocus] Loading models ...",
+         "[Fooocus] Loading control models ..."]
+_V20 = {"model_load": ["[Fooocus] Loading models ..."],
+        "preparation": _PREP + ["[Fooocus] Encoding base positive #1 ..."],
+        "decode": [], "saving": ["Image generated with private log at: /o/log.html"]}
+_V21 = {"model_load": _LOAD, "preparation": _PREP21, "decode": ["Requested to load AutoencoderKL"],
+        "saving": ["Image generated with private log at: /o/log.html"]}
+_V24 = dict(_V21, preparation=_PREP21 + ["[Fooocus] Preparing task 1/2 ..."],
+            saving=["[Fooocus] Saving image 1/2 to system ...", "Image generated with private log at: /o/log.html"])
+_V25 = dict(_V24, preparation=_V24["preparation"] + ["[Fooocus] Processing enhance ..."])
+# Which of PHASE_LINES each version prints (README "Phases" lists them for users).
+PHASE_LINES_BY_VERSION = {
+    "2.0.78": _V20, "mre-2.0.78.5": _V20,
+    "2.1.679": _V21, "2.1.865": _V21, "2.2.1": _V21, "2.3.1": _V21,
+    # Fooocus-API 0.4 runs its own worker: no `Preparing task`, no `Saving image`, no private log.
+    "2.4.3": _V24, "api-0.4.1.1": dict(_V21, saving=[]),
+    "2.5.5": _V25, "mashb1t-2.6.5": _V25, "api-0.5.0.1": _V25,
+    "api-0.3.33": {"model_load": ["[Fooocus] Loading models ...", "[Fooocus] Loading control models ..."],
+                   "preparation": _PREP21, "decode": [], "saving": []},
+}
+
+
+@unittest.skipUnless(upstream.upstream_dir(), "upstream snapshots not found: set FOOOCUS_UPSTREAM")
+class UpstreamPhaseLines(unittest.TestCase):
+    def test_each_versions_phase_lines_are_its_own(self):
+        """The phase table says exactly which of the parser's phase lines each version prints."""
+        for version, snap in upstream.SNAPSHOTS.items():
+            with self.subTest(version=version):
+                root = upstream.tree(snap)
+                formats = []
+                files = list(PHASE_FILES)
+                worker = os.path.join(root, "fooocusapi/worker.py")
+                if os.path.exists(worker):
+                    with open(worker, encoding="utf-8") as f:
+                        if "from modules.private_logger import log" in f.read():
+                            files.append("repositories/Fooocus/modules/private_logger.py")
+                for rel in files:
+                    path = os.path.join(root, rel)
+                    if os.path.exists(path):
+                        with open(path, encoding="utf-8") as f:
+                            formats += [r"\[Fooocus\]\ " + rx if kind == "progress" else rx
+                                        for kind, rx in format_strings(f.read())]
+                printed = {phase: [line for line in lines if any(re.fullmatch(rx, line) for rx in formats)]
+                           for phase, lines in PHASE_LINES.items()}
+                want = {phase: sorted(lines) for phase, lines in PHASE_LINES_BY_VERSION[version].items()}
+                self.assertEqual({p: sorted(l) for p, l in printed.items()}, want)
+
+
 def accepts(parser, argv):
     try:
         with open(os.devnull, "w") as null:

@@ -1,10 +1,13 @@
 use fooocus_console::{parse_log, ConsoleParser, Event, EventKind};
 use proptest::prelude::*;
 
+/// Events of a saved log but its phases (their own tests below read them with `phases`).
 fn events(text: &str) -> Vec<(u64, String)> {
     let mut out = Vec::new();
     parse_log(text.as_bytes(), |e| {
-        out.push((e.line, serde_json::to_string(&e.kind).unwrap()))
+        if !matches!(e.kind, EventKind::Phase { .. }) {
+            out.push((e.line, serde_json::to_string(&e.kind).unwrap()))
+        }
     })
     .unwrap();
     out
@@ -12,7 +15,12 @@ fn events(text: &str) -> Vec<(u64, String)> {
 
 fn kinds(text: &str) -> Vec<(u64, &'static str)> {
     let mut out = Vec::new();
-    parse_log(text.as_bytes(), |e| out.push((e.line, e.kind.name()))).unwrap();
+    parse_log(text.as_bytes(), |e| {
+        if !matches!(e.kind, EventKind::Phase { .. }) {
+            out.push((e.line, e.kind.name()))
+        }
+    })
+    .unwrap();
     out
 }
 
@@ -351,9 +359,11 @@ fn a_line_of_endless_glued_bars_is_read_without_recursion() {
     assert_eq!(ev.iter().filter(|e| e.1.contains("progress")).count(), 200);
 }
 
-/// 2.5 (`v2.5.5/modules/async_worker.py:1316,1361,1437,1460`): enhance bars are not image steps.
+/// 2.5 (`v2.5.5/modules/async_worker.py:1316,1361,1437,1460`): Enhance runs the sampler again
+/// per region, and its steps are progress (a stall limit must not fire during a long enhance),
+/// but never a new image of the task.
 #[test]
-fn enhance_phase_is_activity() {
+fn enhance_steps_are_progress_not_images() {
     let log = "[Parameters] Adaptive CFG = 7\n[Fooocus] Preparing task 1/1 ...\n 50%|█████     | 1/2 [00:01<00:01,  1.0s/it]\n\
 Generating and saving time: 3.00 seconds\n[Fooocus] Processing enhance ...\n[Fooocus] Preparing enhancement 1/1 ...\n\
  50%|█████     | 1/2 [00:01<00:01,  1.0s/it]\nEnhancement time: 2.00 seconds\nEnhancement image time: 2.10 seconds\n\
@@ -367,13 +377,24 @@ Processing time (total): 6.00 seconds\nTotal time: 6.10 seconds\n";
             (4, "image_done"),
             (5, "activity"),
             (6, "activity"),
-            (7, "activity"),
+            (7, "progress"),
             (8, "activity"),
             (9, "activity"),
             (11, "task_end"),
         ]
     );
-    assert!(events(log)[6].1.contains("enhance"));
+    assert_eq!(
+        events(log)[6],
+        (7, r#"{"kind":"progress","step":1,"total":2}"#.to_string())
+    );
+    assert!(events(log)[4].1.contains("enhance"));
+    // An enhance-only task (an input image, no images of its own) has no image either.
+    let only = "[Parameters] Adaptive CFG = 7\n[Fooocus] Processing enhance ...\n\
+[Fooocus] Preparing enhancement 1/1 ...\n 50%|█████     | 1/2 [00:01<00:01,  1.0s/it]\n";
+    assert_eq!(
+        kinds_no_activity(only),
+        vec![(1, "task_start"), (4, "progress")]
+    );
 }
 
 /// Gradio with an explicit port (`networking.py`): a taken port is its own event.
@@ -495,11 +516,30 @@ fn every_kind_name_is_its_serde_tag() {
         },
         EventKind::PortTaken { port: 7865 },
         EventKind::WorkerStarted { pid: 1 },
+        EventKind::Phase {
+            phase: fooocus_console::Phase::ModelLoad,
+        },
+        EventKind::KnownFailure {
+            failure: fooocus_console::KnownFailure::GpuTooNew,
+        },
     ];
     for k in kinds {
         let v = serde_json::to_value(&k).unwrap();
         assert_eq!(v["kind"], k.name());
         assert_eq!(serde_json::from_value::<EventKind>(v).unwrap(), k);
+    }
+    use fooocus_console::{KnownFailure, Phase};
+    for p in [
+        Phase::ModelLoad,
+        Phase::Preparation,
+        Phase::Sampling,
+        Phase::Decode,
+        Phase::Saving,
+    ] {
+        assert_eq!(serde_json::to_value(p).unwrap(), p.as_str());
+    }
+    for f in [KnownFailure::GpuTooNew, KnownFailure::FileLocked] {
+        assert_eq!(serde_json::to_value(f).unwrap(), f.as_str());
     }
 }
 
@@ -526,4 +566,423 @@ fn a_dead_worker_is_told_before_its_traceback_ends() {
     assert_eq!(out.len(), 1, "{out:?}");
     assert_eq!(out[0].kind, EventKind::WorkerDied);
     assert_eq!(out[0].line, 1);
+}
+
+// --- What Fooocus prints is data: a prompt echoed on the console writes no event. ---
+//
+// Fooocus echoes prompts in lines of its own (`[Prompt Expansion] <prompt>, <expansion>`) and
+// 2.5 echoes its Enhance detection prompt verbatim, new lines included (`[Enhance] Searching
+// for "<prompt>"`), so a prompt can put text anywhere in a line, and (multi-line) at the start
+// of lines of its own.
+
+/// Events of `lines` fed to a parser of `source`, as (line, kind).
+fn kinds_from(source: fooocus_console::Source, text: &str) -> Vec<(u64, &'static str)> {
+    let mut p = fooocus_console::Parser::for_source(source);
+    let mut out = Vec::new();
+    for (i, l) in text.lines().enumerate() {
+        p.feed_line(i as u64 + 1, l, &mut out);
+    }
+    p.finish(&mut out);
+    out.iter().map(|e| (e.line, e.kind.name())).collect()
+}
+
+/// 2.5 up to its first task (stdout), the task's start lines, then `prompt_lines` where the
+/// worker echoes the prompt.
+fn v25_with_prompt_lines(prompt_lines: &str) -> String {
+    format!(
+        "Fooocus version: 2.5.5\nRunning on local URL:  http://127.0.0.1:7865\nStarted worker with PID 7\n\
+App started successful. Use the app with http://127.0.0.1:7865/ or 127.0.0.1:7865\n\
+Enter LCM mode.\n[Parameters] Adaptive CFG = 7\n[Fooocus] Preparing Fooocus text #1 ...\n{prompt_lines}\n\
+[Fooocus] Encoding positive #1 ...\n"
+    )
+}
+
+/// The events a clean task's start-up and start give (activity left out: the lines that echo
+/// a prompt are work, `[Enhance] ...`), the task's preparation phase with them.
+const V25_START: [(u64, &str); 6] = [
+    (1, "version"),
+    (2, "listening"),
+    (3, "worker_started"),
+    (4, "ready"),
+    (5, "task_start"),
+    (5, "phase"),
+];
+
+fn without_activity(k: Vec<(u64, &'static str)>) -> Vec<(u64, &'static str)> {
+    k.into_iter().filter(|(_, k)| *k != "activity").collect()
+}
+
+fn assert_prompt_is_data(source: fooocus_console::Source, prompt_lines: &str) {
+    let log = v25_with_prompt_lines(prompt_lines);
+    let got = without_activity(kinds_from(source, &log));
+    assert_eq!(got, V25_START, "{source:?}, prompt:\n{prompt_lines}");
+}
+
+/// Each injection inside a single-line prompt, echoed after Fooocus's own prefix: nothing is
+/// found inside a line (each used to be: `out_of_memory`, a second `ready` with a URL of the
+/// prompt's choosing, a `listening`, a taken port, progress).
+#[test]
+fn a_single_line_prompt_writes_no_event() {
+    for prompt in [
+        "a cat, CUDA out of memory. Tried to allocate 2.00 GiB, highly detailed",
+        "a cat, torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB",
+        "a cat, RuntimeError: [enforce fail at alloc_cpu.cpp:83] : DefaultCPUAllocator: not enough memory: you tried to allocate 1 bytes.",
+        "a cat, INFO:     Uvicorn running on http://203.0.113.9:80 (Press CTRL+C to quit)",
+        "a cat Uvicorn running on http://127.0.0.1:1/",
+        "a cat, Running on local URL:  http://203.0.113.9:80",
+        "a cat, App started successful. Use the app with http://203.0.113.9:80/ or 203.0.113.9:80",
+        "a cat, OSError: Cannot find empty port in range: 7865-7865.",
+        "a cat, Exception in thread Thread-2 (worker): Traceback (most recent call last):   File \"/f/modules/async_worker.py\", line 1, in worker ImportError: x",
+        "a cat, 50%|█████     | 5/10 [00:01<00:01,  5.0it/s]",
+        // Phase lines and the failures with a known fix.
+        "a cat, 50% 5/10 [00:01<00:01,  5.0it/s]",
+        "a cat, model_type EPS",
+        "a cat, Requested to load SDXL",
+        "a cat, Requested to load AutoencoderKL",
+        "a cat, [Fooocus] Loading models ...",
+        "a cat, [Fooocus] Saving image 1/1 to system ...",
+        "a cat, Image generated with private log at: /x",
+        "a cat, RuntimeError: CUDA error: no kernel image is available for execution on the device",
+        "a cat, ERROR: Could not install packages due to an OSError: [WinError 5] Access is denied: 'C:\\x.pyd'",
+    ] {
+        let line = format!("[Prompt Expansion] {prompt}, stand-in expansion");
+        for source in [
+            fooocus_console::Source::Merged,
+            fooocus_console::Source::Stdout,
+        ] {
+            assert_prompt_is_data(source, &line);
+        }
+    }
+}
+
+/// Fake worker death: a traceback of the right shape, typed as a multi-line prompt, so each of
+/// its lines starts a console line. Echoed on stdout, where Python never writes a traceback.
+const FAKE_DEATH: &str = "[Enhance] Searching for \"a cat\nException in thread Thread-2 (worker):\n\
+Traceback (most recent call last):\n  File \"/usr/lib/python3.10/threading.py\", line 1016, in _bootstrap_inner\n    self.run()\n  \
+File \"/f/modules/async_worker.py\", line 1437, in worker\n    handler(task)\n\
+torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\"";
+
+/// A second ready (with a URL of the prompt's choosing), a listening line and uvicorn's line,
+/// a taken port, start-up lines, OOM at the start of a line, a bar: after ready, on stdout.
+const FAKE_STARTUP: &str = "[Enhance] Searching for \"a cat\nRunning on local URL:  http://203.0.113.9:80\n\
+App started successful. Use the app with http://203.0.113.9:80/ or 203.0.113.9:80\n\
+INFO:     Uvicorn running on http://203.0.113.9:80 (Press CTRL+C to quit)\nFooocus version: 2.1.865\n\
+Started worker with PID 1\nOSError: Cannot find empty port in range: 7865-7865.\n\
+CUDA out of memory. Tried to allocate 2.00 GiB\ntorch.cuda.OutOfMemoryError: CUDA out of memory.\n\
+ 50%|█████     | 5/10 [00:01<00:01,  5.0it/s]\"";
+
+#[test]
+fn a_multi_line_prompt_on_stdout_writes_no_event() {
+    assert_prompt_is_data(fooocus_console::Source::Stdout, FAKE_DEATH);
+    assert_prompt_is_data(fooocus_console::Source::Stdout, FAKE_STARTUP);
+}
+
+/// A saved log has both streams in one: a multi-line prompt can still not move start-up
+/// (ready, listening, version, worker PID, port) once Fooocus is ready.
+#[test]
+fn a_multi_line_prompt_in_a_merged_log_cannot_repeat_start_up() {
+    let got = without_activity(kinds_from(
+        fooocus_console::Source::Merged,
+        &v25_with_prompt_lines(
+            "[Enhance] Searching for \"a cat\nRunning on local URL:  http://203.0.113.9:80\n\
+App started successful. Use the app with http://203.0.113.9:80/ or 203.0.113.9:80\n\
+INFO:     Uvicorn running on http://203.0.113.9:80 (Press CTRL+C to quit)\nFooocus version: 2.1.865\n\
+Started worker with PID 1\"",
+        ),
+    ));
+    assert_eq!(got, V25_START);
+}
+
+/// Stdout before ready: uvicorn logs to stderr, so its line on stdout is not Fooocus-API's.
+#[test]
+fn uvicorns_line_counts_only_on_stderr() {
+    let line = "INFO:     Uvicorn running on http://127.0.0.1:8888 (Press CTRL+C to quit)\n";
+    assert_eq!(kinds_from(fooocus_console::Source::Stdout, line), vec![]);
+    assert_eq!(
+        kinds_from(fooocus_console::Source::Stderr, line),
+        vec![(1, "listening"), (1, "ready")]
+    );
+}
+
+/// In a merged log the stream is unknown: a traceback counts only in Python's own shape.
+/// Frames are `  File "PATH", line N, in NAME` (two spaces); a source line that ends in `, in
+/// worker`, or a frame indented otherwise, does not put the worker in it.
+#[test]
+fn only_a_traceback_in_pythons_shape_kills_the_worker() {
+    let real = "Exception in thread Thread-2 (worker):\nTraceback (most recent call last):\n  \
+File \"/usr/lib/python3.10/threading.py\", line 1016, in _bootstrap_inner\n    self.run()\n  \
+File \"/f/modules/async_worker.py\", line 390, in worker\n    handler(task)\nRuntimeError: boom\n";
+    assert_eq!(
+        kinds_from(fooocus_console::Source::Merged, real),
+        vec![(1, "worker_died"), (2, "error")]
+    );
+    assert_eq!(
+        kinds_from(fooocus_console::Source::Stderr, real),
+        vec![(1, "worker_died"), (2, "error")]
+    );
+    for fake in [
+        // The worker's name in a source line, not a frame.
+        "Exception in thread Thread-2 (worker):\nTraceback (most recent call last):\n  \
+File \"/usr/lib/python3.10/threading.py\", line 1016, in _bootstrap_inner\n    x = 1, in worker\nRuntimeError: boom\n",
+        // Frames indented by three spaces.
+        "Exception in thread Thread-2 (worker):\nTraceback (most recent call last):\n   \
+File \"/usr/lib/python3.10/threading.py\", line 1016, in _bootstrap_inner\n   File \"/f/async_worker.py\", line 390, in worker\nRuntimeError: boom\n",
+        // A frame without its line number.
+        "Exception in thread Thread-2 (worker):\nTraceback (most recent call last):\n  \
+File \"/f/async_worker.py\", line x, in worker\n  File \"/usr/lib/python3.10/threading.py\", line 1016, in _bootstrap_inner\nRuntimeError: boom\n",
+    ] {
+        let got = kinds_from(fooocus_console::Source::Merged, fake);
+        assert!(!got.iter().any(|(_, k)| *k == "worker_died"), "{got:?}\n{fake}");
+    }
+    // On stdout (a prompt's lines) even the right shape is no traceback at all.
+    assert_eq!(kinds_from(fooocus_console::Source::Stdout, real), vec![]);
+}
+
+/// Only the exception line says out of memory; a frame or source line with the words does not.
+#[test]
+fn oom_comes_from_the_exception_line_only() {
+    let log = "Traceback (most recent call last):\n  File \"/f/x.py\", line 3, in f\n    raise ValueError(\"CUDA out of memory\")\n\
+ValueError: bad size\nnext\n";
+    assert_eq!(
+        kinds_from(fooocus_console::Source::Stderr, log),
+        vec![(1, "error")]
+    );
+}
+
+/// Fooocus-API 0.4 logs `logging.exception` through its logger on stdout: the traceback right
+/// under an ERROR record is real there; the same lines without the record are not.
+#[test]
+fn a_traceback_on_stdout_only_under_an_error_record() {
+    let tb = "Traceback (most recent call last):\n  File \"/a/fooocusapi/worker.py\", line 990, in process_generate\n\
+torch.cuda.OutOfMemoryError: CUDA out of memory.\nnext\n";
+    let logged = format!("[2024-05-18 15:07:04] ERROR    CUDA out of memory.\n{tb}");
+    assert_eq!(
+        kinds_from(fooocus_console::Source::Stdout, &logged),
+        vec![(1, "oom"), (2, "error"), (2, "oom")]
+    );
+    assert_eq!(kinds_from(fooocus_console::Source::Stdout, tb), vec![]);
+    let info = format!("[2024-05-18 15:07:04] INFO     a prompt\n{tb}");
+    assert_eq!(kinds_from(fooocus_console::Source::Stdout, &info), vec![]);
+}
+
+/// 2.5's enhance phase comes after the task's images: its start, image and per-image lines
+/// cannot come again (a new task start there would reset the generation's timeout).
+#[test]
+fn the_enhance_phase_cannot_start_a_task_or_an_image() {
+    let log = "[Parameters] Adaptive CFG = 7\n[Fooocus] Preparing task 1/1 ...\n\
+Generating and saving time: 3.00 seconds\n[Fooocus] Processing enhance ...\n[Fooocus] Preparing enhancement 1/1 ...\n\
+[Enhance] Searching for \"a cat\nEnter LCM mode.\n[Parameters] Adaptive CFG = 7\n[Fooocus] Preparing task 1/9 ...\n\
+Generating and saving time: 1.00 seconds\n[Task Queue] Start task, job_id=9\"\nTotal time: 6.10 seconds\n";
+    assert_eq!(
+        kinds_no_activity(log),
+        vec![
+            (1, "task_start"),
+            (2, "image_start"),
+            (3, "image_done"),
+            (12, "task_end")
+        ]
+    );
+}
+
+/// A taken port is Gradio's launch() failing: a traceback's `OSError` line during start-up.
+#[test]
+fn a_taken_port_only_from_gradios_traceback_at_start_up() {
+    let port_tb =
+        "Traceback (most recent call last):\n  File \"/f/webui.py\", line 1, in <module>\n\
+OSError: Cannot find empty port in range: 7865-7865. You can specify a different port.\n";
+    assert_eq!(
+        kinds_from(fooocus_console::Source::Stderr, port_tb),
+        vec![(1, "error"), (1, "port_taken")]
+    );
+    let after_ready = format!("App started successful. Use the app with http://127.0.0.1:7865/ or 127.0.0.1:7865\n{port_tb}");
+    assert_eq!(
+        kinds_from(fooocus_console::Source::Merged, &after_ready),
+        vec![(1, "ready"), (2, "error")]
+    );
+    assert_eq!(
+        kinds_from(
+            fooocus_console::Source::Merged,
+            "Cannot find empty port in range: 7865-7865\n"
+        ),
+        vec![]
+    );
+}
+
+/// A saved log says its version: from 2.0.90 on (MRE excepted) each task runs inside `try`, so
+/// the worker can die only before ready, and a death-shaped traceback after it is not one.
+#[test]
+fn a_worker_death_after_ready_only_where_a_task_error_kills_it() {
+    let death = "Exception in thread Thread-2 (worker):\nTraceback (most recent call last):\n  \
+File \"/usr/lib/python3.10/threading.py\", line 1016, in _bootstrap_inner\n    self.run()\n  \
+File \"/f/modules/async_worker.py\", line 390, in worker\n    handler(task)\nRuntimeError: boom\n";
+    for (version, dies) in [
+        ("2.5.5", false),
+        ("2.6.5 (mashb1t)", false),
+        ("2.0.90", false),
+        ("2.0.78", true),
+        ("2.0.78.5 MRE", true),
+    ] {
+        let log = format!(
+            "Fooocus version: {version}\nApp started successful. Use the app with http://127.0.0.1:7865/ or 127.0.0.1:7865\n{death}"
+        );
+        let got = kinds_from(fooocus_console::Source::Merged, &log);
+        assert_eq!(
+            got.contains(&(3, "worker_died")),
+            dies,
+            "{version}: {got:?}"
+        );
+        // Before ready, any version's worker can fail to start.
+        let early = format!("Fooocus version: {version}\n{death}");
+        assert!(kinds_from(fooocus_console::Source::Merged, &early).contains(&(2, "worker_died")));
+    }
+}
+
+/// Lines of every kind the rules look at (start-up, a logger ERROR record, tracebacks, bars,
+/// enhance), in any order and cut anywhere, on every stream: the events never depend on where
+/// the chunks were cut, and nothing panics.
+const VOCABULARY: [&str; 14] = [
+    "Fooocus version: 2.5.5\n",
+    "Running on local URL:  http://127.0.0.1:7865\n",
+    "App started successful. Use the app with http://127.0.0.1:7865/ or 127.0.0.1:7865\n",
+    "INFO:     Uvicorn running on http://127.0.0.1:8888 (Press CTRL+C to quit)\n",
+    "[2024-05-18 15:07:04] ERROR    CUDA out of memory.\n",
+    "Exception in thread Thread-2 (worker):\n",
+    "Traceback (most recent call last):\n",
+    "  File \"/usr/lib/python3.10/threading.py\", line 1016, in _bootstrap_inner\n",
+    "  File \"/f/modules/async_worker.py\", line 390, in worker\n",
+    "torch.cuda.OutOfMemoryError: CUDA out of memory.\n",
+    "[Parameters] Adaptive CFG = 7\n",
+    " 50%|█████     | 5/10 [00:01<00:01,  5.0it/s]\r",
+    "[Fooocus] Processing enhance ...\n",
+    "Total time: 6.10 seconds\n",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn every_stream_reads_the_same_whatever_the_chunks(
+        picks in proptest::collection::vec(0usize..VOCABULARY.len(), 1..40),
+        cuts in proptest::collection::vec(any::<usize>(), 0..12),
+    ) {
+        let text: String = picks.iter().map(|&i| VOCABULARY[i]).collect();
+        let bytes = text.as_bytes();
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % bytes.len()).collect();
+        cuts.sort();
+        for source in [
+            fooocus_console::Source::Merged,
+            fooocus_console::Source::Stdout,
+            fooocus_console::Source::Stderr,
+        ] {
+            let run = |chunks: &[&[u8]]| {
+                let mut p = ConsoleParser::for_source(source);
+                let mut out = Vec::new();
+                for c in chunks {
+                    p.feed(c, &mut out);
+                }
+                p.finish(&mut out);
+                out
+            };
+            let mut chunks = Vec::new();
+            let mut last = 0;
+            for &c in &cuts {
+                chunks.push(&bytes[last..c]);
+                last = c;
+            }
+            chunks.push(&bytes[last..]);
+            prop_assert_eq!(run(&chunks), run(&[bytes]));
+        }
+    }
+}
+
+/// A saved log of a restart holds two launches: each one's start-up is read (before, the
+/// second launch's version, listening URL and ready were taken for a prompt's and dropped).
+/// launch.py prints `[System ARGV] [...]` first (2.1.865+, mashb1t, Fooocus-API), or
+/// `Python 3...` first (2.0.x, 2.1.679, MRE).
+#[test]
+fn each_launch_in_a_saved_log_starts_afresh() {
+    let v25 = |port: u16| {
+        format!(
+            "[System ARGV] ['entry_with_update.py', '--port', '{port}']\n\
+Python 3.10.12 (main, Nov 20 2023, 15:14:05) [GCC 11.4.0]\nFooocus version: 2.5.5\n\
+Running on local URL:  http://127.0.0.1:{port}\nStarted worker with PID 7\n\
+App started successful. Use the app with http://127.0.0.1:{port}/ or 127.0.0.1:{port}\n"
+        )
+    };
+    // The first launch is killed in a task (no task end), then restarted.
+    let log = format!(
+        "{}[Parameters] Adaptive CFG = 7\n[Fooocus] Preparing task 1/2 ...\n{}[Parameters] Adaptive CFG = 7\nTotal time: 1.00 seconds\n",
+        v25(7865),
+        v25(7866)
+    );
+    let got = without_activity(kinds(&log));
+    assert_eq!(
+        got,
+        vec![
+            (3, "version"),
+            (4, "listening"),
+            (5, "worker_started"),
+            (6, "ready"),
+            (7, "task_start"),
+            (8, "image_start"),
+            (11, "version"),
+            (12, "listening"),
+            (13, "worker_started"),
+            (14, "ready"),
+            (15, "task_start"),
+            (16, "task_end"),
+        ]
+    );
+    let ready: Vec<String> = events(&log)
+        .into_iter()
+        .filter(|e| e.1.contains("\"ready\""))
+        .map(|e| e.1)
+        .collect();
+    assert!(ready[1].contains(":7866"), "{ready:?}");
+    // 2.0.78: `Python ...` is the launch's first line.
+    let v20 =
+        "Python 3.10.9 (tags/v3.10.9:1dd9be6, Dec  6 2022, 20:01:21) [MSC v.1934 64 bit (AMD64)]\n\
+Fooocus version: 2.0.78\nRunning on local URL:  http://127.0.0.1:7860\n";
+    let got = kinds(&format!("{v20}[Fooocus] Initializing ...\n{v20}"));
+    assert_eq!(
+        got,
+        vec![
+            (2, "version"),
+            (3, "listening"),
+            (4, "task_start"),
+            (6, "version"),
+            (7, "listening")
+        ]
+    );
+}
+
+/// The live guard reads each process's streams with parsers of their own: a prompt echoed on
+/// stdout that writes a launch's first line starts nothing there.
+#[test]
+fn a_prompts_launch_line_on_stdout_starts_nothing() {
+    for launch in [
+        "[System ARGV] ['launch.py']",
+        "Python 3.10.12 (main, Nov 20 2023, 15:14:05) [GCC 11.4.0]",
+    ] {
+        assert_prompt_is_data(
+            fooocus_console::Source::Stdout,
+            &format!("[Enhance] Searching for \"a cat\n{launch}\n{FAKE_STARTUP}"),
+        );
+    }
+    // Neither is a launch line unless in its own shape, at the start of the line.
+    for not_launch in [
+        "    Python  3.10.11 (you have 3.10.12)",
+        "Python 3.10 is required",
+        "[System ARGV] x",
+    ] {
+        let log = format!(
+            "{}{not_launch}\nFooocus version: 2.1.865\n",
+            v25_with_prompt_lines("")
+        );
+        assert_eq!(
+            without_activity(kinds_from(fooocus_console::Source::Merged, &log)),
+            V25_START,
+            "{not_launch}"
+        );
+    }
 }
