@@ -10,7 +10,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 # appindicator), and for tests a real X server, D-Bus session, notification daemon and tray host.
 pkgs=(build-essential pkg-config python3 python3-venv curl ca-certificates
       libwebkit2gtk-4.1-dev libayatana-appindicator3-dev libgtk-3-dev librsvg2-dev libssl-dev
-      libxdo-dev)
+      libxdo-dev xdg-utils)   # xdg-utils: xdg-open, how the guard opens the user's browser
 if [ "$what" = test ]; then
   pkgs+=(xvfb xauth dbus dbus-x11 webkit2gtk-driver xdotool imagemagick dunst libnotify-bin
          haskell-status-notifier-item-utils haskell-gtk-sni-tray-utils chromium procps psmisc

@@ -235,20 +235,14 @@ fn http_post(port: u16, path: &str, body: &[u8]) -> String {
 
 /// A generation that breaches its limit every time (here: every run's task outlives a 2 s
 /// timeout, on a version that can only be killed) backs off, then gives up with a message that
-/// names the limit -- with `--restart never` too, where it used to loop for ever.
+/// names the limit. Every restart says why and when first (issue 26, finding 6): before, the
+/// first restart after a kill wrote a second `started` with no `restarting`.
 #[test]
 fn a_limit_that_fires_every_time_ends_in_give_up() {
     let (mut run, _inst) = run_version(
         "2.5",
         long_task(json!({})),
-        &[
-            "--timeout",
-            "2s",
-            "--restart",
-            "never",
-            "--max-restarts",
-            "2",
-        ],
+        &["--timeout", "2s", "--max-restarts", "2"],
     );
     let st = run.wait_exit(LONG);
     assert_eq!(st.code(), Some(3), "gave up: {}", run.dump());
@@ -258,15 +252,35 @@ fn a_limit_that_fires_every_time_ends_in_give_up() {
         .filter(|e| e["event"] == "limit_breached" && e["action"] == "kill_and_restart")
         .count();
     assert_eq!(kills, 3, "{}", run.dump());
-    let delayed: Vec<f64> = events
+    let restarts: Vec<(f64, String)> = events
         .iter()
         .filter(|e| e["event"] == "restarting")
-        .map(|e| e["delay_s"].as_f64().unwrap())
+        .map(|e| {
+            (
+                e["delay_s"].as_f64().unwrap(),
+                e["reason"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     assert_eq!(
-        delayed,
-        [1.0],
-        "backoff from the second kill: {}",
+        restarts,
+        [
+            (0.0, "limit: timeout".into()),
+            (1.0, "limit: timeout".into())
+        ],
+        "the first kill restarts at once, backoff from the second: {}",
+        run.dump()
+    );
+    // Each `started` after the first follows its `restarting`.
+    let names: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["event"].as_str())
+        .filter(|n| *n == "started" || *n == "restarting")
+        .collect();
+    assert_eq!(
+        names,
+        ["started", "restarting", "started", "restarting", "started"],
+        "{}",
         run.dump()
     );
     let gave_up = events.iter().find(|e| e["event"] == "gave_up").unwrap();
@@ -275,4 +289,64 @@ fn a_limit_that_fires_every_time_ends_in_give_up() {
         reason.contains("timeout limit") && reason.contains("raise the timeout"),
         "{reason}"
     );
+}
+
+/// Issue 26, finding 3: `--restart never` means never, after a limit's kill too: the
+/// generation ends with the kill, Fooocus stays down, and the guard (the CLI) ends with it.
+#[test]
+fn restart_never_leaves_fooocus_down_after_a_limit_kill() {
+    let (mut run, _inst) = run_version(
+        "2.5",
+        long_task(json!({})),
+        &["--timeout", "2s", "--restart", "never"],
+    );
+    let st = run.wait_exit(LONG);
+    let events = run.events();
+    let breach = events
+        .iter()
+        .find(|e| e["event"] == "limit_breached")
+        .unwrap_or_else(|| panic!("{}", run.dump()));
+    assert_eq!(breach["action"], "kill", "{}", run.dump());
+    assert_eq!(count(&run, "started"), 1, "{}", run.dump());
+    assert_eq!(count(&run, "restarting"), 0, "{}", run.dump());
+    let fin = events
+        .iter()
+        .find(|e| e["event"] == "generation_finished")
+        .unwrap_or_else(|| panic!("{}", run.dump()));
+    assert_eq!(fin["outcome"], "timed_out");
+    let stopped = events
+        .iter()
+        .find(|e| e["event"] == "generation_stopped")
+        .unwrap();
+    let did = stopped["summary"]["did"].as_str().unwrap_or("");
+    assert!(did.contains("it stays stopped"), "{did}");
+    // Fooocus was killed: its end (SIGKILL) is the guard's exit status, never a success.
+    assert_ne!(st.code(), Some(0), "{}", run.dump());
+}
+
+/// Issue 26, finding 1: Fooocus does not look at Stop while it expands and encodes the prompt;
+/// it keeps the request and stops at its first step. A timeout that falls due there is given
+/// until that step (not the configured 2 s, after which it used to kill and restart), and the
+/// events name the phase.
+#[test]
+fn a_stop_while_fooocus_prepares_waits_for_its_first_step() {
+    let (run, _inst) = run_version(
+        "2.1",
+        long_task(json!({"prepare_seconds": 6})),
+        &["--timeout", "2s"],
+    );
+    let breach = run.wait_event("limit_breached", LONG);
+    assert_eq!(breach["phase"], "preparation", "{}", run.dump());
+    let stopped = run.wait_event("generation_stopped", LONG);
+    assert_eq!(stopped["how"], "graceful", "{}", run.dump());
+    assert_eq!(stopped["grace"], "until the first step");
+    assert_eq!(stopped["phase"], "preparation");
+    assert!(stopped["grace_s"].as_f64().unwrap() > 2.0);
+    // Stopped at the first step, ~4 s after the breach: the same process goes on.
+    let took = stopped["took_s"].as_f64().unwrap();
+    assert!((2.0..30.0).contains(&took), "{took}: {}", run.dump());
+    let did = stopped["summary"]["did"].as_str().unwrap_or("");
+    assert!(did.contains("still preparing the prompt"), "{did}");
+    assert_eq!(count(&run, "exited"), 0, "{}", run.dump());
+    assert_eq!(count(&run, "restarting"), 0, "{}", run.dump());
 }

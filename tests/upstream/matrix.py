@@ -52,13 +52,31 @@ VERSIONS = [
     dict(name="2.5.5", archive="fooocus-2.5.5", fork="fooocus", parser="ldm", vram=LDM_VRAM, preset=True, gradio="3.41.2", stop="per session"),
     dict(name="2.6.5 (mashb1t)", archive="mashb1t-fooocus-2.6.5", fork="mashb1t", parser="ldm", vram=LDM_VRAM, preset=True, gradio="3.41.2", stop="per session"),
     dict(name="2.0.78.5 MRE", archive="fooocus-mre-2.0.78.5", fork="mre", parser="mre", standin="fooocus-2.1.679", comfy="fooocus-2.1.679", vram=COMFY_VRAM, preset=False, gradio="3.41.2", stop="global"),
-    dict(name="API 0.3.33", archive="fooocus-api-0.3.33", fork="fooocus-api", parser="api", standin="fooocus-2.3.1", vram=LDM_VRAM, preset=True, gradio=None, stop="REST"),
+    dict(name="API 0.3.33", archive="fooocus-api-0.3.33", fork="fooocus-api", parser="api", standin="fooocus-2.3.1", vram=LDM_VRAM, preset=True, gradio=None, stop="REST", stop_fn="worker.py:process_top"),
     dict(name="API 0.4.1.1", archive="fooocus-api-0.4.1.1", fork="fooocus-api", parser="api", vram=LDM_VRAM, preset=True, gradio=None, stop="REST"),
     dict(name="API 0.5.0.1", archive="fooocus-api-0.5.0.1", fork="fooocus-api", parser="api", vram=LDM_VRAM, preset=True, gradio=None, stop="REST"),
 ]
 
+# The launch options (test_argv's case labels) each version's own parser lacks, read from that
+# parser: the guard may refuse these before launch, and must accept every other case. test_argv
+# confirms each entry on the parser itself (it must refuse the option as the user would spell it).
+_VRAM_CASES = {"vram " + m for m in LDM_VRAM}
+LACKS = {
+    # webui.py's parser: --port, --share, --listen only.
+    "2.0.78": _VRAM_CASES | {"preset anime", "extra --directml", "extra --always-low-vram", "extra --disable-image-log",
+                             "all at once"},
+    # ComfyUI's (fcbh) names for the VRAM modes; no image-log switch yet.
+    "2.1.679": {"extra --always-low-vram", "extra --disable-image-log"},
+    # ComfyUI's parser plus --port, --share, --listen: no presets.
+    "2.0.78.5 MRE": {"preset anime", "extra --always-low-vram", "extra --disable-image-log", "all at once"},
+}
+
+# stop_fn: the version's own Stop handler, file:function (what test_ui's stand-in records as the
+#   caller of upstream's interrupt): the Stop button's stop_clicked, Fooocus-API's stop endpoint's.
 # The number each version prints about itself (what a refusal must name).
 for v in VERSIONS:
+    v.setdefault("stop_fn", "worker.py:process_stop" if v["fork"] == "fooocus-api" else "webui.py:stop_clicked")
+    v["lacks"] = LACKS.get(v["name"], set())
     v.setdefault("standin", None)
     v.setdefault("comfy", None)
     v["number"] = v["name"].split(" ")[-1] if v["fork"] == "fooocus-api" else v["name"].split(" ")[0]

@@ -19,28 +19,33 @@ from concurrent.futures import ThreadPoolExecutor
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import trees  # noqa: E402
-from matrix import EXPECTED_FAIL, VERSIONS  # noqa: E402
+from matrix import COMFY_VRAM, EXPECTED_FAIL, VERSIONS  # noqa: E402
 
 VRAM_MODES = ["always-gpu", "always-high-vram", "always-normal-vram", "always-low-vram", "always-no-vram", "always-cpu"]
 
 
 def cases(v):
-    """(label, CLI options, extra args, what a refusal must name)."""
+    """(label, CLI options, extra args, what a refusal must name, the option as a user would spell
+    it on the command line: each spelling must be refused by upstream's parser where the version
+    lacks it, matrix.LACKS)."""
     out = [
-        ("defaults", [], [], []),
-        ("port 7870", ["--port", "7870"], [], ["port"]),
-        ("listen 0.0.0.0", ["--listen", "0.0.0.0"], [], ["listen", "0.0.0.0"]),
-        ("listen 192.168.1.20", ["--listen", "192.168.1.20"], [], ["listen", "192.168.1.20"]),
-        ("preset anime", ["--preset", "anime"], [], ["preset"]),
+        ("defaults", [], [], [], []),
+        ("port 7870", ["--port", "7870"], [], ["port"], [["--port", "7870"]]),
+        ("listen 0.0.0.0", ["--listen", "0.0.0.0"], [], ["listen", "0.0.0.0"], [["--listen", "0.0.0.0"]]),
+        ("listen 192.168.1.20", ["--listen", "192.168.1.20"], [], ["listen", "192.168.1.20"], [["--listen", "192.168.1.20"]]),
+        ("preset anime", ["--preset", "anime"], [], ["preset"], [["--preset", "anime"]]),
     ]
-    out += [("vram " + m, ["--vram-mode", m], [], ["vram", m]) for m in VRAM_MODES]
+    # A VRAM mode under either family's name (a version without VRAM modes has neither).
+    out += [("vram " + m, ["--vram-mode", m], [], ["vram", m], [["--" + m], ["--" + COMFY_VRAM[m].replace("_", "-")]])
+            for m in VRAM_MODES]
     # Flags users put in run.bat or the settings' extra arguments (readme: --directml for AMD;
     # --always-low-vram for small cards; --disable-image-log for privacy).
     for extra in (["--directml"], ["--always-low-vram"], ["--disable-image-log"]):
-        out.append(("extra " + " ".join(extra), [], extra, extra))
-    out.append(("all at once", ["--port", "7871", "--listen", "0.0.0.0", "--preset", "realistic", "--vram-mode", "always-low-vram"], [], ["port", "listen", "preset", "vram"]))
+        out.append(("extra " + " ".join(extra), [], extra, extra, [extra]))
+    out.append(("all at once", ["--port", "7871", "--listen", "0.0.0.0", "--preset", "realistic", "--vram-mode", "always-low-vram"], [],
+                ["port", "listen", "preset", "vram"], [["--port", "7871", "--listen", "0.0.0.0", "--preset", "realistic"]]))
     if v["fork"] != "fooocus-api":
-        out.append(("auto-update", ["--auto-update"], [], ["update"]))
+        out.append(("auto-update", ["--auto-update"], [], ["update"], []))
     return out
 
 
@@ -104,12 +109,33 @@ def meaning(v, opts, extra, cmd, parsed):
     return bad
 
 
+def lacks_on_its_parser(cli, v, trees_by_archive, tree, spellings):
+    """None when upstream's own parser refuses every spelling of the option, else what it took."""
+    base = guard_argv(cli, tree, [], [])
+    if base.returncode != 0:
+        return "the guard's default argv: %s" % base.stderr.strip()
+    cmd = json.loads(base.stdout)
+    script = [a for a in cmd["args"] if a != "-s"][0]
+    for raw in spellings:
+        p = upstream_parse(v, trees_by_archive, dict(cmd, args=[script] + raw))
+        if p.returncode == 0:
+            return "upstream's parser accepts %s" % " ".join(raw)
+    return None
+
+
 def check_case(cli, v, trees_by_archive, case):
-    label, opts, extra, names = case
+    label, opts, extra, names, spellings = case
     tree = trees_by_archive[v["archive"]]
     g = guard_argv(cli, tree, opts, extra)
     if g.returncode == 2:
         msg = g.stderr.strip()
+        # A refusal holds only for an option this version's parser lacks (matrix.LACKS), and the
+        # table itself holds only if that parser refuses the option as the user would spell it.
+        if label not in v["lacks"]:
+            return "FAIL", "refused an option %s's own parser accepts (not in matrix.LACKS): %r" % (v["name"], msg)
+        takes = lacks_on_its_parser(cli, v, trees_by_archive, tree, spellings)
+        if takes:
+            return "FAIL", "matrix.LACKS says %s lacks %r, but %s" % (v["name"], label, takes)
         one_line = msg and "\n" not in msg
         named = any(n.lower() in msg.lower() for n in names) if names else False
         has_version = v["number"] in msg

@@ -49,6 +49,14 @@ class Page:
         self.client = Client(url, verbose=False, serialize=False)
         self.errors = []
 
+    def set(self, kind, label, value, nth=0):
+        """What the user puts in the `nth` component of this type with this label (in the
+        order the UI creates them), as the page would send it."""
+        found = [c["id"] for c in self.cfg["components"] if c["type"] == kind and c["props"].get("label") == label]
+        if len(found) <= nth:
+            raise LookupError("no %s %r #%d in /config (%d found)" % (kind, label, nth, len(found)))
+        self.values[found[nth]] = value
+
     def call(self, fn_index):
         d = self.cfg["dependencies"][fn_index]
         args = [self.values[i] for i in d["inputs"] if self.comps[i]["type"] != "state"]

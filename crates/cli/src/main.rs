@@ -152,6 +152,8 @@ struct RunArgs {
     /// CPU cap in percent of one core (100 = one core).
     #[arg(long, value_name = "PERCENT")]
     cpu: Option<String>,
+    /// When Fooocus is started again: never (not after a crash, not after a limit's kill: the
+    /// guard then ends with it), on-failure, always.
     #[arg(long, value_name = "never|on-failure|always")]
     restart: Option<String>,
     #[arg(long, value_name = "N")]
@@ -176,6 +178,15 @@ struct RunArgs {
     /// Start Fooocus directly on the port, without the gateway (no graceful stop on 2.2+).
     #[arg(long)]
     no_gateway: bool,
+    /// Sleep after idle: with no generation and no visit for this long (e.g. 20m), stop Fooocus
+    /// to give its RAM and VRAM back; the gateway keeps the port and the next visit wakes it
+    /// (0 or off = never; needs the gateway).
+    #[arg(long, value_name = "D")]
+    sleep_after: Option<String>,
+    /// Open Fooocus in the browser once it is ready (once per start: not after restarts or a
+    /// wake), from the guard, outside Fooocus's contained tree.
+    #[arg(long)]
+    open_browser: bool,
     /// The command to supervise instead of an install.
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<OsString>,
@@ -248,6 +259,9 @@ fn settings(a: &RunArgs) -> Result<Config, String> {
     if let Some(v) = dur("grace", &a.grace)? {
         cfg.limits.grace_s = v;
     }
+    if let Some(v) = dur("sleep-after", &a.sleep_after)? {
+        cfg.sleep_after_s = v;
+    }
     if let Some(v) = size("memory", &a.memory)? {
         cfg.limits.memory_bytes = v;
     }
@@ -286,6 +300,9 @@ fn settings(a: &RunArgs) -> Result<Config, String> {
         cfg.nvml_library = Some(p.display().to_string());
     }
     a.launch.apply(&mut cfg);
+    if a.open_browser {
+        cfg.open_browser = true;
+    }
     if a.no_gateway {
         cfg.gateway.enabled = false;
     }
@@ -538,6 +555,11 @@ fn doctor(json: bool, config: Option<PathBuf>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `parse-log`: a saved console log to events, one JSON object a line. The log has both
+/// streams merged and no process boundaries, so it cannot tell a prompt Fooocus echoed from
+/// Fooocus's own lines as well as the live guard can (see `fooocus_console::parse_log`);
+/// each launch it shows (`[System ARGV] ...`, or `Python 3...` on versions that print no
+/// argv) starts its start-up afresh.
 fn parse_log(file: &str) -> ExitCode {
     let input: Box<dyn std::io::Read> = if file == "-" {
         Box::new(std::io::stdin())

@@ -255,6 +255,9 @@ impl App {
         if old.notifications != new.notifications {
             applied.push("notifications".to_string());
         }
+        if old.open_browser != new.open_browser {
+            applied.push("open the browser when ready".to_string());
+        }
         if old.start_with_session != new.start_with_session {
             match crate::autostart::set(new.start_with_session) {
                 Ok(()) => applied.push("start with the session".to_string()),

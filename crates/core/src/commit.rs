@@ -28,7 +28,11 @@ fn file_in(dir: &Path) -> PathBuf {
 
 /// The last measurement, if Fooocus ever reached ready under this guard (Windows only).
 pub fn load(data_dir: &Path) -> Option<StartupCommit> {
-    serde_json::from_slice(&std::fs::read(file_in(data_dir)).ok()?).ok()
+    // A few dozen bytes; read like the settings (a regular file, capped) so a FIFO or a link to
+    // /dev/zero in its place cannot hang or swell the guard.
+    let bytes =
+        crate::config::read_small_file(&file_in(data_dir), 64 << 10, "the start-up figure").ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 pub fn save(data_dir: &Path, c: &StartupCommit) -> std::io::Result<()> {
@@ -162,6 +166,32 @@ mod tests {
     use super::*;
 
     const GIB: u64 = 1 << 30;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_in_place_of_the_figure_is_no_figure_and_no_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = std::ffi::CString::new(file_in(dir.path()).to_str().unwrap()).unwrap();
+        // SAFETY: a valid path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let d = dir.path().to_path_buf();
+        std::thread::spawn(move || tx.send(load(&d)).unwrap());
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("load returns without a writer on the FIFO");
+        assert_eq!(got, None);
+        save(
+            dir.path(),
+            &StartupCommit {
+                startup_peak_bytes: 1,
+                ready_bytes: 1,
+                measured_ms: 1,
+            },
+        )
+        .unwrap();
+        assert!(load(dir.path()).is_some(), "a regular file still loads");
+    }
 
     fn cfg(ram: Option<u64>, swap: Option<u64>) -> Config {
         let mut c = Config::default();

@@ -35,6 +35,15 @@ pub struct Config {
     pub containment: String,
     /// Path of libnvidia-ml (nvml.dll on Windows) when it is not on the loader path.
     pub nvml_library: Option<String>,
+    /// "Sleep after idle": with no generation and no visit through the gateway for this long,
+    /// Fooocus is stopped to give its RAM and VRAM back, and the gateway wakes it on the next
+    /// visit. None = off (the default; the app suggests 20 min on its first run).
+    #[serde(deserialize_with = "de_secs")]
+    pub sleep_after_s: Option<f64>,
+    /// Open Fooocus in the user's browser once it is ready after a start the user asked for
+    /// (not after the guard's restarts, nor a wake, which a browser asked for). The guard opens
+    /// it from outside the contained tree; Fooocus itself never opens one (install.rs).
+    pub open_browser: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -116,6 +125,10 @@ pub struct GatewayConfig {
     pub enabled: bool,
     pub token: Option<String>,
     pub rate_per_minute: Option<u32>,
+    /// Other sites whose pages may use Fooocus through the gateway (`http://host:port`, exact
+    /// origins). Any other site's page is refused, so a page the user visits cannot read
+    /// Fooocus's config, outputs or prompts from the user's own browser.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for Config {
@@ -134,6 +147,8 @@ impl Default for Config {
             start_with_session: false,
             containment: "auto".into(),
             nvml_library: None,
+            sleep_after_s: None,
+            open_browser: false,
         }
     }
 }
@@ -186,6 +201,7 @@ impl Default for GatewayConfig {
             enabled: true,
             token: None,
             rate_per_minute: None,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -426,6 +442,18 @@ impl Config {
                 );
             }
         }
+        for origin in &self.gateway.allowed_origins {
+            if let Err(why) = guard_gateway::rules::valid_origin(origin) {
+                push("gateway.allowed_origins", origin.clone(), why);
+            }
+        }
+        if self.gateway.allowed_origins.len() > 64 {
+            push(
+                "gateway.allowed_origins",
+                self.gateway.allowed_origins.len().to_string(),
+                "at most 64 origins: list only the sites that really use Fooocus".into(),
+            );
+        }
         if let Some(t) = &self.gateway.token {
             if t.len() < 8 {
                 push(
@@ -438,6 +466,21 @@ impl Config {
                     "gateway.token",
                     "(hidden)".into(),
                     "only the gateway checks the token, and it is turned off: turn the gateway on (gateway.enabled = true), or remove the token".into(),
+                );
+            }
+        }
+        if let Some(v) = self.sleep_after_s {
+            if !(v.is_finite() && (1.0..=7.0 * 86_400.0).contains(&v)) {
+                push(
+                    "sleep_after_s",
+                    v.to_string(),
+                    "must be between 1 s and 7 d (20 min suits most), or off".into(),
+                );
+            } else if !self.gateway.enabled {
+                push(
+                    "sleep_after_s",
+                    units::format_duration(std::time::Duration::from_secs_f64(v)),
+                    "a sleeping Fooocus is woken by the gateway when you open it, and the gateway is off: turn the gateway on (gateway.enabled = true; in the CLI drop --no-gateway), or turn sleep off".into(),
                 );
             }
         }
@@ -560,17 +603,19 @@ impl ConfigFile {
 
     /// Parse and validate one file.
     pub fn read(path: &Path) -> Result<Config, ConfigError> {
-        let text = fs::read_to_string(path).map_err(|e| ConfigError::Broken {
+        let broken = |message: String| ConfigError::Broken {
             path: path.display().to_string(),
-            message: format!("cannot be read ({e})"),
+            message,
+        };
+        let bytes = read_small_file(path, MAX_CONFIG_BYTES, "a settings file").map_err(broken)?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            broken(format!(
+                "is not UTF-8 text (byte {} is not): save it as UTF-8",
+                e.utf8_error().valid_up_to()
+            ))
         })?;
-        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Broken {
-            path: path.display().to_string(),
-            message: hide_secrets(
-                &format!("is not valid: {}", e.to_string().trim_end()),
-                &text,
-            ),
-        })?;
+        let config: Config = toml::from_str(&text)
+            .map_err(|e| broken(format!("is not valid: {}", toml_error(&e, &text))))?;
         let errors = config.validate();
         if !errors.is_empty() {
             return Err(ConfigError::Invalid {
@@ -639,25 +684,226 @@ impl ConfigFile {
     }
 }
 
-/// TOML's errors quote the offending line: a typo on the token's line would put the token in
-/// the warning, the logs and the dashboard. Every value given to a `token` key is hidden.
-fn hide_secrets(message: &str, source: &str) -> String {
-    let mut out = message.to_string();
-    for line in source.lines() {
-        let Some((key, value)) = line.split_once('=') else {
-            continue;
-        };
-        if !key.trim().trim_matches('"').ends_with("token") {
-            continue;
+/// The largest settings file read. The guard's settings take a few KiB: a file near this size is
+/// not one, and reading it whole (a link to /dev/zero never ends) would only cost memory.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// Read a small file the guard keeps its settings or figures in: a regular file of at most
+/// `max` bytes, `what` naming it in the errors. The type is checked on the opened file, not on
+/// the path before opening it (no window for a swap), and the open does not block: a FIFO
+/// would otherwise wait for a writer forever.
+pub fn read_small_file(path: &Path, max: u64, what: &str) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut opts = fs::OpenOptions::new();
+    opts.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
+    }
+    let file = opts
+        .open(path)
+        .map_err(|e| format!("cannot be read ({e})"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot be read ({e})"))?;
+    if !meta.is_file() {
+        return Err(format!(
+            "is not a regular file but {}: {what} is read only from a regular file; replace it with one, or remove it",
+            file_kind(&meta)
+        ));
+    }
+    let too_big = || {
+        format!(
+            "is larger than the {} {what} may be: this is not the file Fooocus Guard wrote; move it away, or point to the right file",
+            crate::units::format_size(max)
+        )
+    };
+    if meta.len() > max {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // The size can change after the check (a file still being written): the read has its own cap.
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot be read ({e})"))?;
+    if bytes.len() as u64 > max {
+        return Err(too_big());
+    }
+    Ok(bytes)
+}
+
+fn file_kind(meta: &fs::Metadata) -> &'static str {
+    let t = meta.file_type();
+    if t.is_dir() {
+        return "a folder";
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a FIFO (named pipe)";
         }
-        let value = value.trim();
-        if value.len() >= 3 {
-            out = out.replace(value, "(hidden)");
-            // The value as TOML would show it without its quotes.
-            let bare = value.trim_matches(|c| c == '"' || c == '\'');
-            if bare.len() >= 3 {
-                out = out.replace(bare, "(hidden)");
+        if t.is_char_device() || t.is_block_device() {
+            return "a device";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    "a special file"
+}
+
+/// A TOML error without the secrets of the file. toml's own message quotes the offending line,
+/// and a typo on a line holding a token (`gateway = { token = "...", enabld = true }`) would put
+/// the token in the warning, the logs and the dashboard. This one gives the position, the line
+/// with every token's value hidden, and toml's message with those values hidden too.
+fn toml_error(e: &toml::de::Error, text: &str) -> String {
+    let secrets = secret_values(text);
+    let hide = |line_start: usize, line: &str| -> String {
+        // Replace each secret that overlaps this line, from the right so offsets stay valid.
+        let end = line_start + line.len();
+        let mut out = line.to_string();
+        for r in secrets.iter().rev() {
+            if r.start < end && r.end > line_start {
+                let a = r.start.max(line_start) - line_start;
+                let b = r.end.min(end) - line_start;
+                out.replace_range(a..b, "(hidden)");
             }
+        }
+        out
+    };
+    let mut message = e.message().trim_end().to_string();
+    for r in &secrets {
+        let raw = &text[r.clone()];
+        let bare = raw.trim_matches(|c| c == '"' || c == '\'');
+        for v in [raw, bare] {
+            // Short values would match ordinary words; validation refuses tokens under 8.
+            if v.len() >= 3 {
+                message = message.replace(v, "(hidden)");
+            }
+        }
+    }
+    let Some(span) = e.span() else {
+        return message;
+    };
+    let at = span.start.min(text.len());
+    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+    let line_no = text[..at].matches('\n').count() + 1;
+    let column = text[line_start..at].chars().count() + 1;
+    let line = hide(
+        line_start,
+        text[line_start..line_end].trim_end_matches('\r'),
+    );
+    format!("line {line_no}, column {column}: {message}\n  {line_no} | {line}")
+}
+
+/// Byte ranges of the values given to keys whose name ends in `token` (`token = "..."`,
+/// `gateway.token = ...`, `gateway = { token = ... }`, `"token" = ...`), found by a scan that
+/// does not need the file to parse: it is broken when this runs.
+fn secret_values(text: &str) -> Vec<std::ops::Range<usize>> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let mut word = (0, 0);
+    let mut i = 0;
+    // The end of a string starting at `i` (its closing quote included; the line's end if open).
+    let string_end = |i: usize| -> usize {
+        let q = b[i];
+        if b[i..].starts_with(&[q, q, q]) {
+            let close = [q, q, q];
+            return b[i + 3..]
+                .windows(3)
+                .position(|w| w == close)
+                .map_or(b.len(), |p| i + 3 + p + 3);
+        }
+        let mut j = i + 1;
+        while j < b.len() && b[j] != q && b[j] != b'\n' {
+            if q == b'"' && b[j] == b'\\' {
+                j += 1;
+            }
+            j += 1;
+        }
+        (j + 1).min(b.len())
+    };
+    while i < b.len() {
+        match b[i] {
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'"' | b'\'' => {
+                let end = string_end(i);
+                word = (i, end);
+                i = end;
+            }
+            b'=' => {
+                let key = text[word.0..word.1].trim_matches(|c| c == '"' || c == '\'');
+                i += 1;
+                // A quoted key with an escape may spell `token` (`"tok\u0065n"`): it is taken
+                // for one rather than unescaped here.
+                let escaped = text[word.0..word.1].starts_with('"') && key.contains('\\');
+                if !escaped && !key.to_ascii_lowercase().ends_with("token") {
+                    continue;
+                }
+                while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
+                    i += 1;
+                }
+                let start = i;
+                let end = match b.get(i) {
+                    Some(b'"' | b'\'') => string_end(i),
+                    // Not a plain value: hide it up to its closing bracket, over lines (an
+                    // array may span several), or to the end of the file when it has none.
+                    Some(b'{' | b'[') => {
+                        let mut depth = 0usize;
+                        let mut j = i;
+                        loop {
+                            match b.get(j) {
+                                None => break b.len(),
+                                Some(b'{' | b'[') => {
+                                    depth += 1;
+                                    j += 1;
+                                }
+                                Some(b'}' | b']') => {
+                                    depth -= 1;
+                                    j += 1;
+                                    if depth == 0 {
+                                        break j;
+                                    }
+                                }
+                                Some(b'"' | b'\'') => j = string_end(j),
+                                Some(b'#') => {
+                                    while j < b.len() && b[j] != b'\n' {
+                                        j += 1;
+                                    }
+                                }
+                                Some(_) => j += 1,
+                            }
+                        }
+                    }
+                    _ => {
+                        let mut j = i;
+                        while j < b.len() && !b",}]# \t\r\n".contains(&b[j]) {
+                            j += 1;
+                        }
+                        j
+                    }
+                };
+                if end > start {
+                    out.push(start..end);
+                }
+                i = end;
+            }
+            c if c.is_ascii_alphanumeric() || c == b'_' || c == b'-' => {
+                let start = i;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'-')
+                {
+                    i += 1;
+                }
+                word = (start, i);
+            }
+            _ => i += 1,
         }
     }
     out
@@ -719,6 +965,62 @@ pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sleep_after_idle_is_off_by_default_read_as_a_duration_and_needs_the_gateway() {
+        assert_eq!(Config::default().sleep_after_s, None);
+        let c: Config = toml::from_str("sleep_after_s = \"20m\"\n").unwrap();
+        assert_eq!(c.sleep_after_s, Some(1200.0));
+        assert!(c.validate().is_empty(), "{:?}", c.validate());
+        let off: Config = toml::from_str("sleep_after_s = 0\n").unwrap();
+        assert_eq!(off.sleep_after_s, None, "0 is off");
+        let mut c = c;
+        c.sleep_after_s = Some(30.0 * 86_400.0);
+        let errs = c.validate();
+        assert!(
+            errs.len() == 1 && errs[0].field == "sleep_after_s" && errs[0].message.contains("7 d"),
+            "{errs:?}"
+        );
+        c.sleep_after_s = Some(1200.0);
+        c.gateway.enabled = false;
+        let errs = c.validate();
+        assert!(
+            errs.len() == 1
+                && errs[0].field == "sleep_after_s"
+                && errs[0].message.contains("turn the gateway on")
+                && errs[0].message.contains("--no-gateway"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn allowed_origins_must_be_exact_origins() {
+        let mut c = Config::default();
+        c.gateway.allowed_origins = vec![
+            "http://192.168.1.5:3000".into(),
+            "https://example.org".into(),
+        ];
+        assert!(c.validate().is_empty(), "{:?}", c.validate());
+        for bad in [
+            "*",
+            "http://*.example.org",
+            "example.org",
+            "http://a.b/path",
+            "null",
+        ] {
+            c.gateway.allowed_origins = vec![bad.into()];
+            let errs = c.validate();
+            assert!(
+                errs.len() == 1
+                    && errs[0].field == "gateway.allowed_origins"
+                    && errs[0].message.contains("scheme://host:port"),
+                "{bad}: {errs:?}"
+            );
+        }
+        let text = "[gateway]\nallowed_origins = [\"http://localhost:3000\"]\n";
+        let c: Config = toml::from_str(text).unwrap();
+        assert_eq!(c.gateway.allowed_origins, ["http://localhost:3000"]);
+    }
 
     /// The example in the README is what users copy: it must load as it is.
     #[test]
@@ -881,12 +1183,76 @@ mod tests {
             "[gateway]\ntoken = \"s3cret-token-value\n",
             "[gateway]\ntoken = s3cret-token-value\n",
             "[gateway]\ntoken = \"s3cret-token-value\" x\n",
+            // Inline tables: a typo anywhere on the line quotes the whole line.
+            "gateway = { token = \"s3cret-token-value\", enabld = true }\n",
+            "gateway = { token = \"s3cret-token-value\" enabled = true }\n",
+            "gateway = { enabled = true, token = 's3cret-token-value' \n",
+            "gateway = {token=\"s3cret-token-value\",rate_per_minute=\"x\"}\n",
+            "gateway.token = \"s3cret-token-value\"\ngateway.enabld = 1\n",
+            "[gateway]\n\"token\" = \"\"\"s3cret-token-value\nmore\"\"\" oops\n",
+            // A value of the wrong type is echoed by toml's message itself.
+            "gateway = { token = 3141592653589 }\n",
+            "gateway = { token = [\"s3cret-token-value\"] }\n",
+            // A key spelt with an escape, and an array over lines.
+            "gateway = { \"tok\\u0065n\" = \"s3cret-token-value\", enabld = true }\n",
+            "[gateway]\ntoken = [\n\"s3cret-token-value\" x\n",
+            "[gateway]\ntoken = [ # the token\n 's3cret-token-value', [\n\"s3cret2\" x ]]\n",
         ] {
             fs::write(&file.path, text).unwrap();
             let w = ConfigFile::read(&file.path).unwrap_err().to_string();
-            assert!(!w.contains("s3cret"), "{w}");
-            assert!(w.contains("is not valid"), "{w}");
+            assert!(
+                !w.contains("s3cret") && !w.contains("3141592"),
+                "{text}: {w}"
+            );
+            assert!(
+                w.contains("is not valid") && w.contains("line "),
+                "{text}: {w}"
+            );
         }
+        // The rest of the message still says what is wrong, and where.
+        fs::write(
+            &file.path,
+            "gateway = { token = \"s3cret-token-value\", enabld = true }\n",
+        )
+        .unwrap();
+        let w = ConfigFile::read(&file.path).unwrap_err().to_string();
+        assert!(w.contains("enabld") && w.contains("line 1"), "{w}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_or_a_device_is_refused_at_once_and_a_huge_file_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("config.toml");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // Without a writer, a blocking open of the FIFO would never return: run the read on a
+        // thread and give it a deadline.
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let f = fifo.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(ConfigFile::read(&f).map(|_| ()).map_err(|e| e.to_string()));
+        });
+        let e = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("reading a FIFO as the config returns")
+            .unwrap_err();
+        assert!(e.contains("FIFO") && e.contains("regular file"), "{e}");
+
+        let zero = dir.path().join("zero.toml");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        let e = ConfigFile::read(&zero).unwrap_err().to_string();
+        assert!(e.contains("a device") && e.contains("regular file"), "{e}");
+
+        let big = dir.path().join("big.toml");
+        let f = fs::File::create(&big).unwrap();
+        f.set_len(2 << 30).unwrap(); // sparse: 2 GiB of nothing
+        let e = ConfigFile::read(&big).unwrap_err().to_string();
+        assert!(e.contains("larger than the 1 MiB"), "{e}");
+        // load() gives the same answer (and keeps going with the last good settings, if any).
+        let e = ConfigFile::new(&big).load().unwrap_err().to_string();
+        assert!(e.contains("larger than"), "{e}");
     }
 
     #[test]

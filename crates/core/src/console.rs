@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use fooocus_console::{EventKind, LineSplitter, Parser};
+use fooocus_console::{EventKind, LineSplitter, Parser, Source};
 use serde::{Deserialize, Serialize};
 
 use crate::generation::Signal;
@@ -95,10 +95,25 @@ impl Default for StreamReader {
 }
 
 impl StreamReader {
+    /// A reader of a merged stream (both outputs in one).
     pub fn new() -> Self {
+        Self::with_parser(Parser::new())
+    }
+
+    /// A reader of one of Fooocus's outputs: the parser knows which, so a line is read only
+    /// as what Fooocus writes to that stream (a prompt echoed on stdout is never a traceback).
+    pub fn for_stream(stream: Stream) -> Self {
+        Self::with_parser(Parser::for_source(match stream {
+            Stream::Stdout => Source::Stdout,
+            Stream::Stderr => Source::Stderr,
+            Stream::Guard => Source::Merged,
+        }))
+    }
+
+    fn with_parser(parser: Parser) -> Self {
         StreamReader {
             splitter: LineSplitter::new(),
-            parser: Parser::new(),
+            parser,
             events: Vec::new(),
         }
     }
@@ -181,6 +196,8 @@ pub fn signal_of(kind: EventKind) -> Option<Signal> {
         EventKind::Activity { what } => Signal::Activity { what },
         EventKind::PortTaken { port } => Signal::PortTaken { port },
         EventKind::WorkerStarted { .. } => Signal::WorkerStarted,
+        EventKind::Phase { phase } => Signal::Phase(phase),
+        EventKind::KnownFailure { failure } => Signal::KnownFailure(failure),
     })
 }
 

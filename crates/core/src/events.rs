@@ -83,6 +83,12 @@ pub enum EventKind {
     GenerationStarted {
         generation_id: u64,
     },
+    /// Fooocus entered a phase of its work (the start-up model load has no generation).
+    Phase {
+        phase: fooocus_console::Phase,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        generation_id: Option<u64>,
+    },
     GenerationFinished {
         generation_id: u64,
         outcome: String,
@@ -109,6 +115,9 @@ pub enum EventKind {
         /// For VRAM: "tree" (the tree's processes) or "device" (per-process figures unsupported).
         #[serde(skip_serializing_if = "Option::is_none")]
         source: Option<String>,
+        /// The phase Fooocus was in at the breach (omitted when unknown).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        phase: Option<fooocus_console::Phase>,
     },
     GenerationStopped {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -120,9 +129,13 @@ pub enum EventKind {
         steps: Vec<StopStep>,
         /// How long the graceful stop was given before the kill (0 when it was unavailable).
         grace_s: f64,
-        /// Why that long: "configured", or "one step" when the observed step time was longer
-        /// (Fooocus looks at Stop only between steps).
+        /// Why that long: "configured"; "one step" when the estimated step time was longer
+        /// (Fooocus looks at Stop only between steps); "until the first step" (loading or
+        /// preparing), "until the next step or the end" (decoding or saving); "none".
         grace: String,
+        /// The phase Fooocus was in when the stop was asked (omitted when unknown).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        phase: Option<fooocus_console::Phase>,
         /// In plain words: what happened, what the guard did, one change to try (why.rs).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         summary: Option<crate::why::StopSummary>,
@@ -153,6 +166,33 @@ pub enum EventKind {
         window_s: f64,
         reason: String,
     },
+    /// Fooocus fell asleep (idle for the sleep setting, or the user's "Sleep now"): its tree is
+    /// gone and the gateway wakes it on a visit. Memory as `SleepInfo` (supervisor) measures
+    /// it: the machine's RAM and the GPUs' VRAM in use before the stop and after the tree was
+    /// gone; `held_ram_bytes` is what the tree itself held.
+    Asleep {
+        idle_s: f64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        held_ram_bytes: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ram_before_bytes: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ram_after_bytes: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        vram_before_bytes: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        vram_after_bytes: Option<u64>,
+    },
+    /// Fooocus is ready again after a sleep. `by`: "visit" | "user"; `ready_s` from the wake.
+    Woke {
+        asleep_s: f64,
+        by: String,
+        ready_s: f64,
+    },
+    /// A wake's start-up failed; Fooocus sleeps on and the next visit tries again.
+    WakeFailed {
+        reason: String,
+    },
     /// Containers left by a guard that died were cleaned at start.
     StaleCleaned {
         group: String,
@@ -160,6 +200,11 @@ pub enum EventKind {
     /// Something the user should know about the guard itself (config fallback, gateway down).
     Warning {
         message: String,
+    },
+    /// Fooocus printed a failure with a known fix: which, and the fix in plain words.
+    KnownFailure {
+        failure: fooocus_console::KnownFailure,
+        advice: String,
     },
     Stopped,
 }
@@ -186,6 +231,7 @@ impl GuardEvent {
             EventKind::Ready { .. } => "ready",
             EventKind::Unhealthy { .. } => "unhealthy",
             EventKind::GenerationStarted { .. } => "generation_started",
+            EventKind::Phase { .. } => "phase",
             EventKind::GenerationFinished { .. } => "generation_finished",
             EventKind::LimitBreached { .. } => "limit_breached",
             EventKind::GenerationStopped { .. } => "generation_stopped",
@@ -195,7 +241,11 @@ impl GuardEvent {
             EventKind::Restarting { .. } => "restarting",
             EventKind::GaveUp { .. } => "gave_up",
             EventKind::StaleCleaned { .. } => "stale_cleaned",
+            EventKind::Asleep { .. } => "asleep",
+            EventKind::Woke { .. } => "woke",
+            EventKind::WakeFailed { .. } => "wake_failed",
             EventKind::Warning { .. } => "warning",
+            EventKind::KnownFailure { .. } => "known_failure",
             EventKind::Stopped => "stopped",
         }
     }
@@ -247,7 +297,9 @@ pub fn trace(ev: &GuardEvent) {
         | EventKind::GaveUp { .. }
         | EventKind::Unhealthy { .. }
         | EventKind::OutOfMemory { .. }
-        | EventKind::Warning { .. } => {
+        | EventKind::Warning { .. }
+        | EventKind::WakeFailed { .. }
+        | EventKind::KnownFailure { .. } => {
             tracing::warn!(target: "fooocus_guard::event", event = ev.name(), data = %json)
         }
         _ => tracing::info!(target: "fooocus_guard::event", event = ev.name(), data = %json),
@@ -267,6 +319,7 @@ mod tests {
             action: "stop_generation".into(),
             generation_id: Some(3),
             source: None,
+            phase: Some(fooocus_console::Phase::Preparation),
         });
         let v: serde_json::Value = serde_json::from_str(&ev.to_json()).unwrap();
         assert_eq!(v["event"], "limit_breached");
@@ -274,7 +327,44 @@ mod tests {
         assert_eq!(v["configured"], 300.0);
         assert!(v["ts"].as_str().unwrap().ends_with('Z'));
         assert!(v.get("source").is_none());
+        assert_eq!(v["phase"], "preparation");
         let back: GuardEvent = serde_json::from_str(&ev.to_json()).unwrap();
         assert_eq!(back, ev);
+    }
+
+    /// The contract other tests (the real-Fooocus suite) assert: the phase event's names.
+    #[test]
+    fn phase_events_on_the_wire() {
+        use fooocus_console::Phase as P;
+        let ev = GuardEvent::now(EventKind::Phase {
+            phase: P::ModelLoad,
+            generation_id: None,
+        });
+        let v: serde_json::Value = serde_json::from_str(&ev.to_json()).unwrap();
+        assert_eq!(v["event"], "phase");
+        assert_eq!(v["phase"], "model_load");
+        assert!(v.get("generation_id").is_none());
+        let names: Vec<String> = [
+            P::ModelLoad,
+            P::Preparation,
+            P::Sampling,
+            P::Decode,
+            P::Saving,
+        ]
+        .into_iter()
+        .map(|p| {
+            let ev = GuardEvent::now(EventKind::Phase {
+                phase: p,
+                generation_id: Some(4),
+            });
+            let v: serde_json::Value = serde_json::from_str(&ev.to_json()).unwrap();
+            assert_eq!(v["generation_id"], 4);
+            v["phase"].as_str().unwrap().to_string()
+        })
+        .collect();
+        assert_eq!(
+            names,
+            ["model_load", "preparation", "sampling", "decode", "saving"]
+        );
     }
 }

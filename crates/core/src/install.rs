@@ -397,11 +397,18 @@ impl LaunchCommand {
 
     /// A plain command the user gave (`run -- COMMAND ARGS`).
     pub fn plain(program: impl Into<PathBuf>, args: Vec<OsString>) -> Self {
+        let program: PathBuf = program.into();
+        // A Python the user names runs Fooocus too: its browser stays out of the tree as well.
+        let is_python = program
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.to_ascii_lowercase().starts_with("python"));
+        let env = python_env(is_python.then_some(program.as_path()));
         LaunchCommand {
-            program: program.into(),
+            program,
             args,
             cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
-            env: python_env(),
+            env,
         }
     }
 }
@@ -414,11 +421,38 @@ const GRADIO_LISTEN_VARS: [&str; 4] = [
     "GRADIO_NODE_",
 ];
 
-fn python_env() -> Vec<(String, String)> {
-    vec![
+fn python_env(python: Option<&Path>) -> Vec<(String, String)> {
+    let mut env = vec![
         ("PYTHONUNBUFFERED".into(), "1".into()),
         ("PYTHONIOENCODING".into(), "utf-8".into()),
-    ]
+    ];
+    if let Some(b) = python.and_then(|p| no_browser(p, cfg!(windows))) {
+        env.push(("BROWSER".into(), b));
+    }
+    env
+}
+
+/// The `BROWSER` Fooocus runs with, so that no browser is ever started inside its tree.
+///
+/// Fooocus 2.0.x to 2.1.825 and MRE always open a browser at start (Gradio's `inbrowser`, which
+/// calls Python's `webbrowser`), and their parsers have no flag against it. A browser started so
+/// is Fooocus's child: inside the contained tree, counted against the RAM cap, killed with
+/// Fooocus. `webbrowser` runs the command in `BROWSER` first on every OS; it must succeed, or
+/// `webbrowser` falls through to the system's browser. This one opens nothing: `python -I -c ""
+/// URL`, with Fooocus's own interpreter, the one program sure to exist on every OS (it exits in
+/// a few milliseconds). The user's browser is the guard's to open, from outside the tree.
+///
+/// `None` when the path holds the separator of `BROWSER`'s list (`;` on Windows, `:` elsewhere),
+/// which no quoting escapes there.
+pub fn no_browser(python: &Path, windows: bool) -> Option<String> {
+    let path = python.to_str()?;
+    if path.contains(if windows { ';' } else { ':' }) {
+        return None;
+    }
+    // `webbrowser` splits a command holding %s as a POSIX shell would (shlex): inside single
+    // quotes a Windows path's backslashes are kept; a quote closes, is escaped and reopens.
+    let quoted = path.replace('\'', r"'\''");
+    Some(format!("'{quoted}' -I -c '' %s"))
 }
 
 /// The port Fooocus itself listens on for `opts`, before any gateway moves it.
@@ -834,7 +868,7 @@ pub fn launch(install: &Install, opts: &LaunchOptions, port: u16) -> Launch {
             program: install.python.clone(),
             args,
             cwd,
-            env: python_env(),
+            env: python_env(Some(&install.python)),
         },
         notes,
     }
@@ -1338,5 +1372,102 @@ mod tests {
         assert!(version_le("2.1.60", "2.1.865"));
         assert!(!version_le("2.2.0", "2.1.865"));
         assert!(!version_le("2.5.5", "2.1.865"));
+    }
+
+    /// Python's own `webbrowser.open`, as Gradio's `inbrowser` calls it, under `browser_var`
+    /// (None: unset), with a display and browsers on PATH, so that a fall-through to the system's
+    /// browser would be seen. Returns what `open` returned and the argv of every program it
+    /// started with the URL (its `subprocess.Popen`, recorded; Python also asks `xdg-settings`
+    /// for the default browser as it lists them, which opens nothing).
+    #[cfg(unix)]
+    fn python_opens(browser_var: Option<&str>) -> (bool, Vec<Vec<String>>) {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let bin = t.path().join("bin");
+        for name in ["xdg-open", "x-www-browser", "www-browser", "firefox"] {
+            let p = bin.join(name);
+            touch(&p, "#!/bin/sh\nexit 0\n");
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let script = "import json, subprocess, webbrowser\n\
+            started = []\n\
+            class Recorded(subprocess.Popen):\n\
+            \x20   def __init__(self, args, *a, **k):\n\
+            \x20       started.append(list(args))\n\
+            \x20       super().__init__(args, *a, **k)\n\
+            subprocess.Popen = Recorded\n\
+            ok = webbrowser.open('http://127.0.0.1:7865/')\n\
+            print(json.dumps([ok, started]))\n";
+        let python = ["/usr/bin/python3", "/usr/local/bin/python3"]
+            .into_iter()
+            .find(|p| Path::new(p).is_file())
+            .expect("python3 (the upstream tests need it too)");
+        let mut c = std::process::Command::new(python);
+        c.args(["-c", script])
+            .env("PATH", format!("{}:/bin", bin.display()))
+            .env("DISPLAY", ":0")
+            .env_remove("BROWSER");
+        if let Some(b) = browser_var {
+            c.env("BROWSER", b);
+        }
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let (ok, started): (bool, Vec<Vec<String>>) = serde_json::from_slice(&out.stdout).unwrap();
+        let with_url = started
+            .into_iter()
+            .filter(|a| a.iter().any(|x| x.contains("7865")));
+        (ok, with_url.collect())
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn fooocus_opening_a_browser_opens_none_in_its_tree() {
+        // The check can fail: without the guard's BROWSER, Python starts the system's browser.
+        let (ok, started) = python_opens(None);
+        assert!(ok && !started.is_empty(), "{started:?}");
+        // The guard's command, in both of its forms, with a path holding a space and a quote: it
+        // is the one program started, it succeeds, so webbrowser tries no browser after it.
+        let t = tempfile::tempdir().unwrap();
+        let python = t.path().join("Fooocus o'neil/python_embeded/python");
+        touch(&python, "#!/bin/sh\nexec python3 \"$@\"\n");
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&python, fs::Permissions::from_mode(0o755)).unwrap();
+        let want = vec![vec![
+            python.display().to_string(),
+            "-I".into(),
+            "-c".into(),
+            "".into(),
+            "http://127.0.0.1:7865/".into(),
+        ]];
+        for windows in [false, true] {
+            let var = no_browser(&python, windows).unwrap();
+            assert_eq!(python_opens(Some(&var)), (true, want.clone()), "{var}");
+        }
+    }
+
+    #[test]
+    fn the_browser_command_keeps_windows_paths_and_refuses_the_list_separator() {
+        assert_eq!(
+            no_browser(Path::new(r"C:\Fooocus\python_embeded\python.exe"), true).unwrap(),
+            r"'C:\Fooocus\python_embeded\python.exe' -I -c '' %s"
+        );
+        assert_eq!(no_browser(Path::new(r"C:\a;b\python.exe"), true), None);
+        assert_eq!(no_browser(Path::new("/a:b/python"), false), None);
+        // Every launch carries it, for the install's own Python.
+        let (_t, i) = install_of("2.1.679");
+        let cmd = launch_command(&i, &LaunchOptions::default(), 7865);
+        let want = no_browser(&i.python, cfg!(windows)).unwrap();
+        assert!(cmd.env.contains(&("BROWSER".into(), want)), "{:?}", cmd.env);
+    }
+
+    /// A command the user gives runs Fooocus too when it is a Python: its browser stays out of
+    /// the tree as well. Another program gets no BROWSER (no Python is known to run it with).
+    #[test]
+    fn a_plain_python_command_carries_the_browser_command_too() {
+        let py = LaunchCommand::plain("/opt/fooocus/python3.10", vec!["launch.py".into()]);
+        let want = no_browser(Path::new("/opt/fooocus/python3.10"), cfg!(windows)).unwrap();
+        assert!(py.env.contains(&("BROWSER".into(), want)), "{:?}", py.env);
+        let sh = LaunchCommand::plain("/bin/sh", vec![]);
+        assert!(!sh.env.iter().any(|(k, _)| k == "BROWSER"), "{:?}", sh.env);
     }
 }

@@ -79,7 +79,15 @@ pub struct CappedLog {
 
 impl CappedLog {
     pub fn open(dir: &Path, caps: Caps) -> Result<CappedLog, String> {
-        std::fs::create_dir_all(dir)
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder
+            .create(dir)
             .map_err(|e| format!("cannot create the log folder {}: {e}", dir.display()))?;
         let mut log = CappedLog {
             dir: dir.to_path_buf(),
@@ -89,6 +97,16 @@ impl CappedLog {
             seq: 0,
             size: 0,
         };
+        // Files of earlier runs (an older guard made them 0644) may hold prompts as well.
+        #[cfg(unix)]
+        for (path, _, _) in log.files() {
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(m) = std::fs::symlink_metadata(&path) {
+                if m.is_file() && m.permissions().mode() & 0o077 != 0 {
+                    let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+                }
+            }
+        }
         log.roll(&today())
             .map_err(|e| format!("cannot open a log file in {}: {e}", dir.display()))?;
         Ok(log)
@@ -116,7 +134,7 @@ impl CappedLog {
         self.file = None;
         self.prune();
         let path = self.path(day, self.seq);
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let file = open_private(&path)?;
         self.size = file.metadata().map(|m| m.len()).unwrap_or(0);
         self.file = Some(file);
         Ok(())
@@ -182,6 +200,27 @@ impl Write for CappedLog {
     fn flush(&mut self) -> std::io::Result<()> {
         self.file.as_mut().map_or(Ok(()), |f| f.flush())
     }
+}
+
+/// A log file for this user alone: with `log_prompts` on it holds prompts. Created 0600, and a
+/// file an older guard left 0644 (or the user widened) is narrowed again when it is reopened.
+fn open_private(path: &Path) -> std::io::Result<File> {
+    let mut opts = OpenOptions::new();
+    opts.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let file = opts.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if file.metadata()?.permissions().mode() & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(file)
 }
 
 /// (day, number) of a file of this scheme.
@@ -300,6 +339,41 @@ mod tests {
         drop(log);
         let log = CappedLog::open(dir.path(), caps).unwrap();
         assert_eq!(log.seq, before + 1, "no file is appended to out of order");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn log_files_are_this_users_alone_rotated_ones_and_old_ones_included() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        // A file an older guard made world-readable, today's: the log reopens it.
+        std::fs::create_dir(&logs).unwrap();
+        let old = logs.join(format!("{PREFIX}{}.0000{SUFFIX}", today()));
+        std::fs::write(&old, "{}\n").unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let caps = Caps {
+            file_bytes: 200,
+            total_bytes: 100_000,
+            days: 14,
+        };
+        let mut log = CappedLog::open(&logs, caps).unwrap();
+        // Rotation makes the next files itself.
+        for _ in 0..10 {
+            log.write_all(&[b'p'; 150]).unwrap();
+        }
+        log.flush().unwrap();
+        let files: Vec<PathBuf> = log.files().into_iter().map(|f| f.0).collect();
+        assert!(files.len() >= 5, "{files:?}");
+        for f in &files {
+            assert_eq!(mode(f), 0o600, "{}", f.display());
+        }
+        // A new log folder is this user's too.
+        let fresh = dir.path().join("fresh/logs");
+        drop(CappedLog::open(&fresh, caps).unwrap());
+        assert_eq!(mode(&fresh), 0o700);
     }
 
     #[test]

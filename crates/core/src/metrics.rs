@@ -184,6 +184,7 @@ mod tests {
                 action: "x".into(),
                 generation_id: None,
                 source: None,
+                phase: None,
             }));
         }
         let addr = serve(0, m).unwrap();

@@ -31,6 +31,7 @@ pub fn for_event(ev: &GuardEvent) -> Option<Notice> {
                 "kill_and_restart" => "Fooocus is restarting; it will be ready in a moment.",
                 "restart" => "Fooocus is restarting.",
                 "killed_by_kernel" => "Fooocus is restarting if your restart setting allows it.",
+                "kill" => "Fooocus was stopped and stays stopped (your restart setting is never): start it again from the tray.",
                 _ => "",
             };
             let (summary, body) = match limit {
@@ -86,6 +87,12 @@ pub fn for_event(ev: &GuardEvent) -> Option<Notice> {
                 secs(*window_s)
             ),
         ),
+        EventKind::KnownFailure { advice, .. } => n("Fooocus hit a known problem", advice.clone()),
+        // A visitor sees the reason on the waking page; the user at the PC hears it here.
+        EventKind::WakeFailed { reason } => n(
+            "Fooocus could not wake up",
+            format!("{reason}. It sleeps on: the next visit, or Wake in the tray, tries again; the console shows what it printed."),
+        ),
         EventKind::Unhealthy { reason } => n("Fooocus cannot generate", format!("{reason}. The guard restarts it.")),
         EventKind::Ready { url, .. } => n("Fooocus is ready", format!("Open {url} to start generating.")),
         EventKind::GenerationFinished { outcome, seconds, images_done, .. } if outcome == "completed" => n(
@@ -113,6 +120,7 @@ mod tests {
             action: "kill_and_restart".into(),
             generation_id: Some(4),
             source: None,
+            phase: None,
         });
         let n = for_event(&ev).unwrap();
         assert_eq!(n.summary, "Generation stopped: time limit");
@@ -149,6 +157,55 @@ mod tests {
         );
     }
 
+    /// Issue 25: a failed wake reaches the desktop with its reason and what happens next.
+    #[test]
+    fn a_failed_wake_is_told() {
+        let n = for_event(&GuardEvent::now(EventKind::WakeFailed {
+            reason: "Fooocus exited with code 1 while starting".into(),
+        }))
+        .expect("a notification");
+        assert_eq!(n.summary, "Fooocus could not wake up");
+        assert!(
+            n.body
+                .starts_with("Fooocus exited with code 1 while starting. It sleeps on"),
+            "{}",
+            n.body
+        );
+    }
+
+    /// Issue 26: a failure with a known fix reaches the desktop with the fix; a limit's kill
+    /// under the restart policy never says Fooocus stays stopped.
+    #[test]
+    fn known_failures_and_a_kill_without_restart() {
+        let f = fooocus_console::KnownFailure::GpuTooNew;
+        let ev = GuardEvent::now(EventKind::KnownFailure {
+            failure: f,
+            advice: f.advice().into(),
+        });
+        let n = for_event(&ev).unwrap();
+        assert!(n.body.contains("--always-cpu"), "{}", n.body);
+        let v: serde_json::Value = serde_json::from_str(&ev.to_json()).unwrap();
+        assert_eq!(
+            (v["event"].as_str(), v["failure"].as_str()),
+            (Some("known_failure"), Some("gpu_too_new"))
+        );
+        assert!(fooocus_console::KnownFailure::FileLocked
+            .advice()
+            .contains("Close the other Fooocus"));
+        let ev = GuardEvent::now(EventKind::LimitBreached {
+            limit: LimitKind::Timeout,
+            configured: 300.0,
+            observed: 300.4,
+            action: "kill".into(),
+            generation_id: Some(4),
+            source: None,
+            phase: None,
+        });
+        let n = for_event(&ev).unwrap();
+        assert!(n.body.contains("stays stopped"), "{}", n.body);
+        assert!(!n.body.contains("restarting"), "{}", n.body);
+    }
+
     #[test]
     fn memory_and_crash_and_quiet_events() {
         let ev = GuardEvent::now(EventKind::LimitBreached {
@@ -158,6 +215,7 @@ mod tests {
             action: "killed_by_kernel".into(),
             generation_id: None,
             source: None,
+            phase: None,
         });
         assert!(for_event(&ev).unwrap().body.contains("12 GiB"));
         let ev = GuardEvent::now(EventKind::Exited {

@@ -54,14 +54,23 @@ impl LimitSet {
     }
 }
 
+/// How many recent steps the step-time estimate looks at (a fixed ring: no allocation on the
+/// supervisor's hot path).
+const RECENT_STEPS: usize = 16;
+/// The least a step is taken to last: a burst of redraws must not make the estimate tiny.
+pub const STEP_FLOOR: Duration = Duration::from_secs(1);
+
 /// How long one sampler step takes, from the progress bars: Fooocus looks at its Stop flag only
 /// between steps, so a graceful stop needs at least one step's time (10 s and more on a slow
-/// GPU) before a kill is fair.
+/// GPU) before a kill is fair. Steps vary (real Fooocus on CPU: 2-7 s, and one 6.6 s step was
+/// followed by a longer one), so the estimate is the slowest recent step, at least twice the
+/// median, at least `STEP_FLOOR`: never the one last step.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct StepClock {
     last: Option<(u32, u32, Instant)>,
-    /// The slowest step seen in the current generation, in seconds.
-    slowest: Option<f64>,
+    /// Seconds per step of the recent steps of the current generation (a ring).
+    recent: [f64; RECENT_STEPS],
+    seen: usize,
 }
 
 impl StepClock {
@@ -69,7 +78,8 @@ impl StepClock {
         if let Some((s, t, at)) = self.last {
             if t == total && step > s {
                 let per = now.duration_since(at).as_secs_f64() / f64::from(step - s);
-                self.slowest = Some(self.slowest.unwrap_or(0.0).max(per));
+                self.recent[self.seen % RECENT_STEPS] = per;
+                self.seen += 1;
             }
         }
         self.last = Some((step, total, now));
@@ -80,32 +90,110 @@ impl StepClock {
         *self = StepClock::default();
     }
 
-    pub fn step_seconds(&self) -> Option<f64> {
-        self.slowest
+    /// Whether a step of the current generation was seen (its bar drew at least once).
+    pub fn stepping(&self) -> bool {
+        self.last.is_some()
     }
+
+    pub fn step_seconds(&self) -> Option<f64> {
+        let n = self.seen.min(RECENT_STEPS);
+        if n == 0 {
+            return None;
+        }
+        let mut sorted = self.recent;
+        let sorted = &mut sorted[..n];
+        sorted.sort_by(f64::total_cmp);
+        let median = if n % 2 == 1 {
+            sorted[n / 2]
+        } else {
+            (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+        };
+        let slowest = sorted[n - 1];
+        Some(slowest.max(median * 2.0).max(STEP_FLOOR.as_secs_f64()))
+    }
+}
+
+/// What Fooocus was doing when a stop was asked, for the grace: its phase, the step time, and
+/// how long that phase took in past generations.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Pace {
+    pub phase: Option<fooocus_console::Phase>,
+    /// The step-time estimate (`StepClock::step_seconds`).
+    pub step_seconds: Option<f64>,
+    /// The longest recent time of this phase in past generations (history), in seconds.
+    pub phase_history_s: Option<f64>,
 }
 
 /// The grace a graceful stop gets, and why.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Grace {
     pub duration: Duration,
-    /// "configured" or "one step" (the observed step time was longer than the setting).
+    /// "configured", "one step" (the step estimate was longer than the setting), "until the
+    /// first step" (Fooocus was loading or preparing: it looks at Stop only at its first step),
+    /// or "until the next step or the end" (decoding or saving).
     pub reason: &'static str,
+    /// The grace lasts until a step is seen; then one step's grace is left (see
+    /// `grace_after_step`).
+    pub until_step: bool,
 }
 
-/// The configured grace, stretched to one observed step and a half when steps are slower.
-pub fn grace_for(configured: Duration, step_seconds: Option<f64>) -> Grace {
+/// Default bound of the grace before the first step, without history (real Fooocus on a
+/// 2-core CPU: preparation 16-113 s).
+pub const PREPARATION_GRACE: Duration = Duration::from_secs(180);
+/// Default bound of the grace while decoding or saving, without history (VAE decode on CPU
+/// about 10 s).
+pub const DECODE_GRACE: Duration = Duration::from_secs(60);
+/// No grace is ever longer than this.
+pub const GRACE_CEILING: Duration = Duration::from_secs(600);
+
+/// The grace for a stop asked while Fooocus is in `pace.phase`: Fooocus honours a Stop only
+/// at a sampling step, so before the first step (model load, preparation) and while decoding
+/// or saving, the stop is given until the next step, bounded by what history says that phase
+/// takes (x1.5) or a default; while sampling, one step (robust estimate x1.5) or the
+/// configured grace, whichever is longer.
+pub fn grace_for(configured: Duration, pace: &Pace) -> Grace {
+    use fooocus_console::Phase as P;
+    let step = step_grace(configured, pace.step_seconds);
+    let (default, reason) = match pace.phase {
+        Some(P::ModelLoad | P::Preparation) => (PREPARATION_GRACE, "until the first step"),
+        Some(P::Decode | P::Saving) => (DECODE_GRACE, "until the next step or the end"),
+        Some(P::Sampling) | None => return step,
+    };
+    let bound = pace
+        .phase_history_s
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map_or(default, |s| Duration::from_secs_f64((s * 1.5).min(3600.0)))
+        .min(GRACE_CEILING);
+    if bound <= step.duration {
+        return step;
+    }
+    Grace {
+        duration: bound,
+        reason,
+        until_step: true,
+    }
+}
+
+/// The grace left once the step a phase grace waited for is seen: one step (or the setting).
+pub fn grace_after_step(configured: Duration, step_seconds: Option<f64>) -> Grace {
+    step_grace(configured, step_seconds)
+}
+
+/// The configured grace, stretched to one estimated step and a half when steps are slower.
+fn step_grace(configured: Duration, step_seconds: Option<f64>) -> Grace {
     let step = step_seconds
         .filter(|s| s.is_finite() && *s > 0.0)
-        .map(|s| Duration::from_secs_f64((s * 1.5).min(3600.0)));
+        .map(|s| Duration::from_secs_f64((s * 1.5).min(3600.0)).min(GRACE_CEILING));
     match step {
         Some(step) if step > configured => Grace {
             duration: step,
             reason: "one step",
+            until_step: false,
         },
         _ => Grace {
             duration: configured,
             reason: "configured",
+            until_step: false,
         },
     }
 }
@@ -145,7 +233,8 @@ pub fn next_time_limit(
     if let Some(g) = tracker.current() {
         if g.limit.is_none() && !g.finishing() {
             if let Some(d) = limits.timeout {
-                consider(g.started_at() + d, LimitKind::Timeout);
+                // Model-load time is not counted (see `Generation::timeout_from`).
+                consider(g.timeout_from() + d, LimitKind::Timeout);
             }
             if let Some(d) = limits.stall {
                 consider(g.last_activity() + d, LimitKind::Stall);
@@ -175,7 +264,7 @@ pub fn check_time(
                     .map_or(run_started?, |a| a.max(run_started.unwrap_or(a))),
             ),
         ),
-        LimitKind::Timeout => (limits.timeout?, tracker.current()?.elapsed(now)),
+        LimitKind::Timeout => (limits.timeout?, tracker.current()?.timed(now)),
         LimitKind::Stall => (
             limits.stall?,
             now.duration_since(tracker.current()?.last_activity()),
@@ -388,24 +477,30 @@ mod tests {
     #[test]
     fn grace_covers_one_observed_step() {
         let t0 = Instant::now();
+        let none = Pace::default();
+        let step = |s: Option<f64>| Pace {
+            step_seconds: s,
+            ..Pace::default()
+        };
         let mut c = StepClock::default();
         c.on_progress(1, 30, t0);
         c.on_progress(2, 30, t0 + Duration::from_secs(2));
         c.on_progress(3, 30, t0 + Duration::from_secs(16)); // a slow step: 14 s
-        assert_eq!(c.step_seconds(), Some(14.0));
-        let g = grace_for(Duration::from_secs(10), c.step_seconds());
+                                                            // The slowest (14 s) is under twice the median (2 x 8 s).
+        assert_eq!(c.step_seconds(), Some(16.0));
+        let g = grace_for(Duration::from_secs(10), &step(c.step_seconds()));
         assert_eq!(
             (g.duration, g.reason),
-            (Duration::from_secs(21), "one step")
+            (Duration::from_secs(24), "one step")
         );
         // Fast steps: the setting stands.
-        let g = grace_for(Duration::from_secs(10), Some(0.5));
+        let g = grace_for(Duration::from_secs(10), &step(Some(0.5)));
         assert_eq!(
             (g.duration, g.reason),
             (Duration::from_secs(10), "configured")
         );
         assert_eq!(
-            grace_for(Duration::from_secs(10), None).reason,
+            grace_for(Duration::from_secs(10), &none).reason,
             "configured"
         );
         // A new image's bar (another total) or a reset measures nothing across it.
@@ -413,6 +508,86 @@ mod tests {
         c.on_progress(5, 30, t0);
         c.on_progress(1, 20, t0 + Duration::from_secs(100));
         assert_eq!(c.step_seconds(), None);
+    }
+
+    /// Issue 26, finding 2: on real Fooocus (CPU) one 6.6 s step left the grace at the 10 s
+    /// setting (6.6 x 1.5), the next step ran longer, and Fooocus was killed at step 1 of 200.
+    #[test]
+    fn one_observed_step_does_not_make_a_thin_grace() {
+        let t0 = Instant::now();
+        let mut c = StepClock::default();
+        c.on_progress(0, 200, t0);
+        c.on_progress(1, 200, t0 + Duration::from_secs_f64(6.6));
+        let g = grace_for(
+            Duration::from_secs(10),
+            &Pace {
+                step_seconds: c.step_seconds(),
+                ..Pace::default()
+            },
+        );
+        // The next step takes 12 s (under twice the first): the grace covers it.
+        assert!(g.duration >= Duration::from_secs(12), "{g:?}");
+        assert_eq!(g.reason, "one step");
+        // Many steady steps and one slow one: the slowest counts, not the last.
+        let mut c = StepClock::default();
+        for i in 0..10 {
+            c.on_progress(i, 200, t0 + Duration::from_secs(u64::from(i) * 3));
+        }
+        c.on_progress(10, 200, t0 + Duration::from_secs(27 + 9));
+        c.on_progress(11, 200, t0 + Duration::from_secs(36 + 3));
+        assert_eq!(c.step_seconds(), Some(9.0));
+        // Tiny steps are taken as at least the floor.
+        let mut c = StepClock::default();
+        c.on_progress(1, 30, t0);
+        c.on_progress(2, 30, t0 + Duration::from_millis(10));
+        assert_eq!(c.step_seconds(), Some(STEP_FLOOR.as_secs_f64()));
+    }
+
+    /// Issue 26, finding 1: Fooocus looks at Stop only at a sampling step, so a stop before the
+    /// first step (model load, preparation) or while decoding or saving is given until the
+    /// next step, bounded by history, with a ceiling.
+    #[test]
+    fn the_grace_covers_the_phase_fooocus_is_in() {
+        use fooocus_console::Phase as P;
+        let ten = Duration::from_secs(10);
+        let pace = |phase, hist| Pace {
+            phase: Some(phase),
+            step_seconds: None,
+            phase_history_s: hist,
+        };
+        let g = grace_for(ten, &pace(P::Preparation, None));
+        assert_eq!(
+            (g.duration, g.reason, g.until_step),
+            (PREPARATION_GRACE, "until the first step", true)
+        );
+        let g = grace_for(ten, &pace(P::ModelLoad, Some(100.0)));
+        assert_eq!(g.duration, Duration::from_secs(150));
+        assert_eq!(g.reason, "until the first step");
+        let g = grace_for(ten, &pace(P::Preparation, Some(10_000.0)));
+        assert_eq!(g.duration, GRACE_CEILING);
+        let g = grace_for(ten, &pace(P::Decode, None));
+        assert_eq!(
+            (g.duration, g.reason),
+            (DECODE_GRACE, "until the next step or the end")
+        );
+        let g = grace_for(ten, &pace(P::Saving, Some(8.0)));
+        assert_eq!(g.duration, Duration::from_secs(12));
+        // A phase history shorter than one step: the step's grace.
+        let g = grace_for(
+            ten,
+            &Pace {
+                phase: Some(P::Decode),
+                step_seconds: Some(20.0),
+                phase_history_s: Some(2.0),
+            },
+        );
+        assert_eq!(
+            (g.duration, g.reason),
+            (Duration::from_secs(30), "one step")
+        );
+        // Sampling: the step's grace, as before.
+        let g = grace_for(ten, &pace(P::Sampling, Some(500.0)));
+        assert_eq!((g.duration, g.reason), (ten, "configured"));
     }
 
     /// The first start downloads GBs of models before Fooocus is ready: the start-up limit

@@ -96,7 +96,8 @@ impl RestartPolicy {
     }
 
     /// The guard killed Fooocus for a limit. The restart is part of the breach's action, so it
-    /// happens whatever the policy, but each such kill counts as a failure: a generation that
+    /// happens under `on-failure` and `always` (under `never` the supervisor does not ask), but
+    /// each such kill counts as a failure: a generation that
     /// breaches every time (a cap below what Fooocus needs once loaded) backs off, then gives
     /// up after `max_restarts` in the window instead of looping for ever.
     pub fn on_limit_kill(&mut self, now: Instant) -> Decision {

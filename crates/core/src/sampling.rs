@@ -106,6 +106,9 @@ pub fn spawn(guard: &Guard, cfg: &Config) -> Sampling {
             let mut commit = crate::commit::CommitWatch::default();
             let mut next = Instant::now();
             while !st.load(Ordering::Relaxed) {
+                // Before the tree is read: a sample begun after Fooocus fell asleep measures
+                // the memory it gave back.
+                let taken = Instant::now();
                 let (tree, generating) = g.tree();
                 if tree != current {
                     sampler.set_tree(tree.as_ref().map(|(p, _)| p));
@@ -128,6 +131,12 @@ pub fn spawn(guard: &Guard, cfg: &Config) -> Sampling {
                 if let Some(u) = usage_of(s) {
                     g.report_usage(u);
                 }
+                g.report_memory(crate::supervisor::MachineMemory {
+                    taken,
+                    ram_used_bytes: s.system.ram_used_bytes,
+                    vram_used_bytes: s.device_vram_bytes(),
+                    tree_ram_bytes: s.tree.as_ref().map(|t| t.ram_bytes),
+                });
                 h.lock().unwrap().push(point_of(s));
                 g.set_gpu_status(&s.gpu_status);
                 // Once, in the console and the events too: a VRAM cap on the whole GPU counts

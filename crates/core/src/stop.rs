@@ -63,16 +63,20 @@ impl Credentials {
 }
 
 /// How this run of Fooocus can be stopped without killing it.
+///
+/// The address is always the loopback one the guard told Fooocus to listen on, never a URL
+/// Fooocus printed: its console also echoes prompts, so what it says cannot choose where the
+/// guard sends a request (and with it the login or API key).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StopRoute {
     /// Gradio's global stop function (2.1.865 and older, MRE).
     Gradio {
-        base: String,
+        addr: SocketAddr,
         login: Option<(String, String)>,
     },
     /// Fooocus-API's stop endpoint.
     Api {
-        base: String,
+        addr: SocketAddr,
         api_key: Option<String>,
     },
     /// Through the gateway, with the session that started the task.
@@ -83,26 +87,29 @@ pub enum StopRoute {
 }
 
 impl StopRoute {
-    /// Decide from the fork and version, once the listening URL is known.
+    /// Decide from the fork and version. `port`: the port the guard gave Fooocus, once
+    /// Fooocus listens on it (None before).
     pub fn for_fooocus(
         fork: Option<Fork>,
         version: Option<&str>,
-        url: Option<&str>,
+        port: Option<u16>,
         gateway: bool,
         creds: &Credentials,
     ) -> StopRoute {
-        let Some(base) = url.map(|u| u.trim_end_matches('/').to_string()) else {
+        let Some(port) = port else {
             return StopRoute::Unavailable {
-                why: "Fooocus has not said where it listens yet".into(),
+                why: "Fooocus is not listening yet".into(),
             };
         };
+        // Fooocus listens on loopback whatever else it listens on (127.0.0.1, or 0.0.0.0).
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
         match fork {
             Some(Fork::FooocusApi) => StopRoute::Api {
-                base,
+                addr,
                 api_key: creds.api_key.clone(),
             },
             Some(f) if f.global_stop(version) => StopRoute::Gradio {
-                base,
+                addr,
                 login: creds.login.clone(),
             },
             _ if gateway => StopRoute::Gateway,
@@ -126,8 +133,17 @@ impl StopRoute {
 /// task ended stops the next task at its first step in Fooocus before 2.1.822 and MRE (their
 /// interrupt flag is reset only when it is seen), so a late stop is not sent at all.
 pub fn request_stop(route: &StopRoute, still_running: &dyn Fn() -> bool) -> Result<Sent, String> {
+    if let StopRoute::Gradio { addr, .. } | StopRoute::Api { addr, .. } = route {
+        // Only Fooocus on this computer is ever asked (see StopRoute).
+        if !addr.ip().is_loopback() {
+            return Err(format!(
+                "the stop route points at {addr}, which is not this computer: not sent"
+            ));
+        }
+    }
     match route {
-        StopRoute::Gradio { base, login } => {
+        StopRoute::Gradio { addr, login } => {
+            let base = &format!("http://{addr}");
             let mut cookie = None;
             let (mut status, mut body) = http(base, "GET", "/config", None, &[])?;
             if status == 401 {
@@ -161,7 +177,8 @@ pub fn request_stop(route: &StopRoute, still_running: &dyn Fn() -> bool) -> Resu
             }
             Ok(Sent::Sent)
         }
-        StopRoute::Api { base, api_key } => {
+        StopRoute::Api { addr, api_key } => {
+            let base = &format!("http://{addr}");
             if !still_running() {
                 return Ok(Sent::NotNeeded);
             }
@@ -412,9 +429,40 @@ mod tests {
         server.join().unwrap();
     }
 
+    /// The route is built from the port the guard chose, on loopback; nothing else can be put
+    /// in it, and a route that points elsewhere is not used.
+    #[test]
+    fn the_route_is_the_guards_own_loopback_port() {
+        let creds = Credentials::default();
+        let r = StopRoute::for_fooocus(
+            Some(Fork::Fooocus),
+            Some("2.1.865"),
+            Some(7865),
+            false,
+            &creds,
+        );
+        assert_eq!(
+            r,
+            StopRoute::Gradio {
+                addr: SocketAddr::from(([127, 0, 0, 1], 7865)),
+                login: None
+            }
+        );
+        assert!(
+            !StopRoute::for_fooocus(Some(Fork::Fooocus), Some("2.1.865"), None, false, &creds)
+                .available()
+        );
+        let away = StopRoute::Api {
+            addr: SocketAddr::from(([192, 0, 2, 1], 8888)),
+            api_key: Some("k".into()),
+        };
+        let err = request_stop(&away, &|| true).unwrap_err();
+        assert!(err.contains("not this computer"), "{err}");
+    }
+
     #[test]
     fn route_follows_version() {
-        let u = Some("http://127.0.0.1:7865");
+        let u = Some(7865);
         assert!(matches!(
             StopRoute::for_fooocus(
                 Some(Fork::Fooocus),
@@ -478,14 +526,14 @@ mod tests {
         assert_eq!(headers, [("Content-Length".to_string(), "2".to_string())]);
     }
 
-    /// A loopback server that answers each request with `answer(request text)`; returns the
-    /// base URL and the requests it saw.
+    /// A loopback server that answers each request with `answer(request text)`; returns its
+    /// address and the requests it saw.
     fn server(
         n: usize,
         answer: impl Fn(&str) -> String + Send + 'static,
-    ) -> (String, std::thread::JoinHandle<Vec<String>>) {
+    ) -> (SocketAddr, std::thread::JoinHandle<Vec<String>>) {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://{}", l.local_addr().unwrap());
+        let base = l.local_addr().unwrap();
         let h = std::thread::spawn(move || {
             let mut seen = Vec::new();
             for _ in 0..n {
@@ -523,7 +571,7 @@ mod tests {
             "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}".into()
         });
         let route = StopRoute::Api {
-            base,
+            addr: base,
             api_key: Some("sekret".into()),
         };
         assert_eq!(request_stop(&route, &|| true), Ok(Sent::Sent));
@@ -549,7 +597,7 @@ mod tests {
             }
         });
         let route = StopRoute::Gradio {
-            base,
+            addr: base,
             login: Some(("me".into(), "p w&".into())),
         };
         assert_eq!(request_stop(&route, &|| true), Ok(Sent::Sent));
@@ -571,7 +619,10 @@ mod tests {
                 config.len()
             )
         });
-        let route = StopRoute::Gradio { base, login: None };
+        let route = StopRoute::Gradio {
+            addr: base,
+            login: None,
+        };
         assert_eq!(request_stop(&route, &|| false), Ok(Sent::NotNeeded));
         let seen = h.join().unwrap();
         assert_eq!(seen.len(), 1, "only /config was asked");

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-pub use guard_history::{BreachRecord, GenerationRecord, HistoryPoint, LimitStats};
+pub use guard_history::{BreachRecord, GenerationRecord, HistoryPoint, LimitStats, SleepRecord};
 
 use crate::events::{EventKind, GuardEvent, StopStep};
 use crate::generation::Generation;
@@ -89,6 +89,28 @@ impl Store {
                     },
                 );
             }
+            EventKind::Asleep {
+                idle_s,
+                held_ram_bytes,
+                ram_before_bytes,
+                ram_after_bytes,
+                vram_before_bytes,
+                vram_after_bytes,
+            } => {
+                self.check(self.inner.insert_sleep(&guard_history::SleepRecord {
+                    asleep_ms: epoch_ms(&ev.ts),
+                    idle_s: *idle_s,
+                    held_ram_bytes: *held_ram_bytes,
+                    ram_before_bytes: *ram_before_bytes,
+                    ram_after_bytes: *ram_after_bytes,
+                    vram_before_bytes: *vram_before_bytes,
+                    vram_after_bytes: *vram_after_bytes,
+                    ..Default::default()
+                }));
+            }
+            EventKind::Woke { by, ready_s, .. } => {
+                self.check(self.inner.set_woke(epoch_ms(&ev.ts), by, *ready_s));
+            }
             _ => {}
         }
     }
@@ -124,7 +146,6 @@ impl Store {
     }
 
     pub fn limit_stats(&self, kind: &str, value: Option<f64>) -> Result<LimitStats, String> {
-        let kind = if kind == "stall" { "timeout" } else { kind };
         self.inner
             .limit_stats(kind, value)
             .map_err(|e| e.to_string())
@@ -152,6 +173,66 @@ pub struct HistoryWriter {
     tx: crossbeam_channel::Sender<Record>,
     dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
     opened: HistoryReader,
+    past_phases: PastPhases,
+}
+
+/// What the history held before this start, read once on the writer's thread (the supervisor
+/// looks at it without waiting on the disk): the phase times of the last generations that
+/// completed, and how long the last wakes took.
+#[derive(Clone, Default)]
+pub struct PastPhases(std::sync::Arc<std::sync::OnceLock<Past>>);
+
+#[derive(Default)]
+struct Past {
+    phases: Vec<crate::generation::PhaseTimes>,
+    wakes_s: Vec<f64>,
+}
+
+impl PastPhases {
+    /// Empty until read (or when the history has none).
+    pub fn get(&self) -> &[crate::generation::PhaseTimes] {
+        self.0.get().map_or(&[], |p| p.phases.as_slice())
+    }
+
+    /// Seconds from a wake to Fooocus ready, oldest first (empty until read or when none).
+    pub fn wakes_s(&self) -> &[f64] {
+        self.0.get().map_or(&[], |p| p.wakes_s.as_slice())
+    }
+}
+
+/// How many past generations bound the grace of a stop before the first step.
+pub const PAST_PHASES: u32 = 8;
+/// How many past wakes make the waking page's first estimate.
+pub const PAST_WAKES: u32 = 5;
+
+impl Store {
+    /// The phase times of the last `n` completed generations that have them.
+    pub fn recent_phases(&self, n: u32) -> Vec<crate::generation::PhaseTimes> {
+        self.inner
+            .generations(Some("completed"), n.saturating_mul(4))
+            .into_iter()
+            .filter_map(|r| {
+                Some(crate::generation::PhaseTimes {
+                    model_load_s: r.model_load_s?,
+                    preparation_s: r.preparation_s?,
+                    sampling_s: r.sampling_s?,
+                    decode_s: r.decode_s?,
+                    saving_s: r.saving_s?,
+                })
+            })
+            .take(n as usize)
+            .collect()
+    }
+
+    /// How long the last `n` wakes took until Fooocus was ready, oldest first.
+    pub fn recent_wakes(&self, n: u32) -> Vec<f64> {
+        self.inner
+            .sleeps(0, n)
+            .into_iter()
+            .filter_map(|s| s.wake_s)
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .collect()
+    }
 }
 
 /// The read side of the history (the UI's lists and statistics): the very store the writer
@@ -175,6 +256,8 @@ impl HistoryWriter {
         let (id_tx, id_rx) = crossbeam_channel::bounded(1);
         let opened = HistoryReader::default();
         let shared = opened.clone();
+        let past_phases = PastPhases::default();
+        let past = past_phases.clone();
         let _ = std::thread::Builder::new()
             .name("history-writer".into())
             .spawn(move || {
@@ -192,6 +275,11 @@ impl HistoryWriter {
                 let store = std::sync::Arc::new(store);
                 // Readable from the moment the first number is answered.
                 let _ = shared.0.set(store.clone());
+                // Before the first number is answered: a supervisor that got it sees them.
+                let _ = past.0.set(Past {
+                    phases: store.recent_phases(PAST_PHASES),
+                    wakes_s: store.recent_wakes(PAST_WAKES),
+                });
                 let _ = id_tx.send(first);
                 // The supervisor's generation number -> the row it went to (bounded).
                 let mut rows: std::collections::VecDeque<(u64, i64)> = Default::default();
@@ -226,6 +314,7 @@ impl HistoryWriter {
                 tx,
                 dropped: Default::default(),
                 opened,
+                past_phases,
             },
             first,
         )
@@ -243,9 +332,10 @@ impl HistoryWriter {
     /// False when the queue was full and the record was dropped (counted).
     pub fn record_event(&self, ev: &GuardEvent) -> bool {
         match ev.kind {
-            EventKind::LimitBreached { .. } | EventKind::GenerationStopped { .. } => {
-                self.send(Record::Event(Box::new(ev.clone())))
-            }
+            EventKind::LimitBreached { .. }
+            | EventKind::GenerationStopped { .. }
+            | EventKind::Asleep { .. }
+            | EventKind::Woke { .. } => self.send(Record::Event(Box::new(ev.clone()))),
             _ => true,
         }
     }
@@ -256,6 +346,10 @@ impl HistoryWriter {
 
     pub fn append_stop_step(&self, id: u64, step: &StopStep) -> bool {
         self.send(Record::StopStep(id, step.clone()))
+    }
+
+    pub fn past_phases(&self) -> PastPhases {
+        self.past_phases.clone()
     }
 
     pub fn reader(&self) -> HistoryReader {
@@ -294,6 +388,13 @@ pub fn record(g: &Generation) -> GenerationRecord {
         stop_steps: (!g.stop_steps.is_empty())
             .then(|| serde_json::to_string(&g.stop_steps).unwrap_or_default()),
         fooocus_version: None,
+        model_load_s: Some(g.phases.model_load_s),
+        preparation_s: Some(g.phases.preparation_s),
+        sampling_s: Some(g.phases.sampling_s),
+        decode_s: Some(g.phases.decode_s),
+        saving_s: Some(g.phases.saving_s),
+        step_s: g.step_s,
+        longest_gap_s: Some(g.longest_gap_s),
     }
 }
 
@@ -325,5 +426,88 @@ mod tests {
             .get()
             .expect("readable once the first number is answered");
         assert_eq!(r.generations(None, 10)[0].id, 5);
+    }
+
+    /// Issue 25: each sleep and its wake are kept (how long asleep, memory given back, wake time).
+    #[test]
+    fn sleeps_and_wakes_reach_the_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("history.sqlite3")).unwrap();
+        let at = |ts: &str, kind| GuardEvent {
+            ts: ts.into(),
+            kind,
+        };
+        store.record_event(&at(
+            "2026-12-07T06:00:00.000Z",
+            EventKind::Asleep {
+                idle_s: 1200.0,
+                held_ram_bytes: Some(9 << 30),
+                ram_before_bytes: Some(20 << 30),
+                ram_after_bytes: Some(11 << 30),
+                vram_before_bytes: None,
+                vram_after_bytes: None,
+            },
+        ));
+        store.record_event(&at(
+            "2026-12-07T07:00:00.000Z",
+            EventKind::Woke {
+                asleep_s: 3600.0,
+                by: "visit".into(),
+                ready_s: 24.5,
+            },
+        ));
+        let s = store.inner.sleeps(0, 10);
+        assert_eq!(s.len(), 1, "{s:?}");
+        assert_eq!(s[0].held_ram_bytes, Some(9 << 30));
+        assert_eq!(s[0].woke_by.as_deref(), Some("visit"));
+        assert_eq!(s[0].wake_s, Some(24.5));
+        assert_eq!(s[0].woke_ms.unwrap() - s[0].asleep_ms, 3_600_000);
+    }
+
+    /// The grace of a stop before the first step is bounded by past generations' phases: the
+    /// writer reads them once, and only generations that recorded them count.
+    #[test]
+    fn past_phases_are_read_from_the_history_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.sqlite3");
+        let seed = Store::open(&path).unwrap();
+        let now =
+            epoch_ms(&humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string());
+        for (id, prep) in [(1, Some(40.0)), (2, None), (3, Some(90.0))] {
+            seed.inner
+                .save_generation(&GenerationRecord {
+                    id,
+                    started_ms: now + id,
+                    outcome: "completed".into(),
+                    model_load_s: prep.map(|_| 0.0),
+                    preparation_s: prep,
+                    sampling_s: prep.map(|_| 30.0),
+                    decode_s: prep.map(|_| 10.0),
+                    saving_s: prep.map(|_| 0.5),
+                    ..Default::default()
+                })
+                .unwrap();
+        }
+        // Two wakes and a sleep not woken: the waking page's first estimate.
+        for (i, wake_s) in [(0, Some(20.0)), (1, Some(30.0)), (2, None)] {
+            seed.inner
+                .insert_sleep(&SleepRecord {
+                    asleep_ms: now + i * 1000,
+                    ..Default::default()
+                })
+                .unwrap();
+            if let Some(w) = wake_s {
+                seed.inner
+                    .set_woke(now + i * 1000 + 500, "visit", w)
+                    .unwrap();
+            }
+        }
+        drop(seed);
+        let (w, _) = HistoryWriter::spawn(path, std::time::Duration::from_secs(30));
+        // Read before the first number was answered.
+        let past = w.past_phases();
+        let prep: Vec<f64> = past.get().iter().map(|p| p.preparation_s).collect();
+        assert_eq!(prep, [90.0, 40.0]);
+        assert_eq!(past.wakes_s(), [20.0, 30.0]);
     }
 }

@@ -54,6 +54,7 @@ pub fn summarize(stopped: &mut EventKind, last_breach: Option<&EventKind>, cfg: 
         took_s,
         grace_s,
         grace,
+        phase,
         summary,
         ..
     } = stopped
@@ -83,7 +84,7 @@ pub fn summarize(stopped: &mut EventKind, last_breach: Option<&EventKind>, cfg: 
     };
     let headline = match (limit, breach) {
         (LimitKind::Timeout, Some((_, c, o))) => format!(
-            "{generation} ran for {}, past its {} timeout.",
+            "{generation} ran for {}, past its {} timeout (which counts the whole generation but the first one's model loads after Fooocus starts).",
             value(limit, o),
             value(limit, c)
         ),
@@ -103,7 +104,27 @@ pub fn summarize(stopped: &mut EventKind, last_breach: Option<&EventKind>, cfg: 
     let grace_why = match grace.as_str() {
         "one step" => " (one step's time, longer than the configured grace)",
         "configured" => " (the configured grace)",
+        "until the first step" => {
+            " (until its first sampling step, bounded by how long that took before)"
+        }
+        "until the next step or the end" => {
+            " (until its next step or the end, bounded by how long that took before)"
+        }
         _ => "",
+    };
+    // Fooocus looks at Stop only between sampling steps: say where it was.
+    use fooocus_console::Phase as P;
+    let where_ = match phase {
+        Some(P::ModelLoad) => " Fooocus was still loading the model, and it looks at Stop only at its first sampling step.",
+        Some(P::Preparation) => " Fooocus was still preparing the prompt (expanding and encoding it), and it looks at Stop only at its first sampling step.",
+        Some(P::Decode) => " Fooocus was decoding an image (the VAE), and it looks at Stop only at its next sampling step.",
+        Some(P::Saving) => " Fooocus was saving an image, and it looks at Stop only at its next sampling step.",
+        Some(P::Sampling) | None => "",
+    };
+    let restarted = if cfg.restart.policy == crate::config::RestartMode::Never {
+        "killed Fooocus; it stays stopped (restart policy: never)"
+    } else {
+        "killed Fooocus and restarted it"
     };
     let took = format!(
         " It was over {} after the limit fell due.",
@@ -111,15 +132,16 @@ pub fn summarize(stopped: &mut EventKind, last_breach: Option<&EventKind>, cfg: 
     );
     let did = match how {
         StopHow::Graceful => format!(
-            "The guard asked Fooocus to stop the generation, as the Stop button does, and Fooocus stopped within the {} grace{grace_why}.{took}",
+            "The guard asked Fooocus to stop the generation, as the Stop button does, and Fooocus stopped within the {} grace{grace_why}.{where_}{took}",
             seconds(*grace_s)
         ),
         StopHow::Killed if *grace_s > 0.0 => format!(
-            "The guard asked Fooocus to stop, but it had not stopped after the {} grace{grace_why}, so the guard killed Fooocus and restarted it.{took}",
+            "The guard asked Fooocus to stop, but it had not stopped after the {} grace{grace_why}, so the guard {restarted}.{where_}{took}",
             seconds(*grace_s)
         ),
         StopHow::Killed => format!(
-            "Fooocus could not be asked to stop gracefully, so the guard killed it and restarted it.{took}"
+            "Fooocus could not be asked to stop gracefully, so the guard {}.{where_}{took}",
+            restarted.replacen("Fooocus", "it", 1)
         ),
     };
     let observed = breach.map(|b| b.2);
@@ -148,6 +170,9 @@ pub fn summarize(stopped: &mut EventKind, last_breach: Option<&EventKind>, cfg: 
             }
             None => "Raise the CPU limit in Settings.".into(),
         },
+        LimitKind::Timeout if matches!(phase, Some(P::ModelLoad | P::Preparation)) => {
+            "Fooocus was still preparing when the timeout fell due: prompt expansion and encoding count toward the timeout, and they can take minutes on a CPU. Give the timeout room for them (History shows how long preparation took), or turn off the Fooocus V2 style to skip the expansion.".into()
+        }
         LimitKind::Timeout => {
             let to = observed
                 .filter(|o| *o > 0.0)
@@ -181,6 +206,7 @@ mod tests {
             steps: vec![],
             grace_s,
             grace: "configured".into(),
+            phase: None,
             summary: None,
         }
     }
@@ -193,6 +219,7 @@ mod tests {
             action: "stop_generation".into(),
             generation_id: id,
             source: None,
+            phase: None,
         }
     }
 
@@ -214,7 +241,7 @@ mod tests {
         let s = summary(&e);
         assert_eq!(
             s.headline,
-            "Generation 3 ran for 20 s, past its 20 s timeout."
+            "Generation 3 ran for 20 s, past its 20 s timeout (which counts the whole generation but the first one's model loads after Fooocus starts)."
         );
         assert!(
             s.did
@@ -260,6 +287,56 @@ mod tests {
             s.did
         );
         assert!(s.suggestion.contains("to about 4 GiB"), "{}", s.suggestion);
+    }
+
+    /// Issue 26, finding 1: a stop before the first step names the phase, not only "raise
+    /// the timeout".
+    #[test]
+    fn a_stop_while_preparing_names_the_phase() {
+        let mut e = stopped(StopHow::Graceful, 90.0);
+        if let EventKind::GenerationStopped { grace, phase, .. } = &mut e {
+            *grace = "until the first step".into();
+            *phase = Some(fooocus_console::Phase::Preparation);
+        }
+        summarize(
+            &mut e,
+            Some(&breach(LimitKind::Timeout, 20.0, 20.04, Some(3))),
+            &Config::default(),
+        );
+        let s = summary(&e);
+        assert!(
+            s.did.contains("Fooocus was still preparing the prompt"),
+            "{}",
+            s.did
+        );
+        assert!(
+            s.did.contains("(until its first sampling step"),
+            "{}",
+            s.did
+        );
+        assert!(
+            s.suggestion.starts_with("Fooocus was still preparing"),
+            "{}",
+            s.suggestion
+        );
+        assert!(!s.suggestion.starts_with("Raise the timeout"));
+    }
+
+    /// Issue 26, finding 3: with the restart policy `never` the card does not say
+    /// "restarted".
+    #[test]
+    fn a_kill_under_restart_never_says_fooocus_stays_stopped() {
+        let mut e = stopped(StopHow::Killed, 10.0);
+        let mut cfg = Config::default();
+        cfg.restart.policy = crate::config::RestartMode::Never;
+        summarize(
+            &mut e,
+            Some(&breach(LimitKind::Timeout, 20.0, 20.04, Some(3))),
+            &cfg,
+        );
+        let s = summary(&e);
+        assert!(s.did.contains("it stays stopped"), "{}", s.did);
+        assert!(!s.did.contains("restarted"), "{}", s.did);
     }
 
     #[test]

@@ -317,12 +317,13 @@ fn all_states() -> Vec<FooocusState> {
         Stopping,
         Restarting,
         GaveUp,
+        Asleep,
     ];
     // A new state fails to compile here until it is listed above.
     for s in &all {
         match s {
             NotConfigured | Stopped | Starting | Ready | Generating | Stopping | Restarting
-            | GaveUp => {}
+            | GaveUp | Asleep => {}
         }
     }
     all
@@ -380,6 +381,9 @@ fn statuses() -> Vec<Status> {
                 step_total: Some(30),
                 elapsed_s: 5.5,
                 timeout_s: Some(600.0),
+                phase: Some(fooocus_console::Phase::Sampling),
+                timeout_from_ms: 1_700_000_020_000,
+                loads_left_out: true,
             }),
             unseen_breach: full,
             graceful_stop: GracefulStop {
@@ -395,8 +399,38 @@ fn statuses() -> Vec<Status> {
                 percent: Some(42),
                 size: Some("2.91G/6.62G".into()),
             }),
+            sleep: full.then(|| guard_core::supervisor::SleepInfo {
+                since_ms: 1_700_000_000_000,
+                idle_s: 1200.0,
+                held_ram_bytes: Some(9 << 30),
+                ram_before_bytes: Some(20 << 30),
+                ram_after_bytes: Some(11 << 30),
+                vram_before_bytes: Some(7 << 30),
+                vram_after_bytes: Some(1 << 30),
+                wake_estimate_s: 25.0,
+                waking: i % 4 == 0,
+                wake_failed: (i % 4 == 2).then(|| "Fooocus exited with code 1".into()),
+            }),
+            sleep_spans: Vec::new(),
         });
     }
+    // A sleep with nothing measured (no sampler figures in time, no GPU).
+    let mut s = out[0].clone();
+    s.sleep = Some(guard_core::supervisor::SleepInfo::default());
+    out.push(s);
+    // Past sleeps for the graphs: one over, one going on.
+    let mut s = out[0].clone();
+    s.sleep_spans = vec![
+        guard_core::supervisor::SleepSpan {
+            asleep_ms: 1_700_000_000_000,
+            woke_ms: Some(1_700_000_600_000),
+        },
+        guard_core::supervisor::SleepSpan {
+            asleep_ms: 1_700_000_900_000,
+            woke_ms: None,
+        },
+    ];
+    out.push(s);
     // A download that has printed nothing measurable yet.
     let mut s = out[0].clone();
     s.download = Some(guard_core::generation::ModelDownload {
@@ -416,6 +450,9 @@ fn statuses() -> Vec<Status> {
         step_total: None,
         elapsed_s: 0.0,
         timeout_s: None,
+        phase: None,
+        timeout_from_ms: 0,
+        loads_left_out: false,
     });
     out.push(s);
     out
@@ -533,6 +570,8 @@ fn settings_match_types_ts() {
     full.limits.grace_s = Some(10.0);
     full.gateway.token = Some("secret".into());
     full.gateway.rate_per_minute = Some(6);
+    full.sleep_after_s = Some(1200.0);
+    full.open_browser = true;
     let mut configs = vec![Config::default(), full];
     for (policy, containment) in [
         (guard_core::config::RestartMode::Never, "cgroup-v2"),
@@ -590,6 +629,13 @@ fn history_records_match_types_ts() {
         stop_how: Some("killed".into()),
         stop_steps: Some("[]".into()),
         fooocus_version: Some("2.5.5".into()),
+        model_load_s: Some(20.0),
+        preparation_s: Some(16.0),
+        sampling_s: Some(60.0),
+        decode_s: Some(10.0),
+        saving_s: Some(0.5),
+        step_s: Some(4.0),
+        longest_gap_s: Some(16.0),
     };
     let outcomes = [
         "running",
@@ -674,6 +720,7 @@ fn console_lines_and_events_match_types_ts() {
                 action: "stop_generation".into(),
                 generation_id: Some(1),
                 source: Some("tree".into()),
+                phase: Some(fooocus_console::Phase::Preparation),
             }),
         ],
     ));

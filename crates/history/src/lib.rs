@@ -8,4 +8,4 @@ mod store;
 
 pub use ring::{HistoryPoint, Point, SampleHistory, BUCKET_MS, FULL_RES_POINTS};
 pub use stats::{percentile, suggest, LimitStats};
-pub use store::{csv, BreachRecord, GenerationRecord, Store, StoreError};
+pub use store::{csv, BreachRecord, GenerationRecord, SleepRecord, Store, StoreError};

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::stats::{stats, LimitStats};
 
-const SCHEMA_VERSION: i64 = 1;
+/// 1: the first schema. 2: each generation's phases (seconds), mean step time and longest gap
+/// without progress (NULL in rows written before).
+const SCHEMA_VERSION: i64 = 2;
 
 /// One generation (docs/ipc.md `GenerationRecord`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -33,6 +35,23 @@ pub struct GenerationRecord {
     /// JSON array of the escalation's steps with their timings.
     pub stop_steps: Option<String>,
     pub fooocus_version: Option<String>,
+    /// Seconds in each phase of Fooocus's work (None: recorded before schema 2).
+    #[serde(default)]
+    pub model_load_s: Option<f64>,
+    #[serde(default)]
+    pub preparation_s: Option<f64>,
+    #[serde(default)]
+    pub sampling_s: Option<f64>,
+    #[serde(default)]
+    pub decode_s: Option<f64>,
+    #[serde(default)]
+    pub saving_s: Option<f64>,
+    /// Mean seconds per sampling step.
+    #[serde(default)]
+    pub step_s: Option<f64>,
+    /// The longest time without progress (what the stall limit measures).
+    #[serde(default)]
+    pub longest_gap_s: Option<f64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -45,6 +64,26 @@ pub struct BreachRecord {
     pub action: String,
     pub how: Option<String>,
     pub generation_id: Option<i64>,
+}
+
+/// One sleep of Fooocus (issue 25): when it fell asleep and what that gave back (the sampler's
+/// figures: the machine's RAM and the GPUs' VRAM in use before and after, the tree's own RAM),
+/// and when and how it woke (None while it sleeps).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SleepRecord {
+    pub id: i64,
+    pub asleep_ms: i64,
+    pub idle_s: f64,
+    pub held_ram_bytes: Option<u64>,
+    pub ram_before_bytes: Option<u64>,
+    pub ram_after_bytes: Option<u64>,
+    pub vram_before_bytes: Option<u64>,
+    pub vram_after_bytes: Option<u64>,
+    pub woke_ms: Option<i64>,
+    /// "visit" | "user"
+    pub woke_by: Option<String>,
+    /// Seconds from the wake to Fooocus being ready.
+    pub wake_s: Option<f64>,
 }
 
 pub struct Store {
@@ -115,9 +154,102 @@ impl Store {
             )
             .map_err(err)?;
         }
+        // A table of its own, created where missing whatever the schema version: an older
+        // guard opening the file ignores it.
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS sleeps (
+                id INTEGER PRIMARY KEY AUTOINCREMENT, asleep_ms INTEGER NOT NULL, idle_s REAL NOT NULL,
+                held_ram_bytes INTEGER, ram_before_bytes INTEGER, ram_after_bytes INTEGER,
+                vram_before_bytes INTEGER, vram_after_bytes INTEGER,
+                woke_ms INTEGER, woke_by TEXT, wake_s REAL);
+             CREATE INDEX IF NOT EXISTS sleeps_asleep ON sleeps(asleep_ms);",
+        )
+        .map_err(err)?;
+        if version < 2 {
+            // Added columns: rows of schema 1 read them as NULL (unknown), never as 0. Another
+            // guard opening the same file may migrate first: the version is read again under
+            // the write lock.
+            let mut conn = conn;
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(err)?;
+            let now: i64 = tx
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .map_err(err)?;
+            if now < 2 {
+                tx.execute_batch(
+                    "ALTER TABLE generations ADD COLUMN model_load_s REAL;
+                     ALTER TABLE generations ADD COLUMN preparation_s REAL;
+                     ALTER TABLE generations ADD COLUMN sampling_s REAL;
+                     ALTER TABLE generations ADD COLUMN decode_s REAL;
+                     ALTER TABLE generations ADD COLUMN saving_s REAL;
+                     ALTER TABLE generations ADD COLUMN step_s REAL;
+                     ALTER TABLE generations ADD COLUMN longest_gap_s REAL;
+                     PRAGMA user_version = 2;",
+                )
+                .map_err(err)?;
+            }
+            tx.commit().map_err(err)?;
+            return Ok(Store {
+                conn: Mutex::new(conn),
+            });
+        }
         Ok(Store {
             conn: Mutex::new(conn),
         })
+    }
+
+    /// Record that Fooocus fell asleep; its row.
+    pub fn insert_sleep(&self, s: &SleepRecord) -> Result<i64, StoreError> {
+        let c = self.conn.lock().unwrap();
+        let n = |v: Option<u64>| v.map(|v| v.min(i64::MAX as u64) as i64);
+        c.execute(
+            "INSERT INTO sleeps (asleep_ms, idle_s, held_ram_bytes, ram_before_bytes, ram_after_bytes, vram_before_bytes, vram_after_bytes) VALUES (?1,?2,?3,?4,?5,?6,?7)",
+            params![s.asleep_ms, s.idle_s, n(s.held_ram_bytes), n(s.ram_before_bytes), n(s.ram_after_bytes), n(s.vram_before_bytes), n(s.vram_after_bytes)],
+        )
+        .map_err(err)?;
+        Ok(c.last_insert_rowid())
+    }
+
+    /// Close the latest open sleep: woken at `woke_ms` by `by`, ready `wake_s` later.
+    pub fn set_woke(&self, woke_ms: i64, by: &str, wake_s: f64) -> Result<(), StoreError> {
+        let c = self.conn.lock().unwrap();
+        c.execute(
+            "UPDATE sleeps SET woke_ms = ?1, woke_by = ?2, wake_s = ?3 WHERE id = (SELECT MAX(id) FROM sleeps WHERE woke_ms IS NULL)",
+            params![woke_ms, by, wake_s],
+        )
+        .map_err(err)?;
+        Ok(())
+    }
+
+    /// Sleeps that overlap the time from `since_ms` on, oldest first (at most `limit`).
+    pub fn sleeps(&self, since_ms: i64, limit: u32) -> Vec<SleepRecord> {
+        let c = self.conn.lock().unwrap();
+        c.prepare("SELECT id, asleep_ms, idle_s, held_ram_bytes, ram_before_bytes, ram_after_bytes, vram_before_bytes, vram_after_bytes, woke_ms, woke_by, wake_s FROM sleeps WHERE woke_ms IS NULL OR woke_ms >= ?1 ORDER BY asleep_ms DESC, id DESC LIMIT ?2")
+            .and_then(|mut s| {
+                let u = |v: Option<i64>| v.map(|v| v.max(0) as u64);
+                s.query_map(params![since_ms, limit.clamp(1, 10_000) as i64], |r| {
+                    Ok(SleepRecord {
+                        id: r.get(0)?,
+                        asleep_ms: r.get(1)?,
+                        idle_s: r.get(2)?,
+                        held_ram_bytes: u(r.get(3)?),
+                        ram_before_bytes: u(r.get(4)?),
+                        ram_after_bytes: u(r.get(5)?),
+                        vram_before_bytes: u(r.get(6)?),
+                        vram_after_bytes: u(r.get(7)?),
+                        woke_ms: r.get(8)?,
+                        woke_by: r.get(9)?,
+                        wake_s: r.get(10)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()
+            })
+            .map(|mut v| {
+                v.reverse();
+                v
+            })
+            .unwrap_or_default()
     }
 
     pub fn next_generation_id(&self) -> i64 {
@@ -154,7 +286,8 @@ impl Store {
         tx.execute(
             "INSERT OR REPLACE INTO generations (id, started_ms, ended_ms, outcome, closed_by, images_done, images_total,
              last_step, steps_total, peak_ram_bytes, peak_swap_bytes, peak_vram_bytes, peak_cpu_percent, limit_kind,
-             stop_how, stop_steps, fooocus_version) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)",
+             stop_how, stop_steps, fooocus_version, model_load_s, preparation_s, sampling_s, decode_s, saving_s, step_s,
+             longest_gap_s) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24)",
             params![
                 id,
                 g.started_ms,
@@ -172,7 +305,14 @@ impl Store {
                 g.limit,
                 g.stop_how,
                 g.stop_steps,
-                g.fooocus_version
+                g.fooocus_version,
+                g.model_load_s,
+                g.preparation_s,
+                g.sampling_s,
+                g.decode_s,
+                g.saving_s,
+                g.step_s,
+                g.longest_gap_s
             ],
         )
         .map_err(err)?;
@@ -253,18 +393,21 @@ impl Store {
             .unwrap_or_default()
     }
 
-    /// What completed generations used, for one limit: durations (timeout), peak bytes
-    /// (memory, vram, swap), peak percent (cpu).
+    /// What completed generations used, for one limit, in the quantity that limit measures:
+    /// the time the timeout counts (the duration less a model load), the longest gap without
+    /// progress (stall; generations recorded before it was kept have none and are left out),
+    /// peak bytes (memory, vram, swap), peak percent (cpu).
     pub fn limit_stats(&self, kind: &str, proposed: Option<f64>) -> Result<LimitStats, StoreError> {
         let column = match kind {
-            "timeout" => "(ended_ms - started_ms) / 1000.0",
+            "timeout" => "(ended_ms - started_ms) / 1000.0 - COALESCE(model_load_s, 0)",
+            "stall" => "longest_gap_s",
             "memory" => "peak_ram_bytes",
             "vram" => "peak_vram_bytes",
             "swap" => "peak_swap_bytes",
             "cpu" => "peak_cpu_percent",
             other => {
                 return Err(StoreError(format!(
-                    "'{other}' has no statistics: use timeout, memory, vram, swap or cpu"
+                    "'{other}' has no statistics: use timeout, stall, memory, vram, swap or cpu"
                 )))
             }
         };
@@ -302,6 +445,7 @@ impl Store {
         let cutoff = now_ms - KEEP_DAYS * 86_400_000;
         let _ = c.execute("DELETE FROM generations WHERE started_ms < ?1", [cutoff]);
         let _ = c.execute("DELETE FROM breaches WHERE ts_ms < ?1", [cutoff]);
+        let _ = c.execute("DELETE FROM sleeps WHERE asleep_ms < ?1", [cutoff]);
         let _ = c.execute(
             "DELETE FROM generations WHERE id NOT IN (SELECT id FROM generations ORDER BY started_ms DESC LIMIT ?1)",
             [KEEP_GENERATIONS],
@@ -310,7 +454,8 @@ impl Store {
 }
 
 const SELECT_GEN: &str = "SELECT id, started_ms, ended_ms, outcome, closed_by, images_done, images_total, last_step, steps_total,
-    peak_ram_bytes, peak_swap_bytes, peak_vram_bytes, peak_cpu_percent, limit_kind, stop_how, stop_steps, fooocus_version FROM generations";
+    peak_ram_bytes, peak_swap_bytes, peak_vram_bytes, peak_cpu_percent, limit_kind, stop_how, stop_steps, fooocus_version,
+    model_load_s, preparation_s, sampling_s, decode_s, saving_s, step_s, longest_gap_s FROM generations";
 
 fn row_gen(r: &rusqlite::Row<'_>) -> rusqlite::Result<GenerationRecord> {
     let started: i64 = r.get(1)?;
@@ -334,6 +479,13 @@ fn row_gen(r: &rusqlite::Row<'_>) -> rusqlite::Result<GenerationRecord> {
         stop_how: r.get(14)?,
         stop_steps: r.get(15)?,
         fooocus_version: r.get(16)?,
+        model_load_s: r.get(17)?,
+        preparation_s: r.get(18)?,
+        sampling_s: r.get(19)?,
+        decode_s: r.get(20)?,
+        saving_s: r.get(21)?,
+        step_s: r.get(22)?,
+        longest_gap_s: r.get(23)?,
     })
 }
 
@@ -381,6 +533,45 @@ pub fn csv(gens: &[GenerationRecord]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sleep_is_recorded_then_closed_by_its_wake_and_found_by_time() {
+        let st = Store::open_in_memory().unwrap();
+        let gib = 1u64 << 30;
+        st.insert_sleep(&SleepRecord {
+            asleep_ms: 1_000,
+            idle_s: 1200.0,
+            held_ram_bytes: Some(9 * gib),
+            ram_before_bytes: Some(20 * gib),
+            ram_after_bytes: Some(11 * gib),
+            ..Default::default()
+        })
+        .unwrap();
+        st.set_woke(61_000, "visit", 24.5).unwrap();
+        st.insert_sleep(&SleepRecord {
+            asleep_ms: 100_000,
+            idle_s: 0.0,
+            ..Default::default()
+        })
+        .unwrap();
+        let all = st.sleeps(0, 10);
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].asleep_ms, 1_000, "oldest first");
+        assert_eq!(all[0].woke_ms, Some(61_000));
+        assert_eq!(all[0].woke_by.as_deref(), Some("visit"));
+        assert_eq!(all[0].wake_s, Some(24.5));
+        assert_eq!(all[0].ram_before_bytes, Some(20 * gib));
+        assert_eq!(all[1].woke_ms, None, "still asleep");
+        // A sleep that ended before the range is left out; one still going is not.
+        let recent = st.sleeps(70_000, 10);
+        assert_eq!(recent.len(), 1);
+        assert_eq!(recent[0].asleep_ms, 100_000);
+        // Its wake closes the open one only.
+        st.set_woke(130_000, "user", 3.0).unwrap();
+        let all = st.sleeps(0, 10);
+        assert_eq!(all[0].woke_ms, Some(61_000));
+        assert_eq!(all[1].woke_by.as_deref(), Some("user"));
+    }
 
     fn gen(id: i64, secs: i64, outcome: &str, ram: u64) -> GenerationRecord {
         GenerationRecord {
@@ -454,6 +645,62 @@ mod tests {
         assert_eq!(all.len(), 2);
         assert_eq!(all.iter().find(|g| g.id == 1).unwrap().outcome, "stopped");
         assert_eq!(all.iter().find(|g| g.id == 2).unwrap().outcome, "timed_out");
+    }
+
+    /// A database of schema 1 (written before phases were kept) opens, keeps its rows, reads
+    /// the new columns as unknown, takes new rows with them, and the stall statistics use only
+    /// the longest gaps (not durations).
+    #[test]
+    fn a_schema_1_history_is_migrated_and_stays_readable() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("h.sqlite3");
+        {
+            let c = Connection::open(&p).unwrap();
+            c.execute_batch(
+                "CREATE TABLE generations (
+                    id INTEGER PRIMARY KEY, started_ms INTEGER NOT NULL, ended_ms INTEGER, outcome TEXT NOT NULL,
+                    closed_by TEXT, images_done INTEGER NOT NULL, images_total INTEGER, last_step INTEGER,
+                    steps_total INTEGER, peak_ram_bytes INTEGER, peak_swap_bytes INTEGER, peak_vram_bytes INTEGER,
+                    peak_cpu_percent REAL, limit_kind TEXT, stop_how TEXT, stop_steps TEXT, fooocus_version TEXT);
+                 CREATE TABLE breaches (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT, ts_ms INTEGER NOT NULL, limit_kind TEXT NOT NULL,
+                    configured REAL NOT NULL, observed REAL NOT NULL, action TEXT NOT NULL, how TEXT, generation_id INTEGER);
+                 INSERT INTO generations (id, started_ms, ended_ms, outcome, images_done)
+                    VALUES (1, 1000000, 1300000, 'completed', 1);
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let s = Store::open(&p).unwrap();
+        let old = s.generation(1).unwrap();
+        assert_eq!(old.duration_s, Some(300.0));
+        assert_eq!((old.longest_gap_s, old.preparation_s), (None, None));
+        let mut g = gen(2, 200, "completed", 1);
+        g.model_load_s = Some(50.0);
+        g.preparation_s = Some(100.0);
+        g.step_s = Some(4.0);
+        g.longest_gap_s = Some(100.0);
+        s.save_generation(&g).unwrap();
+        assert_eq!(
+            s.generation(2).unwrap(),
+            GenerationRecord {
+                duration_s: Some(200.0),
+                ..g
+            }
+        );
+        // The stall limit's quantity: the longest gap, only where it is known.
+        let st = s.limit_stats("stall", Some(90.0)).unwrap();
+        assert_eq!((st.values.clone(), st.would_stop), (vec![100.0], 1));
+        // The timeout's: the duration less the model load.
+        let mut t = s.limit_stats("timeout", None).unwrap().values;
+        t.sort_by(f64::total_cmp);
+        assert_eq!(t, [150.0, 300.0]);
+        drop(s);
+        let c = Connection::open(&p).unwrap();
+        let v: i64 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
     }
 
     #[test]

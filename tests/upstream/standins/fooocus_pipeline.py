@@ -7,10 +7,14 @@ over a k-diffusion sampler): a tqdm bar on stderr, one step at a time, the inter
 steps (model_management.throw_exception_if_processing_interrupted, upstream's own), then upstream's
 callback with (step, x0, x, total_steps, preview). A step takes FOOOCUS_STANDIN_STEP_SECONDS, or
 the number in the file FOOOCUS_STANDIN_STEP_FILE names (read at each image, so a test can make one
-generation slow and the next fast).
+generation slow and the next fast). The file may hold several numbers: the n-th diffusion since it
+was written takes the n-th (the last one after that), so one generation's image can be fast and its
+enhance phase slow.
 """
 import importlib
+import json
 import os
+import sys
 import time
 
 import numpy as np
@@ -20,11 +24,21 @@ import stub
 
 
 
+# Diffusions run since the step file was last written, by that version of it (mtime, size).
+_diffusions = {}
+
+
 def step_seconds():
     path = os.environ.get("FOOOCUS_STANDIN_STEP_FILE")
     if path and os.path.exists(path):
+        st = os.stat(path)
         with open(path) as f:
-            return float(f.read().strip())
+            values = [float(x) for x in f.read().split()]
+        key = (st.st_mtime_ns, st.st_size)
+        n = _diffusions.get(key, 0)
+        _diffusions.clear()
+        _diffusions[key] = n + 1
+        return values[min(n, len(values) - 1)]
     return float(os.environ.get("FOOOCUS_STANDIN_STEP_SECONDS", "0.2"))
 
 
@@ -54,7 +68,34 @@ def model_management():
     raise ImportError("no model_management module (ldm_patched, fcbh or comfy) on sys.path")
 
 
+def record_stops():
+    """Who asks upstream to stop: each call of its model_management.interrupt_current_processing
+    (the flag behind every version's Stop) is a JSON line in FOOOCUS_STANDIN_STOP_LOG, with the
+    file and function that called it -- the version's own Stop handler (webui.py's stop_clicked,
+    Fooocus-API's process_stop) or anything else -- and, where that handler was given the tab's
+    task (2.2+: per session), whether that task is the one running. The call itself is upstream's."""
+    log = os.environ.get("FOOOCUS_STANDIN_STOP_LOG")
+    mm = model_management()
+    real = mm.interrupt_current_processing
+    if not log or getattr(real, "standin_recorded", False):
+        return
+
+    def interrupt_current_processing(*a, **k):
+        caller = sys._getframe(1)
+        rec = {"t": time.time(), "by": "%s:%s" % (os.path.basename(caller.f_code.co_filename), caller.f_code.co_name)}
+        task = caller.f_locals.get("currentTask")
+        if task is not None:
+            rec["task_processing"] = bool(getattr(task, "processing", False))
+        with open(log, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        return real(*a, **k)
+
+    interrupt_current_processing.standin_recorded = True
+    mm.interrupt_current_processing = interrupt_current_processing
+
+
 def process_diffusion(*args, steps=30, width=1024, height=1024, callback=None, **kw):
+    record_stops()
     mm = model_management()
     seconds = step_seconds()
     for i in trange(steps):
@@ -93,6 +134,17 @@ def refresh_everything(*a, **k):
 
 def clear_all_caches(*a, **k):
     pass
+
+
+class _Vae:
+    """A VAE whose latent has a shape: 2.5's Vary reads `B, C, H, W` from it (apply_vary)."""
+
+    def encode(self, pixels):
+        return np.zeros((1, 4, 128, 128), dtype=np.float32)
+
+
+def get_candidate_vae(steps, switch, denoise=1.0, refiner_swap_method="joint"):  # 2.1.8xx+
+    return _Vae(), None
 
 
 _loading_models()

@@ -121,7 +121,12 @@ class Stub(metaclass=StubMeta):
     def __lt__(self, other):
         return False
 
-    __le__ = __gt__ = __ge__ = __lt__
+    __le__ = __ge__ = __lt__
+
+    def __gt__(self, other):
+        # False where a truth value is wanted, a tensor where one is used as such: 2.5's SAM mask
+        # is `(final_mask_tensor > 0).to('cpu').numpy()` (extras/inpaint_mask.py).
+        return type(self)()
 
 
 SUBMODULES = {"torch.cuda", "torch.hub", "torch.version"}  # those with values set in module()

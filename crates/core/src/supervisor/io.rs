@@ -63,14 +63,64 @@ pub(super) fn spawn_io(
         Ok(st) => guard_contain::process::exit_info(st),
         Err(_) => ExitInfo::Code(-1),
     };
-    watch(tx, passthrough, inflight, run, pipes, wait);
+    let echo = passthrough.then(|| Echo::start(Box::new(std::io::stdout())));
+    watch(tx, echo, inflight, run, pipes, wait);
+}
+
+/// Fooocus's output copied to the guard's own stdout (the CLI), on a thread of its own.
+///
+/// That stdout can stop taking bytes for as long as someone else likes: a Windows console in
+/// QuickEdit mode pauses every write to it while the user has clicked into it (the "Waiting for
+/// task to start" hang, lllyasviel/Fooocus#1216), a terminal paused with Ctrl-S, a pipe into a
+/// pager nobody scrolls. Written from the pipe readers, that pause would fill Fooocus's pipe and
+/// block its prints, i.e. Fooocus itself. Here the readers hand bytes over without waiting: a
+/// bounded queue, and what does not fit is dropped and counted, said on the copy once it flows
+/// again. The guard's own reading of the console (limits, generations) is never held up.
+struct Echo {
+    tx: Sender<Vec<u8>>,
+}
+
+/// Chunks (of up to one pipe read, 64 KiB) the copy to stdout may be behind by.
+const ECHO_QUEUE: usize = 64;
+
+impl Echo {
+    fn start(mut out: Box<dyn Write + Send>) -> Arc<Echo> {
+        let (tx, rx) = bounded::<Vec<u8>>(ECHO_QUEUE);
+        let _ = std::thread::Builder::new()
+            .name("fooocus-echo".into())
+            .spawn(move || {
+                // Ends when both readers are done (their senders dropped).
+                for chunk in rx {
+                    let _ = out.write_all(&chunk);
+                    let _ = out.flush();
+                }
+            });
+        Arc::new(Echo { tx })
+    }
+
+    /// Queue `bytes` for the copy, or count them dropped (`dropped`) when it is behind.
+    fn offer(&self, bytes: &[u8], dropped: &mut usize) {
+        if *dropped > 0 {
+            let note = format!(
+                "\n[fooocus-guard: {dropped} bytes of Fooocus's output not shown here: this window stopped taking output (a click into it pauses a console in QuickEdit mode); the guard still read them]\n"
+            );
+            if self.tx.try_send(note.into_bytes()).is_err() {
+                *dropped += bytes.len();
+                return;
+            }
+            *dropped = 0;
+        }
+        if self.tx.try_send(bytes.to_vec()).is_err() {
+            *dropped += bytes.len();
+        }
+    }
 }
 
 /// The threads of `spawn_io`, for any pipes and any way to wait for the exit (the tests give
 /// in-memory pipes and a wait that returns at once).
 fn watch(
     tx: &Sender<Msg>,
-    passthrough: bool,
+    echo: Option<Arc<Echo>>,
     inflight: &Arc<AtomicUsize>,
     run: u64,
     pipes: Vec<(Box<dyn Read + Send>, Stream)>,
@@ -85,20 +135,20 @@ fn watch(
         let closed_tx = closed_tx.clone();
         let tx = tx.clone();
         let inflight = inflight.clone();
+        let echo = echo.clone();
         let _ = std::thread::Builder::new()
             .name(format!("fooocus-{stream:?}"))
             .spawn(move || {
                 // Read continuously: a full pipe blocks Fooocus's print and looks like a hang.
                 let mut buf = vec![0u8; 64 * 1024];
                 let mut dropped = 0usize;
+                let mut echo_dropped = 0usize;
                 loop {
                     match pipe.read(&mut buf) {
                         Ok(0) => break,
                         Ok(n) => {
-                            if passthrough {
-                                let mut o = std::io::stdout().lock();
-                                let _ = o.write_all(&buf[..n]);
-                                let _ = o.flush();
+                            if let Some(echo) = &echo {
+                                echo.offer(&buf[..n], &mut echo_dropped);
                             }
                             // Fooocus flooding its console must not grow the guard (it
                             // sits outside the cgroup, so no cap would catch it): past
@@ -131,6 +181,7 @@ fn watch(
             });
     }
     drop(closed_tx);
+    drop(echo);
     let tx = tx.clone();
     let _ = std::thread::Builder::new()
         .name("fooocus-waiter".into())
@@ -195,7 +246,7 @@ mod tests {
         };
         watch(
             &tx,
-            false,
+            None,
             &Arc::default(),
             1,
             vec![(Box::new(pipe), Stream::Stderr)],
@@ -229,7 +280,7 @@ mod tests {
         };
         watch(
             &tx,
-            false,
+            None,
             &Arc::default(),
             1,
             vec![(Box::new(pipe), Stream::Stdout)],
@@ -239,5 +290,62 @@ mod tests {
         let m = rx.recv_timeout(Duration::from_secs(30)).unwrap();
         assert_eq!(name(&m), "exited Signal(9)");
         drop(gate_tx);
+    }
+
+    /// A stdout that takes nothing until the test ends (a console paused by QuickEdit).
+    struct PausedConsole(Receiver<()>);
+
+    impl Write for PausedConsole {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let _ = self.0.recv();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A pipe that gives that many chunks of 16 KiB and ends.
+    struct Chatty(usize);
+
+    impl Read for Chatty {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0 == 0 {
+                return Ok(0);
+            }
+            self.0 -= 1;
+            let n = buf.len().min(16 * 1024);
+            buf[..n].fill(b'x');
+            Ok(n)
+        }
+    }
+
+    /// Issue 26 (lllyasviel/Fooocus#1216): the guard's copy of the console to a stdout that
+    /// takes nothing (a console paused by QuickEdit) must not stop it reading Fooocus's pipe,
+    /// or Fooocus blocks on its next print. Before the copy had a thread of its own, the
+    /// reader blocked in its first write and nothing reached the loop.
+    #[test]
+    fn a_paused_console_does_not_pause_fooocus() {
+        let (tx, rx) = unbounded();
+        let (_unpause, paused) = bounded::<()>(1);
+        // More chunks than the copy's queue holds, fewer bytes than the loop's budget.
+        let chunks = ECHO_QUEUE + 8;
+        watch(
+            &tx,
+            Some(Echo::start(Box::new(PausedConsole(paused)))),
+            &Arc::default(),
+            1,
+            vec![(Box::new(Chatty(chunks)), Stream::Stdout)],
+            || ExitInfo::Code(0),
+        );
+        let mut read = 0;
+        loop {
+            match rx.recv_timeout(Duration::from_secs(30)).unwrap() {
+                Msg::Output { bytes, .. } => read += bytes.len(),
+                Msg::Eof { .. } => break,
+                _ => {}
+            }
+        }
+        assert_eq!(read, chunks * 16 * 1024, "every byte reached the loop");
     }
 }

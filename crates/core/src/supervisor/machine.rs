@@ -15,14 +15,16 @@
 //!                                 KillTree ──Killed──▶ Restarting{since} (end: Limit)
 //! Running ──Exited──▶ by end reason: Idle | Launch | BackingOff{at} | GaveUp
 //! BackingOff ──timer──▶ Launch            Restarting ──Ready / deadline──▶ escalation over
+//! Running ──Sleep──▶ Terminate (Stopping, end: Sleep) ──Exited──▶ Asleep{since}
+//! Asleep ──Wake/Start/Restart──▶ Launch (waking) ──Ready──▶ Woke    ──exit/launch fails──▶ Asleep
 //! ```
 
 use std::time::{Duration, Instant};
 
-use crate::config::RestartConfig;
+use crate::config::{RestartConfig, RestartMode};
 use crate::events::{EventKind, LimitKind, StopHow, StopStep};
 use crate::generation::Outcome;
-use crate::policy::{Breach, Grace};
+use crate::policy::{Breach, Grace, Pace};
 use crate::restart::{Decision, ExitKind, RestartPolicy};
 use crate::supervisor::FooocusState;
 
@@ -34,6 +36,36 @@ pub(crate) enum EndReason {
     Limit,
     Unhealthy,
     Shutdown,
+    /// Idle for the sleep setting, or the user's "Sleep now": a clean stop, no restart, no
+    /// failure counted; the gateway keeps the port and a visit wakes Fooocus.
+    Sleep,
+}
+
+/// Who woke Fooocus.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WakeBy {
+    /// A request the gateway admitted arrived while Fooocus slept.
+    Visit,
+    /// "Wake" (or Start) in the tray, the dashboard or the CLI's IPC.
+    User,
+}
+
+impl WakeBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WakeBy::Visit => "visit",
+            WakeBy::User => "user",
+        }
+    }
+}
+
+/// A wake under way: the launch it started is not ready yet.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Waking {
+    pub by: WakeBy,
+    /// How long Fooocus slept.
+    pub asleep_s: f64,
+    pub started: Instant,
 }
 
 /// One Fooocus process, from its launch to its exit. `R` is what the effect code keeps with it
@@ -61,6 +93,10 @@ pub(crate) enum Lifecycle<R> {
         attempt: u32,
     },
     GaveUp,
+    /// Stopped to give its memory back; the gateway holds the port and wakes it on a visit.
+    Asleep {
+        since: Instant,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -78,6 +114,8 @@ pub(crate) struct Escalation {
     pub grace: Option<Grace>,
     pub limit: Option<LimitKind>,
     pub generation: Option<u64>,
+    /// The phase Fooocus was in when the stop was asked.
+    pub fooocus_phase: Option<fooocus_console::Phase>,
     /// When the limit fell due (or the user asked).
     pub due: Instant,
     pub steps: Vec<StopStep>,
@@ -129,13 +167,18 @@ pub(crate) enum Input<R> {
         generation: Option<u64>,
         /// Ok: Fooocus can be asked; Err: why not.
         route: Result<(), String>,
-        step_seconds: Option<f64>,
+        pace: Pace,
     },
     /// A limit fired (the policy decided that; the machine decides what to do about it).
     Breach {
         breach: Breach,
         generation: Option<u64>,
         route: Result<(), String>,
+        pace: Pace,
+    },
+    /// A sampling step of the current generation was seen (with the step-time estimate): a
+    /// graceful stop waiting for the next step now has one step's time left.
+    Step {
         step_seconds: Option<f64>,
     },
     /// Fooocus is up but cannot generate.
@@ -169,6 +212,13 @@ pub(crate) enum Input<R> {
     },
     /// A timer fell due (or any wake-up: timers compare with `now`).
     Tick,
+    /// Idle for the sleep setting, or the user's "Sleep now". `generating`: a generation runs
+    /// (the console tracker knows), which a sleep must never cut short.
+    Sleep {
+        generating: bool,
+    },
+    /// A visit (through the gateway) or the user asks for Fooocus while it sleeps.
+    Wake(WakeBy),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -201,6 +251,21 @@ pub(crate) enum Effect {
         generation: u64,
         step: StopStep,
     },
+    /// Falling asleep: the gateway is told (a visit from now on wakes Fooocus again) and the
+    /// memory in use is noted before the stop.
+    Sleeping,
+    /// Fooocus's tree is gone for the sleep.
+    Asleep,
+    /// A wake starts (a `Launch` follows).
+    Waking(WakeBy),
+    /// Fooocus is ready again after a sleep.
+    Woke {
+        asleep_s: f64,
+        by: WakeBy,
+        ready_s: f64,
+    },
+    /// The wake's start-up failed: Fooocus sleeps on (the next visit tries again).
+    WakeFailed(String),
 }
 
 /// Settings the machine reads (from the config).
@@ -233,6 +298,10 @@ pub(crate) struct Machine<R> {
     pub restarts: u32,
     /// Shutting down: by when the main process must have been reaped.
     pub quit_by: Option<Instant>,
+    /// A wake whose launch is not ready yet.
+    pub waking: Option<Waking>,
+    /// A wake asked for while Fooocus was still falling asleep: it starts after the exit.
+    wake_after: Option<WakeBy>,
 }
 
 impl<R> Machine<R> {
@@ -245,6 +314,8 @@ impl<R> Machine<R> {
             attempts: 0,
             restarts: 0,
             quit_by: None,
+            waking: None,
+            wake_after: None,
         }
     }
 
@@ -284,14 +355,31 @@ impl<R> Machine<R> {
             Lifecycle::Idle => FooocusState::Stopped,
             Lifecycle::GaveUp => FooocusState::GaveUp,
             Lifecycle::BackingOff { .. } => FooocusState::Restarting,
+            Lifecycle::Asleep { .. } => FooocusState::Asleep,
             Lifecycle::Running(r) => match r.end {
-                Some(EndReason::Limit) => FooocusState::Restarting,
+                Some(EndReason::Limit) if self.restarts_after_limit() => FooocusState::Restarting,
                 Some(_) => FooocusState::Stopping,
                 None if generating => FooocusState::Generating,
                 None if ready => FooocusState::Ready,
                 None => FooocusState::Starting,
             },
         }
+    }
+
+    /// Whether the exit of run `run` leaves Fooocus asleep (falling asleep, or a wake whose
+    /// start-up failed): the effect code keeps the gateway on the user's port then.
+    pub fn sleeps_after_exit(&self, run: u64) -> bool {
+        self.current(run)
+            .is_some_and(|r| r.end == Some(EndReason::Sleep) || self.ends_wake(r.end))
+    }
+
+    /// An exit for this reason during a wake is the wake failing (not a user's stop).
+    fn ends_wake(&self, end: Option<EndReason>) -> bool {
+        self.waking.is_some()
+            && matches!(
+                end,
+                None | Some(EndReason::Limit) | Some(EndReason::Unhealthy)
+            )
     }
 
     /// The earliest timer of the lifecycle and the escalation.
@@ -320,6 +408,23 @@ impl<R> Machine<R> {
     pub fn step(&mut self, input: Input<R>, now: Instant) -> Vec<Effect> {
         let mut fx = Vec::new();
         match input {
+            Input::Start | Input::Restart | Input::Wake(_)
+                if matches!(self.lifecycle, Lifecycle::Asleep { .. }) =>
+            {
+                let by = match input {
+                    Input::Wake(by) => by,
+                    _ => WakeBy::User,
+                };
+                self.wake(by, now, &mut fx);
+            }
+            Input::Wake(by) => {
+                // Still falling asleep: wake once the tree is gone (a new start now would race
+                // the old one for the port).
+                if self.run().is_some_and(|r| r.end == Some(EndReason::Sleep)) {
+                    self.wake_after = Some(by);
+                }
+            }
+            Input::Sleep { generating } => self.sleep(generating, now, &mut fx),
             Input::Start => {
                 if !self.running() {
                     self.restart.reset();
@@ -347,18 +452,19 @@ impl<R> Machine<R> {
             Input::StopGeneration {
                 generation,
                 route,
-                step_seconds,
+                pace,
             } => {
                 if generation.is_some() && self.esc.is_none() {
-                    self.begin_stop(None, generation, route, step_seconds, now, now, &mut fx);
+                    self.begin_stop(None, generation, route, pace, now, now, &mut fx);
                 }
             }
             Input::Breach {
                 breach,
                 generation,
                 route,
-                step_seconds,
-            } => self.breach(breach, generation, route, step_seconds, now, &mut fx),
+                pace,
+            } => self.breach(breach, generation, route, pace, now, &mut fx),
+            Input::Step { step_seconds } => self.step_seen(step_seconds, now),
             Input::Unhealthy => self.end_run(EndReason::Unhealthy, now, &mut fx),
             Input::Launched { attempt, run, io } => {
                 self.attempts += u32::from(attempt > 0);
@@ -370,6 +476,15 @@ impl<R> Machine<R> {
                     kill_failures: 0,
                     io,
                 }));
+            }
+            Input::LaunchFailed(e) if self.waking.is_some() => {
+                let reason = match e {
+                    LaunchError::NoTarget => "no Fooocus install is configured",
+                    LaunchError::Fatal | LaunchError::Spawn => {
+                        "Fooocus could not be started (the console says why)"
+                    }
+                };
+                self.wake_failed(reason.into(), now, &mut fx);
             }
             Input::LaunchFailed(LaunchError::NoTarget) => {}
             Input::LaunchFailed(LaunchError::Fatal) => self.lifecycle = Lifecycle::GaveUp,
@@ -401,6 +516,22 @@ impl<R> Machine<R> {
             Input::Ready if self.run().is_some_and(|r| r.end.is_none()) => {
                 self.restart.on_ready();
                 self.finish_restart_step(now, &mut fx);
+                if let Some(w) = self.waking.take() {
+                    let ready_s = now.saturating_duration_since(w.started).as_secs_f64();
+                    fx.push(Effect::Say(format!(
+                        "Fooocus is awake ({ready_s:.1} s after the {})",
+                        if w.by == WakeBy::Visit {
+                            "visit"
+                        } else {
+                            "user's Wake"
+                        }
+                    )));
+                    fx.push(Effect::Woke {
+                        asleep_s: w.asleep_s,
+                        by: w.by,
+                        ready_s,
+                    });
+                }
             }
             Input::Ready => {}
             Input::GenerationFinished { id } => self.generation_finished(id, now, &mut fx),
@@ -414,11 +545,60 @@ impl<R> Machine<R> {
         fx
     }
 
+    /// Fall asleep: end the run the clean way (as the user's Stop does). Never while a
+    /// generation runs or a limit is being handled: those end first, and the idle clock
+    /// starts again after them.
+    fn sleep(&mut self, generating: bool, now: Instant, fx: &mut Vec<Effect>) {
+        let Some(run) = self.run() else { return };
+        if run.end.is_some() {
+            return;
+        }
+        if generating || self.esc.is_some() {
+            fx.push(Effect::Say(
+                "not going to sleep: a generation is running or being stopped; Fooocus sleeps once it has been idle again for the sleep setting".into(),
+            ));
+            return;
+        }
+        self.waking = None;
+        fx.push(Effect::Sleeping);
+        self.end_run(EndReason::Sleep, now, fx);
+    }
+
+    /// Start Fooocus again after a sleep.
+    fn wake(&mut self, by: WakeBy, now: Instant, fx: &mut Vec<Effect>) {
+        let Lifecycle::Asleep { since } = self.lifecycle else {
+            return;
+        };
+        self.lifecycle = Lifecycle::Idle;
+        self.restart.reset();
+        self.waking = Some(Waking {
+            by,
+            asleep_s: now.saturating_duration_since(since).as_secs_f64(),
+            started: now,
+        });
+        fx.push(Effect::Waking(by));
+        fx.push(Effect::Launch { attempt: 0 });
+    }
+
+    /// The wake's start-up failed: sleep on, so the next visit tries again (each try is a
+    /// user's request, never a loop of the guard's own).
+    fn wake_failed(&mut self, reason: String, now: Instant, fx: &mut Vec<Effect>) {
+        self.waking = None;
+        self.esc = None;
+        self.lifecycle = Lifecycle::Asleep { since: now };
+        fx.push(Effect::Say(format!(
+            "Fooocus did not wake: {reason}; it sleeps on, and the next visit tries again"
+        )));
+        fx.push(Effect::WakeFailed(reason));
+    }
+
     /// A stop or shutdown while waiting to restart, or after giving up: just stopped.
     fn settle_idle(&mut self) {
+        self.waking = None;
+        self.wake_after = None;
         if matches!(
             self.lifecycle,
-            Lifecycle::BackingOff { .. } | Lifecycle::GaveUp
+            Lifecycle::BackingOff { .. } | Lifecycle::GaveUp | Lifecycle::Asleep { .. }
         ) {
             self.lifecycle = Lifecycle::Idle;
         }
@@ -489,7 +669,7 @@ impl<R> Machine<R> {
         b: Breach,
         generation: Option<u64>,
         route: Result<(), String>,
-        step_seconds: Option<f64>,
+        pace: Pace,
         now: Instant,
         fx: &mut Vec<Effect>,
     ) {
@@ -507,8 +687,10 @@ impl<R> Machine<R> {
             "restart"
         } else if generation_limit && route.is_ok() && generation.is_some() {
             "stop_generation"
-        } else {
+        } else if self.restarts_after_limit() {
             "kill_and_restart"
+        } else {
+            "kill"
         };
         let what = breach_words(&b, generation);
         fx.push(Effect::Say(format!(
@@ -521,6 +703,7 @@ impl<R> Machine<R> {
             action: action.into(),
             generation_id: generation,
             source: b.source.map(String::from),
+            phase: pace.phase,
         }));
         if b.limit == LimitKind::Startup {
             fx.push(Effect::Emit(EventKind::Unhealthy { reason: what }));
@@ -530,12 +713,13 @@ impl<R> Machine<R> {
         fx.push(Effect::MarkLimit(b.limit));
         let due = b.due.unwrap_or(now);
         if action == "stop_generation" {
-            self.begin_stop(Some(b.limit), generation, route, step_seconds, due, now, fx);
+            self.begin_stop(Some(b.limit), generation, route, pace, due, now, fx);
         } else {
             self.esc = Some(Escalation {
                 grace: None,
                 limit: Some(b.limit),
                 generation,
+                fooocus_phase: pace.phase,
                 due,
                 steps: Vec::new(),
                 phase: EscPhase::Restarting { since: now },
@@ -551,7 +735,7 @@ impl<R> Machine<R> {
         limit: Option<LimitKind>,
         generation: Option<u64>,
         route: Result<(), String>,
-        step_seconds: Option<f64>,
+        pace: Pace,
         due: Instant,
         now: Instant,
         fx: &mut Vec<Effect>,
@@ -560,11 +744,12 @@ impl<R> Machine<R> {
         if self.run().is_none_or(|r| r.end.is_some()) {
             return;
         }
-        let grace = crate::policy::grace_for(self.settings.grace, step_seconds);
+        let grace = crate::policy::grace_for(self.settings.grace, &pace);
         let mut esc = Escalation {
             grace: Some(grace.clone()),
             limit,
             generation,
+            fooocus_phase: pace.phase,
             due,
             steps: Vec::new(),
             phase: EscPhase::Graceful {
@@ -586,6 +771,29 @@ impl<R> Machine<R> {
         }
         self.esc = Some(esc);
         fx.push(Effect::RequestStop);
+    }
+
+    /// A step was seen: a graceful stop that waited for it (Fooocus honours Stop at a step)
+    /// keeps one step's grace from now, never more than it had.
+    fn step_seen(&mut self, step_seconds: Option<f64>, now: Instant) {
+        let configured = self.settings.grace;
+        if let Some(Escalation {
+            grace: Some(grace),
+            phase: EscPhase::Graceful { deadline, .. },
+            ..
+        }) = self.esc.as_mut()
+        {
+            if grace.until_step {
+                let step = crate::policy::grace_after_step(configured, step_seconds);
+                *deadline = (*deadline).min(now + step.duration);
+                grace.until_step = false;
+            }
+        }
+    }
+
+    /// Whether a limit's kill is followed by a restart: not with the restart policy `never`.
+    fn restarts_after_limit(&self) -> bool {
+        self.settings.restart.policy != RestartMode::Never
     }
 
     /// Step 2: kill the tree (the answer comes as `Killed { kill: Escalation }`).
@@ -628,6 +836,7 @@ impl<R> Machine<R> {
         esc.phase = EscPhase::Restarting { since: now };
         let took_total = now.saturating_duration_since(esc.due).as_secs_f64();
         let (limit, generation, steps) = (esc.limit, esc.generation, esc.steps.clone());
+        let fooocus_phase = esc.fooocus_phase;
         let (grace_s, grace) = match &esc.grace {
             Some(g) => (g.duration.as_secs_f64(), g.reason.to_string()),
             None => (0.0, "none".to_string()),
@@ -639,8 +848,13 @@ impl<R> Machine<R> {
             outcome: limit.map(Outcome::for_limit).unwrap_or(Outcome::Killed),
             steps: steps.clone(),
         });
+        let next = if self.restarts_after_limit() {
+            "restarting Fooocus"
+        } else {
+            "Fooocus stays stopped (restart policy: never)"
+        };
         fx.push(Effect::Say(format!(
-            "tree killed {:.1} ms after the limit fell due; restarting Fooocus",
+            "tree killed {:.1} ms after the limit fell due; {next}",
             took_total * 1000.0
         )));
         if generation.is_some() {
@@ -652,6 +866,7 @@ impl<R> Machine<R> {
                 steps,
                 grace_s,
                 grace,
+                phase: fooocus_phase,
                 summary: None,
             }));
         }
@@ -736,6 +951,7 @@ impl<R> Machine<R> {
             steps: esc.steps,
             grace_s: esc.grace.as_ref().map_or(0.0, |g| g.duration.as_secs_f64()),
             grace: esc.grace.as_ref().map_or("none", |g| g.reason).into(),
+            phase: esc.fooocus_phase,
             summary: None,
         }));
     }
@@ -747,7 +963,7 @@ impl<R> Machine<R> {
         let can_terminate = self.settings.can_terminate;
         let clean = matches!(
             why,
-            EndReason::UserStop | EndReason::Shutdown | EndReason::UserRestart
+            EndReason::UserStop | EndReason::Shutdown | EndReason::UserRestart | EndReason::Sleep
         );
         let Lifecycle::Running(run) = &mut self.lifecycle else {
             return;
@@ -794,57 +1010,79 @@ impl<R> Machine<R> {
         ) {
             self.esc = None;
         }
+        if run.end == Some(EndReason::Sleep) {
+            self.lifecycle = Lifecycle::Asleep { since: now };
+            self.esc = None;
+            fx.push(Effect::Say(
+                "Fooocus is asleep: it wakes when you open it".into(),
+            ));
+            fx.push(Effect::Asleep);
+            if let Some(by) = self.wake_after.take() {
+                self.wake(by, now, fx);
+            }
+            return;
+        }
+        if self.ends_wake(run.end) {
+            let reason = match run.end {
+                Some(EndReason::Unhealthy) => "Fooocus was not ready in time".to_string(),
+                Some(EndReason::Limit) => "a limit stopped it while it started".to_string(),
+                _ => format!("Fooocus {}", exit_words(&facts)),
+            };
+            self.wake_failed(reason, now, fx);
+            return;
+        }
         match run.end {
             Some(EndReason::UserStop) | Some(EndReason::Shutdown) => {
+                self.waking = None;
                 fx.push(Effect::Say("Fooocus stopped".into()));
             }
-            Some(EndReason::UserRestart) => fx.push(Effect::Launch { attempt: next }),
+            // Handled above.
+            Some(EndReason::Sleep) => {}
+            Some(EndReason::UserRestart) => {
+                self.say_restarting(next, Duration::ZERO, "user".into(), fx);
+                fx.push(Effect::Launch { attempt: next })
+            }
+            Some(EndReason::Limit) if !self.restarts_after_limit() => {
+                // `never` means never: the generation ended with the kill, Fooocus stays down.
+                self.esc = None;
+                fx.push(Effect::Say(
+                    "Fooocus was stopped for a limit and stays stopped (restart policy: never); start it again from the tray or the dashboard, or run the guard again".into(),
+                ));
+            }
             Some(EndReason::Limit) => {
                 let limit = self.esc.as_ref().and_then(|e| e.limit);
+                let reason = match limit {
+                    Some(l) => format!("limit: {}", l.as_str()),
+                    None => "limit".to_string(),
+                };
                 match self.restart.on_limit_kill(now) {
                     Decision::Restart { delay, .. } if delay.is_zero() => {
+                        self.say_restarting(next, Duration::ZERO, reason, fx);
                         fx.push(Effect::Launch { attempt: next })
                     }
-                    Decision::Restart { attempt, delay } => self.schedule_restart(
-                        now,
-                        attempt,
-                        delay,
-                        "stopped again for a limit".into(),
-                        fx,
-                    ),
+                    Decision::Restart { attempt, delay } => {
+                        self.schedule_restart(now, attempt, delay, reason, fx)
+                    }
                     Decision::GiveUp { failures } => {
                         self.esc = None;
                         self.give_up(failures, keeps_firing(limit), fx)
                     }
-                    Decision::Stay => fx.push(Effect::Launch { attempt: next }),
+                    Decision::Stay => {
+                        self.say_restarting(next, Duration::ZERO, reason, fx);
+                        fx.push(Effect::Launch { attempt: next })
+                    }
                 }
             }
             Some(EndReason::Unhealthy) => {
                 self.after_failure(now, "Fooocus could not generate".into(), fx)
             }
             None => {
-                let ExitFacts {
-                    code,
-                    signal,
-                    oom,
-                    port_taken,
-                } = facts;
-                let kind = if code == Some(0) {
+                let kind = if facts.code == Some(0) {
                     ExitKind::Clean
                 } else {
                     ExitKind::Failure
                 };
-                let reason = match (code, signal, oom, port_taken) {
-                    (_, _, true, _) => "killed by the RAM cap".to_string(),
-                    // Said in plain words, and restarted with backoff: the other program may
-                    // let go of the port (give-up, if it comes, names the port).
-                    (_, _, _, Some((port, true))) => format!(
-                        "could not listen: port {port} is taken by another program (close it, or pick another port in the settings)"
-                    ),
-                    (Some(c), _, _, _) => format!("exited with code {c}"),
-                    (_, Some(s), _, _) => format!("killed by signal {s}"),
-                    _ => "exited".to_string(),
-                };
+                let reason = exit_words(&facts);
                 fx.push(Effect::Say(format!("Fooocus {reason}")));
                 match self.restart.on_exit(kind, now) {
                     Decision::Restart { attempt, delay } => {
@@ -876,8 +1114,17 @@ impl<R> Machine<R> {
         fx: &mut Vec<Effect>,
     ) {
         self.restarts += 1;
+        self.say_restarting(attempt, delay, reason, fx);
+        self.lifecycle = Lifecycle::BackingOff {
+            at: now + delay,
+            attempt,
+        };
+    }
+
+    /// Every restart says why and when, whatever caused it.
+    fn say_restarting(&self, attempt: u32, delay: Duration, reason: String, fx: &mut Vec<Effect>) {
         fx.push(Effect::Say(format!(
-            "restarting Fooocus in {:.1} s (attempt {attempt})",
+            "restarting Fooocus in {:.1} s (attempt {attempt}; {reason})",
             delay.as_secs_f64()
         )));
         fx.push(Effect::Emit(EventKind::Restarting {
@@ -885,10 +1132,6 @@ impl<R> Machine<R> {
             delay_s: delay.as_secs_f64(),
             reason,
         }));
-        self.lifecycle = Lifecycle::BackingOff {
-            at: now + delay,
-            attempt,
-        };
     }
 
     fn give_up(&mut self, failures: u32, reason: String, fx: &mut Vec<Effect>) {
@@ -903,6 +1146,21 @@ impl<R> Machine<R> {
             reason,
         }));
         self.lifecycle = Lifecycle::GaveUp;
+    }
+}
+
+/// How the main process ended, in the user's words.
+fn exit_words(facts: &ExitFacts) -> String {
+    match (facts.code, facts.signal, facts.oom, facts.port_taken) {
+        (_, _, true, _) => "killed by the RAM cap".to_string(),
+        // Said in plain words, and restarted with backoff: the other program may let go of
+        // the port (give-up, if it comes, names the port).
+        (_, _, _, Some((port, true))) => format!(
+            "could not listen: port {port} is taken by another program (close it, or pick another port in the settings)"
+        ),
+        (Some(c), _, _, _) => format!("exited with code {c}"),
+        (_, Some(s), _, _) => format!("killed by signal {s}"),
+        _ => "exited".to_string(),
     }
 }
 

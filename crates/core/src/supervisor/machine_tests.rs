@@ -8,7 +8,6 @@
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::config::RestartMode;
 
 type M = Machine<()>;
 
@@ -36,7 +35,11 @@ fn secs(s: u64) -> Duration {
 /// A short name for the machine's state, as the table writes it.
 fn label(m: &M) -> &'static str {
     match (&m.lifecycle, &m.esc) {
+        (Lifecycle::Idle, _) if m.waking.is_some() => "waking",
         (Lifecycle::Idle, _) => "idle",
+        (Lifecycle::Asleep { .. }, _) => "asleep",
+        (Lifecycle::Running(r), _) if r.end == Some(EndReason::Sleep) => "falling-asleep",
+        (Lifecycle::Running(r), None) if r.end.is_none() && m.waking.is_some() => "waking",
         (Lifecycle::GaveUp, _) => "gave-up",
         (Lifecycle::BackingOff { .. }, _) => "backing-off",
         (Lifecycle::Running(r), esc) => match (r.end, esc) {
@@ -77,6 +80,11 @@ fn kinds(fx: &[Effect]) -> Vec<String> {
             Effect::CloseGeneration { .. } => "close-generation".into(),
             Effect::StoppedGracefully { .. } => "stopped-gracefully".into(),
             Effect::AppendStopStep { .. } => "append-step".into(),
+            Effect::Sleeping => "sleeping".into(),
+            Effect::Asleep => "asleep".into(),
+            Effect::Waking(by) => format!("waking {}", by.as_str()),
+            Effect::Woke { .. } => "woke".into(),
+            Effect::WakeFailed(_) => "wake-failed".into(),
         })
         .collect()
 }
@@ -145,7 +153,7 @@ fn killed(m: &mut M, c: &Clock) {
 fn relaunched(m: &mut M, c: &Clock) {
     killed(m, c);
     let fx = m.step(exited(1, None), c.at(0.0));
-    assert_eq!(kinds(&fx), ["launch 1"]);
+    assert_eq!(kinds(&fx), ["say", "restarting", "launch 1"]);
     m.step(launched(1, 2), c.at(0.0));
 }
 
@@ -165,13 +173,37 @@ fn gave_up(m: &mut M, c: &Clock) {
     m.step(Input::LaunchFailed(LaunchError::Fatal), c.at(0.0));
 }
 
+/// Idle for the sleep setting: asked to exit, the tree kill 5 s later.
+fn falling_asleep(m: &mut M, c: &Clock) {
+    running(m, c);
+    m.step(sleep(), c.at(0.0));
+}
+
+/// Run 1 exited for the sleep.
+fn asleep(m: &mut M, c: &Clock) {
+    falling_asleep(m, c);
+    m.step(exited(1, None), c.at(0.0));
+}
+
+/// A visit woke it: the launch is asked for, its answer not in yet.
+fn wake_launching(m: &mut M, c: &Clock) {
+    asleep(m, c);
+    m.step(Input::Wake(WakeBy::Visit), c.at(0.0));
+}
+
+/// Woken: run 2 started and is not ready yet.
+fn waking(m: &mut M, c: &Clock) {
+    wake_launching(m, c);
+    m.step(launched(0, 2), c.at(0.0));
+}
+
 // --- inputs -------------------------------------------------------------------------------
 
 fn stop_generation(route: Result<(), String>) -> Input<()> {
     Input::StopGeneration {
         generation: Some(7),
         route,
-        step_seconds: None,
+        pace: Pace::default(),
     }
 }
 
@@ -186,7 +218,7 @@ fn breach(limit: LimitKind, route: Result<(), String>) -> Input<()> {
         },
         generation: Some(7),
         route,
-        step_seconds: None,
+        pace: Pace::default(),
     }
 }
 
@@ -224,6 +256,10 @@ fn exited(run: u64, code: Option<i32>) -> Input<()> {
             ..Default::default()
         },
     }
+}
+
+fn sleep() -> Input<()> {
+    Input::Sleep { generating: false }
 }
 
 fn no_route() -> Result<(), String> {
@@ -287,7 +323,7 @@ const TABLE: &[Row] = &[
     row(running, || Input::Tick, 100.0, "running", &[]),
     row(running, || Input::GenerationFinished { id: 7 }, 0.0, "running", &[]),
     row(running, || stop_generation(Ok(())), 0.0, "graceful", &["request-stop"]),
-    row(running, || Input::StopGeneration { generation: None, route: Ok(()), step_seconds: None }, 0.0, "running", &[]),
+    row(running, || Input::StopGeneration { generation: None, route: Ok(()), pace: Pace::default() }, 0.0, "running", &[]),
     row(running, || stop_generation(no_route()), 0.0, "limit-killed", &["kill escalation"]),
     row(running, || breach(LimitKind::Startup, Ok(())), 0.0, "stopping", &["say", "limit_breached", "unhealthy", "kill end"]),
     row(running, || breach(LimitKind::Timeout, Ok(())), 0.0, "graceful", &["say", "limit_breached", "mark-limit", "request-stop"]),
@@ -311,7 +347,7 @@ const TABLE: &[Row] = &[
     row(stopping, || Input::Start, 0.0, "stopping", &[]),
     row(stopping, || exited(1, None), 1.0, "idle", &["say"]),
     row(shutting_down, || exited(1, None), 1.0, "idle", &["say"]),
-    row(restarting_by_user, || exited(1, None), 1.0, "idle", &["launch 1"]),
+    row(restarting_by_user, || exited(1, None), 1.0, "idle", &["say", "restarting", "launch 1"]),
     row(unhealthy, || exited(1, None), 1.0, "backing-off", &["say", "restarting"]),
     row(unhealthy, || kill_err(KillFor::End), 0.0, "stopping", &["say", "warning"]),
     row(stopping, || Input::Stop, 1.0, "stopping", &[]),
@@ -328,6 +364,12 @@ const TABLE: &[Row] = &[
     row(graceful, || Input::GenerationFinished { id: 6 }, 2.0, "graceful", &[]),
     row(graceful, || Input::Tick, 9.9, "graceful", &[]),
     row(graceful, || Input::Tick, 10.0, "limit-killed", &["kill escalation"]),
+    // A step seen during a graceful stop with the configured grace changes nothing (it waited
+    // for no step); in any other state too.
+    row(graceful, || Input::Step { step_seconds: Some(30.0) }, 1.0, "graceful", &[]),
+    row(running, || Input::Step { step_seconds: None }, 1.0, "running", &[]),
+    row(idle, || Input::Step { step_seconds: None }, 1.0, "idle", &[]),
+    row(killed, || Input::Step { step_seconds: None }, 0.5, "limit-killed", &[]),
     row(graceful, || Input::StopFailed { run: 1, why: "refused".into() }, 0.5, "limit-killed", &["kill escalation"]),
     row(graceful, || Input::StopFailed { run: 0, why: "refused".into() }, 0.5, "graceful", &[]),
     row(graceful, || stop_generation(Ok(())), 1.0, "graceful", &[]),
@@ -345,7 +387,7 @@ const TABLE: &[Row] = &[
     row(kill_sent, || kill_ok(KillFor::Escalation), 0.0, "limit-killed", &["close-generation", "say", "generation_stopped"]),
     row(kill_sent, || kill_err(KillFor::Escalation), 0.0, "limit-killed", &["say", "warning", "close-generation", "say", "generation_stopped"]),
     row(killed, || Input::Tick, 1.0, "limit-killed", &[]),
-    row(killed, || exited(1, None), 0.5, "idle", &["launch 1"]),
+    row(killed, || exited(1, None), 0.5, "idle", &["say", "restarting", "launch 1"]),
     row(killed, || Input::Stop, 0.5, "stopping", &[]),
     row(killed, || Input::Restart, 0.5, "stopping", &[]),
     row(killed, || Input::Shutdown, 0.5, "stopping", &[]),
@@ -404,6 +446,60 @@ const TABLE: &[Row] = &[
     row(gave_up, || kill_err(KillFor::Timer), 0.0, "gave-up", &[]),
     row(gave_up, || Input::StopFailed { run: 1, why: "refused".into() }, 0.0, "gave-up", &[]),
     row(gave_up, || Input::GenerationFinished { id: 7 }, 0.0, "gave-up", &[]),
+    // Sleep: idle for the setting, or "Sleep now"; a clean stop, never during a generation
+    row(idle, sleep, 0.0, "idle", &[]),
+    row(idle, || Input::Wake(WakeBy::User), 0.0, "idle", &[]),
+    row(gave_up, || Input::Wake(WakeBy::Visit), 0.0, "gave-up", &[]),
+    row(backing_off, sleep, 0.5, "backing-off", &[]),
+    row(running, sleep, 0.0, "falling-asleep", &["sleeping", "terminate"]),
+    row(running, || Input::Sleep { generating: true }, 0.0, "running", &["say"]),
+    row(running, || Input::Wake(WakeBy::Visit), 0.0, "running", &[]),
+    row(stopping, sleep, 1.0, "stopping", &[]),
+    // A breach racing the sleep: the first to arrive decides
+    row(graceful, sleep, 1.0, "graceful", &["say"]),
+    row(kill_sent, sleep, 0.0, "limit-killed", &[]),
+    row(relaunched, sleep, 5.0, "restarting", &["say"]),
+    row(falling_asleep, || breach(LimitKind::Memory, Ok(())), 1.0, "falling-asleep", &[]),
+    row(falling_asleep, || breach(LimitKind::Startup, Ok(())), 1.0, "falling-asleep", &[]),
+    row(falling_asleep, || breach(LimitKind::Timeout, Ok(())), 1.0, "falling-asleep", &[]),
+    row(falling_asleep, || Input::Unhealthy, 1.0, "falling-asleep", &[]),
+    row(falling_asleep, sleep, 1.0, "falling-asleep", &[]),
+    row(falling_asleep, || Input::Tick, 4.9, "falling-asleep", &[]),
+    row(falling_asleep, || Input::Tick, 5.0, "falling-asleep", &["kill timer"]),
+    row(falling_asleep, || exited(1, None), 1.0, "asleep", &["say", "asleep"]),
+    row(falling_asleep, || exited(1, Some(1)), 1.0, "asleep", &["say", "asleep"]),
+    row(falling_asleep, || Input::Wake(WakeBy::Visit), 1.0, "falling-asleep", &[]),
+    row(falling_asleep, || Input::Stop, 1.0, "stopping", &[]),
+    row(falling_asleep, || Input::Shutdown, 1.0, "stopping", &[]),
+    row(falling_asleep, || Input::Ready, 1.0, "falling-asleep", &[]),
+    // Asleep: the tree is gone, the gateway keeps the port
+    row(asleep, || Input::Wake(WakeBy::Visit), 60.0, "waking", &["waking visit", "launch 0"]),
+    row(asleep, || Input::Wake(WakeBy::User), 60.0, "waking", &["waking user", "launch 0"]),
+    row(asleep, || Input::Start, 60.0, "waking", &["waking user", "launch 0"]),
+    row(asleep, || Input::Restart, 60.0, "waking", &["waking user", "launch 0"]),
+    row(asleep, || Input::Stop, 60.0, "idle", &[]),
+    row(asleep, || Input::Shutdown, 60.0, "idle", &[]),
+    row(asleep, sleep, 60.0, "asleep", &[]),
+    row(asleep, || Input::Tick, 1000.0, "asleep", &[]),
+    row(asleep, || breach(LimitKind::Memory, Ok(())), 60.0, "asleep", &[]),
+    row(asleep, || breach(LimitKind::Startup, Ok(())), 60.0, "asleep", &[]),
+    row(asleep, || Input::Unhealthy, 60.0, "asleep", &[]),
+    row(asleep, || Input::Ready, 60.0, "asleep", &[]),
+    row(asleep, || exited(1, Some(1)), 60.0, "asleep", &[]),
+    row(asleep, || stop_generation(Ok(())), 60.0, "asleep", &[]),
+    row(asleep, || Input::GenerationFinished { id: 7 }, 60.0, "asleep", &[]),
+    row(asleep, || kill_err(KillFor::Timer), 60.0, "asleep", &[]),
+    // Waking: ready ends it; a failed start-up sleeps on
+    row(wake_launching, || launched(0, 2), 0.0, "waking", &[]),
+    row(wake_launching, || Input::LaunchFailed(LaunchError::Spawn), 0.0, "asleep", &["say", "wake-failed"]),
+    row(wake_launching, || Input::LaunchFailed(LaunchError::Fatal), 0.0, "asleep", &["say", "wake-failed"]),
+    row(waking, || Input::Ready, 20.0, "running", &["say", "woke"]),
+    row(waking, || exited(2, Some(1)), 3.0, "asleep", &["say", "wake-failed"]),
+    row(waking, || breach(LimitKind::Startup, Ok(())), 30.0, "stopping", &["say", "limit_breached", "unhealthy", "kill end"]),
+    row(waking, || Input::Stop, 3.0, "stopping", &["terminate"]),
+    row(waking, || Input::Shutdown, 3.0, "stopping", &["terminate"]),
+    row(waking, || Input::Wake(WakeBy::Visit), 3.0, "waking", &[]),
+    row(waking, sleep, 3.0, "falling-asleep", &["sleeping", "terminate"]),
 ];
 
 #[test]
@@ -447,14 +543,17 @@ fn the_table_starts_from_every_state() {
     assert_eq!(
         seen,
         [
+            "asleep",
             "backing-off",
+            "falling-asleep",
             "gave-up",
             "graceful",
             "idle",
             "limit-killed",
             "restarting",
             "running",
-            "stopping"
+            "stopping",
+            "waking"
         ]
     );
 }
@@ -587,7 +686,7 @@ fn a_limit_that_fires_every_time_backs_off_then_gives_up_naming_the_limit() {
         let fx = m.step(exited(run, None), c.at(t + 0.1));
         match &m.lifecycle {
             Lifecycle::Idle => {
-                assert_eq!(kinds(&fx), [format!("launch {run}")]);
+                assert_eq!(kinds(&fx), ["say", "restarting", &format!("launch {run}")]);
                 waits.push(0);
             }
             Lifecycle::BackingOff { at, .. } => {
@@ -626,8 +725,10 @@ fn a_limit_that_fires_every_time_backs_off_then_gives_up_naming_the_limit() {
     );
 }
 
+/// Issue 26, finding 3: `--restart never` means never, after a limit's kill too: the
+/// generation ends with the kill, Fooocus stays down, and the words say so and how to start it.
 #[test]
-fn limit_kills_restart_even_with_restarts_off() {
+fn restarts_never_leaves_fooocus_down_after_a_limit_kill() {
     let c = Clock(Instant::now());
     let mut m = M::new(Settings {
         restart: RestartConfig {
@@ -636,12 +737,173 @@ fn limit_kills_restart_even_with_restarts_off() {
         },
         ..settings()
     });
-    killed(&mut m, &c);
+    running(&mut m, &c);
+    let fx = m.step(breach(LimitKind::Memory, Ok(())), c.at(0.0));
+    let Some(Effect::Emit(EventKind::LimitBreached { action, .. })) = fx.get(1) else {
+        panic!("{fx:?}")
+    };
+    assert_eq!(action, "kill");
+    assert_eq!(
+        m.state(true, true, true),
+        FooocusState::Stopping,
+        "not Restarting: it will not"
+    );
+    let fx = m.step(kill_ok(KillFor::Escalation), c.at(0.0));
+    assert!(
+        says(&fx).iter().any(|s| s.contains("stays stopped")),
+        "{fx:?}"
+    );
+    assert!(
+        !says(&fx).iter().any(|s| s.contains("restarting")),
+        "{fx:?}"
+    );
+    let fx = m.step(exited(1, None), c.at(0.1));
+    assert_eq!(kinds(&fx), ["say"]);
+    assert!(says(&fx)[0].contains("start it again"), "{fx:?}");
+    assert_eq!(label(&m), "idle");
+    assert_eq!(m.esc, None);
+    assert_eq!(m.next_deadline(), None, "nothing will launch it");
+    assert_eq!(m.state(true, false, false), FooocusState::Stopped);
+}
+
+/// Issue 26, finding 6: every restart says why and when, the one after a limit's kill and
+/// the user's too.
+#[test]
+fn every_restart_says_why_and_when() {
+    let c = Clock(Instant::now());
+    let mut m = M::new(settings());
+    running(&mut m, &c);
+    m.step(breach(LimitKind::Timeout, no_route()), c.at(0.0));
+    m.step(kill_ok(KillFor::Escalation), c.at(0.0));
     let fx = m.step(exited(1, None), c.at(0.1));
     assert_eq!(
-        kinds(&fx),
-        ["launch 1"],
-        "the restart is part of the breach's action"
+        fx[1],
+        Effect::Emit(EventKind::Restarting {
+            attempt: 1,
+            delay_s: 0.0,
+            reason: "limit: timeout".into()
+        })
+    );
+    assert_eq!(fx[2], Effect::Launch { attempt: 1 });
+    m.step(launched(1, 2), c.at(0.1));
+    m.step(Input::Restart, c.at(1.0));
+    let fx = m.step(exited(2, None), c.at(1.5));
+    assert_eq!(
+        fx[1],
+        Effect::Emit(EventKind::Restarting {
+            attempt: 2,
+            delay_s: 0.0,
+            reason: "user".into()
+        })
+    );
+}
+
+fn stop_in(phase: fooocus_console::Phase, history: Option<f64>) -> Input<()> {
+    Input::StopGeneration {
+        generation: Some(7),
+        route: Ok(()),
+        pace: Pace {
+            phase: Some(phase),
+            step_seconds: None,
+            phase_history_s: history,
+        },
+    }
+}
+
+/// Issue 26, finding 1: on real Fooocus a stop during preparation was killed after the 10 s
+/// setting although Fooocus keeps the request and honours it at its first step. The grace
+/// now lasts until that step (bounded by history), then one step.
+#[test]
+fn a_stop_before_the_first_step_waits_for_it_then_one_step() {
+    use fooocus_console::Phase as P;
+    let c = Clock(Instant::now());
+    let mut m = M::new(settings());
+    running(&mut m, &c);
+    // The longest recent preparation took 60 s: 90 s of grace.
+    let fx = m.step(stop_in(P::Preparation, Some(60.0)), c.at(0.0));
+    assert_eq!(kinds(&fx), ["request-stop"]);
+    assert_eq!(m.next_deadline(), Some(c.at(90.0)));
+    // Past the configured 10 s, nothing is killed.
+    assert!(m.step(Input::Tick, c.at(30.0)).is_empty());
+    // The first step: one step's grace is left (the configured 10 s here).
+    m.step(Input::Step { step_seconds: None }, c.at(40.0));
+    assert_eq!(m.next_deadline(), Some(c.at(50.0)));
+    // A later step does not push it back.
+    m.step(
+        Input::Step {
+            step_seconds: Some(30.0),
+        },
+        c.at(45.0),
+    );
+    assert_eq!(m.next_deadline(), Some(c.at(50.0)));
+    let fx = m.step(Input::GenerationFinished { id: 7 }, c.at(42.0));
+    let Some(Effect::Emit(EventKind::GenerationStopped {
+        grace,
+        grace_s,
+        phase,
+        how,
+        ..
+    })) = fx.get(2)
+    else {
+        panic!("{fx:?}")
+    };
+    assert_eq!(
+        (grace.as_str(), *grace_s, *phase, *how),
+        (
+            "until the first step",
+            90.0,
+            Some(P::Preparation),
+            StopHow::Graceful
+        )
+    );
+}
+
+#[test]
+fn a_stop_while_decoding_waits_until_the_next_step_or_the_end_and_names_the_phase() {
+    use fooocus_console::Phase as P;
+    let c = Clock(Instant::now());
+    let mut m = M::new(settings());
+    running(&mut m, &c);
+    let fx = m.step(
+        Input::Breach {
+            breach: Breach {
+                limit: LimitKind::Timeout,
+                configured: 20.0,
+                observed: 21.0,
+                due: None,
+                source: None,
+            },
+            generation: Some(7),
+            route: Ok(()),
+            pace: Pace {
+                phase: Some(P::Decode),
+                step_seconds: Some(4.0),
+                phase_history_s: None,
+            },
+        },
+        c.at(0.0),
+    );
+    let Some(Effect::Emit(EventKind::LimitBreached { phase, .. })) = fx.get(1) else {
+        panic!("{fx:?}")
+    };
+    assert_eq!(*phase, Some(P::Decode));
+    assert_eq!(m.next_deadline(), Some(c.at(60.0)));
+    // Never stopped: killed at the bound, and the stop says which phase and why that long.
+    m.step(Input::Tick, c.at(60.0));
+    let fx = m.step(kill_ok(KillFor::Escalation), c.at(60.0));
+    let Some(Effect::Emit(EventKind::GenerationStopped {
+        grace, phase, how, ..
+    })) = fx.last()
+    else {
+        panic!("{fx:?}")
+    };
+    assert_eq!(
+        (grace.as_str(), *phase, *how),
+        (
+            "until the next step or the end",
+            Some(P::Decode),
+            StopHow::Killed
+        )
     );
 }
 
@@ -775,7 +1037,10 @@ fn a_graceful_stop_waits_one_observed_step_when_steps_are_slower_than_the_grace(
         Input::StopGeneration {
             generation: Some(7),
             route: Ok(()),
-            step_seconds: Some(20.0),
+            pace: Pace {
+                step_seconds: Some(20.0),
+                ..Pace::default()
+            },
         },
         c.at(0.0),
     );
@@ -1000,4 +1265,121 @@ fn a_give_up_for_a_limit_names_it_and_the_change_that_helps() {
     assert!(ram.contains("needs once loaded"), "{ram}");
     assert!(keeps_firing(Some(LimitKind::Stall)).contains("stall limit"));
     assert!(keeps_firing(None).contains("check the limits"));
+}
+
+#[test]
+fn sleeping_and_waking_never_count_as_failures() {
+    // One failure allowed in the window: twenty sleeps and wakes in a row must not give up,
+    // back off, or schedule a restart.
+    let c = Clock(Instant::now());
+    let mut m = M::new(Settings {
+        restart: RestartConfig {
+            policy: RestartMode::Always,
+            max_restarts: 1,
+            window_s: 3600,
+        },
+        ..settings()
+    });
+    running(&mut m, &c);
+    m.step(Input::Ready, c.at(1.0));
+    let mut all = Vec::new();
+    for i in 0..20u64 {
+        let t = 10.0 * i as f64 + 2.0;
+        all.extend(m.step(sleep(), c.at(t)));
+        all.extend(m.step(exited(i + 1, None), c.at(t + 1.0)));
+        assert_eq!(label(&m), "asleep", "cycle {i}");
+        all.extend(m.step(Input::Wake(WakeBy::Visit), c.at(t + 5.0)));
+        all.extend(m.step(launched(0, i + 2), c.at(t + 5.0)));
+        all.extend(m.step(Input::Ready, c.at(t + 8.0)));
+        assert_eq!(label(&m), "running", "cycle {i}");
+    }
+    let k = kinds(&all);
+    assert!(
+        !k.iter()
+            .any(|e| e == "restarting" || e == "gave_up" || e.starts_with("launch 1")),
+        "{k:?}"
+    );
+    assert_eq!(k.iter().filter(|e| *e == "woke").count(), 20);
+    assert_eq!(m.restarts, 0);
+}
+
+#[test]
+fn a_wake_asked_while_falling_asleep_starts_once_the_tree_is_gone() {
+    let c = Clock(Instant::now());
+    let mut m = M::new(settings());
+    falling_asleep(&mut m, &c);
+    assert!(kinds(&m.step(Input::Wake(WakeBy::Visit), c.at(1.0))).is_empty());
+    let fx = m.step(exited(1, None), c.at(2.0));
+    assert_eq!(kinds(&fx), ["say", "asleep", "waking visit", "launch 0"]);
+    assert_eq!(label(&m), "waking");
+}
+
+#[test]
+fn woke_says_how_long_it_slept_who_woke_it_and_how_long_the_start_took() {
+    let c = Clock(Instant::now());
+    let mut m = M::new(settings());
+    asleep(&mut m, &c);
+    m.step(Input::Wake(WakeBy::Visit), c.at(60.0));
+    m.step(launched(0, 2), c.at(60.5));
+    let fx = m.step(Input::Ready, c.at(80.0));
+    let woke = fx.iter().find_map(|e| match e {
+        Effect::Woke {
+            asleep_s,
+            by,
+            ready_s,
+        } => Some((*asleep_s, *by, *ready_s)),
+        _ => None,
+    });
+    let (asleep_s, by, ready_s) = woke.expect("a woke effect");
+    assert!((asleep_s - 60.0).abs() < 1e-6, "{asleep_s}");
+    assert_eq!(by, WakeBy::Visit);
+    assert!((ready_s - 20.0).abs() < 1e-6, "{ready_s}");
+    // Once awake, a second ready says nothing more.
+    assert!(!kinds(&m.step(Input::Ready, c.at(81.0))).contains(&"woke".to_string()));
+}
+
+#[test]
+fn a_wake_whose_start_up_fails_sleeps_on_with_the_reason_and_the_next_visit_tries_again() {
+    let c = Clock(Instant::now());
+    let mut m = M::new(settings());
+    waking(&mut m, &c);
+    m.step(breach(LimitKind::Startup, Ok(())), c.at(30.0));
+    assert!(m.sleeps_after_exit(2), "the gateway keeps the port");
+    let fx = m.step(exited(2, None), c.at(30.5));
+    let reason = fx.iter().find_map(|e| match e {
+        Effect::WakeFailed(r) => Some(r.clone()),
+        _ => None,
+    });
+    assert_eq!(reason.as_deref(), Some("Fooocus was not ready in time"));
+    assert_eq!(label(&m), "asleep");
+    assert_eq!(
+        m.state(true, false, false),
+        crate::supervisor::FooocusState::Asleep
+    );
+    let fx = m.step(Input::Wake(WakeBy::Visit), c.at(40.0));
+    assert_eq!(kinds(&fx), ["waking visit", "launch 0"]);
+}
+
+#[test]
+fn only_a_sleep_or_a_failed_wake_keeps_the_gateway_through_the_exit() {
+    let c = Clock(Instant::now());
+    let mut m = M::new(settings());
+    falling_asleep(&mut m, &c);
+    assert!(m.sleeps_after_exit(1));
+    assert!(!m.sleeps_after_exit(2), "another run's exit");
+    let mut m = M::new(settings());
+    running(&mut m, &c);
+    assert!(!m.sleeps_after_exit(1), "a crash while awake restarts");
+    m.step(Input::Stop, c.at(0.0));
+    assert!(!m.sleeps_after_exit(1), "the user's stop lets the port go");
+    let mut m = M::new(settings());
+    waking(&mut m, &c);
+    m.step(Input::Stop, c.at(1.0));
+    assert!(
+        !m.sleeps_after_exit(2),
+        "a stop while waking ends the sleep"
+    );
+    let fx = m.step(exited(2, None), c.at(2.0));
+    assert_eq!(kinds(&fx), ["say"]);
+    assert_eq!(label(&m), "idle");
 }

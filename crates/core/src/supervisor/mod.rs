@@ -97,6 +97,8 @@ pub enum FooocusState {
     Stopping,
     Restarting,
     GaveUp,
+    /// Stopped while idle to give its memory back; the gateway wakes it on the first visit.
+    Asleep,
 }
 
 /// What the user may do in a state: derived here once, and rendered as it is by the tray's menu
@@ -108,6 +110,12 @@ pub struct Actions {
     pub restart: bool,
     pub open_browser: bool,
     pub stop_generation: bool,
+    /// "Sleep now": only where a visit can wake Fooocus again (behind the gateway); the loop
+    /// sets it, since the state alone does not say whether the gateway is there.
+    #[serde(default)]
+    pub sleep: bool,
+    #[serde(default)]
+    pub wake: bool,
 }
 
 impl Actions {
@@ -115,11 +123,15 @@ impl Actions {
         use FooocusState::*;
         let running = matches!(state, Starting | Ready | Generating | Restarting);
         Actions {
-            start: !running && !matches!(state, NotConfigured | Stopping),
-            stop: running,
+            // Asleep, Wake is the start (and Stop ends the sleep: the port is let go).
+            start: !running && !matches!(state, NotConfigured | Stopping | Asleep),
+            stop: running || state == Asleep,
             restart: running,
-            open_browser: has_url && matches!(state, Ready | Generating),
+            // Asleep, opening Fooocus is how it wakes (the gateway keeps the address).
+            open_browser: has_url && matches!(state, Ready | Generating | Asleep),
             stop_generation: state == Generating,
+            sleep: false,
+            wake: state == Asleep,
         }
     }
 }
@@ -134,6 +146,17 @@ pub struct GenerationProgress {
     pub step_total: Option<u32>,
     pub elapsed_s: f64,
     pub timeout_s: Option<f64>,
+    /// The phase Fooocus is in (None: none seen yet).
+    #[serde(default)]
+    pub phase: Option<fooocus_console::Phase>,
+    /// When the timeout counts from (epoch ms): the start, moved on by finished model loads,
+    /// which it does not count in the first generation after Fooocus started
+    /// (`loads_left_out`); during such a load (`phase` model_load) it does not count at all.
+    #[serde(default)]
+    pub timeout_from_ms: i64,
+    /// The timeout leaves this generation's model loads out (the first after a start).
+    #[serde(default)]
+    pub loads_left_out: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -161,6 +184,42 @@ pub struct Status {
     /// A model download while Fooocus starts (the first start downloads GBs).
     #[serde(default)]
     pub download: Option<crate::generation::ModelDownload>,
+    /// The current (or last) sleep: what it gave back. Set while asleep and waking.
+    #[serde(default)]
+    pub sleep: Option<SleepInfo>,
+    /// This session's last sleeps, oldest first, for the graphs' sleeping spans.
+    #[serde(default)]
+    pub sleep_spans: Vec<SleepSpan>,
+}
+
+/// When Fooocus slept (ms since the epoch); `woke_ms` None while it sleeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SleepSpan {
+    pub asleep_ms: i64,
+    pub woke_ms: Option<i64>,
+}
+
+/// A sleep as the views show it: "Asleep: wakes when you open Fooocus", and the memory given
+/// back. Memory figures are the sampler's: the machine's RAM in use and the GPUs' VRAM in use
+/// at the last sample before the stop and the first after the tree was gone (None: not
+/// measured, e.g. no GPU figures); `held_ram_bytes` is what Fooocus's tree itself held.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SleepInfo {
+    /// When Fooocus fell asleep (ms since the epoch).
+    pub since_ms: i64,
+    /// How long it had been idle (0 for the user's "Sleep now").
+    pub idle_s: f64,
+    pub held_ram_bytes: Option<u64>,
+    pub ram_before_bytes: Option<u64>,
+    pub ram_after_bytes: Option<u64>,
+    pub vram_before_bytes: Option<u64>,
+    pub vram_after_bytes: Option<u64>,
+    /// About how long a wake takes (the last start-ups).
+    pub wake_estimate_s: f64,
+    /// Waking: the launch started and Fooocus is not ready yet.
+    pub waking: bool,
+    /// The last wake failed: why (it sleeps on; the next visit tries again).
+    pub wake_failed: Option<String>,
 }
 
 /// What subscribers receive.
@@ -178,6 +237,10 @@ enum Cmd {
     Stop,
     Restart,
     StopGeneration,
+    /// "Sleep now".
+    Sleep,
+    /// "Wake".
+    Wake,
     SetConfig(Box<Config>, Sender<Vec<String>>),
     SetTarget(Box<Target>),
     Warn(String),
@@ -216,6 +279,66 @@ enum Msg {
         run: u64,
         result: Result<(), String>,
     },
+    /// The machine's memory in use, as one sample saw it (the sleep's before and after).
+    Memory(MachineMemory),
+}
+
+impl SleepInfo {
+    /// RAM given back: the machine's drop across the sleep when measured (and positive), else
+    /// what the tree held.
+    pub fn ram_freed_bytes(&self) -> Option<u64> {
+        match (self.ram_before_bytes, self.ram_after_bytes) {
+            (Some(b), Some(a)) if b > a => Some(b - a),
+            _ => self.held_ram_bytes,
+        }
+    }
+
+    /// VRAM given back: the GPUs' drop across the sleep, when both samples had figures.
+    pub fn vram_freed_bytes(&self) -> Option<u64> {
+        match (self.vram_before_bytes, self.vram_after_bytes) {
+            (Some(b), Some(a)) => Some(b.saturating_sub(a)),
+            _ => None,
+        }
+    }
+
+    /// The line the tray and the dashboard show.
+    pub fn summary(&self) -> String {
+        use crate::units::format_size;
+        if self.waking {
+            return format!(
+                "Waking Fooocus up, about {:.0} s",
+                self.wake_estimate_s.max(1.0)
+            );
+        }
+        let mut line = "Asleep: wakes when you open Fooocus".to_string();
+        let freed: Vec<String> = [
+            self.ram_freed_bytes()
+                .map(|b| format!("{} RAM", format_size(b))),
+            self.vram_freed_bytes()
+                .map(|b| format!("{} VRAM", format_size(b))),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !freed.is_empty() {
+            line.push_str(&format!(" ({} given back)", freed.join(", ")));
+        }
+        if let Some(why) = &self.wake_failed {
+            line.push_str(&format!("; the last wake failed: {why}"));
+        }
+        line
+    }
+}
+
+/// The machine's memory in use at one sample.
+#[derive(Clone, Copy, Debug)]
+pub struct MachineMemory {
+    /// When the sample began (a sample begun before the tree was gone is no "after").
+    pub taken: std::time::Instant,
+    pub ram_used_bytes: u64,
+    pub vram_used_bytes: Option<u64>,
+    /// Fooocus's tree (None: no tree).
+    pub tree_ram_bytes: Option<u64>,
 }
 
 /// Shared with the handle and the sampler.
@@ -278,6 +401,8 @@ impl Guard {
                 pid: None,
                 actions: Actions::for_state(state, false),
                 download: None,
+                sleep: None,
+                sleep_spans: Vec::new(),
             }),
             console: Mutex::new(ConsoleBuffer::new(opts.console_lines)),
             subscribers: Mutex::new(Vec::new()),
@@ -316,6 +441,14 @@ impl Guard {
     }
     pub fn stop_generation(&self) {
         let _ = self.tx.send(Msg::Cmd(Cmd::StopGeneration));
+    }
+    /// "Sleep now": stop Fooocus the clean way and let the gateway wake it on a visit.
+    pub fn sleep_fooocus(&self) {
+        let _ = self.tx.send(Msg::Cmd(Cmd::Sleep));
+    }
+    /// "Wake": start Fooocus again after a sleep.
+    pub fn wake_fooocus(&self) {
+        let _ = self.tx.send(Msg::Cmd(Cmd::Wake));
     }
 
     /// Supervise another install from the next start on.
@@ -366,6 +499,11 @@ impl Guard {
     /// Report resource usage of the tree (from the sampler) to the limit policy.
     pub fn report_usage(&self, usage: Usage) {
         let _ = self.tx.send(Msg::Usage(usage));
+    }
+
+    /// The machine's memory at a sample (for the sleep's figures).
+    pub fn report_memory(&self, m: MachineMemory) {
+        let _ = self.tx.send(Msg::Memory(m));
     }
 
     /// The tree the sampler should watch, and whether a generation runs (sample faster).
@@ -456,5 +594,84 @@ mod actions_tests {
         );
         assert!(!a(Ready, false).open_browser, "no address yet");
         assert!(!a(Ready, true).stop_generation);
+        let asleep = a(Asleep, false);
+        assert!(
+            asleep.wake && asleep.stop && !asleep.start && !asleep.restart,
+            "asleep: Wake starts it, Stop lets the port go"
+        );
+        assert!(
+            !a(Ready, true).wake && !a(Ready, true).sleep,
+            "the loop decides sleep"
+        );
+        assert!(a(Asleep, true).open_browser, "opening Fooocus wakes it");
+    }
+
+    #[test]
+    fn the_asleep_line_says_what_was_given_back_as_measured() {
+        let gib = 1u64 << 30;
+        let mut s = SleepInfo {
+            held_ram_bytes: Some(9 * gib),
+            ram_before_bytes: Some(20 * gib),
+            ram_after_bytes: Some(12 * gib),
+            vram_before_bytes: Some(7 * gib),
+            vram_after_bytes: Some(gib),
+            wake_estimate_s: 24.6,
+            ..Default::default()
+        };
+        assert_eq!(
+            s.summary(),
+            "Asleep: wakes when you open Fooocus (8 GiB RAM, 6 GiB VRAM given back)"
+        );
+        // Other programs grew meanwhile: what the tree held is what it gave back.
+        s.ram_after_bytes = Some(21 * gib);
+        assert_eq!(s.ram_freed_bytes(), Some(9 * gib));
+        s.waking = true;
+        assert_eq!(s.summary(), "Waking Fooocus up, about 25 s");
+        let bare = SleepInfo::default();
+        assert_eq!(bare.summary(), "Asleep: wakes when you open Fooocus");
+    }
+}
+
+#[cfg(all(test, unix))]
+mod sleep_tests {
+    use super::*;
+    use crate::events::EventKind;
+
+    /// What "Sleep now" answers while a plain command runs: nothing could wake it on a visit.
+    #[test]
+    fn sleep_now_without_the_gateway_is_refused_saying_why() {
+        let cmd = LaunchCommand::plain("sh", os(&["-c", "sleep 30"]));
+        let mut opts = GuardOptions::new(Config::default(), Some(Target::Command(cmd)));
+        opts.autostart = false;
+        opts.console_lines = 100;
+        let guard = Guard::start(opts).unwrap();
+        let updates = guard.subscribe();
+        guard.start_fooocus();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let next_event = |want: &dyn Fn(&EventKind) -> bool| loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match updates.recv_timeout(left) {
+                Ok(Update::Event(e)) if want(&e.kind) => return e.kind,
+                Ok(_) => {}
+                Err(e) => panic!("no such event within 60 s: {e}"),
+            }
+        };
+        next_event(&|k| matches!(k, EventKind::Started { .. }));
+        guard.sleep_fooocus();
+        let EventKind::Warning { message } =
+            next_event(&|k| matches!(k, EventKind::Warning { .. }))
+        else {
+            unreachable!()
+        };
+        assert!(
+            message.starts_with("cannot sleep: only the gateway can wake Fooocus"),
+            "{message}"
+        );
+        assert_eq!(
+            guard.status().state,
+            FooocusState::Starting,
+            "still running"
+        );
+        guard.shutdown();
     }
 }

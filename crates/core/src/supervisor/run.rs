@@ -11,11 +11,13 @@ use guard_contain::Containment;
 use std::process::Stdio;
 
 use super::io::{self, Spawner};
-use super::machine::{Effect, ExitFacts, Input, LaunchError, Lifecycle, Machine, Settings};
+use super::machine::{
+    Effect, ExitFacts, Input, LaunchError, Lifecycle, Machine, Settings, WakeBy, RESTART_DEADLINE,
+};
 use super::Actions;
 use super::{
-    Cmd, ExitInfo, GenerationProgress, GracefulStop, GuardOptions, Msg, Shared, Status, Target,
-    Update,
+    Cmd, ExitInfo, GenerationProgress, GracefulStop, GuardOptions, MachineMemory, Msg, Shared,
+    SleepInfo, Status, Target, Update,
 };
 use crate::config::Config;
 use crate::console::{ConsoleLine, Stream, StreamReader};
@@ -38,10 +40,19 @@ pub(super) struct Run {
     route: StopRoute,
     /// The gateway in front of this Fooocus (None: off, not possible, or it failed to start).
     gateway: Option<Arc<guard_gateway::Gateway>>,
+    /// The run the gateway's queue events belong to: a gateway kept through a sleep serves the
+    /// run that wakes next.
+    gateway_run: Arc<std::sync::atomic::AtomicU64>,
     /// Why there is no gateway, when the user wanted one.
     gateway_note: Option<String>,
     /// Fooocus could not bind its port: (port, whether it is the user's own port).
     port_taken: Option<(u16, bool)>,
+    /// The port the guard told Fooocus to listen on (None: a plain command). The guard's own
+    /// requests go there on loopback; a URL Fooocus prints is only checked against it.
+    fooocus_port: Option<u16>,
+    /// Where the user's browser goes (the gateway's address, or Fooocus's own), as the guard
+    /// launched it; None for a plain command, whose first printed URL is taken.
+    browse: Option<String>,
     /// When the console counts as quiet (no output since), to complete an open traceback.
     settle_at: Option<Instant>,
 }
@@ -58,6 +69,9 @@ pub(super) struct Loop {
     tracker: Tracker,
     /// The observed step time, for the grace of a graceful stop.
     step_clock: crate::policy::StepClock,
+    /// The phase times of this session's recent generations, for the grace of a stop asked
+    /// before the first step or while decoding (a fixed ring: no allocation, no disk).
+    recent_phases: RecentPhases,
     next_run: u64,
     /// Shutting down: who to tell once Fooocus is gone.
     quit: Option<Sender<()>>,
@@ -73,7 +87,50 @@ pub(super) struct Loop {
     exit_when_done: bool,
     /// The last breach, for the summary of the stop it causes.
     last_breach: Option<EventKind>,
+    /// Asleep: the gateway that keeps the user's port, and what the wake launches behind it.
+    parked: Option<Parked>,
+    /// When Fooocus last became idle (ready, a generation finished, woke): with the gateway's
+    /// last visit, the start of the sleep setting's idle clock.
+    idle_since: Option<Instant>,
+    /// This launch is a start the user asked for (not a restart, not a wake): with the
+    /// `open_browser` setting, its ready opens Fooocus in the user's browser.
+    open_browser_at_ready: bool,
+    /// The machine's memory at the last sample.
+    last_memory: Option<MachineMemory>,
+    /// The current (or last) sleep, as the views show it.
+    sleep: Option<SleepInfo>,
+    /// Asleep and the sleep's event not sent yet: when the tree was gone, and the deadline of
+    /// the sample that measures what it gave back.
+    asleep_pending: Option<(Instant, Instant)>,
+    /// The last start-ups (seconds to ready), for the wake's estimate.
+    startups: std::collections::VecDeque<f64>,
+    /// How long Fooocus had been idle when the sleep began (0: the user's "Sleep now").
+    sleep_idle_s: f64,
+    /// The last sleeps, for the graphs (bounded).
+    sleep_spans: std::collections::VecDeque<super::SleepSpan>,
 }
+
+/// The sleeps the status carries for the graphs: a day of one an hour.
+const SLEEP_SPANS_KEPT: usize = 48;
+
+fn epoch_ms_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The gateway kept through a sleep, and where the woken Fooocus must listen behind it.
+struct Parked {
+    gateway: Arc<guard_gateway::Gateway>,
+    gateway_run: Arc<std::sync::atomic::AtomicU64>,
+    port: u16,
+    browse: Option<String>,
+}
+
+/// How long the sleep's event waits for a sample taken after the tree was gone.
+const SLEEP_SAMPLE_WAIT: Duration = Duration::from_secs(5);
+/// The start-ups the wake's estimate is drawn from.
+const STARTUPS_KEPT: usize = 5;
 
 fn settings(cfg: &Config, limits: &LimitSet) -> Settings {
     Settings {
@@ -81,6 +138,42 @@ fn settings(cfg: &Config, limits: &LimitSet) -> Settings {
         startup: limits.startup,
         grace: limits.grace,
         can_terminate: guard_contain::process::CAN_TERMINATE,
+    }
+}
+
+/// What `launch_with_gateway` decided.
+struct Launched {
+    command: LaunchCommand,
+    gateway: Option<Arc<guard_gateway::Gateway>>,
+    /// Why there is no gateway, when the user wanted one.
+    note: Option<String>,
+    fooocus_port: Option<u16>,
+    browse: Option<String>,
+    gateway_run: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// The browser's URL for a server on `port` at the `listen` address of the settings.
+fn browse_url(listen: Option<&str>, port: u16) -> String {
+    match listen {
+        None | Some("0.0.0.0") | Some("::") => format!("http://127.0.0.1:{port}"),
+        Some(h) if h.contains(':') => format!("http://[{h}]:{port}"),
+        Some(h) => format!("http://{h}:{port}"),
+    }
+}
+
+/// Whether an error in a task kills Fooocus's worker thread (see `Tracker`): no `try` around
+/// the task before 2.0.90 and in MRE; Fooocus-API's loop; anything unknown.
+fn task_errors_kill_worker(install: Option<&crate::install::Install>) -> bool {
+    use crate::install::Fork;
+    match install {
+        None => true,
+        Some(i) => match i.fork {
+            Fork::Mre | Fork::FooocusApi => true,
+            Fork::Fooocus | Fork::Mashb1t => i
+                .version
+                .as_deref()
+                .is_none_or(|v| install::version_le(v, "2.0.89")),
+        },
     }
 }
 
@@ -118,6 +211,10 @@ impl Loop {
             spawner,
             tracker: Tracker::new(next_id),
             step_clock: Default::default(),
+            recent_phases: RecentPhases {
+                past: store.as_ref().map(|w| w.past_phases()).unwrap_or_default(),
+                ..RecentPhases::default()
+            },
             next_run: 1,
             quit: None,
             changes: Vec::new(),
@@ -129,6 +226,15 @@ impl Loop {
             history_warned: false,
             exit_when_done: opts.exit_when_done,
             last_breach: None,
+            parked: None,
+            idle_since: None,
+            open_browser_at_ready: false,
+            last_memory: None,
+            sleep: None,
+            asleep_pending: None,
+            startups: Default::default(),
+            sleep_idle_s: 0.0,
+            sleep_spans: Default::default(),
         }
     }
 
@@ -145,6 +251,22 @@ impl Loop {
         for effect in self.machine.step(input, now) {
             self.effect(effect);
         }
+        // The port is let go once Fooocus no longer sleeps (stopped, shut down); a wake's
+        // launch took the gateway over already.
+        if !matches!(self.machine.lifecycle, Lifecycle::Asleep { .. }) {
+            if let Some(p) = self.parked.take() {
+                p.gateway.close();
+            }
+        }
+        if !matches!(
+            self.machine.lifecycle,
+            Lifecycle::Asleep { .. } | Lifecycle::Running(_)
+        ) && self.machine.waking.is_none()
+        {
+            self.sleep = None;
+            self.asleep_pending = None;
+            self.end_sleep_span();
+        }
         // A kill closes the current generation: record it now.
         if !self.changes.is_empty() {
             self.apply_changes(now);
@@ -156,9 +278,71 @@ impl Loop {
             Effect::Say(text) => self.guard_line(&text),
             Effect::Emit(kind) => self.emit(kind),
             Effect::Launch { attempt } => match self.start_run(attempt) {
-                Ok((run, io)) => self.drive(Input::Launched { attempt, run, io }),
+                Ok((run, io)) => {
+                    // A wake's launch has a parked gateway: a browser is already waiting.
+                    self.open_browser_at_ready = attempt == 0 && self.parked.is_none();
+                    // The run holds the kept gateway now.
+                    self.parked = None;
+                    self.drive(Input::Launched { attempt, run, io })
+                }
                 Err(e) => self.drive(Input::LaunchFailed(e)),
             },
+            Effect::Sleeping => self.falling_asleep(),
+            Effect::Asleep => {
+                let now = Instant::now();
+                self.asleep_pending = Some((now, now + SLEEP_SAMPLE_WAIT));
+            }
+            Effect::Waking(by) => {
+                self.finish_asleep(None);
+                let upstream = guard_gateway::Upstream::Waking {
+                    wake_estimate: self.wake_estimate(),
+                    hold_limit: self.hold_limit(),
+                };
+                if let Some(p) = &self.parked {
+                    p.gateway.set_upstream(upstream);
+                }
+                if let Some(s) = self.sleep.as_mut() {
+                    s.waking = true;
+                    s.wake_failed = None;
+                }
+                self.guard_line(&format!(
+                    "waking Fooocus ({})",
+                    if by == WakeBy::Visit {
+                        "a visit"
+                    } else {
+                        "the user's Wake"
+                    }
+                ));
+            }
+            Effect::Woke {
+                asleep_s,
+                by,
+                ready_s,
+            } => {
+                if let Some(gw) = self.io().and_then(|r| r.gateway.as_ref()) {
+                    gw.set_upstream(guard_gateway::Upstream::Awake);
+                }
+                self.sleep = None;
+                self.end_sleep_span();
+                self.idle_since = Some(Instant::now());
+                self.emit(EventKind::Woke {
+                    asleep_s,
+                    by: by.as_str().into(),
+                    ready_s,
+                });
+            }
+            Effect::WakeFailed(reason) => {
+                if let Some(p) = &self.parked {
+                    p.gateway.set_upstream(guard_gateway::Upstream::Failed {
+                        reason: reason.clone(),
+                    });
+                }
+                if let Some(s) = self.sleep.as_mut() {
+                    s.waking = false;
+                    s.wake_failed = Some(reason.clone());
+                }
+                self.emit(EventKind::WakeFailed { reason });
+            }
             Effect::Terminate => {
                 // Gone already: its exit is on the way, and the kill timer stands regardless.
                 if let Some(run) = self.io() {
@@ -304,6 +488,8 @@ impl Loop {
         if !self.pending_console.is_empty() {
             take(Some(self.last_console_flush + Duration::from_millis(100)));
         }
+        take(self.sleep_due());
+        take(self.asleep_pending.map(|(_, by)| by));
         at
     }
 
@@ -325,6 +511,16 @@ impl Loop {
                     self.drive(Input::StopFailed { run, why });
                 }
             }
+            Msg::Memory(m) => {
+                self.last_memory = Some(m);
+                // The first sample begun after the tree was gone measures what it gave back.
+                if self
+                    .asleep_pending
+                    .is_some_and(|(gone, _)| m.taken >= gone && m.tree_ram_bytes.is_none())
+                {
+                    self.finish_asleep(Some(m));
+                }
+            }
         }
     }
 
@@ -333,12 +529,24 @@ impl Loop {
             Cmd::Start => self.drive(Input::Start),
             Cmd::Stop => self.drive(Input::Stop),
             Cmd::Restart => self.drive(Input::Restart),
+            Cmd::Sleep => {
+                if let Some(why) = self.cannot_sleep() {
+                    let msg = format!("cannot sleep: {why}");
+                    self.guard_line(&msg);
+                    self.emit(EventKind::Warning { message: msg });
+                    return;
+                }
+                self.sleep_idle_s = 0.0;
+                let generating = self.tracker.current().is_some();
+                self.drive(Input::Sleep { generating });
+            }
+            Cmd::Wake => self.drive(Input::Wake(WakeBy::User)),
             Cmd::StopGeneration => {
                 let Some(run) = self.io() else { return };
                 let input = Input::StopGeneration {
                     generation: self.tracker.current().map(|g| g.id),
                     route: route_result(&run.route),
-                    step_seconds: self.step_clock.step_seconds(),
+                    pace: self.pace(),
                 };
                 self.drive(input);
             }
@@ -389,6 +597,138 @@ impl Loop {
         needs
     }
 
+    /// The sleep setting, when it is on.
+    fn sleep_after(&self) -> Option<Duration> {
+        self.cfg
+            .sleep_after_s
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map(Duration::from_secs_f64)
+    }
+
+    /// Why Fooocus cannot sleep now (None: it can).
+    fn cannot_sleep(&self) -> Option<String> {
+        let Some(run) = self.machine.run().filter(|r| r.end.is_none()) else {
+            return Some("Fooocus is not running".into());
+        };
+        if run.io.gateway.is_none() {
+            return Some(match &run.io.gateway_note {
+                Some(note) => format!("only the gateway can wake Fooocus on a visit, and it is not running ({note}); turn the gateway on in the settings"),
+                None => "only the gateway can wake Fooocus on a visit, and a plain command runs without it".into(),
+            });
+        }
+        None
+    }
+
+    /// When Fooocus falls asleep if nothing happens: the sleep setting after the later of the
+    /// last idle start (ready, a generation's end, a wake) and the gateway's last visit. None
+    /// while it starts, generates, is being stopped, or without the gateway.
+    fn sleep_due(&self) -> Option<Instant> {
+        let after = self.sleep_after()?;
+        let run = self.machine.run().filter(|r| r.end.is_none())?;
+        let gateway = run.io.gateway.as_ref()?;
+        if self.machine.esc.is_some()
+            || self.tracker.current().is_some()
+            || !matches!(self.tracker.phase, Phase::Ready { .. })
+        {
+            return None;
+        }
+        let since = self
+            .idle_since
+            .into_iter()
+            .chain(gateway.last_visit())
+            .max()?;
+        Some(since + after)
+    }
+
+    /// About how long a wake takes: the mean of this session's last start-ups, else of the
+    /// last wakes the history holds (a minute, within the start-up limit, when neither has any).
+    fn wake_estimate(&self) -> Duration {
+        let past = self.recent_phases.past.wakes_s();
+        let (sum, n) = if self.startups.is_empty() {
+            (past.iter().sum::<f64>(), past.len())
+        } else {
+            (self.startups.iter().sum::<f64>(), self.startups.len())
+        };
+        if n == 0 {
+            return Duration::from_secs(60).min(self.hold_limit());
+        }
+        Duration::from_secs_f64((sum / n as f64).clamp(0.0, 24.0 * 3600.0))
+    }
+
+    /// How long the gateway holds a request for a wake: the start-up limit (10 min when off).
+    fn hold_limit(&self) -> Duration {
+        self.limits.startup.unwrap_or(RESTART_DEADLINE)
+    }
+
+    /// The sleep starts: the gateway answers for Fooocus from now on, and the memory in use
+    /// before the stop is noted.
+    fn falling_asleep(&mut self) {
+        let upstream = guard_gateway::Upstream::Asleep {
+            wake_estimate: self.wake_estimate(),
+            hold_limit: self.hold_limit(),
+        };
+        if let Some(gw) = self.io().and_then(|r| r.gateway.as_ref()) {
+            gw.set_upstream(upstream);
+        }
+        let before = self.last_memory;
+        self.sleep = Some(SleepInfo {
+            since_ms: epoch_ms_now(),
+            idle_s: self.sleep_idle_s,
+            held_ram_bytes: before.and_then(|m| m.tree_ram_bytes),
+            ram_before_bytes: before.map(|m| m.ram_used_bytes),
+            vram_before_bytes: before.and_then(|m| m.vram_used_bytes),
+            wake_estimate_s: self.wake_estimate().as_secs_f64(),
+            ..Default::default()
+        });
+        if self.sleep_spans.len() == SLEEP_SPANS_KEPT {
+            self.sleep_spans.pop_front();
+        }
+        self.sleep_spans.push_back(super::SleepSpan {
+            asleep_ms: epoch_ms_now(),
+            woke_ms: None,
+        });
+        let line = if self.sleep_idle_s > 0.0 {
+            format!(
+                "Fooocus has been idle for {}: putting it to sleep to give its memory back",
+                crate::units::format_duration(Duration::from_secs_f64(self.sleep_idle_s))
+            )
+        } else {
+            "putting Fooocus to sleep (Sleep now)".to_string()
+        };
+        self.guard_line(&line);
+    }
+
+    /// The last sleep's span ends (woken, or stopped while asleep).
+    fn end_sleep_span(&mut self) {
+        if let Some(span) = self.sleep_spans.back_mut().filter(|s| s.woke_ms.is_none()) {
+            span.woke_ms = Some(epoch_ms_now());
+        }
+    }
+
+    /// The sleep's event, with the sample that measured what it gave back (None: no sample in
+    /// time, the figures after are left out).
+    fn finish_asleep(&mut self, after: Option<MachineMemory>) {
+        if self.asleep_pending.take().is_none() {
+            return;
+        }
+        let Some(info) = self.sleep.as_mut() else {
+            return;
+        };
+        if let Some(m) = after {
+            info.ram_after_bytes = Some(m.ram_used_bytes);
+            info.vram_after_bytes = m.vram_used_bytes;
+        }
+        let ev = EventKind::Asleep {
+            idle_s: info.idle_s,
+            held_ram_bytes: info.held_ram_bytes,
+            ram_before_bytes: info.ram_before_bytes,
+            ram_after_bytes: info.ram_after_bytes,
+            vram_before_bytes: info.vram_before_bytes,
+            vram_after_bytes: info.vram_after_bytes,
+        };
+        self.emit(ev);
+    }
+
     /// Launch Fooocus: the run's id and its OS side, or why there is none (said already).
     fn start_run(&mut self, attempt: u32) -> Result<(u64, Run), LaunchError> {
         let Some(target) = self.target.clone() else {
@@ -409,7 +749,14 @@ impl Loop {
         }
         let run_id = self.next_run;
         self.next_run += 1;
-        let (launch, gateway, gateway_note) = self.launch_with_gateway(&target, run_id);
+        let Launched {
+            command: launch,
+            gateway,
+            note: gateway_note,
+            fooocus_port,
+            browse,
+            gateway_run,
+        } = self.launch_with_gateway(&target, run_id);
         let container = match guard_contain::create(self.cfg.containment_preference(), "fooocus") {
             Ok(c) => c,
             Err(e) => {
@@ -469,6 +816,8 @@ impl Loop {
             child,
         );
         self.tracker.restart();
+        self.tracker.expected_port = fooocus_port;
+        self.tracker.task_errors_kill_worker = task_errors_kill_worker(target.install());
         self.shared.status.lock().unwrap().backend = Some(choice.clone());
         let line = format!(
             "started {} (pid {pid}) in {}",
@@ -489,14 +838,17 @@ impl Loop {
                 pid,
                 process,
                 container,
-                out: StreamReader::new(),
-                err: StreamReader::new(),
+                out: StreamReader::for_stream(Stream::Stdout),
+                err: StreamReader::for_stream(Stream::Stderr),
                 route: StopRoute::Unavailable {
                     why: "Fooocus is starting".into(),
                 },
                 gateway,
+                gateway_run,
                 gateway_note,
                 port_taken: None,
+                fooocus_port,
+                browse,
                 settle_at: None,
             },
         ))
@@ -522,11 +874,15 @@ impl Loop {
             });
     }
 
-    /// A sender for the gateway's queue events, handed to the supervisor as `Msg::Queue`.
-    fn queue_events(&self, run_id: u64) -> std::sync::mpsc::Sender<guard_gateway::QueueEvent> {
+    /// A sender for the gateway's queue events, handed to the supervisor as `Msg::Queue` for
+    /// the run `gateway_run` names when each arrives.
+    fn queue_events(
+        &self,
+        gateway_run: Arc<std::sync::atomic::AtomicU64>,
+    ) -> std::sync::mpsc::Sender<guard_gateway::QueueEvent> {
         let (qtx, qrx) = std::sync::mpsc::channel();
         self.forward("queue-events", qrx, move |event| Msg::Queue {
-            run: run_id,
+            run: gateway_run.load(Ordering::Relaxed),
             event,
         });
         qtx
@@ -537,21 +893,37 @@ impl Loop {
     /// gateway cannot start, the reason is kept and Fooocus starts on the user's port, but only
     /// on loopback when the user shares it (a token, or a listen address beyond loopback): the
     /// LAN never reaches Fooocus without the gateway in front.
-    fn launch_with_gateway(
-        &mut self,
-        target: &Target,
-        run_id: u64,
-    ) -> (
-        LaunchCommand,
-        Option<Arc<guard_gateway::Gateway>>,
-        Option<String>,
-    ) {
+    fn launch_with_gateway(&mut self, target: &Target, run_id: u64) -> Launched {
+        let gateway_run = Arc::new(std::sync::atomic::AtomicU64::new(run_id));
         let Target::Install(install) = target else {
-            return (target.command(&self.cfg), None, None);
+            return Launched {
+                command: target.command(&self.cfg),
+                gateway: None,
+                note: None,
+                fooocus_port: None,
+                browse: None,
+                gateway_run,
+            };
         };
+        // Waking: Fooocus starts behind the gateway that kept the port, where it listened
+        // before (the gateway relays there). Kept in `parked` until the launch worked, so a
+        // failed wake still has it.
+        if let Some(p) = &self.parked {
+            p.gateway_run.store(run_id, Ordering::Relaxed);
+            let mut loopback = self.cfg.launch.clone();
+            loopback.listen = None;
+            return Launched {
+                command: install::launch_command(install, &loopback, p.port),
+                gateway: Some(p.gateway.clone()),
+                note: None,
+                fooocus_port: Some(p.port),
+                browse: p.browse.clone(),
+                gateway_run: p.gateway_run.clone(),
+            };
+        }
         if !self.cfg.gateway.enabled {
             let note = "the gateway is turned off in the settings".to_string();
-            return (target.command(&self.cfg), None, Some(note));
+            return self.direct(target, note, gateway_run);
         }
         let internal = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -570,7 +942,8 @@ impl Loop {
                 upstream: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
                 token: self.cfg.gateway.token.clone(),
                 rate_per_minute: self.cfg.gateway.rate_per_minute,
-                events: Some(self.queue_events(run_id)),
+                allowed_origins: self.cfg.gateway.allowed_origins.clone(),
+                events: Some(self.queue_events(gateway_run.clone())),
                 limits: guard_gateway::Limits::default(),
             })
             .map(|g| (g, port))
@@ -580,10 +953,17 @@ impl Loop {
         let mut loopback = self.cfg.launch.clone();
         loopback.listen = None;
         match started {
-            Ok((gw, port)) => {
-                let cmd = install::launch_command(install, &loopback, port);
-                (cmd, Some(Arc::new(gw)), None)
-            }
+            Ok((gw, port)) => Launched {
+                command: install::launch_command(install, &loopback, port),
+                gateway: Some(Arc::new(gw)),
+                note: None,
+                fooocus_port: Some(port),
+                browse: Some(browse_url(
+                    self.cfg.launch.listen.as_deref(),
+                    self.cfg.launch.port,
+                )),
+                gateway_run,
+            },
             Err(why) if shared => {
                 let msg = format!(
                     "graceful stop is unavailable and Fooocus is not shared on the network: {why}; Fooocus starts on this computer only (127.0.0.1:{port}), because without the gateway nothing would check the token or the rate; free the port and restart Fooocus to share it again",
@@ -591,10 +971,16 @@ impl Loop {
                 );
                 self.guard_line(&msg);
                 self.emit(EventKind::Warning { message: msg });
-                let cmd = install::launch_command(install, &loopback, self.cfg.launch.port);
                 let note =
                     format!("{why}; Fooocus is on this computer only until the gateway can start");
-                (cmd, None, Some(note))
+                Launched {
+                    command: install::launch_command(install, &loopback, self.cfg.launch.port),
+                    gateway: None,
+                    note: Some(note),
+                    fooocus_port: Some(self.cfg.launch.port),
+                    browse: Some(browse_url(None, self.cfg.launch.port)),
+                    gateway_run,
+                }
             }
             Err(why) => {
                 let msg = format!(
@@ -603,23 +989,52 @@ impl Loop {
                 );
                 self.guard_line(&msg);
                 self.emit(EventKind::Warning { message: msg });
-                (target.command(&self.cfg), None, Some(why))
+                self.direct(target, why, gateway_run)
             }
         }
     }
 
-    /// Where the user's browser should go: the gateway's address when there is one.
-    fn user_url(&self, url: String) -> String {
-        match self.io() {
-            Some(run) if run.gateway.is_some() => {
-                let host = match self.cfg.launch.listen.as_deref() {
-                    None | Some("0.0.0.0") | Some("::") => "127.0.0.1",
-                    Some(h) => h,
-                };
-                format!("http://{host}:{}", self.cfg.launch.port)
-            }
-            _ => url,
+    /// Fooocus alone on the user's port, at the listen address of the settings.
+    fn direct(
+        &self,
+        target: &Target,
+        note: String,
+        gateway_run: Arc<std::sync::atomic::AtomicU64>,
+    ) -> Launched {
+        Launched {
+            gateway_run,
+            command: target.command(&self.cfg),
+            gateway: None,
+            note: Some(note),
+            fooocus_port: Some(self.cfg.launch.port),
+            browse: Some(browse_url(
+                self.cfg.launch.listen.as_deref(),
+                self.cfg.launch.port,
+            )),
         }
+    }
+
+    /// Where the user's browser should go: the address the guard launched Fooocus (or the
+    /// gateway) on, never one read from the console; a plain command's printed URL.
+    /// Opens `url` (the user's address: the gateway's, with its token once) in the user's
+    /// browser, from the guard and so outside Fooocus's tree, on a thread of its own: starting
+    /// the opener is not the loop's to wait for.
+    fn open_browser(&self, url: &str) {
+        let url = guard_gateway::url_with_token(url, self.cfg.gateway.token.as_deref());
+        let tx = self.tx.clone();
+        let _ = std::thread::Builder::new()
+            .name("fooocus-open-browser".into())
+            .spawn(move || {
+                if let Err(e) = crate::browser::open(&url) {
+                    let _ = tx.send(Msg::Cmd(Cmd::Warn(format!(
+                        "could not open the browser: {e}"
+                    ))));
+                }
+            });
+    }
+
+    fn user_url(&self, url: String) -> String {
+        self.io().and_then(|run| run.browse.clone()).unwrap_or(url)
     }
 
     /// Fooocus printed `bytes` on `stream` (None: the stream closed, flush what is partial).
@@ -684,7 +1099,15 @@ impl Loop {
                     let url = self.user_url(url);
                     self.shared.status.lock().unwrap().url = Some(url.clone());
                     self.update_route();
+                    if std::mem::take(&mut self.open_browser_at_ready) && self.cfg.open_browser {
+                        self.open_browser(&url);
+                    }
                     self.emit(EventKind::Ready { url, startup_s });
+                    if self.startups.len() == STARTUPS_KEPT {
+                        self.startups.pop_front();
+                    }
+                    self.startups.push_back(startup_s);
+                    self.idle_since = Some(now);
                     self.drive_at(Input::Ready, now);
                 }
                 Change::Unhealthy(reason) => {
@@ -699,8 +1122,38 @@ impl Loop {
                     self.emit(EventKind::GenerationStarted { generation_id: id });
                 }
                 Change::Progress => {}
+                Change::Phase(phase, generation_id) => {
+                    if phase == fooocus_console::Phase::Sampling {
+                        // The step a graceful stop may be waiting for.
+                        let step_seconds = self.step_clock.step_seconds();
+                        self.drive_at(Input::Step { step_seconds }, now);
+                    }
+                    self.emit(EventKind::Phase {
+                        phase,
+                        generation_id,
+                    });
+                }
+                Change::KnownFailure(failure) => {
+                    let advice = failure.advice();
+                    self.guard_line(advice);
+                    self.emit(EventKind::KnownFailure {
+                        failure,
+                        advice: advice.to_string(),
+                    });
+                }
+                Change::WrongPort(url) => {
+                    let msg = format!(
+                        "Fooocus says it listens on {url}, not on the port the guard gave it ({}): ignored",
+                        self.tracker.expected_port.unwrap_or(0)
+                    );
+                    self.guard_line(&msg);
+                    self.emit(EventKind::Warning { message: msg });
+                }
                 Change::Error { exception, message } => {
-                    if let Some(port) = taken_port(&message) {
+                    // Gradio's launch() fails before anything else runs: only while starting.
+                    if let Some(port) = taken_port(&message)
+                        .filter(|_| matches!(self.tracker.phase, Phase::Starting))
+                    {
                         self.port_taken(port);
                     }
                     self.emit(EventKind::FooocusError { exception, message });
@@ -717,20 +1170,12 @@ impl Loop {
         };
         let run = &mut run.io;
         let install = self.target.as_ref().and_then(|t| t.install());
-        let url = self
-            .shared
-            .status
-            .lock()
-            .unwrap()
-            .url
-            .clone()
-            .or_else(|| self.tracker.listening.clone());
-        // The status URL is the gateway's when there is one, which asks callers for the token:
-        // the guard's own stop goes to Fooocus directly, on its internal loopback port.
-        let url = match &run.gateway {
-            Some(gw) if url.is_some() => Some(format!("http://{}", gw.upstream())),
-            _ => url,
-        };
+        // The guard's own stop goes to Fooocus directly, on the loopback port the guard gave it
+        // (behind the gateway its internal one: the gateway asks callers for the token), once
+        // Fooocus has said it listens. Never to a URL from the console.
+        let listening =
+            self.tracker.listening.is_some() || matches!(self.tracker.phase, Phase::Ready { .. });
+        let port = run.fooocus_port.filter(|_| listening);
         let version = self
             .tracker
             .version
@@ -749,7 +1194,7 @@ impl Loop {
         run.route = StopRoute::for_fooocus(
             install.map(|i| i.fork),
             version.as_deref(),
-            url.as_deref(),
+            port,
             run.gateway.is_some(),
             &creds,
         );
@@ -777,6 +1222,11 @@ impl Loop {
 
     fn queue_event(&mut self, run_id: u64, event: guard_gateway::QueueEvent) {
         use guard_gateway::QueueEvent;
+        // Sent by the gateway kept through the sleep, whatever run it served last.
+        if let QueueEvent::WakeRequested = event {
+            self.drive(Input::Wake(WakeBy::Visit));
+            return;
+        }
         if self.machine.current(run_id).is_none() {
             return;
         }
@@ -795,7 +1245,21 @@ impl Loop {
                 session_hash,
                 fn_index,
             },
-            QueueEvent::Joined { .. } | QueueEvent::Started { .. } => return,
+            QueueEvent::Started {
+                session_hash,
+                fn_index,
+            } => QueueSignal::Started {
+                session_hash,
+                fn_index,
+            },
+            QueueEvent::Abandoned {
+                session_hash,
+                fn_index,
+            } => QueueSignal::Abandoned {
+                session_hash,
+                fn_index,
+            },
+            QueueEvent::Joined { .. } | QueueEvent::WakeRequested => return,
         };
         let now = Instant::now();
         self.tracker
@@ -894,7 +1358,8 @@ impl Loop {
         let run = self.machine.run().map(|r| &r.io);
         st.pid = run.map(|r| r.pid);
         if run.is_none() {
-            st.url = None;
+            // Asleep, the gateway kept the address: opening it wakes Fooocus.
+            st.url = self.parked.as_ref().and_then(|p| p.browse.clone());
         }
         st.graceful_stop = match run {
             Some(r) => match &r.route {
@@ -913,6 +1378,14 @@ impl Loop {
             },
         };
         st.actions = Actions::for_state(st.state, st.url.is_some());
+        st.actions.sleep =
+            st.state == super::FooocusState::Ready && run.is_some_and(|r| r.gateway.is_some());
+        st.sleep = self.sleep.clone();
+        if st.sleep_spans.len() != self.sleep_spans.len()
+            || st.sleep_spans.last() != self.sleep_spans.back()
+        {
+            st.sleep_spans = self.sleep_spans.iter().copied().collect();
+        }
         st.download = (st.state == super::FooocusState::Starting)
             .then(|| self.tracker.download.clone())
             .flatten();
@@ -925,6 +1398,9 @@ impl Loop {
             step_total: g.steps_total,
             elapsed_s: g.elapsed(now).as_secs_f64(),
             timeout_s: self.limits.timeout.map(|d| d.as_secs_f64()),
+            phase: g.phase,
+            timeout_from_ms: g.started_ms + g.model_load_left_out().as_millis() as i64,
+            loads_left_out: g.loads_left_out(),
         });
         // Elapsed time alone is no reason to publish: the UI counts it up itself.
         let mut key = st.clone();
@@ -941,6 +1417,9 @@ impl Loop {
     }
     fn generation_finished(&mut self, g: Generation, now: Instant) {
         self.shared.generating.store(false, Ordering::Relaxed);
+        self.recent_phases.push(g.phases);
+        // A finished generation restarts the sleep's idle clock.
+        self.idle_since = Some(now);
         // The console ended the task: a closed tab's call the gateway still held was it.
         if let Some(gw) = self.io().and_then(|r| r.gateway.as_ref()) {
             gw.task_ended();
@@ -1007,6 +1486,15 @@ impl Loop {
         }
         // The machine's timers: grace, kill, restart deadline, backoff.
         self.drive_at(Input::Tick, now);
+        if self.asleep_pending.is_some_and(|(_, by)| now >= by) {
+            self.finish_asleep(None);
+        }
+        if let (Some(due), Some(after)) = (self.sleep_due(), self.sleep_after()) {
+            if now >= due {
+                self.sleep_idle_s = (now - due + after).as_secs_f64();
+                self.drive_at(Input::Sleep { generating: false }, now);
+            }
+        }
         // Stopping on purpose: no limit applies any more.
         let Some(run) = self.machine.run().filter(|r| r.end.is_none()) else {
             return;
@@ -1021,6 +1509,22 @@ impl Loop {
         self.apply_changes(now);
     }
 
+    /// What Fooocus is doing, for the grace of a stop: its phase (before any step and with no
+    /// phase announced it is preparing), the step estimate, the phase's recent longest time.
+    fn pace(&self) -> crate::policy::Pace {
+        // Outside a generation: the start-up model load, if under way (a RAM cap below what
+        // loading needs is met there).
+        let phase = match self.tracker.current() {
+            Some(g) => Some(g.phase.unwrap_or(fooocus_console::Phase::Preparation)),
+            None => self.tracker.idle_phase,
+        };
+        crate::policy::Pace {
+            phase,
+            step_seconds: self.step_clock.step_seconds(),
+            phase_history_s: phase.and_then(|p| self.recent_phases.bound(p)),
+        }
+    }
+
     /// A limit fired: the machine decides between a graceful stop and a kill.
     fn breach(&mut self, breach: Breach, now: Instant) {
         let route = self.io().map_or(Err("Fooocus is not running".into()), |r| {
@@ -1030,7 +1534,7 @@ impl Loop {
             breach,
             generation: self.tracker.current().map(|g| g.id),
             route,
-            step_seconds: self.step_clock.step_seconds(),
+            pace: self.pace(),
         };
         self.drive_at(input, now);
     }
@@ -1086,9 +1590,21 @@ impl Loop {
         let now = Instant::now();
         *self.shared.tree.lock().unwrap() = None;
         self.shared.generating.store(false, Ordering::Relaxed);
-        // The next run's gateway binds the same port: close this one now, even if a stop
-        // request in flight still holds it.
-        if let Some(gw) = &run.gateway {
+        // Falling asleep (or a wake that failed): the gateway keeps the user's port, and the
+        // woken Fooocus listens where this one did.
+        let park = self.machine.sleeps_after_exit(run_id);
+        if park {
+            if let (Some(gateway), Some(port)) = (run.gateway.clone(), run.fooocus_port) {
+                self.parked = Some(Parked {
+                    gateway,
+                    gateway_run: run.gateway_run.clone(),
+                    port,
+                    browse: run.browse.clone(),
+                });
+            }
+        } else if let Some(gw) = &run.gateway {
+            // The next run's gateway binds the same port: close this one now, even if a stop
+            // request in flight still holds it.
             gw.close();
         }
         let peak_ram = self.tracker.current().and_then(|g| g.peaks.ram_bytes);
@@ -1115,6 +1631,12 @@ impl Loop {
                 action: "killed_by_kernel".into(),
                 generation_id: None,
                 source: None,
+                // A cap below what loading needs is met during the load.
+                phase: self
+                    .tracker
+                    .current()
+                    .and_then(|g| g.phase)
+                    .or(self.tracker.idle_phase),
             });
         }
         let facts = ExitFacts {
@@ -1144,5 +1666,85 @@ mod port_tests {
         let m = "Cannot find empty port in range: 7865-7865. You can specify a different port by setting the GRADIO_SERVER_PORT environment variable or passing the `server_port` parameter to `launch()`.";
         assert_eq!(super::taken_port(m), Some(7865));
         assert_eq!(super::taken_port("CUDA out of memory"), None);
+    }
+}
+
+/// How many recent generations' phase times bound the grace of a stop.
+const RECENT_GENERATIONS: usize = 8;
+
+/// The phase times of the recent generations: this session's (a ring) and those the history
+/// held at start.
+#[derive(Default)]
+struct RecentPhases {
+    ring: [crate::generation::PhaseTimes; RECENT_GENERATIONS],
+    seen: usize,
+    past: crate::store::PastPhases,
+}
+
+impl RecentPhases {
+    fn push(&mut self, p: crate::generation::PhaseTimes) {
+        self.ring[self.seen % RECENT_GENERATIONS] = p;
+        self.seen += 1;
+    }
+
+    /// How long a stop asked in `phase` may wait for Fooocus, by history: that phase's longest
+    /// recent time; while decoding, the save after it too (the next step or the end comes only
+    /// after both).
+    fn bound(&self, phase: fooocus_console::Phase) -> Option<f64> {
+        use fooocus_console::Phase as P;
+        match phase {
+            P::Decode => match (self.longest(P::Decode), self.longest(P::Saving)) {
+                (None, None) => None,
+                (d, s) => Some(d.unwrap_or(0.0) + s.unwrap_or(0.0)),
+            },
+            p => self.longest(p),
+        }
+    }
+
+    /// The longest time `phase` took recently (None without history, or when it never ran).
+    fn longest(&self, phase: fooocus_console::Phase) -> Option<f64> {
+        self.ring[..self.seen.min(RECENT_GENERATIONS)]
+            .iter()
+            .chain(self.past.get())
+            .map(|p| p.of(phase))
+            .filter(|s| *s > 0.0)
+            .max_by(f64::total_cmp)
+    }
+}
+
+#[cfg(test)]
+mod recent_phases_tests {
+    use super::*;
+    use crate::generation::PhaseTimes;
+    use fooocus_console::Phase as P;
+
+    #[test]
+    fn the_bound_is_the_longest_recent_time_and_decoding_includes_the_save() {
+        let mut r = RecentPhases::default();
+        assert_eq!(
+            r.bound(P::Preparation),
+            None,
+            "no history: the default applies"
+        );
+        for prep in [30.0, 110.0, 20.0] {
+            r.push(PhaseTimes {
+                preparation_s: prep,
+                decode_s: 10.0,
+                saving_s: 2.0,
+                ..PhaseTimes::default()
+            });
+        }
+        assert_eq!(r.bound(P::Preparation), Some(110.0));
+        assert_eq!(r.bound(P::Decode), Some(12.0));
+        assert_eq!(r.bound(P::Saving), Some(2.0));
+        assert_eq!(r.bound(P::ModelLoad), None, "never ran: no bound from it");
+        // The ring keeps the last 8: an old long preparation falls out.
+        for _ in 0..RECENT_GENERATIONS {
+            r.push(PhaseTimes {
+                preparation_s: 5.0,
+                ..PhaseTimes::default()
+            });
+        }
+        assert_eq!(r.bound(P::Preparation), Some(5.0));
     }
 }
