@@ -9,6 +9,8 @@ fn main() {
             "stop_fooocus",
             "restart_fooocus",
             "stop_generation",
+            "sleep_fooocus",
+            "wake_fooocus",
             "open_in_browser",
             "get_history",
             "get_console",

@@ -75,6 +75,8 @@ pub fn run(demo: bool, hidden: bool) {
             commands::stop_fooocus,
             commands::restart_fooocus,
             commands::stop_generation,
+            commands::sleep_fooocus,
+            commands::wake_fooocus,
             commands::open_in_browser,
             commands::get_history,
             commands::get_console,

@@ -46,6 +46,17 @@ pub fn stop_generation(core: Core) {
     core.guard().stop_generation();
 }
 
+/// "Sleep now": stop Fooocus to give its memory back; the gateway wakes it on a visit.
+#[tauri::command]
+pub fn sleep_fooocus(core: Core) {
+    core.guard().sleep_fooocus();
+}
+
+#[tauri::command]
+pub fn wake_fooocus(core: Core) {
+    core.guard().wake_fooocus();
+}
+
 #[tauri::command]
 pub fn open_in_browser(core: Core) -> Result<(), String> {
     core.open_in_browser()

@@ -266,6 +266,14 @@ impl ipc::Handler for Commands {
                 core.guard().stop_generation();
                 Ok(Value::Null)
             },
+            "sleep_fooocus" => {
+                core.guard().sleep_fooocus();
+                Ok(Value::Null)
+            },
+            "wake_fooocus" => {
+                core.guard().wake_fooocus();
+                Ok(Value::Null)
+            },
             "open_in_browser" => core.open_in_browser().map(|()| Value::Null),
             "get_history" => json(core.history(arg(&args, "range_s")?)),
             "get_console" => {

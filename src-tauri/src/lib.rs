@@ -69,6 +69,10 @@ pub fn status_line(s: &Status) -> String {
         FooocusState::Stopping => "Fooocus is stopping".to_string(),
         FooocusState::Restarting => "Fooocus is restarting".to_string(),
         FooocusState::GaveUp => "Fooocus kept failing: restarts stopped".to_string(),
+        FooocusState::Asleep => match &s.sleep {
+            Some(info) => info.summary(),
+            None => "Asleep: wakes when you open Fooocus".to_string(),
+        },
     };
     let breach = if s.unseen_breach {
         " -- a limit stopped something"

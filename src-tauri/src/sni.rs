@@ -158,6 +158,8 @@ impl ksni::Tray for Tray {
             item("Stop the current generation", c.stop_generation, |t| {
                 t.core.guard().stop_generation()
             }),
+            item("Sleep now", c.sleep, |t| t.core.guard().sleep_fooocus()),
+            item("Wake Fooocus", c.wake, |t| t.core.guard().wake_fooocus()),
             MenuItem::Separator,
             // Stops Fooocus cleanly first (the main thread does it).
             item("Quit", true, |t| {

@@ -32,6 +32,8 @@ struct Items {
     restart: MenuItem<Wry>,
     browser: MenuItem<Wry>,
     stop_generation: MenuItem<Wry>,
+    sleep: MenuItem<Wry>,
+    wake: MenuItem<Wry>,
 }
 
 pub fn create(app: &AppHandle) -> tauri::Result<()> {
@@ -60,6 +62,8 @@ pub fn create(app: &AppHandle) -> tauri::Result<()> {
         false,
         None::<&str>,
     )?;
+    let sleep = MenuItem::with_id(app, "sleep", "Sleep now", false, None::<&str>)?;
+    let wake = MenuItem::with_id(app, "wake", "Wake Fooocus", false, None::<&str>)?;
     let quit = MenuItem::with_id(app, "quit", "Quit", true, None::<&str>)?;
     let sep = PredefinedMenuItem::separator(app)?;
     let sep2 = PredefinedMenuItem::separator(app)?;
@@ -74,6 +78,8 @@ pub fn create(app: &AppHandle) -> tauri::Result<()> {
             &restart,
             &browser,
             &stop_generation,
+            &sleep,
+            &wake,
             &sep2,
             &quit,
         ],
@@ -104,6 +110,8 @@ pub fn create(app: &AppHandle) -> tauri::Result<()> {
             restart,
             browser,
             stop_generation,
+            sleep,
+            wake,
         },
         last: Mutex::new(None),
     });
@@ -131,6 +139,8 @@ pub fn on_menu(app: &AppHandle, id: &str) {
             let _ = core.open_in_browser();
         }
         "stop_generation" => core.guard().stop_generation(),
+        "sleep" => core.guard().sleep_fooocus(),
+        "wake" => core.guard().wake_fooocus(),
         "quit" => {
             // Stop Fooocus cleanly first; the exit handler has nothing left to do then.
             core.shutdown();
@@ -179,6 +189,8 @@ pub fn update(app: &AppHandle, s: &Status) {
     let _ = tray.items.restart.set_enabled(a.restart);
     let _ = tray.items.browser.set_enabled(a.open_browser);
     let _ = tray.items.stop_generation.set_enabled(a.stop_generation);
+    let _ = tray.items.sleep.set_enabled(a.sleep);
+    let _ = tray.items.wake.set_enabled(a.wake);
 }
 
 pub fn tooltip(s: &Status) -> String {

@@ -43,6 +43,8 @@ forward! {
     stop_fooocus();
     restart_fooocus();
     stop_generation();
+    sleep_fooocus();
+    wake_fooocus();
     open_in_browser();
     get_history(range_s);
     get_console(after, query);
@@ -156,6 +158,8 @@ pub fn run() {
             stop_fooocus,
             restart_fooocus,
             stop_generation,
+            sleep_fooocus,
+            wake_fooocus,
             open_in_browser,
             get_history,
             get_console,

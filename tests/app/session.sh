@@ -43,7 +43,7 @@ shot app-no-gpu.png
 generating() { python3 tests/app/tray.py status | grep -Eq "step [0-9]+ of [0-9]+"; }
 check "a generation's progress reaches the tray" wait_for 120 generating
 shot app-generating.png
-check "the tray menu offers what the issue lists" bash -c 'python3 tests/app/tray.py menu | cut -f2 | tr "\n" "|" | grep -q "Open dashboard|Start Fooocus|Stop Fooocus|Restart Fooocus|Open Fooocus in the browser|Stop the current generation|Quit"'
+check "the tray menu offers what the issue lists" bash -c 'python3 tests/app/tray.py menu | cut -f2 | tr "\n" "|" | grep -q "Open dashboard|Start Fooocus|Stop Fooocus|Restart Fooocus|Open Fooocus in the browser|Stop the current generation|Sleep now|Wake Fooocus|Quit"'
 notified() { dunstctl history | grep -q "Generation stopped"; }
 check "a timed-out generation raises a friendly notification" wait_for 120 notified
 check "the notification says what happens now" bash -c 'dunstctl history | grep -q "your limit is 20 s"'

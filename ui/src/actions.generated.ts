@@ -4,12 +4,13 @@ import type { Actions, FooocusState } from "./types";
 
 /** What each state allows, [without, with] an address to open. */
 export const ACTIONS: Record<FooocusState, [Actions, Actions]> = {
-  not_configured: [{"start":false,"stop":false,"restart":false,"open_browser":false,"stop_generation":false}, {"start":false,"stop":false,"restart":false,"open_browser":false,"stop_generation":false}],
-  stopped: [{"start":true,"stop":false,"restart":false,"open_browser":false,"stop_generation":false}, {"start":true,"stop":false,"restart":false,"open_browser":false,"stop_generation":false}],
-  starting: [{"start":false,"stop":true,"restart":true,"open_browser":false,"stop_generation":false}, {"start":false,"stop":true,"restart":true,"open_browser":false,"stop_generation":false}],
-  ready: [{"start":false,"stop":true,"restart":true,"open_browser":false,"stop_generation":false}, {"start":false,"stop":true,"restart":true,"open_browser":true,"stop_generation":false}],
-  generating: [{"start":false,"stop":true,"restart":true,"open_browser":false,"stop_generation":true}, {"start":false,"stop":true,"restart":true,"open_browser":true,"stop_generation":true}],
-  stopping: [{"start":false,"stop":false,"restart":false,"open_browser":false,"stop_generation":false}, {"start":false,"stop":false,"restart":false,"open_browser":false,"stop_generation":false}],
-  restarting: [{"start":false,"stop":true,"restart":true,"open_browser":false,"stop_generation":false}, {"start":false,"stop":true,"restart":true,"open_browser":false,"stop_generation":false}],
-  gave_up: [{"start":true,"stop":false,"restart":false,"open_browser":false,"stop_generation":false}, {"start":true,"stop":false,"restart":false,"open_browser":false,"stop_generation":false}],
+  not_configured: [{"start":false,"stop":false,"restart":false,"open_browser":false,"stop_generation":false,"sleep":false,"wake":false}, {"start":false,"stop":false,"restart":false,"open_browser":false,"stop_generation":false,"sleep":false,"wake":false}],
+  stopped: [{"start":true,"stop":false,"restart":false,"open_browser":false,"stop_generation":false,"sleep":false,"wake":false}, {"start":true,"stop":false,"restart":false,"open_browser":false,"stop_generation":false,"sleep":false,"wake":false}],
+  starting: [{"start":false,"stop":true,"restart":true,"open_browser":false,"stop_generation":false,"sleep":false,"wake":false}, {"start":false,"stop":true,"restart":true,"open_browser":false,"stop_generation":false,"sleep":false,"wake":false}],
+  ready: [{"start":false,"stop":true,"restart":true,"open_browser":false,"stop_generation":false,"sleep":false,"wake":false}, {"start":false,"stop":true,"restart":true,"open_browser":true,"stop_generation":false,"sleep":false,"wake":false}],
+  generating: [{"start":false,"stop":true,"restart":true,"open_browser":false,"stop_generation":true,"sleep":false,"wake":false}, {"start":false,"stop":true,"restart":true,"open_browser":true,"stop_generation":true,"sleep":false,"wake":false}],
+  stopping: [{"start":false,"stop":false,"restart":false,"open_browser":false,"stop_generation":false,"sleep":false,"wake":false}, {"start":false,"stop":false,"restart":false,"open_browser":false,"stop_generation":false,"sleep":false,"wake":false}],
+  restarting: [{"start":false,"stop":true,"restart":true,"open_browser":false,"stop_generation":false,"sleep":false,"wake":false}, {"start":false,"stop":true,"restart":true,"open_browser":false,"stop_generation":false,"sleep":false,"wake":false}],
+  gave_up: [{"start":true,"stop":false,"restart":false,"open_browser":false,"stop_generation":false,"sleep":false,"wake":false}, {"start":true,"stop":false,"restart":false,"open_browser":false,"stop_generation":false,"sleep":false,"wake":false}],
+  asleep: [{"start":false,"stop":true,"restart":false,"open_browser":false,"stop_generation":false,"sleep":false,"wake":true}, {"start":false,"stop":true,"restart":false,"open_browser":true,"stop_generation":false,"sleep":false,"wake":true}],
 };

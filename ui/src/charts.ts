@@ -16,6 +16,8 @@ export interface Graph {
   resize(width: number): void;
   /** Draws what `set` held back while the graph was off screen. */
   flush(): void;
+  /** The spans Fooocus slept (ms; `to` null: asleep now), shaded grey. */
+  sleeps(spans: [number, number | null][]): void;
 }
 
 const COLORS: Record<Series, string> = { cpu: "#4c8dff", ram: "#32b37a", gpu: "#b46cff", vram: "#ff9f43" };
@@ -39,6 +41,7 @@ export function graph(kind: Series, title: string, width = 520): Graph {
   const isBytes = kind === "ram" || kind === "vram";
   let limit: number | null = null;
   let breaches: Breach[] = [];
+  let asleep: [number, number | null][] = [];
   let points: HistoryPoint[] = [];
   let span: [number, number] | undefined;
   let hovering = false;
@@ -89,6 +92,17 @@ export function graph(kind: Series, title: string, width = 520): Graph {
           const panel = getComputedStyle(el).getPropertyValue("--panel").trim() || "#fff";
           ctx.font = `${11 * devicePixelRatio}px system-ui, sans-serif`;
           ctx.textBaseline = "top";
+          // Sleeping spans: Fooocus was stopped and held nothing; a grey band says why the
+          // lines drop to zero.
+          for (const [from, to] of asleep) {
+            const left = Math.max(u.bbox.left, u.valToPos(from / 1000, "x", true));
+            const right = Math.min(u.bbox.left + u.bbox.width, u.valToPos((to ?? Date.now()) / 1000, "x", true));
+            if (right <= left) continue;
+            ctx.fillStyle = "#8883";
+            ctx.fillRect(left, u.bbox.top, right - left, u.bbox.height);
+            ctx.fillStyle = "#7a8394";
+            ctx.fillText("asleep", left + 4 * devicePixelRatio, u.bbox.top + 2 * devicePixelRatio);
+          }
           for (const b of breaches) {
             const x = u.valToPos(b.ts_ms / 1000, "x", true);
             if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) continue;
@@ -143,6 +157,14 @@ export function graph(kind: Series, title: string, width = 520): Graph {
     },
     flush() {
       if (pending && onScreen()) draw();
+    },
+    sleeps(spans) {
+      const key = JSON.stringify(spans);
+      if (el.dataset.sleeps === key) return;
+      el.dataset.sleeps = key;
+      asleep = spans;
+      if (onScreen()) plot.redraw(false);
+      else pending = true;
     },
   };
 }

@@ -1,12 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { breachOnGraph, generationText, hoverText, lastMinute, legendText, noGpu, ofLimit, progressIndex, StepClock, whyStopped } from "./glance";
+import { breachOnGraph, generationText, hoverText, lastMinute, legendText, noGpu, ofLimit, progressIndex, StepClock, timeoutElapsed, whyStopped } from "./glance";
 import type { GenerationProgress, HistoryPoint, Settings } from "./types";
 
 const GiB = 1024 ** 3;
 const pt = (ts: number, ram: number, vram: number | null = null): HistoryPoint =>
   ({ ts_ms: ts, cpu: [50, 60, 70], ram: [ram, ram, ram + 0.5 * GiB], gpu: null, vram: vram == null ? null : [vram, vram, vram] });
 const gen = (over: Partial<GenerationProgress> = {}): GenerationProgress =>
-  ({ id: 7, started_ms: 0, image_index: 1, image_total: 2, step: 1, step_total: 30, elapsed_s: 0, timeout_s: 300, ...over });
+  ({ id: 7, started_ms: 0, image_index: 1, image_total: 2, step: 1, step_total: 30, elapsed_s: 0, timeout_s: 300, phase: null, timeout_from_ms: 0, loads_left_out: true, ...over });
 
 describe("legends", () => {
   it("say the live value against the limit, the window's peak and the limit", () => {
@@ -79,6 +79,22 @@ describe("generation pace", () => {
   });
 });
 
+describe("the timeout's count", () => {
+  it("leaves out a model load, and holds while one runs", () => {
+    // Started at 0, a 60 s load finished: the timeout counts from 60 s.
+    expect(timeoutElapsed(gen({ started_ms: 0, timeout_from_ms: 60_000 }), 100_000, null)).toBe(40);
+    // A load under way, seen at 70 s: held at 10 s.
+    expect(timeoutElapsed(gen({ timeout_from_ms: 60_000, phase: "model_load" }), 500_000, 70_000)).toBe(10);
+    // An older guard's status without the field: from the start.
+    expect(timeoutElapsed(gen({ started_ms: 5_000, timeout_from_ms: 0 }), 15_000, null)).toBe(10);
+    expect(generationText(gen({ phase: "preparation", step: null, step_total: null }), 1, null).pace).toBe("Preparing the prompt");
+    expect(generationText(gen({ phase: "model_load" }), 1, null).pace).toContain("not counted by the timeout");
+    // Later generations of the same Fooocus count their loads (a move to the device before sampling).
+    expect(timeoutElapsed(gen({ timeout_from_ms: 0, phase: "model_load", loads_left_out: false }), 100_000, 70_000)).toBe(100);
+    expect(generationText(gen({ phase: "model_load", loads_left_out: false }), 1, null).pace).toBe("Loading the model");
+  });
+});
+
 describe("why it stopped", () => {
   const settings = { launch: { vram_mode: null }, limits: { cpu_percent: 400 } } as unknown as Settings;
   const breach = { ts: "2026-01-01T00:00:00.000Z", event: "limit_breached", limit: "vram", configured: 7 * GiB, observed: 7.4 * GiB, action: "stop_generation", generation_id: 42 };
@@ -97,13 +113,28 @@ describe("why it stopped", () => {
   it("explains a kill after the grace, and a timeout", () => {
     const b = { ts: "x", event: "limit_breached", limit: "timeout", configured: 300, observed: 300.02 };
     const w = whyStopped({ ts: "x", event: "generation_stopped", generation_id: 9, how: "killed", limit: "timeout", took_s: 12, grace_s: 12, grace: "one step" }, b, settings);
-    expect(w.headline).toBe("Generation 9 ran for 5 min, past its 5 min timeout.");
+    expect(w.headline).toBe("Generation 9 ran for 5 min, past its 5 min timeout (which counts the whole generation but the first one's model loads after Fooocus starts).");
     expect(w.did).toContain("killed Fooocus and restarted it");
     expect(w.did).toContain("one step's time");
     expect(w.suggestion).toContain("Raise the timeout");
     const none = whyStopped({ ts: "x", event: "generation_stopped", how: "killed", limit: "memory", grace_s: 0, grace: "none" }, null, settings);
     expect(none.did).toContain("could not be asked to stop gracefully");
     expect(none.headline).toBe("The generation went over the RAM limit.");
+  });
+  it("names the phase a stop before the first step waited for, not only the timeout", () => {
+    const b = { ts: "x", event: "limit_breached", limit: "timeout", configured: 300, observed: 300.02, phase: "preparation" };
+    const w = whyStopped({ ts: "x", event: "generation_stopped", generation_id: 9, how: "graceful", limit: "timeout", took_s: 40, grace_s: 90,
+      grace: "until the first step", phase: "preparation" }, b, settings);
+    expect(w.did).toContain("Fooocus was still preparing the prompt");
+    expect(w.did).toContain("(until its first sampling step");
+    expect(w.suggestion).not.toContain("Raise the timeout in Settings (to");
+    expect(w.suggestion).toContain("still preparing");
+  });
+  it("does not say restarted when the restart policy is never", () => {
+    const never = { ...settings, restart: { policy: "never" } } as unknown as Settings;
+    const w = whyStopped({ ts: "x", event: "generation_stopped", how: "killed", limit: "memory", grace_s: 0, grace: "none" }, null, never);
+    expect(w.did).toContain("it stays stopped");
+    expect(w.did).not.toContain("restarted");
   });
   it("shows the guard's own summary from the event when it carries one", () => {
     const summary = { headline: "Generation 42 used 7.4 GiB of VRAM, over its 7 GiB limit.", did: "The guard did X.", suggestion: "Try Y." };

@@ -108,12 +108,30 @@ export function progressIndex(g: GenerationProgress): number | null {
 
 export interface GenerationText { title: string; pace: string; timeLeft: string; timeoutNear: boolean }
 
+/** Seconds the timeout has counted at `nowMs`: from `timeout_from_ms`; in the first generation
+ *  after a start (`loads_left_out`) held where a model load began (`loadSeenMs`, when the
+ *  dashboard saw it) while one runs. */
+export function timeoutElapsed(g: GenerationProgress, nowMs: number, loadSeenMs: number | null): number {
+  const upTo = g.loads_left_out && g.phase === "model_load" && loadSeenMs != null ? Math.min(nowMs, loadSeenMs) : nowMs;
+  return Math.max(0, (upTo - (g.timeout_from_ms || g.started_ms)) / 1000);
+}
+
+/** What the generation is doing, in words, by its phase. */
+const PHASE_WORDS: Record<string, string> = {
+  model_load: "Loading the model",
+  preparation: "Preparing the prompt",
+  decode: "Decoding the image",
+  saving: "Saving the image",
+};
+
 export function generationText(g: GenerationProgress, elapsedS: number, perStep: number | null): GenerationText {
   const image = g.image_index && g.image_total ? `Image ${g.image_index} of ${g.image_total}` : "Preparing";
+  const doing = g.phase ? PHASE_WORDS[g.phase] : undefined;
   const step = g.step && g.step_total ? ` · step ${g.step} of ${g.step_total}` : "";
   const p = progressIndex(g);
   let pace = "Measuring the time per step…";
-  if (!g.step_total) pace = "Waiting for the first step";
+  if (doing && g.phase !== "sampling") pace = g.phase === "model_load" && g.loads_left_out ? `${doing} (not counted by the timeout)` : doing;
+  else if (!g.step_total) pace = "Waiting for the first step";
   else if (perStep != null && p != null) {
     const remaining = Math.max(0, (g.image_total ?? g.image_index ?? 1) * g.step_total - p);
     pace = `${formatDuration(perStep)} per step · about ${formatDuration(Math.round(remaining * perStep))} to go`;
@@ -145,6 +163,19 @@ function limitValue(limit: string, v: number | null): string {
 }
 
 /** The "why it stopped" card's words from the `limit_breached` and `generation_stopped` events. */
+const GRACE_WHY: Record<string, string> = {
+  "one step": " (one step's time, longer than the configured grace)",
+  configured: " (the configured grace)",
+  "until the first step": " (until its first sampling step, bounded by how long that took before)",
+  "until the next step or the end": " (until its next step or the end, bounded by how long that took before)",
+};
+const PHASE_WHERE: Record<string, string> = {
+  model_load: " Fooocus was still loading the model, and it looks at Stop only at its first sampling step.",
+  preparation: " Fooocus was still preparing the prompt (expanding and encoding it), and it looks at Stop only at its first sampling step.",
+  decode: " Fooocus was decoding an image (the VAE), and it looks at Stop only at its next sampling step.",
+  saving: " Fooocus was saving an image, and it looks at Stop only at its next sampling step.",
+};
+
 export function whyStopped(stopped: GuardEvent, lastBreach: GuardEvent | null, settings: Settings | null): WhyStopped {
   // Only the breach that caused this stop: same limit, same generation when both say which.
   const breach = lastBreach && (stopped.limit == null || lastBreach.limit === stopped.limit)
@@ -155,19 +186,22 @@ export function whyStopped(stopped: GuardEvent, lastBreach: GuardEvent | null, s
   const configured = num(breach?.configured);
   const observed = num(breach?.observed);
   let headline: string;
-  if (limit === "timeout") headline = `${gen} ran for ${limitValue(limit, observed ?? configured)}, past its ${limitValue(limit, configured)} timeout.`;
+  if (limit === "timeout") headline = `${gen} ran for ${limitValue(limit, observed ?? configured)}, past its ${limitValue(limit, configured)} timeout (which counts the whole generation but the first one's model loads after Fooocus starts).`;
   else if (limit === "stall") headline = `${gen} made no progress for ${limitValue(limit, observed ?? configured)} (stall limit ${limitValue(limit, configured)}).`;
   else if (breach && configured != null) headline = `${gen} used ${limitValue(limit, observed)} of ${name}, over its ${limitValue(limit, configured)} limit.`;
   else headline = `${gen} went over the ${name} limit.`;
 
   const grace = num(stopped.grace_s) ?? 0;
-  const graceWhy = stopped.grace === "one step" ? " (one step's time, longer than the configured grace)" : stopped.grace === "configured" ? " (the configured grace)" : "";
+  const graceWhy = GRACE_WHY[String(stopped.grace)] ?? "";
+  // Fooocus looks at Stop only between sampling steps: say where it was.
+  const where = PHASE_WHERE[String(stopped.phase)] ?? "";
+  const restarted = settings?.restart?.policy === "never" ? "killed Fooocus; it stays stopped (restart policy: never)" : "killed Fooocus and restarted it";
   const took = num(stopped.took_s);
   const tookText = took == null ? "" : ` It was over ${formatDuration(Math.round(took * 10) / 10)} after the limit fell due.`;
   let did: string;
-  if (stopped.how === "graceful") did = `The guard asked Fooocus to stop the generation, as the Stop button does, and Fooocus stopped within the ${formatDuration(grace)} grace${graceWhy}.${tookText}`;
-  else if (grace > 0) did = `The guard asked Fooocus to stop, but it had not stopped after the ${formatDuration(grace)} grace${graceWhy}, so the guard killed Fooocus and restarted it.${tookText}`;
-  else did = `Fooocus could not be asked to stop gracefully, so the guard killed it and restarted it.${tookText}`;
+  if (stopped.how === "graceful") did = `The guard asked Fooocus to stop the generation, as the Stop button does, and Fooocus stopped within the ${formatDuration(grace)} grace${graceWhy}.${where}${tookText}`;
+  else if (grace > 0) did = `The guard asked Fooocus to stop, but it had not stopped after the ${formatDuration(grace)} grace${graceWhy}, so the guard ${restarted}.${where}${tookText}`;
+  else did = `Fooocus could not be asked to stop gracefully, so the guard ${restarted.replace("Fooocus", "it")}.${where}${tookText}`;
 
   const lim = settings?.limits;
   const suggestedSize = (v: number | null) => (v == null ? null : formatSize(Math.ceil((v * 1.25) / 1024 ** 3) * 1024 ** 3));
@@ -183,7 +217,12 @@ export function whyStopped(stopped: GuardEvent, lastBreach: GuardEvent | null, s
     case "memory": suggestion = `Raise the RAM limit in Settings${suggestedSize(observed) ? ` (to about ${suggestedSize(observed)})` : ""}, or close other programs first.`; break;
     case "swap": suggestion = "Raise the swap limit in Settings, or give Fooocus more RAM so it swaps less."; break;
     case "cpu": suggestion = `Raise the CPU limit in Settings${lim?.cpu_percent ? ` (now ${lim.cpu_percent} %, 100 % = one core)` : ""}.`; break;
-    case "timeout": suggestion = `Raise the timeout in Settings${observed ? ` (to ${formatDuration(Math.ceil((observed * 1.5) / 60) * 60)} or more)` : ""}, or generate fewer images or a lower resolution at a time.`; break;
+    case "timeout":
+      if (stopped.phase === "preparation" || stopped.phase === "model_load") {
+        suggestion = "Fooocus was still preparing when the timeout fell due: prompt expansion and encoding count toward the timeout, and they can take minutes on a CPU. Give the timeout room for them (History shows how long preparation took), or turn off the Fooocus V2 style to skip the expansion.";
+        break;
+      }
+      suggestion = `Raise the timeout in Settings${observed ? ` (to ${formatDuration(Math.ceil((observed * 1.5) / 60) * 60)} or more)` : ""}, or generate fewer images or a lower resolution at a time.`; break;
     case "stall": suggestion = "Raise the stall limit in Settings if the first step often takes this long (model loading), or check the console for an error."; break;
     default: suggestion = `Raise the ${name} limit in Settings.`;
   }

@@ -11,6 +11,9 @@ export const api = {
   stop: () => invoke<null>("stop_fooocus"),
   restart: () => invoke<null>("restart_fooocus"),
   stopGeneration: () => invoke<null>("stop_generation"),
+  /** "Sleep now" and "Wake" (issue 25: the gateway wakes a sleeping Fooocus on a visit too). */
+  sleep: () => invoke<null>("sleep_fooocus"),
+  wake: () => invoke<null>("wake_fooocus"),
   openInBrowser: () => invoke<null>("open_in_browser"),
   history: (range_s: number) => invoke<HistoryPoint[]>("get_history", { rangeS: range_s }),
   console: (after: number | null, query: string | null) => invoke<ConsoleLine[]>("get_console", { after, query }),

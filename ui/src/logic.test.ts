@@ -1,11 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { actionsFor, ConsoleBuffer, mergeLive, pointOf, timeoutBand } from "./logic";
+import { actionsFor, ConsoleBuffer, LIMIT_QUANTITY, mergeLive, pointOf, sleepLine, timeoutBand } from "./logic";
 import type { HistoryPoint, Sample } from "./types";
 
 describe("actions", () => {
   it("follow the state", () => {
-    expect(actionsFor("stopped", false)).toEqual({ start: true, stop: false, restart: false, open_browser: false, stop_generation: false });
-    expect(actionsFor("generating", true)).toEqual({ start: false, stop: true, restart: true, open_browser: true, stop_generation: true });
+    expect(actionsFor("stopped", false)).toEqual({ start: true, stop: false, restart: false, open_browser: false, stop_generation: false, sleep: false, wake: false });
+    expect(actionsFor("generating", true)).toEqual({ start: false, stop: true, restart: true, open_browser: true, stop_generation: true, sleep: false, wake: false });
     expect(actionsFor("not_configured", false).start).toBe(false);
     expect(actionsFor("starting", true).open_browser).toBe(false);
   });
@@ -46,5 +46,33 @@ describe("graph data", () => {
     expect(timeoutBand(10, null).band).toBe("ok");
     expect(timeoutBand(80, 100).band).toBe("near");
     expect(timeoutBand(120, 100)).toEqual({ fraction: 1, band: "over" });
+  });
+});
+
+describe("limit histograms", () => {
+  it("ask each limit's history for the quantity that limit measures", () => {
+    // Issue 26: the stall limit's histogram showed total durations, so "would have stopped 2 of 19
+    // past generations" counted long generations, not long waits.
+    expect(LIMIT_QUANTITY.stall_timeout_s.stats).toBe("stall");
+    expect(LIMIT_QUANTITY.stall_timeout_s.quantity).toContain("without progress");
+    expect(LIMIT_QUANTITY.timeout_s.stats).toBe("timeout");
+    expect(LIMIT_QUANTITY.memory_bytes.stats).toBe("memory");
+    expect(LIMIT_QUANTITY.startup_timeout_s).toBeUndefined();
+  });
+});
+
+describe("asleep line", () => {
+  const GiB = 1024 ** 3;
+  const base = { since_ms: 0, idle_s: 1200, held_ram_bytes: 9 * GiB, ram_before_bytes: 20 * GiB, ram_after_bytes: 12 * GiB,
+    vram_before_bytes: 7 * GiB, vram_after_bytes: GiB, wake_estimate_s: 24.6, waking: false, wake_failed: null };
+  it("says what the sleep gave back, as the Rust side does", () => {
+    expect(sleepLine(base)).toBe("Asleep: wakes when you open Fooocus (8 GiB RAM, 6 GiB VRAM given back)");
+    expect(sleepLine({ ...base, ram_after_bytes: 21 * GiB, vram_before_bytes: null })).toBe("Asleep: wakes when you open Fooocus (9 GiB RAM given back)");
+    expect(sleepLine({ ...base, waking: true })).toBe("Waking Fooocus up, about 25 s");
+    expect(sleepLine({ ...base, held_ram_bytes: null, ram_before_bytes: null, vram_before_bytes: null, wake_failed: "Fooocus exited with code 1" }))
+      .toBe("Asleep: wakes when you open Fooocus; the last wake failed: Fooocus exited with code 1");
+  });
+  it("is known to the state labels", () => {
+    expect(actionsFor("asleep", false)).toMatchObject({ wake: true, stop: true, start: false });
   });
 });

@@ -1,7 +1,8 @@
 // Pure pieces of the UI, unit-tested: which actions a state allows, the console's bounded
 // buffer and search, and merging live samples into the graphs' history.
 import { ACTIONS } from "./actions.generated";
-import type { Actions, ConsoleLine, FooocusState, HistoryPoint, Sample } from "./types";
+import type { Actions, ConsoleLine, FooocusState, HistoryPoint, Sample, SleepInfo } from "./types";
+import { formatSize } from "./units";
 
 export type { Actions };
 
@@ -13,8 +14,22 @@ export function actionsFor(state: FooocusState, hasUrl: boolean): Actions {
 
 export const STATE_LABEL: Record<FooocusState, string> = {
   not_configured: "Not set up", stopped: "Stopped", starting: "Starting", ready: "Ready", generating: "Generating",
-  stopping: "Stopping", restarting: "Restarting", gave_up: "Keeps failing",
+  stopping: "Stopping", restarting: "Restarting", gave_up: "Keeps failing", asleep: "Asleep",
 };
+
+/** The asleep line (the guard's SleepInfo::summary, which the tray shows): what the sleep gave
+ *  back as the sampler measured it (the machine's drop; what the tree held when others grew). */
+export function sleepLine(s: SleepInfo): string {
+  if (s.waking) return `Waking Fooocus up, about ${Math.round(Math.max(1, s.wake_estimate_s))} s`;
+  const ram = s.ram_before_bytes != null && s.ram_after_bytes != null && s.ram_before_bytes > s.ram_after_bytes
+    ? s.ram_before_bytes - s.ram_after_bytes : s.held_ram_bytes;
+  const vram = s.vram_before_bytes != null && s.vram_after_bytes != null ? Math.max(0, s.vram_before_bytes - s.vram_after_bytes) : null;
+  const freed = [ram != null ? `${formatSize(ram)} RAM` : null, vram != null ? `${formatSize(vram)} VRAM` : null].filter(Boolean);
+  let line = "Asleep: wakes when you open Fooocus";
+  if (freed.length) line += ` (${freed.join(", ")} given back)`;
+  if (s.wake_failed) line += `; the last wake failed: ${s.wake_failed}`;
+  return line;
+}
 
 /** The console: at most `max` lines, oldest dropped. */
 export class ConsoleBuffer {
@@ -60,3 +75,18 @@ export function timeoutBand(elapsed: number, timeout: number | null): { fraction
   const f = Math.min(1, elapsed / timeout);
   return { fraction: f, band: f >= 1 ? "over" : f >= 0.75 ? "near" : "ok" };
 }
+
+/** What each limit's histogram in the settings shows: the history's statistics to ask for (the
+ *  quantity that limit measures) and its name in words. The stall limit measures the longest
+ *  wait without progress, not how long a generation ran. */
+export const LIMIT_QUANTITY: Record<string, { stats: string; quantity: string }> = {
+  timeout_s: { stats: "timeout", quantity: "time the timeout counted (the first generation's model loads left out)" },
+  stall_timeout_s: { stats: "stall", quantity: "longest wait without progress" },
+  memory_bytes: { stats: "memory", quantity: "peak RAM" },
+  swap_bytes: { stats: "swap", quantity: "peak swap" },
+  vram_bytes: { stats: "vram", quantity: "peak VRAM" },
+  cpu_percent: { stats: "cpu", quantity: "peak CPU" },
+};
+
+/** The one sentence the settings and the why-card say about what the timeout counts. */
+export const TIMEOUT_COUNTS = "The timeout counts the whole generation, except the model loads of the first one after Fooocus starts (it loads what later ones reuse).";

@@ -2,7 +2,8 @@
 // crates/core/tests/ipc_contract.rs checks the JSON the Rust side sends against this file and
 // fails on drift; the mock backend (src/mock) is typed by it.
 export type FooocusState =
-  | "not_configured" | "stopped" | "starting" | "ready" | "generating" | "stopping" | "restarting" | "gave_up";
+  | "not_configured" | "stopped" | "starting" | "ready" | "generating" | "stopping" | "restarting" | "gave_up"
+  | "asleep";
 
 export interface InstallInfo {
   root: string; kind: "portable" | "venv" | "conda" | "interpreter"; python: string; fooocus_dir: string; entry?: string;
@@ -11,7 +12,15 @@ export interface InstallInfo {
 export interface GenerationProgress {
   id: number; started_ms: number; image_index: number | null; image_total: number | null;
   step: number | null; step_total: number | null; elapsed_s: number; timeout_s: number | null;
+  /** The phase of Fooocus's work; null before any is seen. */
+  phase: Phase | null;
+  /** When the timeout counts from (epoch ms): the first generation after a start does not
+   *  count its model loads (`loads_left_out`), and during one (`phase` model_load) nothing. */
+  timeout_from_ms: number;
+  /** The timeout leaves this generation's model loads out (the first after Fooocus started). */
+  loads_left_out: boolean;
 }
+export type Phase = "model_load" | "preparation" | "sampling" | "decode" | "saving";
 /** `url`: where the user's browser opens Fooocus; `gpu_status`: "ok" or why GPU figures are missing;
  *  `unseen_breach`: a limit stopped something and the user has not looked yet. */
 export interface Status {
@@ -23,9 +32,26 @@ export interface Status {
   actions: Actions;
   /** A model download while Fooocus starts (its first start downloads GBs). */
   download?: { file: string | null; percent: number | null; size: string | null } | null;
+  /** The current sleep ("Asleep: wakes when you open Fooocus"), also while it wakes. */
+  sleep?: SleepInfo | null;
+  /** This session's last sleeps, oldest first (the graphs shade them); woke_ms null: asleep now. */
+  sleep_spans?: SleepSpan[];
+}
+export interface SleepSpan { asleep_ms: number; woke_ms: number | null }
+/** A sleep: the machine's RAM and the GPUs' VRAM in use before the stop and after the tree was
+ *  gone (the sampler's figures; null: not measured), and what Fooocus's tree itself held. */
+export interface SleepInfo {
+  since_ms: number; idle_s: number; held_ram_bytes: number | null;
+  ram_before_bytes: number | null; ram_after_bytes: number | null;
+  vram_before_bytes: number | null; vram_after_bytes: number | null;
+  wake_estimate_s: number; waking: boolean; wake_failed: string | null;
 }
 /** What the user may do in a state (Actions::for_state; the table is src/actions.generated.ts). */
-export interface Actions { start: boolean; stop: boolean; restart: boolean; open_browser: boolean; stop_generation: boolean }
+export interface Actions {
+  start: boolean; stop: boolean; restart: boolean; open_browser: boolean; stop_generation: boolean;
+  /** "Sleep now" (only behind the gateway, which wakes Fooocus on a visit) and "Wake". */
+  sleep: boolean; wake: boolean;
+}
 export interface TreeSample {
   cpu_percent: number; cpu_percent_machine: number; ram_bytes: number; ram_source: "cgroup" | "rss" | "job";
   swap_bytes: number; processes: number; vram_bytes: number | null;
@@ -57,8 +83,12 @@ export interface Settings {
   limits: Limits; sampling_interval_ms: number;
   notifications: { enabled: boolean; on_ready: boolean; on_finished: boolean };
   metrics: { enabled: boolean; port: number };
-  gateway: { enabled: boolean; token: string | null; rate_per_minute: number | null };
+  gateway: { enabled: boolean; token: string | null; rate_per_minute: number | null; allowed_origins: string[] };
   log_prompts: boolean; start_with_session: boolean; containment: string; nvml_library: string | null;
+  /** "Sleep after idle" in seconds (null: off); the gateway wakes Fooocus on the next visit. */
+  sleep_after_s: number | null;
+  /** Open Fooocus in the browser once it is ready after a start the user asked for. */
+  open_browser: boolean;
 }
 /** `message` names the problem and the accepted range. */
 export interface FieldError { field: string; value: string; message: string }
@@ -73,6 +103,13 @@ export interface GenerationRecord {
   peak_vram_bytes: number | null; peak_cpu_percent: number | null; limit: string | null; stop_how: string | null;
   /** JSON array of the escalation's steps with their timings. */
   stop_steps: string | null; fooocus_version: string | null;
+  /** Seconds in each phase of Fooocus's work (null: recorded before the guard kept them). */
+  model_load_s: number | null; preparation_s: number | null; sampling_s: number | null;
+  decode_s: number | null; saving_s: number | null;
+  /** Mean seconds per sampling step. */
+  step_s: number | null;
+  /** The longest time without progress: what the stall limit measures. */
+  longest_gap_s: number | null;
 }
 export interface BreachRecord {
   id: number; ts_ms: number; limit: string; configured: number; observed: number; action: string;

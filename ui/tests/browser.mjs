@@ -76,6 +76,23 @@ await test("dashboard draws four live graphs with limit lines", async (page) => 
   await page.screenshot({ path: join(shots, "dashboard.png") });
 });
 
+await test("asleep, the dashboard says it wakes on a visit, what it gave back, and shades the sleeping spans", async (page) => {
+  await page.goto(base + "?state=asleep");
+  await page.waitForSelector("#sleep-line:not(.hidden)");
+  const line = await page.locator("#sleep-line").innerText();
+  expect(/^Asleep: wakes when you open Fooocus \(8\.8 GiB RAM, 6\.6 GiB VRAM given back\)$/.test(line), `asleep line: ${line}`);
+  expect((await page.locator("#state").innerText()) === "Asleep", "state label");
+  expect(await page.locator("#btn-wake").isVisible() && await page.locator("#btn-wake").isEnabled(), "Wake offered");
+  expect(!(await page.locator("#btn-sleep").isVisible()), "no Sleep now while asleep");
+  expect(!(await page.locator("#btn-start").isEnabled()), "Wake is the start");
+  expect(await page.locator("#btn-browser").isEnabled(), "opening Fooocus in the browser wakes it");
+  const spans = JSON.parse(await page.locator(".graph[data-series=ram]").getAttribute("data-sleeps"));
+  expect(spans.length === 2 && spans[1][1] === null, `sleeping spans: ${JSON.stringify(spans)}`);
+  await page.locator("[data-range='21600']").click();
+  await page.waitForTimeout(300);
+  await page.screenshot({ path: join(shots, "dashboard-asleep.png") });
+});
+
 await test("without a GPU a plain panel replaces the GPU and VRAM graphs", async (page) => {
   await page.goto(base + "?gpu=none");
   await page.waitForSelector("#no-gpu:not(.hidden)");

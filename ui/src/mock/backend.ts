@@ -18,22 +18,29 @@ const settings: Settings = {
   restart: { policy: "on-failure", max_restarts: 5, window_s: 600 },
   limits: { timeout_s: 300, stall_timeout_s: 120, startup_timeout_s: 600, memory_bytes: 12 * GiB, swap_bytes: null, vram_bytes: 7 * GiB, cpu_percent: 400, grace_s: 10 },
   sampling_interval_ms: 1000, notifications: { enabled: true, on_ready: false, on_finished: false }, metrics: { enabled: false, port: 9465 },
-  gateway: { enabled: true, token: null, rate_per_minute: null }, log_prompts: false, start_with_session: false,
-  containment: "auto", nvml_library: null,
+  gateway: { enabled: true, token: null, rate_per_minute: null, allowed_origins: [] }, log_prompts: false, start_with_session: false,
+  containment: "auto", nvml_library: null, sleep_after_s: 1200, open_browser: false,
 };
 
 const params = new URLSearchParams(location.search);
 const hasGpu = params.get("gpu") !== "none";
 let installFinished: string[] = params.get("install") === "partial" ? ["download", "verify"] : [];
 const status: Status = {
-  state: params.get("state") === "not_configured" ? "not_configured" : "generating",
+  state: params.get("state") === "not_configured" ? "not_configured" : params.get("state") === "asleep" ? "asleep" : "generating",
   url: "http://127.0.0.1:7865", install: { root: "/home/you/Fooocus", kind: "venv", python: "/home/you/Fooocus/fooocus_env/bin/python", fooocus_dir: "/home/you/Fooocus", version: "2.5.5", fork: "fooocus" },
   backend: { kind: "cgroup-v2", reason: "cgroup v2 at /sys/fs/cgroup/user.slice/.../fooocus-guard/1234-1-fooocus with the memory, cpu and pids controllers", unenforced: [] },
-  gpu_status: hasGpu ? "ok" : "no NVIDIA GPU (libnvidia-ml not found)", generation: { id: 42, started_ms: now() - 95_000, image_index: 2, image_total: 4, step: 17, step_total: 30, elapsed_s: 95, timeout_s: 300 },
+  gpu_status: hasGpu ? "ok" : "no NVIDIA GPU (libnvidia-ml not found)", generation: { id: 42, started_ms: now() - 95_000, image_index: 2, image_total: 4, step: 17, step_total: 30, elapsed_s: 95, timeout_s: 300, phase: "sampling", timeout_from_ms: now() - 95_000, loads_left_out: false },
   unseen_breach: false, graceful_stop: { available: true, why: "Fooocus can be asked to stop a generation" }, demo: true, restarts: 1,
   actions: actionsFor("generating", true),
 };
 status.actions = actionsFor(status.state, !!status.url);
+// ?state=asleep: Fooocus asleep for 40 min after 20 min idle, with what that gave back.
+if (status.state === "asleep") {
+  status.generation = null;
+  status.sleep = { since_ms: now() - 40 * 60_000, idle_s: 1200, held_ram_bytes: 9.1 * GiB, ram_before_bytes: 21.4 * GiB, ram_after_bytes: 12.6 * GiB,
+    vram_before_bytes: hasGpu ? 7.2 * GiB : null, vram_after_bytes: hasGpu ? 0.6 * GiB : null, wake_estimate_s: 24, waking: false, wake_failed: null };
+  status.sleep_spans = [{ asleep_ms: now() - 5 * 3600_000, woke_ms: now() - 4.2 * 3600_000 }, { asleep_ms: now() - 40 * 60_000, woke_ms: null }];
+}
 
 const gens: GenerationRecord[] = Array.from({ length: 24 }, (_, i) => {
   const outcome = i % 9 === 4 ? "timed_out" : i % 11 === 7 ? "out_of_memory" : "completed";
@@ -43,7 +50,9 @@ const gens: GenerationRecord[] = Array.from({ length: 24 }, (_, i) => {
     images_done: outcome === "completed" ? 2 : 1, images_total: 2, last_step: 30, steps_total: 30, peak_ram_bytes: (7 + (i % 5)) * GiB,
     peak_swap_bytes: 0, peak_vram_bytes: (5 + (i % 3) * 0.7) * GiB, peak_cpu_percent: 110 + (i % 4) * 20,
     limit: outcome === "timed_out" ? "timeout" : outcome === "out_of_memory" ? "vram" : null, stop_how: outcome === "completed" ? null : "killed",
-    stop_steps: null, fooocus_version: "2.5.5" };
+    stop_steps: null, fooocus_version: "2.5.5",
+    model_load_s: i === 23 ? 25 : 0, preparation_s: 16 + (i % 4) * 8, sampling_s: dur - 30, decode_s: 10, saving_s: 0.5,
+    step_s: (dur - 30) / 30, longest_gap_s: 16 + (i % 4) * 8 };
 });
 const breaches: BreachRecord[] = [
   { id: 2, ts_ms: now() - 240_000, limit: "timeout", configured: 300, observed: 300.02, action: "kill_and_restart", how: "killed", generation_id: 37 },
@@ -56,8 +65,14 @@ const say = (text: string, stream: ConsoleLine["stream"] = "stdout") => { const 
 ["Fooocus version: 2.5.5", "Running on local URL:  http://127.0.0.1:7865", "App started successful. Use the app with http://127.0.0.1:7865/ or 127.0.0.1:7865",
   "[Parameters] Adaptive CFG = 7", "[Fooocus] Preparing task 2/4 ..."].forEach((t) => say(t));
 
+/** Asleep at `t` (the mock's ?state=asleep spans): no tree, nothing held. */
+const sleeping = (t: number) => (status.sleep_spans ?? []).some((p) => t >= p.asleep_ms && (p.woke_ms == null || t < p.woke_ms));
 function sample(t: number): Sample {
   const k = t / 1000;
+  if (sleeping(t)) {
+    return { ts_ms: t, tree: null, system: { cpu_percent: 8, ram_used_bytes: 12.6 * GiB, ram_total_bytes: 32 * GiB },
+      gpus: hasGpu ? [{ index: 0, name: "NVIDIA GeForce RTX 3060", util_percent: 0, vram_used_bytes: 0.6 * GiB, vram_total_bytes: 12 * GiB, temperature_c: 41 }] : [], gpu_status: status.gpu_status };
+  }
   return { ts_ms: t, tree: { cpu_percent: 95 + 30 * Math.sin(k / 7), cpu_percent_machine: 12, ram_bytes: (8.5 + Math.sin(k / 30)) * GiB, ram_source: "cgroup", swap_bytes: 0, processes: 3, vram_bytes: hasGpu ? (5.8 + 0.6 * Math.sin(k / 11)) * GiB : null },
     system: { cpu_percent: 30 + 10 * Math.sin(k / 5), ram_used_bytes: 14 * GiB, ram_total_bytes: 32 * GiB },
     gpus: hasGpu ? [{ index: 0, name: "NVIDIA GeForce RTX 3060", util_percent: 90 + 8 * Math.sin(k / 3), vram_used_bytes: 6.4 * GiB, vram_total_bytes: 12 * GiB, temperature_c: 68 }] : [], gpu_status: status.gpu_status };
@@ -68,6 +83,7 @@ function history(rangeS: number): HistoryPoint[] {
   for (let t = now() - rangeS * 1000; t <= now(); t += step) {
     const s = sample(t);
     const tri = (v: number, d: number): [number, number, number] => [v - d, v, v + d];
+    if (!s.tree) { pts.push({ ts_ms: t, cpu: [0, 0, 0], ram: [0, 0, 0], gpu: hasGpu ? [0, 0, 0] : null, vram: hasGpu ? [0, 0, 0] : null }); continue; }
     pts.push({ ts_ms: t, cpu: tri(s.tree!.cpu_percent, 5), ram: tri(s.tree!.ram_bytes, 0.1 * GiB),
       gpu: hasGpu ? tri(s.gpus[0].util_percent!, 2) : null, vram: hasGpu ? tri(s.tree!.vram_bytes!, 0.05 * GiB) : null });
   }
@@ -85,12 +101,12 @@ function validate(s: Settings): FieldError[] {
 }
 
 function stats(limit: string, value: number | null) {
-  const key = limit === "timeout" ? "duration_s" : limit === "memory" ? "peak_ram_bytes" : limit === "vram" ? "peak_vram_bytes" : limit === "cpu" ? "peak_cpu_percent" : "peak_swap_bytes";
+  const key = limit === "timeout" ? "duration_s" : limit === "stall" ? "longest_gap_s" : limit === "memory" ? "peak_ram_bytes" : limit === "vram" ? "peak_vram_bytes" : limit === "cpu" ? "peak_cpu_percent" : "peak_swap_bytes";
   const values = gens.filter((g) => g.outcome === "completed").map((g) => (g as unknown as Record<string, number>)[key]).filter((v) => v != null);
   const sorted = [...values].sort((a, b) => a - b);
   const pct = (p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] : null);
   const max = sorted.length ? sorted[sorted.length - 1] : null;
-  const step = limit === "timeout" ? 60 : limit === "cpu" ? 25 : 256 * 1024 ** 2;
+  const step = limit === "timeout" || limit === "stall" ? 60 : limit === "cpu" ? 25 : 256 * 1024 ** 2;
   return { limit, values, p50: pct(50), p95: pct(95), max, would_stop: value == null ? 0 : values.filter((v) => v > value).length,
     suggested: max == null ? null : Math.ceil(Math.max(pct(99)! * 1.5, max * 1.2) / step) * step };
 }
@@ -146,6 +162,7 @@ export function install() {
       case "mark_breaches_seen": status.unseen_breach = false; return null;
       case "get_last_stop": return { stopped: null, breach: null };
       case "start_fooocus": case "stop_fooocus": case "restart_fooocus": case "stop_generation": case "open_in_browser": return null;
+      case "sleep_fooocus": case "wake_fooocus": return null;
       // Installing Fooocus (views/install.ts): a plan, and no install running.
       case "install_plan": return {
         plan: { target: String(a.path ?? "/home/me/.local/share/fooocus-guard/Fooocus"), version: "2.5.5",

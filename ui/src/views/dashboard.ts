@@ -3,8 +3,8 @@
 import { api, on } from "../ipc";
 import { h, clear } from "../dom";
 import { graph, sparkline, type Breach, type Graph, type Series } from "../charts";
-import { ConsoleBuffer, mergeLive, pointOf, STATE_LABEL, timeoutBand } from "../logic";
-import { generationText, lastMinute, noGpu, ofLimit, StepClock, whyStopped } from "../glance";
+import { ConsoleBuffer, mergeLive, pointOf, sleepLine, STATE_LABEL, timeoutBand } from "../logic";
+import { generationText, lastMinute, noGpu, ofLimit, StepClock, timeoutElapsed, whyStopped } from "../glance";
 import { modelDownload } from "./model-download";
 import { formatSize } from "../units";
 import type { ConsoleLine, GuardEvent, HistoryPoint, Settings, Status } from "../types";
@@ -80,7 +80,11 @@ export function dashboard(): View {
     restart: btn("Restart", api.restart, "btn-restart"),
     browser: btn("Open in browser", api.openInBrowser, "btn-browser"),
     stopGeneration: btn("Stop generation", api.stopGeneration, "btn-stop-generation"),
+    sleep: btn("Sleep now", api.sleep, "btn-sleep"),
+    wake: btn("Wake", api.wake, "btn-wake"),
   };
+  // "Asleep: wakes when you open Fooocus", and what the sleep gave back.
+  const sleepEl = h("div", { class: "sleep-line hidden", id: "sleep-line", role: "status" });
   const errorEl = h("div", { class: "error hidden", role: "alert" });
   const showError = (e: unknown) => { errorEl.textContent = String(e); errorEl.classList.remove("hidden"); };
 
@@ -164,6 +168,7 @@ export function dashboard(): View {
       h("div", { class: "card status-card" },
         h("div", { class: "row" }, h("h2", {}, "Fooocus"), stateEl),
         urlEl,
+        sleepEl,
         h("div", { class: "actions" }, ...Object.values(buttons)),
         errorEl, backendEl, gpuEl, graceEl),
       h("div", { class: "card gen-card" }, h("h2", {}, "Current generation"), genTitle, genBar, genPace, h("div", { class: "label muted" }, "Time against the timeout"), timeBar, genText)),
@@ -182,7 +187,17 @@ export function dashboard(): View {
     stateEl.className = `state ${s.state}`;
     urlEl.textContent = s.url ? `Listening on ${s.url}` : "";
     // The guard derives what a state allows; the tray renders the same.
-    const a = { start: s.actions.start, stop: s.actions.stop, restart: s.actions.restart, browser: s.actions.open_browser, stopGeneration: s.actions.stop_generation };
+    const a = { start: s.actions.start, stop: s.actions.stop, restart: s.actions.restart, browser: s.actions.open_browser, stopGeneration: s.actions.stop_generation,
+      sleep: s.actions.sleep, wake: s.actions.wake };
+    // Sleep now and Wake only where they can apply: the gateway is on (sleep) or Fooocus sleeps.
+    (buttons.sleep as HTMLElement).classList.toggle("hidden", !s.actions.sleep);
+    (buttons.wake as HTMLElement).classList.toggle("hidden", !s.actions.wake);
+    const asleep = s.state === "asleep" || !!s.sleep?.waking;
+    sleepEl.classList.toggle("hidden", !(asleep && s.sleep));
+    sleepEl.textContent = asleep && s.sleep ? sleepLine(s.sleep) : "";
+    if (asleep && !s.sleep) { sleepEl.classList.remove("hidden"); sleepEl.textContent = "Asleep: wakes when you open Fooocus"; }
+    const spans = (s.sleep_spans ?? []).map((p) => [p.asleep_ms, p.woke_ms] as [number, number | null]);
+    Object.values(graphs).forEach((g) => g.sleeps(spans));
     (Object.keys(buttons) as (keyof typeof buttons)[]).forEach((k) => ((buttons[k] as HTMLButtonElement).disabled = !a[k]));
     // Status arrives with every step of a generation; the containment rarely changes.
     const backendKey = JSON.stringify(s.backend ?? null);
@@ -203,8 +218,12 @@ export function dashboard(): View {
     graceEl.textContent = s.graceful_stop.available ? "Graceful stop: available" : `Graceful stop: unavailable — ${s.graceful_stop.why}`;
     renderGeneration();
   };
+  // When the dashboard saw the current model load begin: the timeout holds from there.
+  let loadSeen: { id: number; at: number } | null = null;
   const renderGeneration = () => {
     const g = status?.generation;
+    if (g?.phase !== "model_load") loadSeen = null;
+    else if (loadSeen?.id !== g.id) loadSeen = { id: g.id, at: Date.now() };
     const fill = (bar: HTMLElement, f: number, band = "ok") => {
       const d = bar.firstElementChild as HTMLElement;
       d.style.width = `${(f * 100).toFixed(1)}%`;
@@ -218,7 +237,7 @@ export function dashboard(): View {
       fill(timeBar, 0);
       return;
     }
-    const elapsed = (Date.now() - g.started_ms) / 1000;
+    const elapsed = timeoutElapsed(g, Date.now(), loadSeen?.at ?? null);
     const text = generationText(g, elapsed, clock.perStep());
     genTitle.textContent = text.title;
     genPace.textContent = text.pace;

@@ -12,6 +12,9 @@ export function firstRun(): View {
     try {
       const info = await api.checkInstall(path);
       const s = await api.settings();
+      // The first run suggests sleeping after 20 min idle (the CLI keeps it off): Fooocus gives
+      // its RAM and VRAM back while unused and wakes on the next visit. Settings can turn it off.
+      if (s.install_path == null && s.sleep_after_s == null && s.gateway.enabled) s.sleep_after_s = 20 * 60;
       s.install_path = info.root;
       const r = await api.save(s);
       if (!r.saved) throw new Error(r.errors.map((e) => e.message).join("; "));
@@ -29,6 +32,7 @@ export function firstRun(): View {
       h("button", { class: "primary", id: "choose-folder", onclick: async () => { const p = await api.pickFolder(); if (p) await use(p); } }, "Use an existing install…")),
     err,
     installPanel(() => api.pickFolder(), (i) => use(i.root)),
+    h("p", { class: "muted", id: "sleep-hint" }, "Fooocus will sleep after 20 minutes without use, giving its memory back, and wake when you open it again (Settings › Sleep)."),
     h("p", { class: "muted", id: "demo-hint" }, "Just looking? Start the app with --demo to watch it supervise a simulated Fooocus."));
   const load = async () => {
     const found = await api.detectInstalls();

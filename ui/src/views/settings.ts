@@ -6,17 +6,18 @@ import { durationInput, formatDuration, formatSize, parseDuration, parsePercent,
 import type { FieldError, LimitStats, Settings, SettingsNote } from "../types";
 import type { View } from "../main";
 import { installPanel } from "./install";
+import { LIMIT_QUANTITY, TIMEOUT_COUNTS } from "../logic";
 
 type Kind = "duration" | "size" | "percent";
-interface LimitDef { field: keyof Settings["limits"]; label: string; kind: Kind; stats?: string; help: string }
+interface LimitDef { field: keyof Settings["limits"]; label: string; kind: Kind; help: string }
 const LIMITS: LimitDef[] = [
-  { field: "timeout_s", label: "Generation timeout", kind: "duration", stats: "timeout", help: "Longest one generation may run." },
-  { field: "stall_timeout_s", label: "Stall timeout", kind: "duration", stats: "timeout", help: "No new step or image for this long." },
+  { field: "timeout_s", label: "Generation timeout", kind: "duration", help: `Longest one generation may run. ${TIMEOUT_COUNTS}` },
+  { field: "stall_timeout_s", label: "Stall timeout", kind: "duration", help: "No new step or image for this long." },
   { field: "startup_timeout_s", label: "Start-up timeout", kind: "duration", help: "Fooocus must be ready within this." },
-  { field: "memory_bytes", label: "RAM cap", kind: "size", stats: "memory", help: "The whole Fooocus tree; your PC stays responsive." },
-  { field: "swap_bytes", label: "Swap cap", kind: "size", stats: "swap", help: "Swap the tree may use on top of its RAM." },
-  { field: "vram_bytes", label: "VRAM cap", kind: "size", stats: "vram", help: "Checked while a generation runs." },
-  { field: "cpu_percent", label: "CPU cap", kind: "percent", stats: "cpu", help: "Percent of one core: 100 = one core." },
+  { field: "memory_bytes", label: "RAM cap", kind: "size", help: "The whole Fooocus tree; your PC stays responsive." },
+  { field: "swap_bytes", label: "Swap cap", kind: "size", help: "Swap the tree may use on top of its RAM." },
+  { field: "vram_bytes", label: "VRAM cap", kind: "size", help: "Checked while a generation runs." },
+  { field: "cpu_percent", label: "CPU cap", kind: "percent", help: "Percent of one core: 100 = one core." },
 ];
 const parse = (k: Kind, t: string): Parsed => (k === "duration" ? parseDuration(t) : k === "size" ? parseSize(t) : parsePercent(t));
 const show = (k: Kind, v: number | null) => (k === "duration" ? durationInput(v) : k === "size" ? sizeInput(v) : v == null ? "off" : `${v}`);
@@ -86,8 +87,9 @@ export function settings(): View {
     const chart = h("div", { class: "stats" });
     const input = h("input", { value: show(d.kind, model!.limits[d.field]), name: field, "aria-label": d.label }) as HTMLInputElement;
     const refresh = async () => {
-      if (!d.stats) return;
-      const st = await api.limitStats(d.stats, model!.limits[d.field]).catch(() => null);
+      const q = LIMIT_QUANTITY[d.field];
+      if (!q) return;
+      const st = await api.limitStats(q.stats, model!.limits[d.field]).catch(() => null);
       renderStats(chart, st, d, model!.limits[d.field], (v) => { input.value = show(d.kind, v); input.dispatchEvent(new Event("input")); });
     };
     input.addEventListener("input", () => {
@@ -120,6 +122,11 @@ export function settings(): View {
       ...["always-gpu", "always-high-vram", "always-normal-vram", "always-low-vram", "always-no-vram", "always-cpu"].map((v) => h("option", { value: v }, v))) as HTMLSelectElement;
     vram.value = m.launch.vram_mode ?? "";
     vram.addEventListener("change", () => { m.launch.vram_mode = vram.value || null; validate(); });
+    // Sleep after idle: a duration or off, parsed as the limits are.
+    const sleepField = text("Sleep after idle (e.g. 20m; off = never)", "sleep_after_s", () => durationInput(m.sleep_after_s), (v) => {
+      const p = parseDuration(v);
+      if (p.ok) { localErrors.delete("sleep_after_s"); m.sleep_after_s = p.value; } else localErrors.set("sleep_after_s", p.error);
+    });
     const policy = h("select", { name: "restart.policy", "aria-label": "Restart policy" }, ...["never", "on-failure", "always"].map((v) => h("option", { value: v }, v))) as HTMLSelectElement;
     policy.value = m.restart.policy;
     policy.addEventListener("change", () => { m.restart.policy = policy.value as Settings["restart"]["policy"]; validate(); });
@@ -133,7 +140,12 @@ export function settings(): View {
         h("label", { class: "field" }, h("span", {}, "VRAM mode"), vram, errorSlot("launch.vram_mode")),
         num("Port", "launch.port", () => m.launch.port, (v) => (m.launch.port = v)),
         check("Update Fooocus at every start (entry_with_update.py; it discards changes to its folder)", "launch.auto_update", () => m.launch.auto_update, (v) => (m.launch.auto_update = v)),
+        check("Open Fooocus in the browser when it is ready (not after a restart or a wake)", "open_browser", () => m.open_browser, (v) => (m.open_browser = v)),
         lan, listenWarn),
+      h("fieldset", {}, h("legend", {}, "Sleep"),
+        sleepField,
+        h("small", { class: "muted" }, "With no generation and nobody using Fooocus for this long, the guard stops it to give its RAM and VRAM back. "
+          + "The next visit to Fooocus's address wakes it (a small page shows while it starts); so do Wake in the tray and here. Needs the gateway.")),
       h("fieldset", {}, h("legend", {}, "Restarts"),
         h("label", { class: "field" }, h("span", {}, "When Fooocus dies"), policy),
         num("Give up after (failures)", "restart.max_restarts", () => m.restart.max_restarts, (v) => (m.restart.max_restarts = v)),
@@ -148,6 +160,9 @@ export function settings(): View {
       h("fieldset", {}, h("legend", {}, "Gateway and privacy"),
         check("Gateway (graceful stop for Fooocus 2.2+)", "gateway.enabled", () => m.gateway.enabled, (v) => (m.gateway.enabled = v)),
         text("Gateway token", "gateway.token", () => m.gateway.token ?? "", (v) => (m.gateway.token = v || null), { type: "password" }),
+        text("Other sites allowed to use Fooocus (origins like http://192.168.1.5:3000, comma-separated; any other site's page is refused)",
+          "gateway.allowed_origins", () => m.gateway.allowed_origins.join(", "),
+          (v) => (m.gateway.allowed_origins = v.split(/[\s,]+/).filter((o) => o !== ""))),
         check("Write Fooocus's console (with your prompts) to the log files", "log_prompts", () => m.log_prompts, (v) => (m.log_prompts = v)),
         check("Start with my session", "start_with_session", () => m.start_with_session, (v) => (m.start_with_session = v))),
       h("div", { class: "row" }, save, result));
@@ -196,8 +211,9 @@ function renderStats(el: HTMLElement, st: LimitStats | null, d: LimitDef, limit:
     svg.append(l);
   }
   const n = st.values.length;
+  const q = LIMIT_QUANTITY[d.field];
   clear(el, svg,
-    h("div", { class: "muted" }, `p50 ${human(d.kind, st.p50)} · p95 ${human(d.kind, st.p95)} · max ${human(d.kind, st.max)}`),
+    h("div", { class: "muted" }, `${q ? `${q.quantity}: ` : ""}p50 ${human(d.kind, st.p50)} · p95 ${human(d.kind, st.p95)} · max ${human(d.kind, st.max)}`),
     h("div", { class: st.would_stop ? "warn" : "muted", "data-would-stop": String(st.would_stop) },
       limit == null ? `${n} past generations` : `Would have stopped ${st.would_stop} of ${n} past generations`),
     st.suggested != null ? h("button", { type: "button", class: "link", onclick: () => use(st.suggested!) }, `Use suggested (${human(d.kind, st.suggested)})`) : null);
