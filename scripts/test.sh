@@ -1,7 +1,16 @@
 #!/usr/bin/env bash
 # Installs what is missing, then runs every test suite of Fooocus Guard (CI runs this through
 # .ci/run), or only the suites named: scripts/test.sh [--list] [SUITE...]. Each suite prints its
-# own summary; the script stops at the first failing suite.
+# own summary and the script stops at the first failing suite; the end shows each suite's time.
+#
+# One check of a suite, by name: scripts/test.sh SUITE -- CHECK... (one suite: app, gateway,
+# install or upstream). An unknown name fails and lists that suite's checks:
+#   gateway  graceful-stop ignored-stop transfer port-taken lan-port-taken (tests/gateway/e2e.py), waking-page
+#   install  install (download to detect), run (install, then ready under the guard)
+#   app      tray dashboard first-install
+#   upstream argv ui injection sleep (tests/upstream/README.md)
+# The rust suite's tests that serve the upstream snapshots (../shared/upstream, or FOOOCUS_UPSTREAM)
+# skip without them, except in CI (CI=true) or with FG_REQUIRE_SHARED=1.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -11,7 +20,7 @@ builtin=(ui lint rust sim)
 declare -A about=(
   [ui]="the front end: unit tests (Vitest) and builds (the app's build embeds ui/dist)"
   [lint]="cargo fmt and clippy, the libraries and CLI, then the tray app"
-  [rust]="cargo test: units, containment on the real cgroups, sampler, fake NVML, CLI end to end"
+  [rust]="cargo test: units, containment on the real cgroups, sampler, fake NVML, CLI end to end; the app's units"
   [sim]="the Fooocus simulator's own tests (and its lines against upstream's format strings)"
 )
 suites=("${builtin[@]}")
@@ -26,19 +35,49 @@ if [ "${1:-}" = --list ]; then
   for s in "${suites[@]}"; do printf '%-14s %s\n' "$s" "${about[$s]}"; done
   exit 0
 fi
-wanted=("$@")
+wanted=() checks=()
+while [ $# -gt 0 ]; do
+  [ "$1" = -- ] && { shift; checks=("$@"); break; }
+  wanted+=("$1"); shift
+done
 for w in "${wanted[@]}"; do
   [[ " ${suites[*]} " == *" $w "* ]] || { echo "test.sh: no suite '$w': scripts/test.sh --list names them" >&2; exit 2; }
 done
+# The suites whose script takes check names.
+by_name=(app gateway install upstream)
+if [ ${#checks[@]} -gt 0 ] && { [ ${#wanted[@]} -ne 1 ] || [[ " ${by_name[*]} " != *" ${wanted[0]} "* ]]; }; then
+  echo "test.sh: checks by name are for one suite, one of: ${by_name[*]} (scripts/test.sh gateway -- graceful-stop)" >&2
+  exit 2
+fi
 want() { [ ${#wanted[@]} -eq 0 ] || [[ " ${wanted[*]} " == *" $1 "* ]]; }
 
-"$here/scripts/setup.sh" test
-
 export CARGO_TERM_COLOR=never
-step() { echo; echo "=== $* ==="; }
+# Each suite's time, printed at the end (and as far as it got when a suite fails), so a slow CI
+# run shows where its minutes went.
+times=()
+current="" current_start=0
+step() {
+  finish_step
+  current=${1%%:*} current_start=$(date +%s)
+  echo; echo "=== $* ==="
+}
+finish_step() {
+  [ -n "$current" ] && times+=("$(printf '%-14s %5d s' "$current" $(( $(date +%s) - current_start )))")
+  current=""
+}
+print_times() {
+  finish_step
+  [ ${#times[@]} -gt 0 ] || return 0
+  echo; echo "time per suite:"; printf '  %s\n' "${times[@]}"
+}
+trap print_times EXIT
 start=$(date +%s)
 
-# The app's build (and so lint and the app suite) needs ui/dist.
+step "setup: what building and testing need (scripts/setup.sh)"
+"$here/scripts/setup.sh" test
+
+# The app's build (and so lint, the app suite and the app's units in rust) needs ui/dist: built
+# here when a suite checks the front end's build, or when there is none.
 if want ui || want lint || want app || want windows || [ ! -d ui/dist ]; then
   step "ui: ${about[ui]}"
   (cd ui && npm ci --no-audit --no-fund --loglevel=error && npm test && npm run -s build && npm run -s build:mock)
@@ -56,6 +95,10 @@ fi
 if want rust; then
   step "rust: ${about[rust]}"
   cargo test --no-fail-fast -- --test-threads=2
+  # The tray app's own unit tests (the guard-dashboard channel, the page's inbox, flite's stand-ins
+  # loaded with the system's WebKitGTK): not a default member, and tested on its own as clippy is,
+  # so Tauri's features are not unified with the CLI's.
+  cargo test --no-fail-fast -p fooocus-guard -- --test-threads=2
 fi
 
 if want sim; then
@@ -69,8 +112,9 @@ for f in scripts/test.d/*.sh; do
   name=$(basename "$f" .sh); name=${name#[0-9][0-9]-}
   want "$name" || continue
   step "$name: ${about[$name]}"
-  bash "$f"
+  bash "$f" "${checks[@]}"
 done
 
+print_times; trap - EXIT
 echo
 echo "suites passed in $(( $(date +%s) - start )) s: ${wanted[*]:-all}"
