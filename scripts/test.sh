@@ -4,11 +4,12 @@
 # own summary and the script stops at the first failing suite; the end shows each suite's time.
 #
 # One check of a suite, by name: scripts/test.sh SUITE -- CHECK... (one suite: app, gateway,
-# install or upstream). An unknown name fails and lists that suite's checks:
+# install, upstream or real). An unknown name fails and lists that suite's checks:
 #   gateway  graceful-stop ignored-stop transfer port-taken lan-port-taken (tests/gateway/e2e.py), waking-page
 #   install  install (download to detect), run (install, then ready under the guard)
 #   app      tray dashboard first-install
 #   upstream argv ui injection sleep (tests/upstream/README.md)
+#   real     A B C M (tests/real/test_real.py)
 # The rust suite's tests that serve the upstream snapshots (../shared/upstream, or FOOOCUS_UPSTREAM)
 # skip without them, except in CI (CI=true) or with FG_REQUIRE_SHARED=1.
 set -euo pipefail
@@ -44,7 +45,7 @@ for w in "${wanted[@]}"; do
   [[ " ${suites[*]} " == *" $w "* ]] || { echo "test.sh: no suite '$w': scripts/test.sh --list names them" >&2; exit 2; }
 done
 # The suites whose script takes check names.
-by_name=(app gateway install upstream)
+by_name=(app gateway install upstream real)
 if [ ${#checks[@]} -gt 0 ] && { [ ${#wanted[@]} -ne 1 ] || [[ " ${by_name[*]} " != *" ${wanted[0]} "* ]]; }; then
   echo "test.sh: checks by name are for one suite, one of: ${by_name[*]} (scripts/test.sh gateway -- graceful-stop)" >&2
   exit 2
