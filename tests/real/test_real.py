@@ -78,52 +78,65 @@ def ts(e):
     return datetime.datetime.fromisoformat(e["ts"].replace("Z", "+00:00")).timestamp()
 
 
+# What Fooocus and the guard extra need in a folder of their own: the launch flags that keep
+# Fooocus from downloading anything (the guard's `[launch] extra_args`).
+EXTRA_ARGS = ["--disable-preset-download", "--disable-analytics"]
+
+
+def place_tree(tmp, steps=30):
+    """A fresh copy of the cached 2.5.5 tree in `tmp`/Fooocus, configured for the generated
+    models; returns (tree, the environment Fooocus runs with). Also used by
+    tests/app/real_screenshots.sh."""
+    tree = os.path.join(tmp, "Fooocus")
+    shutil.copytree(TREE, tree, ignore=shutil.ignore_patterns(".fg-stamp"))
+    trees.placeholders(tree)  # the UI reads sdxl_styles/samples/fooocus_v2.jpg's mtime
+    os.makedirs(os.path.join(tmp, "t"))
+    # Fooocus's own config.txt: the generated models (where it looks for them), 256x256, one
+    # image, the UI's step count, no LoRA (the default preset's offset LoRA would be a download).
+    config = {
+        "path_checkpoints": [os.path.join(MODELS, "checkpoints")],
+        "path_vae_approx": os.path.join(MODELS, "vae_approx"),
+        "path_fooocus_expansion": os.path.join(MODELS, "prompt_expansion", "fooocus_expansion"),
+        "path_outputs": os.path.join(tmp, "outputs"),
+        "temp_path": os.path.join(tmp, "t", "fooocus"),
+        "default_model": CHECKPOINT,
+        "default_refiner": "None",
+        "default_loras": [[True, "None", 1.0]] * 5,
+        "available_aspect_ratios": ["256*256", "512*512"],
+        "default_aspect_ratio": "256*256",
+        "default_image_number": 1,
+        "default_performance": "Speed",
+        "default_overwrite_step": steps,
+        "checkpoint_downloads": {}, "lora_downloads": {}, "embeddings_downloads": {}, "vae_downloads": {},
+        "previous_default_models": [],
+    }
+    with open(os.path.join(tree, "config.txt"), "w") as f:
+        json.dump(config, f, indent=2)
+    reqs = os.path.join(tmp, "no-requirements.txt")
+    open(reqs, "w").close()
+    env = dict(
+        os.environ,
+        REQS_FILE=reqs,  # launch.py's own override of its requirements: none, so no pip at start
+        GRADIO_ANALYTICS_ENABLED="False",
+        TMPDIR=os.path.join(tmp, "t"),
+    )
+    return tree, env
+
+
 class Run:
     """One `fooocus-guard-cli run` of a fresh copy of the cached 2.5.5 tree."""
 
     def __init__(self, cli, name, guard_args, steps=30):
         self.name = name
         self.tmp = tempfile.mkdtemp(prefix="fg-real-%s-" % name)
-        self.tree = os.path.join(self.tmp, "Fooocus")
-        shutil.copytree(TREE, self.tree, ignore=shutil.ignore_patterns(".fg-stamp"))
-        trees.placeholders(self.tree)  # the UI reads sdxl_styles/samples/fooocus_v2.jpg's mtime
-        os.makedirs(os.path.join(self.tmp, "t"))
-        # Fooocus's own config.txt: the generated models (where it looks for them), 256x256, one
-        # image, the UI's step count, no LoRA (the default preset's offset LoRA would be a download).
-        config = {
-            "path_checkpoints": [os.path.join(MODELS, "checkpoints")],
-            "path_vae_approx": os.path.join(MODELS, "vae_approx"),
-            "path_fooocus_expansion": os.path.join(MODELS, "prompt_expansion", "fooocus_expansion"),
-            "path_outputs": os.path.join(self.tmp, "outputs"),
-            "temp_path": os.path.join(self.tmp, "t", "fooocus"),
-            "default_model": CHECKPOINT,
-            "default_refiner": "None",
-            "default_loras": [[True, "None", 1.0]] * 5,
-            "available_aspect_ratios": ["256*256", "512*512"],
-            "default_aspect_ratio": "256*256",
-            "default_image_number": 1,
-            "default_performance": "Speed",
-            "default_overwrite_step": steps,
-            "checkpoint_downloads": {}, "lora_downloads": {}, "embeddings_downloads": {}, "vae_downloads": {},
-            "previous_default_models": [],
-        }
-        with open(os.path.join(self.tree, "config.txt"), "w") as f:
-            json.dump(config, f, indent=2)
-        reqs = os.path.join(self.tmp, "no-requirements.txt")
-        open(reqs, "w").close()
+        self.tree, env = place_tree(self.tmp, steps)
+        env["FOOOCUS_GUARD_DATA_DIR"] = os.path.join(self.tmp, "data")
         gcfg = os.path.join(self.tmp, "guard.toml")
         with open(gcfg, "w") as f:
-            f.write('[launch]\nextra_args = ["--disable-preset-download", "--disable-analytics"]\n')
+            f.write("[launch]\nextra_args = %s\n" % json.dumps(EXTRA_ARGS))
         self.ev = os.path.join(self.tmp, "events.jsonl")
         open(self.ev, "w").close()
         self.out_path = os.path.join(self.tmp, "out.txt")
-        env = dict(
-            os.environ,
-            REQS_FILE=reqs,  # launch.py's own override of its requirements: none, so no pip at start
-            GRADIO_ANALYTICS_ENABLED="False",
-            TMPDIR=os.path.join(self.tmp, "t"),
-            FOOOCUS_GUARD_DATA_DIR=os.path.join(self.tmp, "data"),
-        )
         self.port = free_port()
         self.lines = []  # (arrival time, line) of the guard's stdout: its own lines and Fooocus's console
         self.lock = threading.Lock()
