@@ -304,6 +304,11 @@ pub struct Parser {
     /// torch warned at start-up that the GPU's compute capability (`sm_N`) is not one it was
     /// built for; its next line says which it was built for.
     unsupported_gpu: Option<u32>,
+    /// Gradio's `Running on local URL` of this start (before ready).
+    listening_url: Option<String>,
+    /// The worker finished loading before `launch()` set the app's URL, so its ready line was
+    /// lost to the exception it caught: ready comes with Gradio's listening line instead.
+    ready_line_lost: bool,
 }
 
 /// Whether Fooocus `version` wraps each task in `try` (2.0.90+, commit aebfc566; never MRE).
@@ -688,6 +693,28 @@ fn phase_of(s: &str, vae_encoding: bool) -> Option<Phase> {
     None
 }
 
+/// What the worker's ready `try` prints when the app has no URL yet (`async_worker.py`, every
+/// version: `print(e)` of the AttributeError it caught), as the whole line:
+/// `'NoneType' object has no attribute 'local_url'` (`shared.gradio_root` not built yet) or
+/// `'Blocks' object has no attribute 'server_name'` (built, `launch()` not yet past setting it;
+/// 2.5.5 under tests/real's scenario R printed both, by the moment the worker finished).
+fn lost_ready_line(s: &str) -> bool {
+    let Some(attr) = s
+        .trim_end()
+        .strip_prefix("'NoneType' object has no attribute '")
+        .or_else(|| {
+            s.trim_end()
+                .strip_prefix("'Blocks' object has no attribute '")
+        })
+    else {
+        return false;
+    };
+    matches!(
+        attr,
+        "local_url'" | "server_name'" | "server_port'" | "share'" | "share_url'"
+    )
+}
+
 /// `OSError: Cannot find empty port in range: P-Q. ...` (Gradio `networking.py`).
 fn port_taken(s: &str) -> Option<u16> {
     let rest = s
@@ -731,6 +758,8 @@ impl Parser {
     /// process left open (a task, the version's rules) is gone with it.
     fn new_launch(&mut self) {
         self.started = false;
+        self.listening_url = None;
+        self.ready_line_lost = false;
         self.task = None;
         self.thread_header = None;
         self.after_error_record = false;
@@ -1034,6 +1063,25 @@ impl Parser {
         }
     }
 
+    /// Fooocus is ready at `url`: start-up is over, and with it the start-up model load.
+    fn ready(&mut self, line: u64, url: String, out: &mut Vec<Event>) {
+        self.started = true;
+        self.phase = None;
+        out.push(Event {
+            line,
+            kind: EventKind::Ready { url },
+        });
+    }
+
+    /// The worker is up but its ready line was lost: ready at Gradio's URL, now if it was
+    /// printed already, or when it is.
+    fn ready_line_lost(&mut self, line: u64, out: &mut Vec<Event>) {
+        self.ready_line_lost = true;
+        if let Some(url) = self.listening_url.clone() {
+            self.ready(line, url, out);
+        }
+    }
+
     /// The lines Fooocus prints while it starts, each at the start of its line in its own
     /// format; true if `s` was one. Called only before ready.
     fn startup_line(&mut self, line: u64, s: &str, out: &mut Vec<Event>) -> bool {
@@ -1045,22 +1093,30 @@ impl Parser {
                     url: url.to_string(),
                 },
             });
+            if self.listening_url.is_none() {
+                self.listening_url = Some(url.to_string());
+            }
+            if self.ready_line_lost {
+                self.ready(line, url.to_string(), out);
+            }
             return true;
         }
         // The worker thread, once its imports are done (`async_worker.py`): `App started
         // successful. Use the app with http://127.0.0.1:7865/ or 127.0.0.1:7865`.
         if let Some(rest) = s.strip_prefix("App started successful.") {
-            if let Some(url) = url_at_start(rest.trim_start(), "Use the app with") {
-                self.started = true;
-                // The start-up model load is over: Fooocus waits for a task.
-                self.phase = None;
-                out.push(Event {
-                    line,
-                    kind: EventKind::Ready {
-                        url: url.trim_end_matches('/').to_string(),
-                    },
-                });
+            match url_at_start(rest.trim_start(), "Use the app with") {
+                Some(url) => self.ready(line, url.trim_end_matches('/').to_string(), out),
+                // `Use the app with None`: the app's URL was not set yet (the same race as
+                // below, had `launch()` begun).
+                None => self.ready_line_lost(line, out),
             }
+            return true;
+        }
+        // The same `try` when the worker's imports (the model load) finished before `launch()`
+        // set the app's URL: it prints the exception it caught instead (`print(e)`), and Fooocus
+        // comes up all the same (tests/real, scenario R, forces this order).
+        if self.source != Source::Stderr && lost_ready_line(s) {
+            self.ready_line_lost(line, out);
             return true;
         }
         // Fooocus-API: uvicorn's own logger, `INFO:     Uvicorn running on URL (Press CTRL+C to

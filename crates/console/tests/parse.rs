@@ -986,3 +986,64 @@ fn a_prompts_launch_line_on_stdout_starts_nothing() {
         );
     }
 }
+
+/// The start-up race of every version (`async_worker.py`'s ready `try`): the worker finished
+/// loading before `launch()` set the app's URL and printed the AttributeError it caught instead
+/// of its ready line. Fooocus comes up all the same: ready comes with Gradio's listening line,
+/// whichever of the two is printed first. Real 2.5.5 did this under tests/real's scenario R.
+#[test]
+fn a_ready_line_lost_to_the_start_up_race_still_makes_ready() {
+    use fooocus_console::Source::{Stderr, Stdout};
+    let head = "Fooocus version: 2.5.5\nStarted worker with PID 1234\n";
+    // The worker first (the race as it happens): ready at the listening line.
+    let lost_first =
+        format!("{head}'NoneType' object has no attribute 'local_url'\nRunning on local URL:  http://127.0.0.1:7865\n");
+    assert_eq!(
+        kinds_from(Stdout, &lost_first),
+        vec![
+            (1, "version"),
+            (2, "worker_started"),
+            (4, "listening"),
+            (4, "ready")
+        ]
+    );
+    let ev = events(&lost_first);
+    assert_eq!(
+        ev.last().unwrap().1,
+        r#"{"kind":"ready","url":"http://127.0.0.1:7865"}"#
+    );
+    // Gradio first, the app built but not launched: ready at the lost line.
+    let listening_first = "Running on local URL:  http://127.0.0.1:7865\nStarted worker with PID 1\n'Blocks' object has no attribute 'server_name'\n";
+    assert_eq!(
+        kinds_from(Stdout, listening_first),
+        vec![(1, "listening"), (2, "worker_started"), (3, "ready")]
+    );
+    // The URL not set yet but the attribute there: `Use the app with None`.
+    let none = "Started worker with PID 1\nApp started successful. Use the app with None or None:None\nRunning on local URL:  http://127.0.0.1:7865\n";
+    assert_eq!(
+        kinds_from(Stdout, none),
+        vec![(1, "worker_started"), (3, "listening"), (3, "ready")]
+    );
+    // Not Fooocus's print: on stderr, or after ready (a prompt can say it), it is nothing.
+    assert_eq!(
+        kinds_from(Stderr, &lost_first),
+        vec![(1, "version"), (2, "worker_started"), (4, "listening")]
+    );
+    let after_ready = format!("{V25}'NoneType' object has no attribute 'local_url'\n");
+    assert_eq!(
+        kinds(&after_ready)
+            .iter()
+            .filter(|k| k.1 == "ready")
+            .count(),
+        1
+    );
+    // Another object's or another attribute's error is not the ready line's.
+    for other in [
+        "'NoneType' object has no attribute 'shape'",
+        "'Blocks' object has no attribute 'local_url' (and more)",
+        "'Tensor' object has no attribute 'local_url'",
+    ] {
+        let text = format!("Running on local URL:  http://127.0.0.1:7865\n{other}\n");
+        assert_eq!(kinds_from(Stdout, &text), vec![(1, "listening")], "{other}");
+    }
+}
