@@ -5,8 +5,11 @@
 # generated models (about 80 s, 2.4 GB), cached in ~/.cache/fooocus-guard/real (FG_REAL_CACHE);
 # a warm run pays nothing. Then the CLI runs Fooocus through each scenario: A ready with its model
 # load, B a timeout mid-sampling stopped gracefully and the next generation without a reload, C a
-# timeout during preparation, M a RAM cap below the load. Warm: 4-6 min on 2 busy cores (235-355 s
-# measured). Arguments: the checks to run (A B C M), or none for all.
+# timeout during preparation, M a RAM cap below the load, S a stall (Fooocus frozen with SIGSTOP
+# mid-sampling: the stall limit, a kill, a restart), R the start-up race (the ready line never
+# prints: the guard must still see Fooocus ready). Warm: 4-6 min on 2 busy cores for A B C M
+# (235-355 s measured), S about 5 min, R about 2.5 min. Arguments: the checks to run
+# (A B C M S R), or none for all.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 start=$(date +%s)

@@ -17,12 +17,19 @@ line is timestamped here as it arrives).
      where Fooocus does not look at Stop): still graceful, the breach and the stop name the phase
      "preparation", and Fooocus goes on.
   M  a RAM cap below what loading needs: out of memory during the model load, reported as such.
+  S  a stall: once sampling steps came, every process of Fooocus's tree gets SIGSTOP (alive, no
+     progress, as a hung driver or a deadlock looks): the stall limit fires in sampling (not the
+     timeout), the graceful stop cannot work, the tree is killed and started again.
+  R  the start-up race: the worker's imports (the model load) end before launch(), so 2.5.5 prints
+     an AttributeError instead of `App started successful`: the guard must still see it ready.
+     The order is forced by holding Fooocus's main thread (ptrace) in launch.py's second pass.
 
-  python3 tests/real/test_real.py [CLI] [--check A|B|C|M ...]    (CLI: target/debug/fooocus-guard-cli)
+  python3 tests/real/test_real.py [CLI] [--check A|B|C|M|S|R ...]    (CLI: target/debug/fooocus-guard-cli)
 
 Run it with the real venv's python (it has gradio_client; it re-executes itself with it
 otherwise). Environment: FG_REAL_CACHE (setup.sh's cache), FG_REAL_KEEP=1 keeps each run's
-folder, FG_REAL_SHOW=1 prints each run's events, FG_REAL_B_TIMEOUT (seconds, default 150).
+folder, FG_REAL_SHOW=1 prints each run's events, FG_REAL_B_TIMEOUT (seconds, default 150),
+FG_REAL_S_STALL (S's stall limit, seconds, default 120), FG_REAL_R_STARTUP (R's start-up limit, 120).
 """
 import datetime
 import json
@@ -549,18 +556,334 @@ def scenario_m(cli, t):
         r.close()
 
 
+# --- S: a stall in sampling: Fooocus lives but makes no progress ---------------------------------------
+# The stall limit counts from the last progress the guard saw (a step, an image, a model-load line);
+# Fooocus prints nothing while it expands and encodes the prompt (9.7-72 s here), so a stall limit
+# below that fires in preparation: S's limit sits above it (FG_REAL_S_STALL, seconds).
+S_STALL = float(os.environ.get("FG_REAL_S_STALL", "120"))
+S_FREEZE_AT = 2  # freeze once Fooocus printed this step
+
+
+def tree_pids(root):
+    """`root` and its descendants now (from /proc's parent links)."""
+    kids = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    ppid = int(f.read().split(") ")[-1].split()[1])
+                kids.setdefault(ppid, []).append(int(d))
+            except (OSError, ValueError, IndexError):
+                pass
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def proc_state(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(") ")[-1][0]
+    except OSError:
+        return None
+
+
+def scenario_s(cli, t):
+    """A stall made for real: once the guard has seen sampling steps, every process of the tree
+    the guard started gets SIGSTOP -- alive, holding its memory and its port, making no progress,
+    which is what a hung GPU driver or a deadlock looks like from outside. The stall limit must
+    fire (not the timeout: it is off), in sampling; the graceful stop cannot be answered by a
+    frozen Fooocus, so the tree must be killed and, with --restart on-failure, started again."""
+    r = Run(cli, "S", ["--timeout", "0", "--stall-timeout", "%ds" % S_STALL, "--grace", "10s",
+                       "--startup-timeout", "%ds" % READY_S, "--restart", "on-failure"], steps=B_STEPS)
+    frozen = []
+    try:
+        rd = ready(r, t, "S")
+        pid = [e for e in r.events() if e["event"] == "started"][0]["pid"]
+        page = ui_driver.Page(rd["url"], "a lighthouse at dusk")
+        page.set("slider", "Forced Overwrite of Sampling Step", B_STEPS)
+        clicked = time.time()
+        page.generate()
+        g = r.wait(lambda e: e["event"] == "generation_started", 120, "generation started (%s)" % page.errors)
+        gid = g["generation_id"]
+        end = time.time() + 600
+        while time.time() < end and not any(s[1] >= S_FREEZE_AT for s in r.steps(clicked)):
+            if r.guard.poll() is not None or any(e["event"] == "limit_breached" for e in r.events()):
+                break
+            time.sleep(0.1)
+        early = [e for e in r.events() if e["event"] == "limit_breached"]
+        if early or not any(s[1] >= S_FREEZE_AT for s in r.steps(clicked)):
+            raise AssertionError("no step %d before a breach or 600 s (breach: %s)\n%s" % (S_FREEZE_AT, early, r.tail()))
+        frozen = tree_pids(pid)
+        for p in frozen:
+            try:
+                os.kill(p, signal.SIGSTOP)
+            except ProcessLookupError:
+                pass
+        frozen_at = time.time()
+        time.sleep(0.5)
+        states = {p: proc_state(p) for p in frozen}
+        steps_at_freeze = r.steps(clicked)
+        figure("S", "stall limit", "%d s" % S_STALL)
+        figure("S", "processes frozen (SIGSTOP), step reached", "%d, step %d" % (len(frozen), steps_at_freeze[-1][1]))
+        t.check("S: the tree Fooocus runs in is frozen (SIGSTOP to its %d processes: state T)" % len(frozen),
+                frozen and all(s == "T" for s in states.values()), states)
+        breach = r.wait(lambda e: e["event"] == "limit_breached", S_STALL + 180, "the stall's breach")
+        last_step = [s for s in r.steps(clicked) if s[0] <= ts(breach)][-1]
+        figure("S", "last step printed to the breach", ts(breach) - last_step[0])
+        figure("S", "freeze to the breach", ts(breach) - frozen_at)
+        t.check("S: the stall limit is breached (not the timeout: it is off), generation %d, phase sampling" % gid,
+                breach["limit"] == "stall" and breach.get("generation_id") == gid and breach.get("phase") == "sampling",
+                breach)
+        t.check("S: it fell due %.0f s after the last step Fooocus printed (%.1f s; observed %.1f s)" % (
+            S_STALL, ts(breach) - last_step[0], breach.get("observed", -1)),
+            S_STALL - 1 <= ts(breach) - last_step[0] <= S_STALL + 15 and breach.get("observed", 0) >= S_STALL - 0.5,
+            (breach, last_step))
+        stopped = r.wait(lambda e: e["event"] == "generation_stopped", 600, "the generation stopped")
+        gone = None
+        end = time.time() + 120
+        while time.time() < end:
+            if not any(alive(p) for p in frozen):
+                gone = time.time()
+                break
+            time.sleep(0.05)
+        fin = r.wait(lambda e: e["event"] == "generation_finished" and e["generation_id"] == gid, 120,
+                     "the generation finished")
+        figure("S", "grace given (%s)" % stopped.get("grace"), stopped.get("grace_s"))
+        figure("S", "breach to generation over (took_s: the kill)", stopped.get("took_s"))
+        if gone:
+            figure("S", "breach to the whole tree gone (/proc)", gone - ts(breach))
+        kinds = [s["step"] for s in stopped.get("steps") or []]
+        t.check("S: the graceful stop could not end a frozen Fooocus: the tree was killed (how killed, limit stall)",
+                stopped["how"] == "killed" and stopped.get("limit") == "stall" and stopped.get("generation_id") == gid
+                and "kill" in kinds, stopped)
+        t.check("S: the generation ends stalled", fin["outcome"] == "stalled", fin)
+        t.check("S: no process of the frozen tree survives (%s)" % frozen, gone is not None,
+                {p: proc_state(p) for p in frozen})
+        t.check("S: Fooocus printed no step and no `User stopped` while frozen",
+                not [s for s in r.steps(frozen_at + 0.5) if s[2] == B_STEPS] and r.count("User stopped", clicked) == 0,
+                r.tail())
+        # --restart on-failure: a limit's kill is followed by a start, which says why.
+        rd2 = r.wait(lambda e: e["event"] == "ready" and ts(e) > ts(breach), READY_S, "ready again after the kill")
+        evs = r.events()
+        starts = [e for e in evs if e["event"] == "started"]
+        restarting = [e for e in evs if e["event"] == "restarting"]
+        figure("S", "kill to ready again (the restart)", ts(rd2) - ts(stopped))
+        t.check("S: restarted (a `restarting` with its reason, a second `started` with a new pid, ready again)",
+                len(restarting) == 1 and len(starts) == 2 and starts[1]["pid"] != pid and ts(restarting[0]) <= ts(starts[1]),
+                [(e["event"], e.get("reason", e.get("pid"))) for e in evs if e["event"] in ("started", "restarting", "exited")])
+        t.check("S: the timeout never fired", not [e for e in evs if e["event"] == "limit_breached" and e["limit"] != "stall"],
+                [e for e in evs if e["event"] == "limit_breached"])
+        try:
+            status = urllib.request.urlopen(rd2["url"], timeout=60).status
+        except Exception as e:  # noqa: BLE001
+            status = repr(e)
+        t.check("S: the restarted Fooocus answers at the ready address", status == 200, status)
+    except AssertionError as e:
+        t.check("S: run", False, str(e))
+    finally:
+        for p in frozen:  # a failed run must not leave frozen processes behind
+            if alive(p):
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        r.show()
+        r.close()
+
+
+# --- R: the start-up race: the ready line never prints ---------------------------------------------
+# 2.5.5's ready line is printed by the worker thread (modules/async_worker.py:208-213), which
+# modules/async_worker.py:1485 starts while webui.py:10 imports it; the line reads
+# shared.gradio_root (set at webui.py:153) and its server_name/local_url (set by Gradio's launch(),
+# webui.py:1120). When the worker's imports -- the model load among them
+# (modules/default_pipeline.py:270) -- end before launch() has run, the attribute access fails, the
+# `except` prints the exception instead, and `App started successful` never prints; Gradio goes on
+# to listen all the same. R makes that order happen: the main thread is held (ptrace, on that
+# thread only) at a point where it holds no lock the worker needs -- the second pass of launch.py's
+# temp-folder cleanup (webui.py:18 `import launch` runs launch.py's body again, after the worker
+# started), inside os.listdir, where Python has released the GIL -- until the worker printed its
+# line, then let go. Nothing of Fooocus's is changed; the schedule is one a machine produces
+# whenever building the UI takes longer than loading the model.
+R_STARTUP = float(os.environ.get("FG_REAL_R_STARTUP", "120"))  # the guard's start-up limit in R
+RACE_LINES = ("'NoneType' object has no attribute 'local_url'", "'Blocks' object has no attribute 'server_name'")
+
+PTRACE_GETREGS, PTRACE_DETACH, PTRACE_SYSCALL = 12, 17, 24
+PTRACE_SEIZE, PTRACE_INTERRUPT, PTRACE_O_TRACESYSGOOD = 0x4206, 0x4207, 1
+WALL = 0x40000000
+SYS_OPENAT = 257  # x86_64
+
+
+class MainThreadHold(threading.Thread):
+    """Traces Fooocus's main thread (its pid; the worker thread is not traced) from syscall to
+    syscall; at the `openat` of `path` for which `second()` turns true, keeps it stopped there
+    until `release` is set. All ptrace calls come from this thread (the tracer)."""
+
+    def __init__(self, pid, path, second):
+        super().__init__(daemon=True)
+        self.pid, self.path, self.second = pid, path.encode(), second
+        self.release = threading.Event()
+        self.held = threading.Event()
+        self.held_at = None
+        self.error = None
+        self.syscalls = 0
+        import ctypes
+        self.ctypes = ctypes
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+        self.libc.ptrace.restype = ctypes.c_long
+
+    def ptrace(self, req, data=0, addr=None):
+        if self.libc.ptrace(req, self.pid, addr, self.ctypes.c_void_p(data)) == -1:
+            e = self.ctypes.get_errno()
+            raise OSError(e, "ptrace(%d): %s" % (req, os.strerror(e)))
+
+    def regs(self):
+        buf = (self.ctypes.c_ulonglong * 27)()
+        if self.libc.ptrace(PTRACE_GETREGS, self.pid, None, self.ctypes.cast(buf, self.ctypes.c_void_p)) == -1:
+            raise OSError(self.ctypes.get_errno(), "GETREGS")
+        return buf  # r15 r14 r13 r12 rbp rbx r11 r10 r9 r8 rax rcx rdx rsi rdi orig_rax rip ...
+
+    def run(self):
+        try:
+            self.ptrace(PTRACE_SEIZE, PTRACE_O_TRACESYSGOOD)
+            self.ptrace(PTRACE_INTERRUPT)
+            os.waitpid(self.pid, WALL)
+            sig = 0
+            with open("/proc/%d/mem" % self.pid, "rb", buffering=0) as mem:
+                while True:
+                    self.ptrace(PTRACE_SYSCALL, sig)
+                    sig = 0
+                    _, st = os.waitpid(self.pid, WALL)
+                    if os.WIFEXITED(st) or os.WIFSIGNALED(st):
+                        self.error = "Fooocus ended while traced"
+                        return
+                    s = os.WSTOPSIG(st)
+                    if s == (signal.SIGTRAP | 0x80):
+                        r = self.regs()
+                        if r[10] != (2**64 - 38):  # rax = -ENOSYS only at a syscall's entry
+                            continue
+                        self.syscalls += 1
+                        if r[15] != SYS_OPENAT:
+                            continue
+                        try:
+                            mem.seek(r[13])
+                            path = mem.read(4096).split(b"\0")[0]
+                        except OSError:
+                            continue
+                        if path.rstrip(b"/") != self.path.rstrip(b"/"):
+                            continue
+                        end = time.time() + 5
+                        while time.time() < end and not self.second():
+                            time.sleep(0.05)
+                        if not self.second():
+                            continue  # the first pass's cleanup, before the worker exists
+                        self.held_at = time.time()
+                        self.held.set()
+                        self.release.wait()
+                        break
+                    elif st >> 16:
+                        continue  # a ptrace event stop
+                    else:
+                        sig = s  # a signal for the thread: delivered
+            self.ptrace(PTRACE_DETACH)
+        except Exception as e:  # noqa: BLE001
+            self.error = repr(e)
+            self.held.set()
+
+
+def scenario_r(cli, t):
+    r = Run(cli, "R", ["--timeout", "0", "--startup-timeout", "%ds" % R_STARTUP, "--restart", "never"])
+    hold = None
+    try:
+        st = r.wait(lambda e: e["event"] == "started", 60, "started")
+        pid = st["pid"]
+        temp = os.path.join(r.tmp, "t", "fooocus")
+        hold = MainThreadHold(pid, temp, lambda: r.count("[Cleanup] Attempting to delete content of temp dir") >= 2)
+        hold.start()
+        if not hold.held.wait(300) or hold.error:
+            raise AssertionError("the main thread was not held: %s\n%s" % (hold.error, r.tail()))
+        figure("R", "start to the main thread held (launch.py's second pass)", hold.held_at - r.t0)
+        # The worker thread goes on alone: imports, the model load, its ready line (or not).
+        worker = r.wait_line("Started worker with PID", 600)
+        time.sleep(3)  # its next print (the ready line or the exception) follows at once
+        after = [l for _, l in r.console(worker[0])][:3]
+        figure("R", "start to the worker's `Started worker` (main thread held)", worker[0] - r.t0)
+        t.check("R: upstream's race happened: the worker ran before launch(), printed %r, not its ready line" % (
+            next((x for x in RACE_LINES if any(x in l for l in after)), "?")),
+            any(any(x in l for x in RACE_LINES) for l in after) and r.first("App started successful") is None
+            and r.first("Running on local URL") is None, after)
+        released = time.time()
+        hold.release.set()
+        hold.join(30)
+        figure("R", "main thread held for", released - hold.held_at)
+        listening = r.wait_line("Running on local URL", 300)
+        figure("R", "release to Gradio's `Running on local URL`", listening[0] - released)
+        # Fooocus is whole: Gradio serves the page and the worker waits for tasks; only its ready
+        # line is missing.
+        own = re.search(r"Running on local URL:\s+(\S+)", listening[1]).group(1)
+        time.sleep(2)
+        for label, url in (("Fooocus's own address", own), ("the guard's port", "http://127.0.0.1:%d/" % r.port)):
+            try:
+                status = urllib.request.urlopen(url, timeout=60).status
+            except Exception as e:  # noqa: BLE001
+                status = type(e).__name__
+            figure("R", "after the race, the UI at %s" % label, status)
+            if url == own:
+                t.check("R: Fooocus itself is up after the race (its UI answers at %s)" % own, status == 200, status)
+        end = time.time() + R_STARTUP + 90
+        rd = None
+        while time.time() < end and r.guard.poll() is None:
+            evs = r.events()
+            rd = next((e for e in evs if e["event"] == "ready"), None)
+            if rd or any(e["event"] in ("limit_breached", "unhealthy", "exited") for e in evs):
+                break
+            time.sleep(0.2)
+        time.sleep(1)
+        evs = r.events()
+        starts = [e for e in evs if e["event"] == "started"]
+        if rd:
+            figure("R", "Gradio listening to the guard's `ready`", ts(rd) - listening[0])
+        for e in evs:
+            if e["event"] == "limit_breached":
+                figure("R", "Gradio listening to the guard's %s breach (%s)" % (e["limit"], e.get("action")),
+                       ts(e) - listening[0])
+        t.check("R: the guard still reports Fooocus ready, in the same process, at its port",
+                rd is not None and len(starts) == 1 and str(r.port) in rd.get("url", "")
+                and r.first("App started successful") is None,
+                "events: %s\n--- console:\n%s" % ([(e["event"], e.get("limit") or e.get("reason") or e.get("url") or "")
+                                                   for e in evs], "\n".join(l for _, l in r.console(worker[0] - 1)[:14])))
+        if rd:
+            try:
+                status = urllib.request.urlopen(rd["url"], timeout=60).status
+            except Exception as e:  # noqa: BLE001
+                status = repr(e)
+            t.check("R: the UI answers at the ready address", status == 200, status)
+    except AssertionError as e:
+        t.check("R: run", False, str(e))
+    finally:
+        if hold is not None:
+            hold.release.set()
+            hold.join(10)
+        r.show()
+        r.close()
+
+
 def main():
     args = sys.argv[1:]
     if args and args[0] in ("-h", "--help"):
         sys.exit(__doc__)
     # The CLI: the first argument when it is not a check, else the workspace's debug build.
-    if args and not args[0].startswith("-") and args[0].upper() not in ("A", "B", "C", "M"):
+    if args and not args[0].startswith("-") and args[0].upper() not in ("A", "B", "C", "M", "S", "R"):
         cli, rest = os.path.abspath(args[0]), args[1:]
     else:
         cli, rest = os.path.join(os.path.dirname(TESTS), "target", "debug", "fooocus-guard-cli"), args
     if not os.access(cli, os.X_OK):
         sys.exit("test_real: no %s: cargo build -p guard-cli" % cli)
-    known = ["A", "B", "C", "M"]
+    known = ["A", "B", "C", "M", "S", "R"]
     wanted = []
     while rest:
         if rest[0] == "--check" and len(rest) > 1:
@@ -583,15 +906,20 @@ def main():
             continue  # A's checks run at the start of B's run when both are asked
         start = time.time()
         print("--- %s" % {"A": "A: ready", "B": ("A+B: ready, then " if "A" in wanted else "B: ") + "a timeout mid-sampling",
-                         "C": "C: a timeout in preparation", "M": "M: a RAM cap below the load"}[s], flush=True)
+                         "C": "C: a timeout in preparation", "M": "M: a RAM cap below the load",
+                         "S": "S: a stall in sampling (Fooocus frozen)", "R": "R: the start-up race"}[s], flush=True)
         if s == "A":
             scenario_a(cli, t)
         elif s == "B":
             scenario_b(cli, t, "A" in wanted)
         elif s == "C":
             scenario_c(cli, t)
-        else:
+        elif s == "M":
             scenario_m(cli, t)
+        elif s == "S":
+            scenario_s(cli, t)
+        else:
+            scenario_r(cli, t)
         took[s] = time.time() - start
         print("    %s took %.0f s" % (s, took[s]), flush=True)
     print("\nmeasured on real Fooocus 2.5.5 (torch 2.1.0, CPU, %d cores):" % (os.cpu_count() or 0))
