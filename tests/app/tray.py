@@ -2,7 +2,7 @@
 """Drive the tray icon over D-Bus like a desktop's tray host does (StatusNotifierItem +
 com.canonical.dbusmenu), through the gdbus command line tool.
 
-  tray.py items                 print registered items
+  tray.py items                 print registered items (fails when there is none)
   tray.py menu                  print the menu of the first item: id<TAB>label<TAB>enabled
   tray.py click LABEL           click the menu item with that label
   tray.py status                print the status line (the menu's first item)
@@ -69,7 +69,11 @@ def menu_entries():
 def main():
     cmd = sys.argv[1]
     if cmd == "items":
-        print("\n".join(items()))
+        # Fails while none is registered: callers wait on it.
+        found = items()
+        if not found:
+            sys.exit("no tray item is registered")
+        print("\n".join(found))
     elif cmd == "menu":
         for i, label, en in menu_entries()[2]:
             print(f"{i}\t{label}\t{en}")
