@@ -113,7 +113,7 @@ describe("why it stopped", () => {
   it("explains a kill after the grace, and a timeout", () => {
     const b = { ts: "x", event: "limit_breached", limit: "timeout", configured: 300, observed: 300.02 };
     const w = whyStopped({ ts: "x", event: "generation_stopped", generation_id: 9, how: "killed", limit: "timeout", took_s: 12, grace_s: 12, grace: "one step" }, b, settings);
-    expect(w.headline).toBe("Generation 9 ran for 5 min, past its 5 min timeout (which counts the whole generation but the first one's model loads after Fooocus starts).");
+    expect(w.headline).toBe("Generation 9 ran for 5 min, past its 5 min timeout (all of a generation counts, except model loading in the first one after Fooocus starts).");
     expect(w.did).toContain("killed Fooocus and restarted it");
     expect(w.did).toContain("one step's time");
     expect(w.suggestion).toContain("Raise the timeout");

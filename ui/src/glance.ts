@@ -186,7 +186,7 @@ export function whyStopped(stopped: GuardEvent, lastBreach: GuardEvent | null, s
   const configured = num(breach?.configured);
   const observed = num(breach?.observed);
   let headline: string;
-  if (limit === "timeout") headline = `${gen} ran for ${limitValue(limit, observed ?? configured)}, past its ${limitValue(limit, configured)} timeout (which counts the whole generation but the first one's model loads after Fooocus starts).`;
+  if (limit === "timeout") headline = `${gen} ran for ${limitValue(limit, observed ?? configured)}, past its ${limitValue(limit, configured)} timeout (all of a generation counts, except model loading in the first one after Fooocus starts).`;
   else if (limit === "stall") headline = `${gen} made no progress for ${limitValue(limit, observed ?? configured)} (stall limit ${limitValue(limit, configured)}).`;
   else if (breach && configured != null) headline = `${gen} used ${limitValue(limit, observed)} of ${name}, over its ${limitValue(limit, configured)} limit.`;
   else headline = `${gen} went over the ${name} limit.`;

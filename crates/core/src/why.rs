@@ -84,7 +84,7 @@ pub fn summarize(stopped: &mut EventKind, last_breach: Option<&EventKind>, cfg: 
     };
     let headline = match (limit, breach) {
         (LimitKind::Timeout, Some((_, c, o))) => format!(
-            "{generation} ran for {}, past its {} timeout (which counts the whole generation but the first one's model loads after Fooocus starts).",
+            "{generation} ran for {}, past its {} timeout (all of a generation counts, except model loading in the first one after Fooocus starts).",
             value(limit, o),
             value(limit, c)
         ),
@@ -241,7 +241,7 @@ mod tests {
         let s = summary(&e);
         assert_eq!(
             s.headline,
-            "Generation 3 ran for 20 s, past its 20 s timeout (which counts the whole generation but the first one's model loads after Fooocus starts)."
+            "Generation 3 ran for 20 s, past its 20 s timeout (all of a generation counts, except model loading in the first one after Fooocus starts)."
         );
         assert!(
             s.did
