@@ -121,6 +121,13 @@ describe("why it stopped", () => {
     expect(none.did).toContain("could not be asked to stop gracefully");
     expect(none.headline).toBe("The generation went over the RAM limit.");
   });
+  it("tells a stop request Fooocus never answered (frozen) from one it ignored", () => {
+    const b = { ts: "x", event: "limit_breached", limit: "stall", configured: 120, observed: 120 };
+    const steps = [{ step: "graceful", at_s: 0, took_s: 10, result: "failed: GET /config to Fooocus: no answer in 10 s" }, { step: "kill", at_s: 10, took_s: 1, result: "reaped 1 processes" }];
+    const w = whyStopped({ ts: "x", event: "generation_stopped", generation_id: 4, how: "killed", limit: "stall", took_s: 11, steps, grace_s: 11.4, grace: "one step" }, b, settings);
+    expect(w.did).toContain("Fooocus did not answer the request (GET /config to Fooocus: no answer in 10 s): it may be frozen. So the guard killed Fooocus and restarted it.");
+    expect(w.did).not.toContain("had not stopped");
+  });
   it("names the phase a stop before the first step waited for, not only the timeout", () => {
     const b = { ts: "x", event: "limit_breached", limit: "timeout", configured: 300, observed: 300.02, phase: "preparation" };
     const w = whyStopped({ ts: "x", event: "generation_stopped", generation_id: 9, how: "graceful", limit: "timeout", took_s: 40, grace_s: 90,

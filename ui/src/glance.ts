@@ -198,8 +198,12 @@ export function whyStopped(stopped: GuardEvent, lastBreach: GuardEvent | null, s
   const restarted = settings?.restart?.policy === "never" ? "killed Fooocus; it stays stopped (restart policy: never)" : "killed Fooocus and restarted it";
   const took = num(stopped.took_s);
   const tookText = took == null ? "" : ` It was over ${formatDuration(Math.round(took * 10) / 10)} after the limit fell due.`;
+  // The stop's request itself failed (a frozen Fooocus does not answer): not "not stopped after the grace".
+  const steps = Array.isArray(stopped.steps) ? (stopped.steps as { step?: unknown; result?: unknown }[]) : [];
+  const failed = steps.map((st) => (st.step === "graceful" && typeof st.result === "string" && st.result.startsWith("failed: ") ? st.result.slice(8) : null)).find((r) => r != null);
   let did: string;
-  if (stopped.how === "graceful") did = `The guard asked Fooocus to stop the generation, as the Stop button does, and Fooocus stopped within the ${formatDuration(grace)} grace${graceWhy}.${where}${tookText}`;
+  if (stopped.how !== "graceful" && failed != null) did = `The guard asked Fooocus to stop, but Fooocus did not answer the request (${failed}): it may be frozen. So the guard ${restarted}.${where}${tookText}`;
+  else if (stopped.how === "graceful") did = `The guard asked Fooocus to stop the generation, as the Stop button does, and Fooocus stopped within the ${formatDuration(grace)} grace${graceWhy}.${where}${tookText}`;
   else if (grace > 0) did = `The guard asked Fooocus to stop, but it had not stopped after the ${formatDuration(grace)} grace${graceWhy}, so the guard ${restarted}.${where}${tookText}`;
   else did = `Fooocus could not be asked to stop gracefully, so the guard ${restarted.replace("Fooocus", "it")}.${where}${tookText}`;
 

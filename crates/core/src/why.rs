@@ -56,7 +56,7 @@ pub fn summarize(stopped: &mut EventKind, last_breach: Option<&EventKind>, cfg: 
         grace,
         phase,
         summary,
-        ..
+        steps,
     } = stopped
     else {
         return;
@@ -130,7 +130,17 @@ pub fn summarize(stopped: &mut EventKind, last_breach: Option<&EventKind>, cfg: 
         " It was over {} after the limit fell due.",
         seconds(*took_s)
     );
+    // The stop's request itself failed (a frozen Fooocus does not answer): not "not stopped
+    // after the grace", which would mean Fooocus took the request and went on.
+    let request_failed = steps
+        .iter()
+        .find(|st| st.step == "graceful")
+        .and_then(|st| st.result.strip_prefix("failed: "));
     let did = match how {
+        StopHow::Killed if request_failed.is_some() => format!(
+            "The guard asked Fooocus to stop, but Fooocus did not answer the request ({}): it may be frozen. So the guard {restarted}.{where_}{took}",
+            request_failed.unwrap_or_default()
+        ),
         StopHow::Graceful => format!(
             "The guard asked Fooocus to stop the generation, as the Stop button does, and Fooocus stopped within the {} grace{grace_why}.{where_}{took}",
             seconds(*grace_s)
@@ -196,6 +206,7 @@ pub fn summarize(stopped: &mut EventKind, last_breach: Option<&EventKind>, cfg: 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::StopStep;
 
     fn stopped(how: StopHow, grace_s: f64) -> EventKind {
         EventKind::GenerationStopped {
@@ -228,6 +239,33 @@ mod tests {
             EventKind::GenerationStopped { summary, .. } => summary.clone().unwrap(),
             _ => unreachable!(),
         }
+    }
+
+    /// A frozen Fooocus (tests/real's stall scenario) never answers the stop's request: the card
+    /// says so, not that it went on past the grace.
+    #[test]
+    fn a_stop_request_fooocus_never_answered_is_told_as_such() {
+        let mut e = stopped(StopHow::Killed, 11.4);
+        if let EventKind::GenerationStopped { steps, limit, .. } = &mut e {
+            *limit = Some(LimitKind::Stall);
+            steps.push(StopStep {
+                step: "graceful".into(),
+                at_s: 0.0,
+                took_s: 10.0,
+                result: "failed: GET /config to Fooocus: no answer in 10 s".into(),
+            });
+        }
+        summarize(
+            &mut e,
+            Some(&breach(LimitKind::Stall, 120.0, 120.0, Some(3))),
+            &Config::default(),
+        );
+        let did = summary(&e).did;
+        assert!(
+            did.starts_with("The guard asked Fooocus to stop, but Fooocus did not answer the request (GET /config to Fooocus: no answer in 10 s): it may be frozen. So the guard killed Fooocus and restarted it."),
+            "{did}"
+        );
+        assert!(!did.contains("had not stopped"), "{did}");
     }
 
     #[test]
