@@ -68,7 +68,10 @@ pub fn run(demo: bool, hidden: bool) {
         .manage(core.clone())
         .manage(std::sync::Mutex::new(fooocus_guard::LastStop::default()))
         .manage(Arc::new(Inbox::new()))
-        .manage(std::sync::Arc::new(guard_core::installer::Jobs::new(None)))
+        .manage(std::sync::Arc::new(guard_installer::Jobs::new(
+            None,
+            guard_core::paths::data_dir(),
+        )))
         .invoke_handler(tauri::generate_handler![
             commands::get_status,
             commands::start_fooocus,

@@ -103,15 +103,18 @@ pub fn save_settings(core: Core, settings: Config) -> SaveResult {
 }
 
 #[tauri::command]
-pub async fn detect_installs(core: Core<'_>) -> Result<Vec<guard_core::install::Install>, String> {
+pub async fn detect_installs(
+    core: Core<'_>,
+) -> Result<Vec<guard_fooocus::install::Install>, String> {
     let core = Arc::clone(&core);
     off_main_thread(move || core.detect_installs()).await
 }
 
 #[tauri::command]
-pub async fn check_install(path: String) -> Result<guard_core::install::Install, String> {
+pub async fn check_install(path: String) -> Result<guard_fooocus::install::Install, String> {
     off_main_thread(move || {
-        guard_core::install::inspect(std::path::Path::new(&path), None).map_err(|e| e.to_string())
+        guard_fooocus::install::inspect(std::path::Path::new(&path), None)
+            .map_err(|e| e.to_string())
     })
     .await?
 }
@@ -189,9 +192,9 @@ pub fn debug_forbidden() -> &'static str {
     "this must never be reachable from the webview"
 }
 
-// ---- Installing Fooocus (issue 15): thin wrappers over guard_core::installer::Jobs ----------
+// ---- Installing Fooocus (issue 15): thin wrappers over guard_installer::Jobs ----------
 
-type Installs<'a> = State<'a, Arc<guard_core::installer::Jobs>>;
+type Installs<'a> = State<'a, Arc<guard_installer::Jobs>>;
 
 /// What an install into `path` (the default folder when None) downloads and needs; `source`:
 /// an archive the user already has (a file or URL) instead of the release's.
@@ -200,7 +203,7 @@ pub async fn install_plan(
     jobs: Installs<'_>,
     path: Option<String>,
     source: Option<String>,
-) -> Result<guard_core::installer::PlanView, String> {
+) -> Result<guard_installer::PlanView, String> {
     let jobs = Arc::clone(&jobs);
     off_main_thread(move || jobs.plan(path.as_deref().map(std::path::Path::new), source.as_deref()))
         .await?
@@ -222,7 +225,7 @@ pub fn install_cancel(jobs: Installs) {
 }
 
 #[tauri::command]
-pub fn install_status(jobs: Installs) -> guard_core::installer::JobStatus {
+pub fn install_status(jobs: Installs) -> guard_installer::JobStatus {
     jobs.status()
 }
 

@@ -66,7 +66,10 @@ pub fn run(demo: bool, hidden: bool) -> ! {
             last_stop: last_stop.clone(),
             running: running.clone(),
             // Installs run in the guard: closing the dashboard does not end one.
-            installs: Arc::new(guard_core::installer::Jobs::new(None)),
+            installs: Arc::new(guard_installer::Jobs::new(
+                None,
+                guard_core::paths::data_dir(),
+            )),
         }),
     ) {
         Ok(s) => Arc::new(s),
@@ -236,7 +239,7 @@ struct Commands {
     actions: Sender<Action>,
     last_stop: Arc<Mutex<LastStop>>,
     running: Running,
-    installs: Arc<guard_core::installer::Jobs>,
+    installs: Arc<guard_installer::Jobs>,
 }
 
 fn arg<T: DeserializeOwned>(args: &Value, name: &str) -> Result<T, String> {
@@ -291,7 +294,7 @@ impl ipc::Handler for Commands {
             "check_install" => {
                 let path: String = arg(&args, "path")?;
                 json(
-                    guard_core::install::inspect(Path::new(&path), None)
+                    guard_fooocus::install::inspect(Path::new(&path), None)
                         .map_err(|e| e.to_string())?,
                 )
             }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
-use guard_core::installer::{
-    self, human_bytes, Platform, Progress, Request, RunOptions, Source, TorchIndex,
+use guard_installer::{
+    self as installer, human_bytes, Platform, Progress, Request, RunOptions, Source, TorchIndex,
 };
 
 #[derive(Clone, Copy, ValueEnum)]

@@ -8,9 +8,9 @@ use clap::{Args, Parser, Subcommand};
 use guard_core::app::{App, AppOptions};
 use guard_core::config::{Config, ConfigFile, RestartMode};
 use guard_core::events::JsonLines;
-use guard_core::install;
 use guard_core::supervisor::{FooocusState, Target, Update};
 use guard_core::units;
+use guard_fooocus::install;
 
 mod install_cmd;
 mod monitor;

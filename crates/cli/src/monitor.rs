@@ -61,7 +61,7 @@ fn probe_for(pid: u32) -> TreeProbe {
 
 /// The pid of a running Fooocus of `dir` (one look through /proc at start, never per tick).
 fn find_install_pid(dir: &std::path::Path) -> Option<u32> {
-    let inst = guard_core::install::inspect(dir, None).ok()?;
+    let inst = guard_fooocus::install::inspect(dir, None).ok()?;
     let entry = inst.entry.to_string_lossy().into_owned();
     let mut best = None;
     for e in std::fs::read_dir("/proc").ok()?.flatten() {

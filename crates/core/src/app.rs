@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, ConfigFile, FieldError};
-use crate::install::{self, Install};
 use crate::sampling::Sampling;
 use crate::store::{HistoryReader, HistoryWriter};
 use crate::supervisor::{Guard, GuardOptions, Status, Target};
+use guard_fooocus::install::{self, Install};
 
 pub use crate::store::{BreachRecord, GenerationRecord, HistoryPoint, LimitStats};
 

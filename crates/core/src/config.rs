@@ -11,8 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::units;
-
-pub const DEFAULT_PORT: u16 = 7865;
+pub use guard_fooocus::options::{LaunchOptions, DEFAULT_PORT, VRAM_MODES};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -44,21 +43,6 @@ pub struct Config {
     /// (not after the guard's restarts, nor a wake, which a browser asked for). The guard opens
     /// it from outside the contained tree; Fooocus itself never opens one (install.rs).
     pub open_browser: bool,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LaunchOptions {
-    pub preset: Option<String>,
-    /// One of Fooocus's VRAM modes without the leading dashes, e.g. "always-low-vram".
-    pub vram_mode: Option<String>,
-    pub port: u16,
-    /// Address to listen on; None = loopback only. "0.0.0.0" exposes Fooocus to the LAN.
-    pub listen: Option<String>,
-    pub extra_args: Vec<String>,
-    /// Start through entry_with_update.py, which hard-resets the Fooocus folder to upstream's
-    /// newest code at every start; off: launch.py starts the version the user has.
-    pub auto_update: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,19 +137,6 @@ impl Default for Config {
     }
 }
 
-impl Default for LaunchOptions {
-    fn default() -> Self {
-        LaunchOptions {
-            preset: None,
-            vram_mode: None,
-            port: DEFAULT_PORT,
-            listen: None,
-            extra_args: Vec::new(),
-            auto_update: false,
-        }
-    }
-}
-
 impl Default for RestartConfig {
     fn default() -> Self {
         RestartConfig {
@@ -205,16 +176,6 @@ impl Default for GatewayConfig {
         }
     }
 }
-
-/// Fooocus's VRAM modes (args_parser.py), without the leading dashes.
-pub const VRAM_MODES: [&str; 6] = [
-    "always-gpu",
-    "always-high-vram",
-    "always-normal-vram",
-    "always-low-vram",
-    "always-no-vram",
-    "always-cpu",
-];
 
 /// A flag in `extra_args` that would override where Fooocus listens (Python's argparse also
 /// takes any unambiguous prefix, `--lis` for `--listen`): the flag and what to use instead.

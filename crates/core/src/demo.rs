@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::install::{self, Install};
 use crate::supervisor::{FooocusState, Guard};
+use guard_fooocus::install::{self, Install};
 
 const SIMULATOR: &str = include_str!("../../../tests/sim/fooocus_sim.py");
 /// Each version's argument parser, which the simulator reads from beside itself.
@@ -80,7 +80,7 @@ impl Demo {
                 } else {
                     r#"{"session_hash": "demo", "images": 2, "steps": 12, "step_seconds": 0.25}"#
                 };
-                if crate::stop::http(&url, "POST", "/sim/generate", Some(body.as_bytes()), &[]).is_ok() {
+                if guard_fooocus::stop::http(&url, "POST", "/sim/generate", Some(body.as_bytes()), &[]).is_ok() {
                     n += 1;
                 }
                 std::thread::sleep(Duration::from_secs(5));

@@ -40,7 +40,7 @@ impl InstanceLock {
 
 /// Outside the install (the guard writes nothing into it): a name made from its path.
 fn install_lock_path(install: &Path) -> PathBuf {
-    let canon = crate::install::canonical(install);
+    let canon = guard_fooocus::install::canonical(install);
     // FNV-1a: stable across runs and builds (std's hasher is not).
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in canon.to_string_lossy().bytes() {

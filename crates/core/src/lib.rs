@@ -1,8 +1,8 @@
-//! guard-core: the Fooocus supervisor and everything it needs, with no UI toolkit.
+//! guard-core: the Fooocus supervisor and everything it needs, with no UI toolkit. What the
+//! guard knows about Fooocus's installs and versions is `guard-fooocus`; installing it is
+//! `guard-installer`.
 //!
 //! * [`config`]: the TOML settings, validated, written atomically, with a last-good fallback.
-//! * [`install`]: finding a Fooocus install and the argv that starts it.
-//! * [`installer`]: installing Fooocus where there is none (download, unpack, venv, pip).
 //! * [`generation`]: one record per Fooocus task, from the console (pure).
 //! * [`policy`]: which limit is breached and when the next can be (pure).
 //! * [`restart`]: backoff and giving up (pure).
@@ -18,8 +18,6 @@ pub mod console;
 pub mod demo;
 pub mod events;
 pub mod generation;
-pub mod install;
-pub mod installer;
 pub mod instance;
 pub mod logging;
 pub mod metrics;
@@ -28,7 +26,6 @@ pub mod paths;
 pub mod policy;
 pub mod restart;
 pub mod sampling;
-pub mod stop;
 pub mod store;
 pub mod supervisor;
 pub mod units;

@@ -190,7 +190,8 @@ mod tests {
         let addr = serve(0, m).unwrap();
         assert!(addr.ip().is_loopback());
         let (status, body) =
-            crate::stop::http(&format!("http://{addr}"), "GET", "/metrics", None, &[]).unwrap();
+            guard_fooocus::stop::http(&format!("http://{addr}"), "GET", "/metrics", None, &[])
+                .unwrap();
         let body = String::from_utf8(body).unwrap();
         assert_eq!(status, 200);
         assert!(body.contains("fooocus_guard_tree_ram_bytes 1024"), "{body}");

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use guard_core::config::{Config, FieldError};
 use guard_core::console::{ConsoleLine, Stream};
 use guard_core::events::{EventKind, GuardEvent, LimitKind};
-use guard_core::install::{Fork, Install, InstallKind};
 use guard_core::supervisor::{Actions, FooocusState, GenerationProgress, GracefulStop, Status};
+use guard_fooocus::install::{Fork, Install, InstallKind};
 use serde::Serialize;
 use serde_json::Value;
 

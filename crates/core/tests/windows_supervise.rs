@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use guard_contain::windows::is_alive;
 use guard_core::config::Config;
 use guard_core::events::{EventKind, LimitKind, StopHow};
-use guard_core::install::LaunchCommand;
 use guard_core::supervisor::{Guard, GuardOptions, Target, Update};
+use guard_fooocus::install::LaunchCommand;
 
 const ROLE: &str = "FG_ROLE";
 

@@ -412,10 +412,10 @@ impl Gateway {
         }
         let config: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| GatewayError(format!("/config is not JSON: {e}")))?;
-        let stop = stop_fn_index(&config)
+        let stop = guard_fooocus::stop::stop_fn_index(&config)
             .ok_or_else(|| GatewayError("Fooocus's /config has no stop button".into()))?;
-        let req = serde_json::json!({"fn_index": stop, "data": [null], "session_hash": task.session_hash});
-        let (status, _) = self.fetch("POST", "/run/predict", Some(req.to_string().into_bytes()))?;
+        let req = guard_fooocus::stop::gradio_stop_request(stop, &task.session_hash);
+        let (status, _) = self.fetch("POST", "/run/predict", Some(req.into_bytes()))?;
         if status != 200 {
             return Err(GatewayError(format!("the stop request answered {status}")));
         }
@@ -457,37 +457,6 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         self.close();
     }
-}
-
-/// The index of the dependency a click on Fooocus's Stop button triggers, from Gradio's
-/// `/config`. From 2.1.680 the button has `elem_id` `stop_button`; before (2.0.x, 2.1.0 to
-/// 2.1.679) it is only a button whose value is "Stop" (upstream webui.py:
-/// `gr.Button(label="Stop", value="Stop", ...)`). Gradio 3.x lists targets as `[id, ...]` with
-/// `"trigger": "click"`; 4.x as `[[id, "click"], ...]`.
-pub fn stop_fn_index(config: &serde_json::Value) -> Option<u64> {
-    let comps = config["components"].as_array()?;
-    let id = comps
-        .iter()
-        .find(|c| c["props"]["elem_id"] == "stop_button")
-        .or_else(|| {
-            comps
-                .iter()
-                .find(|c| c["type"] == "button" && c["props"]["value"] == "Stop")
-        })
-        .and_then(|c| c["id"].as_u64())?;
-    config["dependencies"]
-        .as_array()?
-        .iter()
-        .position(|d| {
-            d["targets"].as_array().is_some_and(|ts| {
-                ts.iter().any(|t| {
-                    t.as_u64() == Some(id)
-                        || (t[0].as_u64() == Some(id)
-                            && t[1].as_str().is_none_or(|tr| tr == "click"))
-                })
-            }) && d["trigger"].as_str().is_none_or(|tr| tr == "click")
-        })
-        .map(|i| i as u64)
 }
 
 /// A small loopback HTTP server on the gateway's stack (hyper, bounded the same way) for the

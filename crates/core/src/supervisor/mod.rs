@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::console::{ConsoleBuffer, ConsoleLine, Stream};
 use crate::events::GuardEvent;
-use crate::install::{self, Install, LaunchCommand};
 use crate::policy::Usage;
+use guard_fooocus::install::{self, Install, LaunchCommand};
 
 mod io;
 mod machine;

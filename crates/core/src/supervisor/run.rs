@@ -25,9 +25,9 @@ use crate::events::{self, EventKind, LimitKind, StopHow};
 use crate::generation::{
     Change, ClosedBy, Generation, Outcome, Phase, QueueSignal, Signal, Tracker,
 };
-use crate::install::{self, LaunchCommand};
 use crate::policy::{self, Breach, LimitSet, Usage};
-use crate::stop::{self, StopRoute};
+use guard_fooocus::install::{self, LaunchCommand};
+use guard_fooocus::stop::{self, StopRoute};
 
 /// The OS side of one run (the machine keeps its lifecycle).
 pub(super) struct Run {
@@ -163,8 +163,8 @@ fn browse_url(listen: Option<&str>, port: u16) -> String {
 
 /// Whether an error in a task kills Fooocus's worker thread (see `Tracker`): no `try` around
 /// the task before 2.0.90 and in MRE; Fooocus-API's loop; anything unknown.
-fn task_errors_kill_worker(install: Option<&crate::install::Install>) -> bool {
-    use crate::install::Fork;
+fn task_errors_kill_worker(install: Option<&guard_fooocus::install::Install>) -> bool {
+    use guard_fooocus::install::Fork;
     match install {
         None => true,
         Some(i) => match i.fork {

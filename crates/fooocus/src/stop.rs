@@ -160,8 +160,7 @@ pub fn request_stop(route: &StopRoute, still_running: &dyn Fn() -> bool) -> Resu
                 .map_err(|e| format!("GET /config is not JSON: {e}"))?;
             let fn_index = stop_fn_index(&config).ok_or("no stop function in /config")?;
             let hash = format!("guard{:08x}", std::process::id() ^ 0x5eed);
-            let req =
-                serde_json::json!({"fn_index": fn_index, "data": [null], "session_hash": hash});
+            let req = gradio_stop_request(fn_index, &hash);
             if !still_running() {
                 return Ok(Sent::NotNeeded);
             }
@@ -169,7 +168,7 @@ pub fn request_stop(route: &StopRoute, still_running: &dyn Fn() -> bool) -> Resu
                 base,
                 "POST",
                 "/run/predict",
-                Some(req.to_string().as_bytes()),
+                Some(req.as_bytes()),
                 &cookie_header(&cookie),
             )?;
             if status != 200 {
@@ -257,10 +256,38 @@ fn form_encode(s: &str) -> String {
     out
 }
 
-/// The index of the dependency a click on the Stop button triggers (see the gateway's, which
-/// is the one implementation).
+/// The index of the dependency a click on Fooocus's Stop button triggers, from Gradio's
+/// `/config`. From 2.1.680 the button has `elem_id` `stop_button`; before (2.0.x, 2.1.0 to
+/// 2.1.679) it is only a button whose value is "Stop" (upstream webui.py:
+/// `gr.Button(label="Stop", value="Stop", ...)`). Gradio 3.x lists targets as `[id, ...]` with
+/// `"trigger": "click"`; 4.x as `[[id, "click"], ...]`.
 pub fn stop_fn_index(config: &serde_json::Value) -> Option<usize> {
-    guard_gateway::stop_fn_index(config).map(|i| i as usize)
+    let comps = config["components"].as_array()?;
+    let id = comps
+        .iter()
+        .find(|c| c["props"]["elem_id"] == "stop_button")
+        .or_else(|| {
+            comps
+                .iter()
+                .find(|c| c["type"] == "button" && c["props"]["value"] == "Stop")
+        })
+        .and_then(|c| c["id"].as_u64())?;
+    config["dependencies"].as_array()?.iter().position(|d| {
+        d["targets"].as_array().is_some_and(|ts| {
+            ts.iter().any(|t| {
+                t.as_u64() == Some(id)
+                    || (t[0].as_u64() == Some(id) && t[1].as_str().is_none_or(|tr| tr == "click"))
+            })
+        }) && d["trigger"].as_str().is_none_or(|tr| tr == "click")
+    })
+}
+
+/// The body of the request a click on the Stop button sends for the tab with `session_hash`
+/// (`POST /run/predict`): the one place it is written, for the gateway (that tab's session) and
+/// the global stop of the old versions (any session).
+pub fn gradio_stop_request(fn_index: usize, session_hash: &str) -> String {
+    serde_json::json!({"fn_index": fn_index, "data": [null], "session_hash": session_hash})
+        .to_string()
 }
 
 /// A small HTTP/1.1 client for loopback calls to Fooocus (no TLS, Connection: close).

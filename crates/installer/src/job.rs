@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::{
     finished_phases, free_space, plan, Phase, Plan, Progress, Request, RunOptions, TorchIndex,
 };
-use crate::install::Install;
+use guard_fooocus::install::Install;
 
 /// What the window shows before the user confirms.
 #[derive(Clone, Debug, Serialize)]
@@ -67,12 +67,15 @@ pub struct Jobs {
     status: Arc<Mutex<JobStatus>>,
     cancel: Mutex<Option<Arc<AtomicBool>>>,
     nvml: Option<PathBuf>,
+    /// The guard's data folder, where an install goes when the user names no folder.
+    data_dir: Option<PathBuf>,
 }
 
 impl Jobs {
-    pub fn new(nvml: Option<PathBuf>) -> Jobs {
+    pub fn new(nvml: Option<PathBuf>, data_dir: Option<PathBuf>) -> Jobs {
         Jobs {
             nvml,
+            data_dir,
             ..Jobs::default()
         }
     }
@@ -82,7 +85,10 @@ impl Jobs {
     pub fn plan(&self, target: Option<&Path>, source: Option<&str>) -> Result<PlanView, String> {
         let target = match target {
             Some(t) => t.to_path_buf(),
-            None => super::default_target()
+            None => self
+                .data_dir
+                .as_deref()
+                .map(super::default_target)
                 .ok_or("this system has no data folder: choose a folder to install into")?,
         };
         let p = plan(&request(target, source)).map_err(|e| e.to_string())?;
@@ -287,7 +293,7 @@ mod tests {
     #[test]
     fn an_archive_the_user_has_replaces_the_release_and_an_empty_field_does_not() {
         let dir = tempfile::tempdir().unwrap();
-        let jobs = Jobs::new(None);
+        let jobs = Jobs::new(None, None);
         let target = dir.path().join("Fooocus");
         let release = jobs.plan(Some(&target), None).unwrap().plan.source;
         assert!(matches!(release, super::super::Source::Url(_)));
@@ -310,7 +316,7 @@ mod tests {
     #[test]
     fn a_failed_install_reports_its_error_and_allows_a_retry() {
         let dir = tempfile::tempdir().unwrap();
-        let jobs = Jobs::new(None);
+        let jobs = Jobs::new(None, None);
         let target = dir.path().join("Fooocus");
         let view = jobs.plan(Some(&target), None).unwrap();
         assert!(view.plan.disk_needed_bytes > 0 && view.free_bytes.is_some());

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::LaunchOptions;
+use crate::options::LaunchOptions;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -762,7 +762,7 @@ fn without_owned(
 }
 
 fn is_vram_flag(name: &str) -> bool {
-    crate::config::VRAM_MODES
+    crate::options::VRAM_MODES
         .iter()
         .any(|m| name.strip_prefix("--") == Some(m))
         || matches!(
@@ -1280,7 +1280,10 @@ mod tests {
             .lines()
             .filter(|l| !l.starts_with('#'))
             .collect();
-        assert_eq!(ours, lines, "regenerate crates/core/src/upstream_flags.txt");
+        assert_eq!(
+            ours, lines,
+            "regenerate crates/fooocus/src/upstream_flags.txt"
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use serde::{Deserialize, Serialize};
 
-use crate::install::{self, Install};
+use guard_fooocus::install::{self, Install};
 
 pub use download::DownloadOptions;
 pub use job::{JobStatus, Jobs, PlanView};
@@ -429,9 +429,9 @@ pub fn staging_for(target: &Path) -> PathBuf {
     parent.join(format!(".fooocus-guard-install-{name}"))
 }
 
-/// Where the app offers to install by default: `Fooocus` under its data folder.
-pub fn default_target() -> Option<PathBuf> {
-    crate::paths::data_dir().map(|d| d.join("Fooocus"))
+/// Where the app offers to install by default: `Fooocus` under the guard's data folder.
+pub fn default_target(data_dir: &Path) -> PathBuf {
+    data_dir.join("Fooocus")
 }
 
 /// Work out what an install will do. Pure: reads nothing but the request.

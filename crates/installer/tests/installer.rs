@@ -16,10 +16,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver};
-use guard_core::install::{self, InstallKind};
-use guard_core::installer::{
-    self, DownloadOptions, InstallerError, Phase, Platform, Progress, Request, RunOptions, Source,
-    TorchIndex,
+use guard_fooocus::install::{self, InstallKind};
+use guard_installer::{
+    self as installer, DownloadOptions, InstallerError, Phase, Platform, Progress, Request,
+    RunOptions, Source, TorchIndex,
 };
 
 /// The pinned snapshot the tests serve: FOOOCUS_UPSTREAM if set (only there, so
