@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use guard_e2e::*;
+#[path = "harness.rs"]
+mod harness;
+use harness::*;
 
 /// A task that would run for ~50 s; `extra` adds behaviours (hang_in_task, stall_at_step).
 fn long_task(extra: Value) -> Value {

@@ -1,12 +1,15 @@
 //! Shared pieces of the end-to-end suites: the CLI binary, fake Fooocus installs made by the
-//! simulator, and reading the guard's JSON-lines events.
+//! simulator, and reading the guard's JSON-lines events. Each suite includes this file as a
+//! module (`#[path]`): they are guard-cli's integration tests (crates/cli/Cargo.toml), so
+//! `CARGO_BIN_EXE_fooocus-guard-cli` names the binary cargo built for them.
 // The CLI under signals, the Python simulator and cgroups: a Linux suite. Windows has its own
 // (crates/contain/tests/windows_job.rs, crates/core/tests/windows_supervise.rs) run under Wine.
 #![cfg(unix)]
+// Each suite uses its own part of the harness.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Once;
 use std::time::{Duration, Instant};
 
 pub use serde_json::{json, Value};
@@ -23,30 +26,10 @@ pub fn simulator() -> PathBuf {
     root().join("tests/sim/fooocus_sim.py")
 }
 
-/// The CLI binary, built once per test process (cargo does not build other packages' bins
-/// for a test).
+/// The CLI binary: these suites are guard-cli's integration tests, so cargo builds it first and
+/// says where it is.
 pub fn cli() -> PathBuf {
-    static BUILD: Once = Once::new();
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"));
-    BUILD.call_once(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo)
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "guard-cli",
-                "--bin",
-                "fooocus-guard-cli",
-            ])
-            .current_dir(root())
-            .status()
-            .expect("run cargo build");
-        assert!(st.success(), "building fooocus-guard-cli failed");
-    });
-    target.join("debug/fooocus-guard-cli")
+    PathBuf::from(env!("CARGO_BIN_EXE_fooocus-guard-cli"))
 }
 
 /// A fake Fooocus install made by the simulator, with a scenario.

@@ -9,7 +9,9 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use guard_e2e::*;
+#[path = "harness.rs"]
+mod harness;
+use harness::*;
 
 fn count(run: &Running, name: &str) -> usize {
     run.events().iter().filter(|e| e["event"] == name).count()

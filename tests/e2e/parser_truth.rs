@@ -5,7 +5,9 @@
 
 use std::process::Command;
 
-use guard_e2e::*;
+#[path = "harness.rs"]
+mod harness;
+use harness::*;
 
 /// Every simulated version, named by its upstream snapshot (`tests/sim/README.md`).
 const VERSIONS: [&str; 12] = [

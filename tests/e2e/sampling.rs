@@ -5,7 +5,9 @@
 use std::process::Command;
 use std::time::Duration;
 
-use guard_e2e::*;
+#[path = "harness.rs"]
+mod harness;
+use harness::*;
 
 /// The fake NVML's script path is an environment variable the CLI inherits when it starts: one
 /// VRAM test at a time.

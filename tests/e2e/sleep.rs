@@ -6,7 +6,9 @@
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use guard_e2e::*;
+#[path = "harness.rs"]
+mod harness;
+use harness::*;
 
 const TOKEN: &str = "sleep-test-token-1";
 

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use guard_e2e::*;
+#[path = "harness.rs"]
+mod harness;
+use harness::*;
 
 fn scenario_with_children(pids: &std::path::Path) -> Value {
     json!({"startup_seconds": 0.01, "spawn_children": true, "pids_file": pids})

@@ -9,8 +9,11 @@
 //! Line numbers are those of newline-terminated input lines (a tqdm `\r` redraw keeps its
 //! line's number), so an event points at where its text starts in a saved log.
 
+mod download;
 mod parse;
 mod split;
+
+pub use download::{taken_port, ModelDownload};
 
 pub use parse::{
     is_gpu_too_new_text, is_oom_text, tqdm_step, Event, EventKind, KnownFailure, Parser, Phase,

@@ -136,7 +136,7 @@ impl StreamReader {
                 .iter()
                 .any(|e| matches!(&e.kind, EventKind::Activity { what } if what == "download"))
             {
-                downloads.extend(crate::generation::ModelDownload::from_line(l.text));
+                downloads.extend(fooocus_console::ModelDownload::from_line(l.text));
             }
         });
         for d in downloads.drain(..) {

@@ -61,48 +61,7 @@ pub enum Signal {
     KnownFailure(fooocus_console::KnownFailure),
 }
 
-/// A model download Fooocus is doing, as its console shows it (docs/ipc.md `Status.download`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ModelDownload {
-    /// The file's name (never a folder of the user's).
-    pub file: Option<String>,
-    pub percent: Option<u8>,
-    /// As the bar shows it: `2.91G/6.46G`.
-    pub size: Option<String>,
-}
-
-impl ModelDownload {
-    /// From one console line: the `Downloading: "URL" to PATH` line or a byte-unit tqdm bar.
-    pub fn from_line(text: &str) -> Option<ModelDownload> {
-        let t = text.trim();
-        if let Some(rest) = t.strip_prefix("Downloading: \"") {
-            let url = rest.split('"').next().unwrap_or("");
-            let path = rest
-                .split_once(" to ")
-                .map(|(_, p)| p.trim())
-                .unwrap_or(url);
-            let file = path.rsplit(['/', '\\']).next().filter(|f| !f.is_empty());
-            return Some(ModelDownload {
-                file: file.map(str::to_string),
-                ..ModelDownload::default()
-            });
-        }
-        let (head, rest) = t.split_once('%')?;
-        let percent: u8 = head.rsplit(' ').next()?.trim().parse().ok()?;
-        let size = rest
-            .split('|')
-            .nth(2)
-            .and_then(|s| s.split(" [").next())
-            .map(str::trim)
-            .filter(|s| s.contains('/'))
-            .map(str::to_string);
-        Some(ModelDownload {
-            file: None,
-            percent: Some(percent.min(100)),
-            size,
-        })
-    }
-}
+pub use fooocus_console::ModelDownload;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

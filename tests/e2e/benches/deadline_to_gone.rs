@@ -2,7 +2,7 @@
 //! whose generation hangs, with a 1 s timeout and no graceful stop (Fooocus 2.5 without the
 //! gateway), ten times. Prints the figures from the guard's own `generation_stopped` events:
 //! the timer's lateness (deadline to kill decision) and the kill (decision to last process
-//! reaped). cargo bench -p guard-e2e --bench deadline_to_gone
+//! reaped). cargo bench -p guard-cli --bench deadline_to_gone
 
 #[cfg(unix)]
 fn main() {
@@ -15,11 +15,15 @@ fn main() {
 }
 
 #[cfg(unix)]
+#[path = "../harness.rs"]
+mod harness;
+
+#[cfg(unix)]
 mod unix {
 
     use std::time::Duration;
 
-    use guard_e2e::*;
+    use super::harness::*;
 
     pub fn main() {
         let mut late = Vec::new();

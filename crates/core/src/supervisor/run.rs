@@ -1151,7 +1151,7 @@ impl Loop {
                 }
                 Change::Error { exception, message } => {
                     // Gradio's launch() fails before anything else runs: only while starting.
-                    if let Some(port) = taken_port(&message)
+                    if let Some(port) = fooocus_console::taken_port(&message)
                         .filter(|_| matches!(self.tracker.phase, Phase::Starting))
                     {
                         self.port_taken(port);
@@ -1651,23 +1651,6 @@ impl Loop {
 
 /// Quiet this long, the console's open traceback is complete (see `Parser::settle`).
 const CONSOLE_SETTLE: Duration = Duration::from_millis(300);
-
-/// The port in Gradio's "Cannot find empty port in range: P-P" (its networking.py, 3.39/3.41).
-fn taken_port(message: &str) -> Option<u16> {
-    let rest = message.split("Cannot find empty port in range:").nth(1)?;
-    let first = rest.trim_start().split('-').next()?;
-    first.trim().parse().ok()
-}
-
-#[cfg(test)]
-mod port_tests {
-    #[test]
-    fn the_taken_port_is_read_from_gradios_message() {
-        let m = "Cannot find empty port in range: 7865-7865. You can specify a different port by setting the GRADIO_SERVER_PORT environment variable or passing the `server_port` parameter to `launch()`.";
-        assert_eq!(super::taken_port(m), Some(7865));
-        assert_eq!(super::taken_port("CUDA out of memory"), None);
-    }
-}
 
 /// How many recent generations' phase times bound the grace of a stop.
 const RECENT_GENERATIONS: usize = 8;
