@@ -12,6 +12,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::units;
 
+pub mod diff;
+
 pub const DEFAULT_PORT: u16 = 7865;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
