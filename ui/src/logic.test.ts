@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { actionsFor, ConsoleBuffer, LIMIT_QUANTITY, mergeLive, pointOf, sleepLine, timeoutBand } from "./logic";
+import { actionsFor, ConsoleBuffer, LIMIT_QUANTITY, mergeLive, pointOf, saveSummary, sleepLine, timeoutBand } from "./logic";
 import type { HistoryPoint, Sample } from "./types";
 
 describe("actions", () => {
@@ -74,5 +74,19 @@ describe("asleep line", () => {
   });
   it("is known to the state labels", () => {
     expect(actionsFor("asleep", false)).toMatchObject({ wake: true, stop: true, start: false });
+  });
+});
+
+describe("save summary", () => {
+  const r = { saved: true, errors: [], applied_live: [], needs_restart: [], needs_guard_restart: [] };
+  it("says what took effect and what waits for which restart", () => {
+    expect(saveSummary({ ...r, applied_live: ["limits", "metrics"], needs_restart: ["launch options"], needs_guard_restart: ["NVML library"] })).toEqual({
+      now: "Applied now: limits, metrics.",
+      fooocus: "Needs a Fooocus restart: launch options.",
+      guard: "Needs a Fooocus Guard restart (quit it and start it again): NVML library.",
+    });
+  });
+  it("says Saved. when nothing changed", () => {
+    expect(saveSummary(r)).toEqual({ now: "Saved.", fooocus: null, guard: null });
   });
 });

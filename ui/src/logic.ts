@@ -1,7 +1,7 @@
 // Pure pieces of the UI, unit-tested: which actions a state allows, the console's bounded
 // buffer and search, and merging live samples into the graphs' history.
 import { ACTIONS } from "./actions.generated";
-import type { Actions, ConsoleLine, FooocusState, HistoryPoint, Sample, SleepInfo } from "./types";
+import type { Actions, ConsoleLine, FooocusState, HistoryPoint, Sample, SaveResult, SleepInfo } from "./types";
 import { formatSize } from "./units";
 
 export type { Actions };
@@ -90,3 +90,15 @@ export const LIMIT_QUANTITY: Record<string, { stats: string; quantity: string }>
 
 /** The one sentence the settings and the why-card say about what the timeout counts. */
 export const TIMEOUT_COUNTS = "The timeout counts the whole generation, except the model loads of the first one after Fooocus starts (it loads what later ones reuse).";
+
+/** The settings panel's answer to a saved change: what is in effect now, what waits for a
+ *  Fooocus restart (the panel adds its Restart now button after it), and what waits for
+ *  Fooocus Guard itself to restart (null: nothing waits). */
+export function saveSummary(r: SaveResult): { now: string; fooocus: string | null; guard: string | null } {
+  return {
+    now: r.applied_live.length ? `Applied now: ${r.applied_live.join(", ")}.` : "Saved.",
+    fooocus: r.needs_restart.length ? `Needs a Fooocus restart: ${r.needs_restart.join(", ")}.` : null,
+    guard: r.needs_guard_restart.length
+      ? `Needs a Fooocus Guard restart (quit it and start it again): ${r.needs_guard_restart.join(", ")}.` : null,
+  };
+}

@@ -94,7 +94,8 @@ export interface Settings {
 export interface FieldError { field: string; value: string; message: string }
 /** Shown beside a field without blocking the save (Windows: the commit Fooocus reached vs the RAM cap). */
 export interface SettingsNote { field: string; kind: "warning" | "note"; message: string }
-export interface SaveResult { saved: boolean; errors: FieldError[]; applied_live: string[]; needs_restart: string[] }
+/** What changed, in the panel's words: in effect now, when Fooocus restarts, when Fooocus Guard restarts. */
+export interface SaveResult { saved: boolean; errors: FieldError[]; applied_live: string[]; needs_restart: string[]; needs_guard_restart: string[] }
 /** `closed_by`: "task_end" | "next_task" | "process_exit" | "quiet" | "limit". */
 export interface GenerationRecord {
   id: number; started_ms: number; ended_ms: number | null; duration_s: number | null; outcome: string;

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::diff::{ConfigDiff, Effect, Setting};
 use crate::config::{Config, ConfigFile, FieldError};
 use crate::sampling::Sampling;
 use crate::store::{HistoryReader, HistoryWriter};
@@ -35,12 +36,29 @@ pub struct AppOptions {
     pub start_later: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// The answer to a save: the errors, or what changed and when each change takes effect (in
+/// the settings panel's words, from one [`ConfigDiff`]).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SaveResult {
     pub saved: bool,
     pub errors: Vec<FieldError>,
+    /// In effect already.
     pub applied_live: Vec<String>,
+    /// Takes effect when Fooocus restarts (empty while nothing runs: it simply starts with
+    /// them).
     pub needs_restart: Vec<String>,
+    /// Takes effect when Fooocus Guard itself restarts.
+    pub needs_guard_restart: Vec<String>,
+}
+
+impl SaveResult {
+    fn refused(errors: Vec<FieldError>) -> SaveResult {
+        SaveResult {
+            saved: false,
+            errors,
+            ..SaveResult::default()
+        }
+    }
 }
 
 pub struct App {
@@ -49,7 +67,7 @@ pub struct App {
     config: Mutex<Config>,
     history: Option<HistoryReader>,
     sampling: Sampling,
-    metrics: Option<std::net::SocketAddr>,
+    metrics: Mutex<crate::metrics::Exporter>,
     demo: Option<crate::demo::Demo>,
     _instance: crate::instance::InstanceLock,
     _log: Option<tracing_appender::non_blocking::WorkerGuard>,
@@ -134,11 +152,10 @@ impl App {
             guard.warn(&w);
         }
         let sampling = crate::sampling::spawn(&guard, &config);
-        let mut metrics = None;
+        let mut metrics = crate::metrics::Exporter::new(&guard);
         if config.metrics.enabled {
-            match crate::metrics::start(&guard, config.metrics.port) {
-                Ok(addr) => metrics = Some(addr),
-                Err(e) => guard.warn(&e),
+            if let Err(e) = metrics.serve_on(Some(config.metrics.port)) {
+                guard.warn(&e);
             }
         }
         if let Some(d) = &demo {
@@ -150,7 +167,7 @@ impl App {
             config: Mutex::new(config),
             history: reader,
             sampling,
-            metrics,
+            metrics: Mutex::new(metrics),
             demo,
             _instance: instance,
             _log: log,
@@ -163,7 +180,7 @@ impl App {
 
     /// Where the Prometheus figures are served, when they are on.
     pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
-        self.metrics
+        self.metrics.lock().unwrap().addr()
     }
 
     fn store(&self) -> Option<Arc<crate::store::Store>> {
@@ -182,16 +199,12 @@ impl App {
         self.config.lock().unwrap().clone()
     }
 
-    /// Validate, write atomically, apply what can change live, and say what needs a restart.
+    /// Validate, write atomically, hand each consumer its part of what changed, and say what
+    /// took effect and what waits for a restart of Fooocus or of the guard.
     pub fn save_settings(&self, new: Config) -> SaveResult {
         let errors = new.validate();
         if !errors.is_empty() {
-            return SaveResult {
-                saved: false,
-                errors,
-                applied_live: Vec::new(),
-                needs_restart: Vec::new(),
-            };
+            return SaveResult::refused(errors);
         }
         // The install must be real before it is saved.
         if let Some(p) = &new.install_path {
@@ -215,57 +228,44 @@ impl App {
                         }
                     };
                 if let Some(e) = error {
-                    return SaveResult {
-                        saved: false,
-                        errors: vec![e],
-                        applied_live: Vec::new(),
-                        needs_restart: Vec::new(),
-                    };
+                    return SaveResult::refused(vec![e]);
                 }
             }
         }
         if self.demo.is_none() {
             if let Some(f) = &self.file {
                 if let Err(e) = f.save(&new) {
-                    return SaveResult {
-                        saved: false,
-                        errors: vec![FieldError {
-                            field: "(file)".into(),
-                            value: f.path.display().to_string(),
-                            message: e.to_string(),
-                        }],
-                        applied_live: Vec::new(),
-                        needs_restart: Vec::new(),
-                    };
+                    return SaveResult::refused(vec![FieldError {
+                        field: "(file)".into(),
+                        value: f.path.display().to_string(),
+                        message: e.to_string(),
+                    }]);
                 }
             }
         }
         let old = std::mem::replace(&mut *self.config.lock().unwrap(), new.clone());
-        let mut applied = Vec::new();
-        if old.limits != new.limits {
-            applied.push("limits".to_string());
-        }
-        if old.restart != new.restart {
-            applied.push("restart policy".to_string());
-        }
-        if old.sampling_interval_ms != new.sampling_interval_ms {
-            applied.push("sampling interval".to_string());
-            self.sampling.set_interval_ms(new.sampling_interval_ms);
-        }
-        if old.notifications != new.notifications {
-            applied.push("notifications".to_string());
-        }
-        if old.open_browser != new.open_browser {
-            applied.push("open the browser when ready".to_string());
-        }
-        if old.start_with_session != new.start_with_session {
-            match crate::autostart::set(new.start_with_session) {
-                Ok(()) => applied.push("start with the session".to_string()),
-                Err(e) => self.guard.warn(&e),
+        let diff = ConfigDiff::between(&old, &new);
+        // What a consumer could not apply is left out of "applied now" (it warned why).
+        let mut not_applied = Vec::new();
+
+        // The notifier and the supervisor's sleep timer, console logging and browser opening
+        // read the settings when they use them: nothing to hand them but the new config.
+        self.sampling.apply(&new, &diff);
+        if diff.changed(Setting::Metrics) {
+            let port = new.metrics.enabled.then_some(new.metrics.port);
+            if let Err(e) = self.metrics.lock().unwrap().serve_on(port) {
+                self.guard.warn(&e);
+                not_applied.push(Setting::Metrics);
             }
         }
-        let install_changed = old.install_path != new.install_path || old.python != new.python;
-        if install_changed && self.demo.is_none() {
+        if diff.changed(Setting::StartWithSession) {
+            if let Err(e) = crate::autostart::set(new.start_with_session) {
+                self.guard.warn(&e);
+                not_applied.push(Setting::StartWithSession);
+            }
+        }
+        // The next start uses the new install (and the current run, until then, the old one).
+        if diff.changed(Setting::Install) && self.demo.is_none() {
             if let Some(p) = &new.install_path {
                 if let Ok(i) = install::inspect(Path::new(p), new.python.as_deref().map(Path::new))
                 {
@@ -273,20 +273,29 @@ impl App {
                 }
             }
         }
-        let mut needs = self.guard.set_config(new);
+        self.guard.set_config(new, &diff);
+
+        let labels = |when: Effect| -> Vec<String> {
+            diff.settings()
+                .filter(|s| s.effect() == when && !not_applied.contains(s))
+                .map(|s| s.label().to_string())
+                .collect()
+        };
+        let mut needs_restart = labels(Effect::FooocusRestart);
         // Nothing is running yet: the new install simply starts next time.
         if matches!(
             self.status().state,
             crate::supervisor::FooocusState::Stopped
                 | crate::supervisor::FooocusState::NotConfigured
         ) {
-            needs.clear();
+            needs_restart.clear();
         }
         SaveResult {
             saved: true,
             errors: Vec::new(),
-            applied_live: applied,
-            needs_restart: needs,
+            applied_live: labels(Effect::Live),
+            needs_restart,
+            needs_guard_restart: labels(Effect::GuardRestart),
         }
     }
 
@@ -345,5 +354,143 @@ impl App {
     pub fn shutdown(&self) {
         self.guard.shutdown();
         self.sampling.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    use std::time::Duration;
+
+    /// A guard with nothing to supervise yet, its settings in memory only.
+    fn app(dir: &Path) -> App {
+        App::start(AppOptions {
+            settings: Some(Config::default()),
+            data_dir: Some(dir.to_path_buf()),
+            start_later: true,
+            ..AppOptions::default()
+        })
+        .unwrap()
+    }
+
+    fn free_port() -> u16 {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    /// The body of GET /metrics, or None when nothing listens.
+    fn scrape(addr: SocketAddr) -> Option<String> {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        Some(out)
+    }
+
+    #[test]
+    fn metrics_are_turned_on_moved_and_off_without_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(dir.path());
+        assert_eq!(app.metrics_addr(), None);
+
+        let mut c = app.settings();
+        c.metrics.enabled = true;
+        c.metrics.port = free_port();
+        let r = app.save_settings(c.clone());
+        assert!(r.saved, "{r:?}");
+        assert_eq!(r.applied_live, ["metrics"]);
+        assert!(r.needs_restart.is_empty() && r.needs_guard_restart.is_empty());
+        let first = app.metrics_addr().expect("metrics on");
+        assert_eq!(first.port(), c.metrics.port);
+        let body = scrape(first).expect("served");
+        assert!(body.contains("fooocus_guard_restarts_total"), "{body}");
+
+        c.metrics.port = free_port();
+        assert_eq!(app.save_settings(c.clone()).applied_live, ["metrics"]);
+        let second = app.metrics_addr().expect("metrics on");
+        assert_eq!(second.port(), c.metrics.port);
+        assert!(scrape(second).is_some());
+        assert!(scrape(first).is_none(), "the old port is given back");
+
+        c.metrics.enabled = false;
+        assert_eq!(app.save_settings(c).applied_live, ["metrics"]);
+        assert_eq!(app.metrics_addr(), None);
+        assert!(scrape(second).is_none(), "off means nothing listens");
+        app.shutdown();
+    }
+
+    #[test]
+    fn a_taken_metrics_port_is_not_reported_as_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(dir.path());
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = app.settings();
+        c.metrics.enabled = true;
+        c.metrics.port = taken.local_addr().unwrap().port();
+        let r = app.save_settings(c);
+        assert!(r.saved && r.applied_live.is_empty(), "{r:?}");
+        assert_eq!(app.metrics_addr(), None);
+        app.shutdown();
+    }
+
+    #[test]
+    fn the_nvml_library_is_reloaded_and_sampling_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(dir.path());
+        let updates = app.subscribe();
+        let mut c = app.settings();
+        c.nvml_library = Some(dir.path().join("libnvidia-ml.so.1").display().to_string());
+        c.sampling_interval_ms = 100;
+        let r = app.save_settings(c);
+        assert!(r.saved, "{r:?}");
+        assert_eq!(r.applied_live, ["sampling interval", "NVML library"]);
+        assert!(r.needs_restart.is_empty() && r.needs_guard_restart.is_empty());
+        // The new sampler keeps publishing.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut samples = 0;
+        while samples < 3 && std::time::Instant::now() < deadline {
+            if let Ok(crate::Update::Sample(_)) = updates.recv_timeout(Duration::from_secs(1)) {
+                samples += 1;
+            }
+        }
+        assert_eq!(samples, 3, "samples after the reload");
+        app.shutdown();
+    }
+
+    #[test]
+    fn a_save_that_changes_nothing_reports_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(dir.path());
+        let r = app.save_settings(app.settings());
+        assert_eq!(
+            r,
+            SaveResult {
+                saved: true,
+                ..SaveResult::default()
+            }
+        );
+        app.shutdown();
+    }
+
+    /// With nothing running, what waits for a Fooocus restart simply starts with the next run.
+    #[test]
+    fn nothing_running_clears_the_fooocus_restart_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(dir.path());
+        let mut c = app.settings();
+        c.launch.preset = Some("anime".into());
+        c.limits.timeout_s = Some(600.0);
+        let r = app.save_settings(c);
+        assert!(r.saved, "{r:?}");
+        assert_eq!(r.applied_live, ["limits"]);
+        assert!(r.needs_restart.is_empty(), "{r:?}");
+        app.shutdown();
     }
 }

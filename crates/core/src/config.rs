@@ -13,6 +13,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::units;
 pub use guard_fooocus::options::{LaunchOptions, DEFAULT_PORT, VRAM_MODES};
 
+pub mod diff;
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {

@@ -68,11 +68,59 @@ impl Metrics {
     }
 }
 
-/// Serve the guard's figures on 127.0.0.1:`port`: counters from its events, gauges from its
-/// samples.
-pub fn start(guard: &crate::Guard, port: u16) -> Result<SocketAddr, String> {
-    let metrics = Arc::new(Mutex::new(Metrics::default()));
-    let addr = serve(port, metrics.clone())?;
+/// The `/metrics` page, which saved settings may turn on, turn off or move to another port
+/// while the guard runs.
+pub struct Exporter {
+    guard: crate::Guard,
+    /// Fed from the guard's updates from the first start on (a thread for the life of the
+    /// process), so the counters survive a new port, as Prometheus expects of counters.
+    figures: Option<Arc<Mutex<Metrics>>>,
+    server: Option<guard_gateway::PageServer>,
+}
+
+impl Exporter {
+    /// Off until [`Exporter::serve_on`].
+    pub fn new(guard: &crate::Guard) -> Exporter {
+        Exporter {
+            guard: guard.clone(),
+            figures: None,
+            server: None,
+        }
+    }
+
+    /// Where the page is served, while it is on.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.server.as_ref().map(|s| s.local_addr())
+    }
+
+    /// Serve on 127.0.0.1:`port` (None: stop serving). On an error the page stays where it
+    /// was, so a port already taken never turns working metrics off.
+    pub fn serve_on(&mut self, port: Option<u16>) -> Result<(), String> {
+        let Some(port) = port else {
+            // Dropping the server stops it and frees its port.
+            self.server = None;
+            return Ok(());
+        };
+        if self.addr().is_some_and(|a| a.port() == port) {
+            return Ok(());
+        }
+        let figures = match &self.figures {
+            Some(f) => f.clone(),
+            None => {
+                let f = Arc::new(Mutex::new(Metrics::default()));
+                feed(&self.guard, f.clone())?;
+                self.figures = Some(f.clone());
+                f
+            }
+        };
+        // The new one is bound before the old one goes: the ports differ here.
+        self.server = Some(serve(port, figures)?);
+        Ok(())
+    }
+}
+
+/// Keep `metrics` up to date: counters from the guard's events, gauges from its samples.
+fn feed(guard: &crate::Guard, metrics: Arc<Mutex<Metrics>>) -> Result<(), String> {
     let rx = guard.subscribe();
     std::thread::Builder::new()
         .name("fooocus-guard-metrics-feed".into())
@@ -140,13 +188,13 @@ pub fn start(guard: &crate::Guard, port: u16) -> Result<SocketAddr, String> {
             }
         })
         .map_err(|e| e.to_string())?;
-    Ok(addr)
+    Ok(())
 }
 
-/// Serve `/metrics` on 127.0.0.1:`port` (the gateway's HTTP stack, on a thread of its own) for
-/// the life of the process. Loopback only, whatever the settings.
-pub fn serve(port: u16, metrics: Arc<Mutex<Metrics>>) -> Result<SocketAddr, String> {
-    let server = guard_gateway::PageServer::start(
+/// Serve `/metrics` on 127.0.0.1:`port` (the gateway's HTTP stack, on a thread of its own)
+/// until the server is dropped. Loopback only, whatever the settings.
+pub fn serve(port: u16, metrics: Arc<Mutex<Metrics>>) -> Result<guard_gateway::PageServer, String> {
+    guard_gateway::PageServer::start(
         SocketAddr::from(([127, 0, 0, 1], port)),
         "text/plain; version=0.0.4",
         move |path| (path == "/metrics").then(|| metrics.lock().unwrap().render()),
@@ -155,11 +203,7 @@ pub fn serve(port: u16, metrics: Arc<Mutex<Metrics>>) -> Result<SocketAddr, Stri
         format!(
             "metrics: cannot listen on 127.0.0.1:{port} ({e}): pick another port in the settings"
         )
-    })?;
-    let addr = server.local_addr();
-    // Served until the guard exits.
-    std::mem::forget(server);
-    Ok(addr)
+    })
 }
 
 #[cfg(test)]
@@ -187,7 +231,8 @@ mod tests {
                 phase: None,
             }));
         }
-        let addr = serve(0, m).unwrap();
+        let server = serve(0, m).unwrap();
+        let addr = server.local_addr();
         assert!(addr.ip().is_loopback());
         let (status, body) =
             guard_fooocus::stop::http(&format!("http://{addr}"), "GET", "/metrics", None, &[])

@@ -10,6 +10,7 @@ use guard_contain::TreeProbe;
 use guard_history::{HistoryPoint, Point, SampleHistory};
 use guard_sample::{Sample, Sampler, SamplerConfig, VramSource};
 
+use crate::config::diff::{ConfigDiff, Setting};
 use crate::config::Config;
 use crate::policy::Usage;
 use crate::supervisor::Guard;
@@ -18,11 +19,29 @@ pub struct Sampling {
     interval_ms: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     history: Arc<Mutex<SampleHistory>>,
+    /// The settings the thread reads besides the interval: the limits (for the RAM cap's
+    /// warning) and the GPU library.
+    cfg: Arc<Mutex<Config>>,
+    /// The GPU library changed: the thread opens it at its next tick.
+    reload_gpu: Arc<AtomicBool>,
 }
 
 impl Sampling {
     pub fn set_interval_ms(&self, ms: u64) {
         self.interval_ms.store(ms.max(100), Ordering::Relaxed);
+    }
+
+    /// Take the sampler's part of saved settings: the interval, the limits, the NVML library.
+    pub fn apply(&self, new: &Config, diff: &ConfigDiff) {
+        if diff.changed(Setting::SamplingInterval) {
+            self.set_interval_ms(new.sampling_interval_ms);
+        }
+        if diff.changed(Setting::Limits) || diff.changed(Setting::NvmlLibrary) {
+            *self.cfg.lock().unwrap() = new.clone();
+        }
+        if diff.changed(Setting::NvmlLibrary) {
+            self.reload_gpu.store(true, Ordering::Relaxed);
+        }
     }
 
     pub fn history(&self, range_s: u64) -> Vec<HistoryPoint> {
@@ -88,24 +107,41 @@ pub fn spawn(guard: &Guard, cfg: &Config) -> Sampling {
     let interval_ms = Arc::new(AtomicU64::new(cfg.sampling_interval_ms.max(100)));
     let stop = Arc::new(AtomicBool::new(false));
     let history = Arc::new(Mutex::new(SampleHistory::new()));
-    let (g, iv, st, h, scfg) = (
+    let shared_cfg = Arc::new(Mutex::new(cfg.clone()));
+    let reload_gpu = Arc::new(AtomicBool::new(false));
+    let (g, iv, st, h, scfg, reload) = (
         guard.clone(),
         interval_ms.clone(),
         stop.clone(),
         history.clone(),
-        sampler_config(cfg),
+        shared_cfg.clone(),
+        reload_gpu.clone(),
     );
-    let scfg_limits = cfg.clone();
     let _ = std::thread::Builder::new()
         .name("fooocus-guard-sampler".into())
         .spawn(move || {
-            let mut sampler = Sampler::new(scfg);
+            let gpu = sampler_config(&scfg.lock().unwrap());
+            let mut sampler = Sampler::new(gpu);
             g.set_gpu_status(sampler.gpu_status());
             let mut current: Option<(TreeProbe, u32)> = None;
             let mut said_whole_gpu = false;
             let mut commit = crate::commit::CommitWatch::default();
             let mut next = Instant::now();
             while !st.load(Ordering::Relaxed) {
+                if reload.swap(false, Ordering::Relaxed) {
+                    // A new NVML library: a new sampler opens it (the old one closes its own).
+                    // Its CPU figures need two readings, so this tick only primes it: a
+                    // skipped point rather than a false 0 % in the graphs and the policy.
+                    let gpu = sampler_config(&scfg.lock().unwrap());
+                    sampler = Sampler::new(gpu);
+                    sampler.set_tree(current.as_ref().map(|(p, _)| p));
+                    let _ = sampler.sample();
+                    g.set_gpu_status(sampler.gpu_status());
+                    said_whole_gpu = false;
+                    next = Instant::now() + Duration::from_millis(iv.load(Ordering::Relaxed));
+                    std::thread::sleep(next.saturating_duration_since(Instant::now()));
+                    continue;
+                }
                 // Before the tree is read: a sample begun after Fooocus fell asleep measures
                 // the memory it gave back.
                 let taken = Instant::now();
@@ -123,7 +159,8 @@ pub fn spawn(guard: &Guard, cfg: &Config) -> Sampling {
                         if let Some(dir) = crate::paths::data_dir() {
                             let _ = crate::commit::save(&dir, &m);
                         }
-                        if let Some(w) = crate::commit::cap_warning(&scfg_limits, Some(&m)) {
+                        let warning = crate::commit::cap_warning(&scfg.lock().unwrap(), Some(&m));
+                        if let Some(w) = warning {
                             g.warn(&w.message);
                         }
                     }
@@ -163,6 +200,8 @@ pub fn spawn(guard: &Guard, cfg: &Config) -> Sampling {
         interval_ms,
         stop,
         history,
+        cfg: shared_cfg,
+        reload_gpu,
     }
 }
 

@@ -603,6 +603,7 @@ fn settings_errors_and_save_results_match_types_ts() {
             errors,
             applied_live: vec!["limits".into()],
             needs_restart: vec!["launch options".into()],
+            needs_guard_restart: vec!["metrics".into()],
         }],
     ));
     assert!(errs.is_empty(), "{}", errs.join("\n"));

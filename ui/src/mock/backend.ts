@@ -144,11 +144,11 @@ export function install() {
       case "save_settings": {
         const s = a.settings as Settings;
         const errors = validate(s);
-        if (errors.length) return { saved: false, errors, applied_live: [], needs_restart: [] };
+        if (errors.length) return { saved: false, errors, applied_live: [], needs_restart: [], needs_guard_restart: [] };
         const needs = JSON.stringify(s.launch) !== JSON.stringify(settings.launch) ? ["launch options"] : [];
         const applied = JSON.stringify(s.limits) !== JSON.stringify(settings.limits) ? ["limits"] : [];
         Object.assign(settings, structuredClone(s));
-        return { saved: true, errors: [], applied_live: applied, needs_restart: needs };
+        return { saved: true, errors: [], applied_live: applied, needs_restart: needs, needs_guard_restart: [] };
       }
       case "get_history": return history(Number(a.rangeS ?? 600));
       case "get_console": return consoleLines.filter((l) => a.after == null || l.n > Number(a.after));

@@ -6,7 +6,7 @@ import { durationInput, formatDuration, formatSize, parseDuration, parsePercent,
 import type { FieldError, LimitStats, Settings, SettingsNote } from "../types";
 import type { View } from "../main";
 import { installPanel } from "./install";
-import { LIMIT_QUANTITY, TIMEOUT_COUNTS } from "../logic";
+import { LIMIT_QUANTITY, saveSummary, TIMEOUT_COUNTS } from "../logic";
 
 type Kind = "duration" | "size" | "percent";
 interface LimitDef { field: keyof Settings["limits"]; label: string; kind: Kind; help: string }
@@ -174,9 +174,10 @@ export function settings(): View {
     if (!model || localErrors.size) return;
     const r = await api.save(model);
     if (!r.saved) { showErrors(r.errors); result.textContent = "Not saved: fix the fields marked in red."; return; }
-    const parts = [r.applied_live.length ? `Applied now: ${r.applied_live.join(", ")}.` : "Saved."];
-    clear(result, parts.join(" "));
-    if (r.needs_restart.length) result.append(" Needs a Fooocus restart: ", r.needs_restart.join(", "), ". ", h("button", { type: "button", onclick: () => void api.restart() }, "Restart now"));
+    const said = saveSummary(r);
+    clear(result, said.now);
+    if (said.fooocus) result.append(" ", said.fooocus, " ", h("button", { type: "button", onclick: () => void api.restart() }, "Restart now"));
+    if (said.guard) result.append(" ", said.guard);
   });
 
   return {

@@ -20,6 +20,7 @@ use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use guard_contain::{BackendChoice, TreeProbe};
 use serde::{Deserialize, Serialize};
 
+use crate::config::diff::ConfigDiff;
 use crate::config::Config;
 use crate::console::{ConsoleBuffer, ConsoleLine, Stream};
 use crate::events::GuardEvent;
@@ -241,7 +242,8 @@ enum Cmd {
     Sleep,
     /// "Wake".
     Wake,
-    SetConfig(Box<Config>, Sender<Vec<String>>),
+    /// New settings and what changed; the reply says they are in effect.
+    SetConfig(Box<(Config, ConfigDiff)>, Sender<()>),
     SetTarget(Box<Target>),
     Warn(String),
     Shutdown(Sender<()>),
@@ -461,18 +463,15 @@ impl Guard {
         let _ = self.tx.send(Msg::Cmd(Cmd::Warn(message.to_string())));
     }
 
-    /// Apply new settings. Returns the names of settings that need a Fooocus restart.
-    pub fn set_config(&self, config: Config) -> Vec<String> {
+    /// Apply the supervisor's part of new settings (the limits, the restart policy; the rest
+    /// it reads when it needs it, and what the run was started with waits for a restart, as
+    /// `diff` tells the user). Returns once they are in effect.
+    pub fn set_config(&self, config: Config, diff: &ConfigDiff) {
         let (rtx, rrx) = bounded(1);
-        if self
-            .tx
-            .send(Msg::Cmd(Cmd::SetConfig(Box::new(config), rtx)))
-            .is_err()
-        {
-            return Vec::new();
+        let cmd = Cmd::SetConfig(Box::new((config, diff.clone())), rtx);
+        if self.tx.send(Msg::Cmd(cmd)).is_ok() {
+            let _ = rrx.recv_timeout(Duration::from_secs(10));
         }
-        rrx.recv_timeout(Duration::from_secs(10))
-            .unwrap_or_default()
     }
 
     pub fn status(&self) -> Status {

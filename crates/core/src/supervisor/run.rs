@@ -19,6 +19,7 @@ use super::{
     Cmd, ExitInfo, GenerationProgress, GracefulStop, GuardOptions, MachineMemory, Msg, Shared,
     SleepInfo, Status, Target, Update,
 };
+use crate::config::diff::{ConfigDiff, Setting};
 use crate::config::Config;
 use crate::console::{ConsoleLine, Stream, StreamReader};
 use crate::events::{self, EventKind, LimitKind, StopHow};
@@ -559,9 +560,10 @@ impl Loop {
                 self.guard_line(&message);
                 self.emit(EventKind::Warning { message });
             }
-            Cmd::SetConfig(cfg, reply) => {
-                let needs = self.set_config(*cfg);
-                let _ = reply.send(needs);
+            Cmd::SetConfig(new, reply) => {
+                let (cfg, diff) = *new;
+                self.set_config(cfg, &diff);
+                let _ = reply.send(());
             }
             Cmd::Shutdown(done) => {
                 self.quit = Some(done);
@@ -570,31 +572,25 @@ impl Loop {
         }
     }
 
-    fn set_config(&mut self, cfg: Config) -> Vec<String> {
-        let mut needs = Vec::new();
-        if cfg.launch != self.cfg.launch {
-            needs.push("launch options".to_string());
+    /// The live part of new settings. The launch options, the install, the gateway and the
+    /// containment backend are read at the next launch; the sleep setting, the console's
+    /// logging and the browser's opening where they are used: keeping `cfg` is enough.
+    fn set_config(&mut self, cfg: Config, diff: &ConfigDiff) {
+        if diff.changed(Setting::Limits) || diff.changed(Setting::RestartPolicy) {
+            self.limits = LimitSet::from(&cfg.limits);
+            // The start-up timeout and the grace are limits the machine keeps.
+            self.machine.set_settings(settings(&cfg, &self.limits));
         }
-        if cfg.install_path != self.cfg.install_path || cfg.python != self.cfg.python {
-            needs.push("install".to_string());
-        }
-        if cfg.gateway != self.cfg.gateway {
-            needs.push("gateway".to_string());
-        }
-        if cfg.containment != self.cfg.containment {
-            needs.push("containment backend".to_string());
-        }
-        self.limits = LimitSet::from(&cfg.limits);
-        self.machine.set_settings(settings(&cfg, &self.limits));
-        if let Some(run) = self.io() {
-            if let Err(e) = run.container.set_limits(&self.limits.containment()) {
-                let msg = format!("could not apply the new RAM/CPU caps: {e}");
-                self.guard_line(&msg);
-                self.emit(EventKind::Warning { message: msg });
+        if diff.changed(Setting::Limits) {
+            if let Some(run) = self.io() {
+                if let Err(e) = run.container.set_limits(&self.limits.containment()) {
+                    let msg = format!("could not apply the new RAM/CPU caps: {e}");
+                    self.guard_line(&msg);
+                    self.emit(EventKind::Warning { message: msg });
+                }
             }
         }
         self.cfg = cfg;
-        needs
     }
 
     /// The sleep setting, when it is on.
