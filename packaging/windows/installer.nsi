@@ -27,7 +27,7 @@ SetCompressor /SOLID ${COMPRESSOR}
 !define APP_EXE "fooocus-guard.exe"
 !define CLI_EXE "fooocus-guard-cli.exe"
 !define UNINSTALL_KEY "Software\Microsoft\Windows\CurrentVersion\Uninstall\FooocusGuard"
-; Written by the app itself (crates/core/src/autostart.rs) when "start with the session" is on.
+; Written by the app itself (crates/app/src/autostart.rs) when "start with the session" is on.
 !define RUN_KEY "Software\Microsoft\Windows\CurrentVersion\Run"
 !define RUN_VALUE "FooocusGuard"
 ; Registers the toasts' sender name and icon for the AppUserModelID.

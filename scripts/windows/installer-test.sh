@@ -121,7 +121,7 @@ cli_out=$("$wine" "$inst/fooocus-guard-cli.exe" --version 2>&1 | tr -d '\r' || t
 check "the installed CLI runs: $cli_out" grep -q "$version" <<<"$cli_out"
 
 # What the user has by now: settings, a history, the app's start-with-session entry (the same key
-# and value crates/core/src/autostart.rs writes), the dashboard's WebView2 data, and a Fooocus the
+# and value crates/app/src/autostart.rs writes), the dashboard's WebView2 data, and a Fooocus the
 # app installed.
 seed_user_data() {
   mkdir -p "$(dirname "$config")" "$(dirname "$history")" "$(dirname "$fooocus")" "$(dirname "$webview_data")"

@@ -28,7 +28,7 @@ export FAKE_NVML_DLL_DIR="Z:${nvml_dir//\//\\}"
 
 echo "--- tests under Wine ($("$CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER" --version))"
 wcargo test --no-fail-fast \
-  -p fooocus-console -p guard-contain -p guard-sample -p guard-history -p guard-fooocus -p guard-core \
+  -p fooocus-console -p guard-contain -p guard-sample -p guard-history -p guard-fooocus -p guard-core -p guard-app \
   -p guard-gateway -p guard-installer -p guard-cli -- --test-threads=2
 /usr/lib/wine/wineserver -k 2>/dev/null || true
 

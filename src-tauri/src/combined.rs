@@ -1,11 +1,11 @@
 //! The tray app on Windows: guard, tray and window in one process, a thin shell over
-//! `guard_core::app::App`. The window is created when the user opens the dashboard and destroyed
+//! `guard_app::App`. The window is created when the user opens the dashboard and destroyed
 //! when it is closed; WebView2 renders in processes of its own.
 
 use std::sync::Arc;
 
 use fooocus_guard::updates::Inbox;
-use guard_core::app::{App, AppOptions};
+use guard_app::{App, AppOptions};
 use tauri::{Manager, WebviewUrl, WebviewWindowBuilder};
 
 use crate::{commands, notify, tray};

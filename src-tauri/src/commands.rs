@@ -1,4 +1,4 @@
-//! The webview's commands (docs/ipc.md). Each is a line or two over `guard_core::app::App`.
+//! The webview's commands (docs/ipc.md). Each is a line or two over `guard_app::App`.
 //!
 //! Tauri runs a non-async command on the main thread, which also paints the window: the ones
 //! that scan the disk or query the history database (which waits up to 5 s for a lock) are
@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use guard_core::app::{App, SaveResult};
+use guard_app::{App, SaveResult};
 use guard_core::config::{Config, FieldError};
 use tauri::State;
 
@@ -66,7 +66,7 @@ pub fn open_in_browser(core: Core) -> Result<(), String> {
 pub async fn get_history(
     core: Core<'_>,
     range_s: u64,
-) -> Result<Vec<guard_core::app::HistoryPoint>, String> {
+) -> Result<Vec<guard_app::HistoryPoint>, String> {
     let core = Arc::clone(&core);
     off_main_thread(move || core.history(range_s)).await
 }
@@ -144,7 +144,7 @@ pub async fn get_generations(
     core: Core<'_>,
     outcome: Option<String>,
     limit: u32,
-) -> Result<Vec<guard_core::app::GenerationRecord>, String> {
+) -> Result<Vec<guard_app::GenerationRecord>, String> {
     let core = Arc::clone(&core);
     off_main_thread(move || core.generations(outcome.as_deref(), limit)).await
 }
@@ -153,7 +153,7 @@ pub async fn get_generations(
 pub async fn get_breaches(
     core: Core<'_>,
     limit: u32,
-) -> Result<Vec<guard_core::app::BreachRecord>, String> {
+) -> Result<Vec<guard_app::BreachRecord>, String> {
     let core = Arc::clone(&core);
     off_main_thread(move || core.breaches(limit)).await
 }
@@ -163,7 +163,7 @@ pub async fn limit_stats(
     core: Core<'_>,
     limit: String,
     value: Option<f64>,
-) -> Result<guard_core::app::LimitStats, String> {
+) -> Result<guard_app::LimitStats, String> {
     let core = Arc::clone(&core);
     off_main_thread(move || core.limit_stats(&limit, value)).await?
 }

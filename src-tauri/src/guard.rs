@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::{unbounded, Sender};
 use fooocus_guard::{ipc, LastStop};
-use guard_core::app::{App, AppOptions};
+use guard_app::{App, AppOptions};
 use guard_core::config::Config;
 use serde::de::DeserializeOwned;
 use serde_json::Value;

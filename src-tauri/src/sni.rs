@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use crossbeam_channel::Sender;
-use guard_core::app::App;
+use guard_app::App;
 use guard_core::supervisor::{Actions, FooocusState};
 use guard_core::Status;
 use ksni::blocking::TrayMethods;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::Mutex;
 
-use guard_core::app::App;
+use guard_app::App;
 use guard_core::supervisor::FooocusState;
 use guard_core::Status;
 use tauri::image::Image;

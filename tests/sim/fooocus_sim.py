@@ -119,7 +119,7 @@ class Out:
 
 # --- WebSocket: the least of RFC 6455 the Gradio queue below and tab.py need: the handshake's
 # accept key, and text, close and ping frames over a blocking socket. Here, not in a module of its
-# own: the app's demo runs this file alone (crates/core/src/demo.rs).
+# own: the app's demo runs this file alone (crates/app/src/demo.rs).
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 # A queue message is a few hundred bytes; a frame claiming more is not one of ours.
 WS_MAX_FRAME = 1 << 20

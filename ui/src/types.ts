@@ -1,5 +1,5 @@
 // The IPC contract's types: the one source (docs/ipc.md lists the commands and events).
-// crates/core/tests/ipc_contract.rs checks the JSON the Rust side sends against this file and
+// crates/app/tests/ipc_contract.rs checks the JSON the Rust side sends against this file and
 // fails on drift; the mock backend (src/mock) is typed by it.
 export type FooocusState =
   | "not_configured" | "stopped" | "starting" | "ready" | "generating" | "stopping" | "restarting" | "gave_up"

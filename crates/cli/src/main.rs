@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use guard_core::app::{App, AppOptions};
+use guard_app::{App, AppOptions};
 use guard_core::config::{Config, ConfigFile, RestartMode};
 use guard_core::events::JsonLines;
 use guard_core::supervisor::{FooocusState, Target, Update};

@@ -9,18 +9,12 @@
 //! * [`events`]: structured events (JSON lines, tracing).
 //! * [`supervisor`]: the process, its container, its console, the timers and the escalation.
 
-pub mod app;
-pub mod autostart;
 pub mod browser;
 pub mod commit;
 pub mod config;
 pub mod console;
-pub mod demo;
 pub mod events;
 pub mod generation;
-pub mod instance;
-pub mod logging;
-pub mod metrics;
 pub mod notice;
 pub mod paths;
 pub mod policy;

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::config::Config;
-use crate::supervisor::{FooocusState, Guard};
+use guard_core::config::Config;
+use guard_core::supervisor::{FooocusState, Guard};
 use guard_fooocus::install::{self, Install};
 
 const SIMULATOR: &str = include_str!("../../../tests/sim/fooocus_sim.py");

@@ -36,7 +36,7 @@ mod imp {
             "[Desktop Entry]\nType=Application\nName=Fooocus Guard\nComment=Starts, contains and watches Fooocus\nExec=\"{}\" --hidden\nTerminal=false\nX-GNOME-Autostart-enabled=true\n",
             exe.display()
         );
-        crate::config::write_atomic(&path, &text)
+        guard_core::config::write_atomic(&path, &text)
             .map_err(|e| format!("cannot write {}: {e}", path.display()))
     }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use crate::events::{EventKind, GuardEvent};
+use guard_core::events::{EventKind, GuardEvent};
 
 #[derive(Default, Debug)]
 pub struct Metrics {
@@ -71,7 +71,7 @@ impl Metrics {
 /// The `/metrics` page, which saved settings may turn on, turn off or move to another port
 /// while the guard runs.
 pub struct Exporter {
-    guard: crate::Guard,
+    guard: guard_core::Guard,
     /// Fed from the guard's updates from the first start on (a thread for the life of the
     /// process), so the counters survive a new port, as Prometheus expects of counters.
     figures: Option<Arc<Mutex<Metrics>>>,
@@ -80,7 +80,7 @@ pub struct Exporter {
 
 impl Exporter {
     /// Off until [`Exporter::serve_on`].
-    pub fn new(guard: &crate::Guard) -> Exporter {
+    pub fn new(guard: &guard_core::Guard) -> Exporter {
         Exporter {
             guard: guard.clone(),
             figures: None,
@@ -120,7 +120,7 @@ impl Exporter {
 }
 
 /// Keep `metrics` up to date: counters from the guard's events, gauges from its samples.
-fn feed(guard: &crate::Guard, metrics: Arc<Mutex<Metrics>>) -> Result<(), String> {
+fn feed(guard: &guard_core::Guard, metrics: Arc<Mutex<Metrics>>) -> Result<(), String> {
     let rx = guard.subscribe();
     std::thread::Builder::new()
         .name("fooocus-guard-metrics-feed".into())
@@ -128,8 +128,8 @@ fn feed(guard: &crate::Guard, metrics: Arc<Mutex<Metrics>>) -> Result<(), String
             for u in rx {
                 let mut m = metrics.lock().unwrap();
                 match u {
-                    crate::Update::Event(e) => m.on_event(&e),
-                    crate::Update::Status(st) => {
+                    guard_core::Update::Event(e) => m.on_event(&e),
+                    guard_core::Update::Status(st) => {
                         // For alerting on a headless server: a breach will cost a model reload
                         // while this is 0 (the status and `doctor` say why).
                         m.set_gauge(
@@ -138,7 +138,7 @@ fn feed(guard: &crate::Guard, metrics: Arc<Mutex<Metrics>>) -> Result<(), String
                             f64::from(u8::from(st.graceful_stop.available)),
                         );
                     }
-                    crate::Update::Sample(s) => {
+                    guard_core::Update::Sample(s) => {
                         m.set_gauge(
                             "fooocus_guard_system_cpu_percent",
                             "CPU use of the whole machine, percent.",
@@ -209,7 +209,7 @@ pub fn serve(port: u16, metrics: Arc<Mutex<Metrics>>) -> Result<guard_gateway::P
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::LimitKind;
+    use guard_core::events::LimitKind;
 
     #[test]
     fn counts_and_serves_on_loopback() {

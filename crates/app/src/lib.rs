@@ -1,19 +1,27 @@
-//! The application service both shells stand on: the tray app's commands and the CLI are thin
-//! layers over this. It owns the settings file, the supervisor, the sampler and the history.
+//! guard-app: the application service both shells stand on (the tray app's commands and the
+//! CLI are thin layers over [`App`]), and the app's plumbing: the settings file in use, the
+//! rotating logs, start with the session, one guard per install, the `/metrics` page and the
+//! demo mode's simulator. The supervisor it runs is guard-core's.
+
+pub mod autostart;
+pub mod demo;
+pub mod instance;
+pub mod logging;
+pub mod metrics;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::diff::{ConfigDiff, Effect, Setting};
-use crate::config::{Config, ConfigFile, FieldError};
-use crate::sampling::Sampling;
-use crate::store::{HistoryReader, HistoryWriter};
-use crate::supervisor::{Guard, GuardOptions, Status, Target};
+use guard_core::config::diff::{ConfigDiff, Effect, Setting};
+use guard_core::config::{Config, ConfigFile, FieldError};
+use guard_core::sampling::Sampling;
+use guard_core::store::{HistoryReader, HistoryWriter};
+use guard_core::supervisor::{Guard, GuardOptions, Status, Target};
 use guard_fooocus::install::{self, Install};
 
-pub use crate::store::{BreachRecord, GenerationRecord, HistoryPoint, LimitStats};
+pub use guard_core::store::{BreachRecord, GenerationRecord, HistoryPoint, LimitStats};
 
 #[derive(Clone, Debug, Default)]
 pub struct AppOptions {
@@ -75,7 +83,7 @@ pub struct App {
 
 impl App {
     pub fn start(opts: AppOptions) -> Result<App, String> {
-        let data_dir = opts.data_dir.clone().or_else(crate::paths::data_dir);
+        let data_dir = opts.data_dir.clone().or_else(guard_core::paths::data_dir);
         let log = data_dir
             .as_ref()
             .and_then(|d| crate::logging::init(&d.join("logs")).ok());
@@ -151,7 +159,7 @@ impl App {
         if let Some(w) = warning {
             guard.warn(&w);
         }
-        let sampling = crate::sampling::spawn(&guard, &config);
+        let sampling = guard_core::sampling::spawn(&guard, &config);
         let mut metrics = crate::metrics::Exporter::new(&guard);
         if config.metrics.enabled {
             if let Err(e) = metrics.serve_on(Some(config.metrics.port)) {
@@ -183,7 +191,7 @@ impl App {
         self.metrics.lock().unwrap().addr()
     }
 
-    fn store(&self) -> Option<Arc<crate::store::Store>> {
+    fn store(&self) -> Option<Arc<guard_core::store::Store>> {
         self.history.as_ref().and_then(|h| h.get())
     }
 
@@ -191,7 +199,7 @@ impl App {
         self.guard.status()
     }
 
-    pub fn subscribe(&self) -> crossbeam_channel::Receiver<crate::Update> {
+    pub fn subscribe(&self) -> crossbeam_channel::Receiver<guard_core::Update> {
         self.guard.subscribe()
     }
 
@@ -285,8 +293,8 @@ impl App {
         // Nothing is running yet: the new install simply starts next time.
         if matches!(
             self.status().state,
-            crate::supervisor::FooocusState::Stopped
-                | crate::supervisor::FooocusState::NotConfigured
+            guard_core::supervisor::FooocusState::Stopped
+                | guard_core::supervisor::FooocusState::NotConfigured
         ) {
             needs_restart.clear();
         }
@@ -301,7 +309,7 @@ impl App {
 
     /// Start Fooocus, or say why not.
     pub fn start_fooocus(&self) -> Result<(), String> {
-        if self.status().state == crate::supervisor::FooocusState::NotConfigured {
+        if self.status().state == guard_core::supervisor::FooocusState::NotConfigured {
             return Err("no Fooocus install is configured: pick one in the settings".into());
         }
         self.guard.start_fooocus();
@@ -312,7 +320,7 @@ impl App {
         let url = self.status().url.ok_or("Fooocus is not listening yet")?;
         // With a gateway token, the link carries it once; the gateway then sets its cookie.
         let token = self.settings().gateway.token;
-        crate::browser::open(&guard_gateway::url_with_token(&url, token.as_deref()))
+        guard_core::browser::open(&guard_gateway::url_with_token(&url, token.as_deref()))
     }
 
     pub fn detect_installs(&self) -> Vec<Install> {
@@ -456,7 +464,8 @@ mod tests {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         let mut samples = 0;
         while samples < 3 && std::time::Instant::now() < deadline {
-            if let Ok(crate::Update::Sample(_)) = updates.recv_timeout(Duration::from_secs(1)) {
+            if let Ok(guard_core::Update::Sample(_)) = updates.recv_timeout(Duration::from_secs(1))
+            {
                 samples += 1;
             }
         }
