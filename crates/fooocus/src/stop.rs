@@ -8,8 +8,7 @@
 //! * Fooocus 2.2 and later only obey the session that started the task: only the gateway,
 //!   which sees that session, can stop them (see guard-gateway).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::time::Duration;
 
@@ -290,7 +289,12 @@ pub fn gradio_stop_request(fn_index: usize, session_hash: &str) -> String {
         .to_string()
 }
 
-/// A small HTTP/1.1 client for loopback calls to Fooocus (no TLS, Connection: close).
+/// The most of an answer the guard reads from Fooocus: Gradio's `/config` of the largest UI
+/// (2.5 with every tab) is about 1 MB; anything past this is not Fooocus answering.
+const MAX_ANSWER_BYTES: u64 = 16 << 20;
+
+/// One HTTP/1.1 request to Fooocus on this computer (no TLS): ureq's client, with a short
+/// deadline, no proxy from the environment, no redirects and a ceiling on the answer.
 pub fn http(
     base: &str,
     method: &str,
@@ -332,87 +336,59 @@ pub fn http_full(
     } else {
         addr
     };
-    let timeout = Duration::from_secs(3);
-    let mut s =
-        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
-    s.set_read_timeout(Some(timeout)).ok();
-    s.set_write_timeout(Some(timeout)).ok();
-    let body = body.unwrap_or_default();
-    let has_type = headers
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(3)))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .proxy(None)
+        .max_idle_connections(0)
+        .build()
+        .into();
+    let mut req = ureq::http::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"))
+        .header("User-Agent", "fooocus-guard")
+        .header("Accept", "application/json");
+    if !headers
         .iter()
-        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nUser-Agent: fooocus-guard\r\nAccept: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    if !has_type {
-        head.push_str("Content-Type: application/json\r\n");
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    {
+        req = req.header("Content-Type", "application/json");
     }
     for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
+        req = req.header(*k, *v);
     }
-    head.push_str("\r\n");
-    let mut request = head.into_bytes();
-    request.extend_from_slice(body);
-    s.write_all(&request)
-        .map_err(|e| format!("send to {addr}: {e}"))?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)
-        .map_err(|e| format!("read from {addr}: {e}"))?;
-    parse_response(&raw)
-}
-
-fn parse_response(raw: &[u8]) -> Result<(u16, Headers, Vec<u8>), String> {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("incomplete HTTP response")?;
-    let head = String::from_utf8_lossy(&raw[..split]);
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or("bad HTTP status line")?;
-    let headers: Headers = head
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            Some((k.trim().to_string(), v.trim().to_string()))
+    let req = req
+        .body(body.unwrap_or_default().to_vec())
+        .map_err(|e| format!("{method} {path}: {e}"))?;
+    let mut resp = agent
+        .run(req)
+        .map_err(|e| format!("{method} {path} to {addr}: {e}"))?;
+    let status = resp.status().as_u16();
+    let headers: Headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
         })
         .collect();
-    let body = &raw[split + 4..];
-    let chunked = head.lines().any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    if !chunked {
-        return Ok((status, headers, body.to_vec()));
-    }
-    let mut out = Vec::new();
-    let mut rest = body;
-    loop {
-        let eol = rest
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or("bad chunk")?;
-        let size_txt = String::from_utf8_lossy(&rest[..eol]);
-        let size = usize::from_str_radix(size_txt.split(';').next().unwrap_or("").trim(), 16)
-            .map_err(|_| "bad chunk size")?;
-        rest = &rest[eol + 2..];
-        if size == 0 || rest.len() < size {
-            break;
-        }
-        out.extend_from_slice(&rest[..size]);
-        rest = rest.get(size + 2..).unwrap_or_default();
-    }
-    Ok((status, headers, out))
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(MAX_ANSWER_BYTES)
+        .read_to_vec()
+        .map_err(|e| format!("{method} {path} from {addr}: {e}"))?;
+    Ok((status, headers, body))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::io::{Read, Write};
 
     #[test]
     fn finds_the_stop_function_in_both_target_shapes() {
@@ -543,14 +519,55 @@ mod tests {
     }
 
     #[test]
-    fn chunked_responses() {
-        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nWiki\r\n5\r\npedia\r\n0\r\n\r\n";
-        let (status, _, body) = parse_response(raw).unwrap();
-        assert_eq!((status, body), (200, b"Wikipedia".to_vec()));
-        let raw = b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno";
-        let (status, headers, body) = parse_response(raw).unwrap();
-        assert_eq!((status, body), (404, b"no".to_vec()));
-        assert_eq!(headers, [("Content-Length".to_string(), "2".to_string())]);
+    fn chunked_answers_are_read_and_endless_ones_refused() {
+        let (base, h) = server(2, |req| {
+            if req.starts_with("GET /big") {
+                // A chunked answer that claims far more than any Fooocus page.
+                let chunk = format!("{:x}\r\n{}\r\n", 1 << 20, "x".repeat(1 << 20));
+                format!(
+                    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{}",
+                    chunk.repeat(17)
+                )
+            } else {
+                "HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nWiki\r\n5\r\npedia\r\n0\r\n\r\n".into()
+            }
+        });
+        let url = format!("http://{base}");
+        let (status, headers, body) = http_full(&url, "GET", "/small", None, &[]).unwrap();
+        assert_eq!((status, body), (404, b"Wikipedia".to_vec()));
+        assert!(headers
+            .iter()
+            .any(|(k, v)| k == "transfer-encoding" && v == "chunked"));
+        let e = http(&url, "GET", "/big", None, &[]).unwrap_err();
+        assert!(e.contains("/big") && e.contains("limit"), "{e}");
+        drop(h);
+    }
+
+    /// One request as text: its head and the body its Content-Length announces (the client
+    /// may write them apart).
+    fn read_request(s: &mut std::net::TcpStream) -> String {
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let k = s.read(&mut buf).unwrap();
+            raw.extend_from_slice(&buf[..k]);
+            let text = String::from_utf8_lossy(&raw).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                if body.len() >= len || k == 0 {
+                    return text;
+                }
+            } else if k == 0 {
+                return text;
+            }
+        }
     }
 
     /// A loopback server that answers each request with `answer(request text)`; returns its
@@ -565,10 +582,9 @@ mod tests {
             let mut seen = Vec::new();
             for _ in 0..n {
                 let (mut s, _) = l.accept().unwrap();
-                let mut buf = vec![0u8; 8192];
-                let k = s.read(&mut buf).unwrap();
-                let req = String::from_utf8_lossy(&buf[..k]).into_owned();
-                s.write_all(answer(&req).as_bytes()).unwrap();
+                let req = read_request(&mut s);
+                // The client may give up on an endless answer before it is all written.
+                let _ = s.write_all(answer(&req).as_bytes());
                 seen.push(req);
             }
             seen
@@ -604,14 +620,20 @@ mod tests {
         assert_eq!(request_stop(&route, &|| true), Ok(Sent::Sent));
         let seen = h.join().unwrap();
         assert!(seen[0].starts_with("POST /v1/generation/stop"));
-        assert!(seen[0].contains("X-API-KEY: sekret"), "{}", seen[0]);
+        assert!(
+            seen[0].to_ascii_lowercase().contains("x-api-key: sekret"),
+            "{}",
+            seen[0]
+        );
     }
 
     #[test]
     fn gradio_login_then_stop_with_the_cookie() {
         let config = r#"{"components": [{"id": 7, "type": "button", "props": {"value": "Stop"}}], "dependencies": [{"targets": [7], "trigger": "click"}]}"#;
         let (base, h) = server(4, move |req| {
-            let authed = req.contains("Cookie: access-token=t0k");
+            let authed = req
+                .to_ascii_lowercase()
+                .contains("cookie: access-token=t0k");
             if req.starts_with("POST /login") {
                 "HTTP/1.1 200 OK\r\nSet-Cookie: access-token=t0k; Path=/; HttpOnly\r\nContent-Length: 0\r\n\r\n".into()
             } else if !authed {
