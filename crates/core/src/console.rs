@@ -1,5 +1,5 @@
 //! Fooocus's console as the guard keeps it: a bounded buffer of lines for the UI and the
-//! parser that turns the same bytes into [`Signal`]s.
+//! parser that turns the same bytes into [`Signal`]s (the parser's events, and model downloads).
 
 use std::collections::VecDeque;
 
@@ -143,9 +143,7 @@ impl StreamReader {
             signal(Signal::Download(d));
         }
         for e in self.events.drain(..) {
-            if let Some(s) = signal_of(e.kind) {
-                signal(s);
-            }
+            signal(Signal::Event(e.kind));
         }
     }
 
@@ -153,9 +151,7 @@ impl StreamReader {
     pub fn settle(&mut self, mut signal: impl FnMut(Signal)) {
         self.parser.settle(&mut self.events);
         for e in self.events.drain(..) {
-            if let Some(s) = signal_of(e.kind) {
-                signal(s);
-            }
+            signal(Signal::Event(e.kind));
         }
     }
 
@@ -168,37 +164,9 @@ impl StreamReader {
         });
         parser.finish(events);
         for e in self.events.drain(..) {
-            if let Some(s) = signal_of(e.kind) {
-                signal(s);
-            }
+            signal(Signal::Event(e.kind));
         }
     }
-}
-
-/// The parser's events in the supervisor's words.
-pub fn signal_of(kind: EventKind) -> Option<Signal> {
-    Some(match kind {
-        EventKind::Listening { url } => Signal::Listening { url },
-        EventKind::Ready { url } => Signal::Ready { url },
-        EventKind::Version { version } => Signal::Version { version },
-        EventKind::TaskStart => Signal::TaskStart,
-        EventKind::ImageStart { index, total } => Signal::ImageStart { index, total },
-        EventKind::Progress { step, total } => Signal::Progress { step, total },
-        EventKind::ImageDone { .. } => Signal::ImageDone,
-        EventKind::TaskEnd { .. } => Signal::TaskEnd,
-        EventKind::Stopped => Signal::Stopped,
-        EventKind::Skipped => Signal::Skipped,
-        EventKind::Error {
-            exception, message, ..
-        } => Signal::Error { exception, message },
-        EventKind::Oom { message } => Signal::Oom { message },
-        EventKind::WorkerDied => Signal::WorkerDied,
-        EventKind::Activity { what } => Signal::Activity { what },
-        EventKind::PortTaken { port } => Signal::PortTaken { port },
-        EventKind::WorkerStarted { .. } => Signal::WorkerStarted,
-        EventKind::Phase { phase } => Signal::Phase(phase),
-        EventKind::KnownFailure { failure } => Signal::KnownFailure(failure),
-    })
 }
 
 #[cfg(test)]

@@ -3,62 +3,25 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use fooocus_console::EventKind;
+use guard_gateway::QueueEvent;
 use serde::{Deserialize, Serialize};
 
 use crate::events::{LimitKind, StopHow, StopStep};
 
-/// What the guard learned from Fooocus's console (or the gateway), in its own words.
-/// `fooocus_console` events map onto these one to one (see `supervisor::signal_of`).
+/// What the tracker reads from Fooocus's console: the parser's events as they are, and a model
+/// download's progress, which the console crate reads from the line its parser marked as a
+/// download (`Activity { what: "download" }`).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Signal {
-    Listening {
-        url: String,
-    },
-    Ready {
-        url: String,
-    },
-    Version {
-        version: String,
-    },
-    TaskStart,
-    ImageStart {
-        index: u32,
-        total: u32,
-    },
-    Progress {
-        step: u32,
-        total: u32,
-    },
-    ImageDone,
-    TaskEnd,
-    Stopped,
-    Skipped,
-    Error {
-        exception: String,
-        message: String,
-    },
-    Oom {
-        message: String,
-    },
-    WorkerDied,
-    /// Work that is not a step (model load, download, a `[Fooocus] ...` phase, 2.5 enhance):
-    /// keeps the stall limit quiet.
-    Activity {
-        what: String,
-    },
-    /// A model download's progress, from its `Downloading: "URL" to PATH` line or its bar
-    /// (the first start downloads GBs of models before Fooocus is ready).
+    Event(EventKind),
     Download(ModelDownload),
-    /// Gradio could not bind the port it was given.
-    PortTaken {
-        port: u16,
-    },
-    /// `Started worker with PID n`: Stop acts per browser session in this build.
-    WorkerStarted,
-    /// Fooocus entered a phase of its work.
-    Phase(fooocus_console::Phase),
-    /// A failure with a known fix.
-    KnownFailure(fooocus_console::KnownFailure),
+}
+
+impl From<EventKind> for Signal {
+    fn from(e: EventKind) -> Signal {
+        Signal::Event(e)
+    }
 }
 
 pub use fooocus_console::ModelDownload;
@@ -267,21 +230,6 @@ struct Flags {
     /// The last task start the console printed after its tab went away: the next task's
     /// start only once the queue shows that task running (see `Tracker::another_call`).
     deferred_start: Option<(Instant, SystemTime)>,
-}
-
-/// What the gateway saw in Gradio's queue, for the tracker (see `Tracker::on_queue`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum QueueSignal {
-    /// A queued call sent an update while running. Fooocus's generate call does at every step
-    /// it reports; short calls (seed refresh, UI toggles) never do.
-    Generating { session_hash: String, fn_index: u64 },
-    /// A queued call started running (Gradio's `process_starts`).
-    Started { session_hash: String, fn_index: u64 },
-    /// A queued call completed (finished, failed or stopped).
-    Completed { session_hash: String, fn_index: u64 },
-    /// The tab of a queued call went away before it completed (the gateway saw its queue
-    /// socket close): Gradio drops the call, and its completion never comes.
-    Abandoned { session_hash: String, fn_index: u64 },
 }
 
 impl Generation {
@@ -659,13 +607,19 @@ impl Tracker {
         }
     }
 
-    pub fn on_signal(&mut self, s: Signal, now: Instant, wall: SystemTime, out: &mut Vec<Change>) {
+    pub fn on_signal(
+        &mut self,
+        s: impl Into<Signal>,
+        now: Instant,
+        wall: SystemTime,
+        out: &mut Vec<Change>,
+    ) {
         self.seen_at = Some(now);
-        match s {
+        match s.into() {
             // Start-up lines count only while Fooocus starts, the first of each kind: a prompt
             // can be printed only once it is ready, and may hold such a line (stdout and stderr
             // are parsed apart, so only here are both streams' phases one).
-            Signal::Listening { url } => {
+            Signal::Event(EventKind::Listening { url }) => {
                 if matches!(self.phase, Phase::Starting) && self.listening.is_none() {
                     if !self.on_expected_port(&url) {
                         out.push(Change::WrongPort(url));
@@ -675,7 +629,7 @@ impl Tracker {
                     out.push(Change::Listening(url));
                 }
             }
-            Signal::Ready { url } => {
+            Signal::Event(EventKind::Ready { url }) => {
                 if matches!(self.phase, Phase::Starting) {
                     if !self.on_expected_port(&url) {
                         out.push(Change::WrongPort(url));
@@ -688,13 +642,13 @@ impl Tracker {
                     out.push(Change::Ready(url));
                 }
             }
-            Signal::Version { version } => {
+            Signal::Event(EventKind::Version { version }) => {
                 if matches!(self.phase, Phase::Starting) && self.version.is_none() {
                     self.version = Some(version.clone());
                     out.push(Change::Version(version));
                 }
             }
-            Signal::WorkerDied => {
+            Signal::Event(EventKind::WorkerDied) => {
                 let possible = match self.phase {
                     Phase::Starting => true,
                     Phase::Ready { .. } => self.task_errors_kill_worker,
@@ -710,7 +664,7 @@ impl Tracker {
                 };
                 out.push(Change::Unhealthy(reason));
             }
-            Signal::TaskStart => {
+            Signal::Event(EventKind::TaskStart) => {
                 if let Some(g) = self.current.as_mut().filter(|g| {
                     g.flags.unseen_start
                         && g.images_done == 0
@@ -741,7 +695,7 @@ impl Tracker {
                 }
                 self.open(now, wall, out);
             }
-            Signal::ImageStart { index, total } => {
+            Signal::Event(EventKind::ImageStart { index, total }) => {
                 self.ensure_open(now, wall, out);
                 let g = self.current.as_mut().expect("open");
                 g.image_index = Some(index);
@@ -752,7 +706,7 @@ impl Tracker {
                 g.progressed(now);
                 out.push(Change::Progress);
             }
-            Signal::Progress { step, total } => {
+            Signal::Event(EventKind::Progress { step, total }) => {
                 if self.current.is_none() && self.in_console_tail(now) {
                     return; // the last bars of the task that just ended
                 }
@@ -778,7 +732,7 @@ impl Tracker {
                 }
                 out.push(Change::Progress);
             }
-            Signal::ImageDone => {
+            Signal::Event(EventKind::ImageDone { .. }) => {
                 if let Some(g) = self.current.as_mut() {
                     g.images_done += 1;
                     if let Some(t) = g.images_total {
@@ -788,7 +742,7 @@ impl Tracker {
                     out.push(Change::Progress);
                 }
             }
-            Signal::TaskEnd => {
+            Signal::Event(EventKind::TaskEnd { .. }) => {
                 if let Some(g) = self.current.as_mut().filter(|g| g.queue.is_some()) {
                     // Behind the gateway the queue says when the generation ends, and the
                     // console cannot: a prompt printed verbatim (2.5's Enhance detection
@@ -814,19 +768,21 @@ impl Tracker {
                 }
                 self.close(ClosedBy::TaskEnd, None, wall, out)
             }
-            Signal::Stopped => {
+            Signal::Event(EventKind::Stopped) => {
                 if let Some(g) = self.current.as_mut() {
                     g.flags.stopped = true;
                     g.last_activity = Some(now);
                 }
             }
-            Signal::Skipped => {
+            Signal::Event(EventKind::Skipped) => {
                 if let Some(g) = self.current.as_mut() {
                     g.flags.skipped = true;
                     g.last_activity = Some(now);
                 }
             }
-            Signal::Error { exception, message } => {
+            Signal::Event(EventKind::Error {
+                exception, message, ..
+            }) => {
                 if let Some(g) = self.current.as_mut() {
                     g.flags.failed = true;
                     g.error = Some(exception.clone());
@@ -834,14 +790,14 @@ impl Tracker {
                 }
                 out.push(Change::Error { exception, message });
             }
-            Signal::Oom { message } => {
+            Signal::Event(EventKind::Oom { message }) => {
                 if let Some(g) = self.current.as_mut() {
                     g.flags.oom = true;
                     g.last_activity = Some(now);
                 }
                 out.push(Change::Oom(message));
             }
-            Signal::Activity { what } => {
+            Signal::Event(EventKind::Activity { what }) => {
                 // Only refreshes a generation: model loads at start-up open none.
                 if let Some(g) = self.current.as_mut() {
                     g.progressed(now);
@@ -864,17 +820,17 @@ impl Tracker {
                     out.push(Change::Progress);
                 }
             }
-            Signal::PortTaken { port } => {
+            Signal::Event(EventKind::PortTaken { port }) => {
                 if matches!(self.phase, Phase::Starting) {
                     self.port_taken = Some(port);
                 }
             }
-            Signal::WorkerStarted => {
+            Signal::Event(EventKind::WorkerStarted { .. }) => {
                 if matches!(self.phase, Phase::Starting) {
                     self.per_session_stop = true;
                 }
             }
-            Signal::Phase(p) => match self.current.as_mut() {
+            Signal::Event(EventKind::Phase { phase: p }) => match self.current.as_mut() {
                 Some(g) => {
                     if g.enter(p, now) {
                         g.progressed(now);
@@ -891,7 +847,9 @@ impl Tracker {
                     }
                 }
             },
-            Signal::KnownFailure(f) => out.push(Change::KnownFailure(f)),
+            Signal::Event(EventKind::KnownFailure { failure: f }) => {
+                out.push(Change::KnownFailure(f))
+            }
         }
     }
 
@@ -905,14 +863,14 @@ impl Tracker {
     ///   another tab queued and the console already started is never closed by mistake.
     pub fn on_queue(
         &mut self,
-        q: QueueSignal,
+        q: QueueEvent,
         now: Instant,
         wall: SystemTime,
         out: &mut Vec<Change>,
     ) {
         self.seen_at = Some(now);
         match q {
-            QueueSignal::Generating {
+            QueueEvent::Generating {
                 session_hash,
                 fn_index,
             } => {
@@ -941,7 +899,7 @@ impl Tracker {
                 }
                 g.progressed(now);
             }
-            QueueSignal::Completed {
+            QueueEvent::Completed {
                 session_hash,
                 fn_index,
             } => {
@@ -957,7 +915,7 @@ impl Tracker {
                     self.close_by_queue(wall, out);
                 }
             }
-            QueueSignal::Started {
+            QueueEvent::Started {
                 session_hash,
                 fn_index,
             } => {
@@ -970,7 +928,7 @@ impl Tracker {
                     self.another_call(&key, false, now, wall, out);
                 }
             }
-            QueueSignal::Abandoned {
+            QueueEvent::Abandoned {
                 session_hash,
                 fn_index,
             } => {
@@ -986,6 +944,9 @@ impl Tracker {
                     g.flags.queue_gone = true;
                 }
             }
+            // A tab joining the queue says nothing of a generation; a wake request is the
+            // supervisor's (it never reaches the tracker).
+            QueueEvent::Joined { .. } | QueueEvent::WakeRequested => {}
         }
     }
 
@@ -1098,7 +1059,7 @@ impl Tracker {
 mod tests {
     use super::*;
 
-    fn feed(t: &mut Tracker, s: Signal, now: Instant) -> Vec<Change> {
+    fn feed(t: &mut Tracker, s: impl Into<Signal>, now: Instant) -> Vec<Change> {
         let mut out = Vec::new();
         t.on_signal(s, now, SystemTime::now(), &mut out);
         out
@@ -1116,19 +1077,19 @@ mod tests {
             .expect("a finished generation")
     }
 
-    fn queue(t: &mut Tracker, q: QueueSignal, now: Instant) -> Vec<Change> {
+    fn queue(t: &mut Tracker, q: QueueEvent, now: Instant) -> Vec<Change> {
         let mut out = Vec::new();
         t.on_queue(q, now, SystemTime::now(), &mut out);
         out
     }
-    fn generating(tab: &str) -> QueueSignal {
-        QueueSignal::Generating {
+    fn generating(tab: &str) -> QueueEvent {
+        QueueEvent::Generating {
             session_hash: tab.into(),
             fn_index: 67,
         }
     }
-    fn completed(tab: &str) -> QueueSignal {
-        QueueSignal::Completed {
+    fn completed(tab: &str) -> QueueEvent {
+        QueueEvent::Completed {
             session_hash: tab.into(),
             fn_index: 67,
         }
@@ -1160,7 +1121,7 @@ mod tests {
         let mut t = Tracker::new(1);
         let t0 = Instant::now() + Duration::from_secs(60);
         assert_eq!(
-            feed(&mut t, Signal::TaskStart, t0),
+            feed(&mut t, EventKind::TaskStart, t0),
             vec![Change::Started(1)]
         );
         assert!(
@@ -1168,7 +1129,7 @@ mod tests {
             "tied, not a second one"
         );
         // Fooocus prints `Total time` right before the call completes: the queue ends it.
-        assert!(feed(&mut t, Signal::TaskEnd, t0).is_empty());
+        assert!(feed(&mut t, EventKind::TaskEnd { seconds: None }, t0).is_empty());
         let out = queue(&mut t, completed("tab1"), t0);
         assert_eq!(finished(&out).closed_by, Some(ClosedBy::TaskEnd));
         assert!(t.current().is_none());
@@ -1186,20 +1147,20 @@ mod tests {
         let mut t = Tracker::new(1);
         let t0 = Instant::now() + Duration::from_secs(60);
         queue(&mut t, generating("tab1"), t0);
-        feed(&mut t, Signal::TaskStart, t0);
-        feed(&mut t, Signal::ImageStart { index: 1, total: 1 }, t0);
+        feed(&mut t, EventKind::TaskStart, t0);
+        feed(&mut t, EventKind::ImageStart { index: 1, total: 1 }, t0);
         feed(
             &mut t,
-            Signal::Progress {
+            EventKind::Progress {
                 step: 30,
                 total: 30,
             },
             t0,
         );
-        feed(&mut t, Signal::ImageDone, t0);
+        feed(&mut t, EventKind::ImageDone { seconds: 1.0 }, t0);
         feed(
             &mut t,
-            Signal::Activity {
+            EventKind::Activity {
                 what: "enhance".into(),
             },
             t0,
@@ -1207,11 +1168,11 @@ mod tests {
         // The detection prompt's lines, then the enhance phase's bars and updates.
         let t1 = t0 + Duration::from_secs(20);
         for s in [
-            Signal::TaskEnd,
-            Signal::TaskStart,
-            Signal::ImageStart { index: 1, total: 1 },
-            Signal::TaskEnd,
-            Signal::Progress { step: 1, total: 30 },
+            EventKind::TaskEnd { seconds: None },
+            EventKind::TaskStart,
+            EventKind::ImageStart { index: 1, total: 1 },
+            EventKind::TaskEnd { seconds: None },
+            EventKind::Progress { step: 1, total: 30 },
         ] {
             assert!(
                 !feed(&mut t, s.clone(), t1)
@@ -1234,7 +1195,7 @@ mod tests {
         t.on_tick(t1 + QUIET_UNKNOWN_TOTAL, SystemTime::now(), &mut out);
         assert!(out.is_empty(), "{out:?}");
         // The real end: `Total time`, then the call completes.
-        feed(&mut t, Signal::TaskEnd, t1);
+        feed(&mut t, EventKind::TaskEnd { seconds: None }, t1);
         let out = queue(&mut t, completed("tab1"), t1);
         let g = finished(&out);
         assert_eq!(
@@ -1258,11 +1219,11 @@ mod tests {
         let t0 = Instant::now() + Duration::from_secs(60);
         let gone = |t: &mut Tracker| {
             queue(t, generating("tab1"), t0);
-            feed(t, Signal::TaskStart, t0);
-            feed(t, Signal::ImageStart { index: 1, total: 1 }, t0);
-            feed(t, Signal::ImageDone, t0);
+            feed(t, EventKind::TaskStart, t0);
+            feed(t, EventKind::ImageStart { index: 1, total: 1 }, t0);
+            feed(t, EventKind::ImageDone { seconds: 1.0 }, t0);
             assert_eq!(t.quiet_deadline(), None);
-            let abandoned = QueueSignal::Abandoned {
+            let abandoned = QueueEvent::Abandoned {
                 session_hash: "tab1".into(),
                 fn_index: 67,
             };
@@ -1281,11 +1242,11 @@ mod tests {
         let mut t = Tracker::new(1);
         gone(&mut t);
         let t1 = t0 + Duration::from_secs(2);
-        assert!(feed(&mut t, Signal::TaskEnd, t1).is_empty());
-        assert!(feed(&mut t, Signal::TaskStart, t1).is_empty());
+        assert!(feed(&mut t, EventKind::TaskEnd { seconds: None }, t1).is_empty());
+        assert!(feed(&mut t, EventKind::TaskStart, t1).is_empty());
         assert!(queue(&mut t, generating("tab2"), t1).is_empty(), "waiting");
         let t2 = t1 + Duration::from_secs(20);
-        assert!(feed(&mut t, Signal::TaskStart, t2).is_empty());
+        assert!(feed(&mut t, EventKind::TaskStart, t2).is_empty());
         let out = queue(&mut t, generating("tab2"), t2 + Duration::from_millis(20));
         assert_eq!(
             (finished(&out).id, finished(&out).closed_by),
@@ -1301,7 +1262,7 @@ mod tests {
         queue(&mut t, generating("tab2"), t1);
         let out = queue(&mut t, generating("tab2"), t2);
         assert_eq!(out.last(), Some(&Change::Started(2)));
-        assert!(feed(&mut t, Signal::TaskStart, t2).is_empty());
+        assert!(feed(&mut t, EventKind::TaskStart, t2).is_empty());
         assert_eq!(
             (t.current().unwrap().id, t.current().unwrap().started_at()),
             (2, t2)
@@ -1310,7 +1271,7 @@ mod tests {
         // A prompt's start line long before: the next generation starts at the update.
         let mut t = Tracker::new(1);
         gone(&mut t);
-        feed(&mut t, Signal::TaskStart, t1);
+        feed(&mut t, EventKind::TaskStart, t1);
         queue(&mut t, generating("tab2"), t2);
         let t3 = t2 + Duration::from_secs(3);
         queue(&mut t, generating("tab2"), t3);
@@ -1321,8 +1282,8 @@ mod tests {
     fn an_untied_update_right_after_the_console_end_opens_nothing() {
         let mut t = Tracker::new(1);
         let t0 = Instant::now();
-        feed(&mut t, Signal::TaskStart, t0);
-        feed(&mut t, Signal::TaskEnd, t0);
+        feed(&mut t, EventKind::TaskStart, t0);
+        feed(&mut t, EventKind::TaskEnd { seconds: None }, t0);
         assert!(queue(&mut t, generating("tab1"), Instant::now()).is_empty());
         assert!(t.current().is_none());
     }
@@ -1347,36 +1308,55 @@ mod tests {
         let at = |s: f64| t0 + Duration::from_secs_f64(s);
         // The start-up load belongs to no generation.
         assert_eq!(
-            feed(&mut t, Signal::Phase(P::ModelLoad), at(0.0)),
+            feed(
+                &mut t,
+                EventKind::Phase {
+                    phase: P::ModelLoad
+                },
+                at(0.0)
+            ),
             vec![Change::Phase(P::ModelLoad, None)]
         );
         assert_eq!(t.idle_phase, Some(P::ModelLoad));
-        feed(&mut t, Signal::Ready { url: "u".into() }, at(20.0));
+        feed(&mut t, EventKind::Ready { url: "u".into() }, at(20.0));
         assert_eq!(t.idle_phase, None, "ready: the load is over");
-        feed(&mut t, Signal::TaskStart, at(30.0));
+        feed(&mut t, EventKind::TaskStart, at(30.0));
         assert_eq!(
-            feed(&mut t, Signal::Phase(P::Preparation), at(32.0)),
+            feed(
+                &mut t,
+                EventKind::Phase {
+                    phase: P::Preparation
+                },
+                at(32.0)
+            ),
             vec![Change::Phase(P::Preparation, Some(1))]
         );
         // Announced again (a second prompt's encoding): no new entry.
-        assert!(feed(&mut t, Signal::Phase(P::Preparation), at(40.0)).is_empty());
+        assert!(feed(
+            &mut t,
+            EventKind::Phase {
+                phase: P::Preparation
+            },
+            at(40.0)
+        )
+        .is_empty());
         // The first step enters sampling even when no phase line came for it.
-        let out = feed(&mut t, Signal::Progress { step: 1, total: 4 }, at(92.0));
+        let out = feed(&mut t, EventKind::Progress { step: 1, total: 4 }, at(92.0));
         assert!(
             out.contains(&Change::Phase(P::Sampling, Some(1))),
             "{out:?}"
         );
-        feed(&mut t, Signal::Progress { step: 2, total: 4 }, at(96.0));
-        feed(&mut t, Signal::Progress { step: 4, total: 4 }, at(104.0));
-        feed(&mut t, Signal::Phase(P::Decode), at(104.0));
+        feed(&mut t, EventKind::Progress { step: 2, total: 4 }, at(96.0));
+        feed(&mut t, EventKind::Progress { step: 4, total: 4 }, at(104.0));
+        feed(&mut t, EventKind::Phase { phase: P::Decode }, at(104.0));
         // tqdm redraws the last bar when it closes: still the decode.
-        let out = feed(&mut t, Signal::Progress { step: 4, total: 4 }, at(105.0));
+        let out = feed(&mut t, EventKind::Progress { step: 4, total: 4 }, at(105.0));
         assert!(
             !out.iter().any(|c| matches!(c, Change::Phase(..))),
             "{out:?}"
         );
-        feed(&mut t, Signal::Phase(P::Saving), at(114.0));
-        let out = feed(&mut t, Signal::TaskEnd, at(116.0));
+        feed(&mut t, EventKind::Phase { phase: P::Saving }, at(114.0));
+        let out = feed(&mut t, EventKind::TaskEnd { seconds: None }, at(116.0));
         let g = finished(&out);
         assert_eq!(
             g.phases,
@@ -1393,7 +1373,13 @@ mod tests {
         assert_eq!(g.longest_gap_s, 60.0);
         // Outside a generation again, a load is reported without one.
         assert_eq!(
-            feed(&mut t, Signal::Phase(P::ModelLoad), at(200.0)),
+            feed(
+                &mut t,
+                EventKind::Phase {
+                    phase: P::ModelLoad
+                },
+                at(200.0)
+            ),
             vec![Change::Phase(P::ModelLoad, None)]
         );
     }
@@ -1406,12 +1392,12 @@ mod tests {
         let mut t = Tracker::new(1);
         let t0 = Instant::now();
         assert_eq!(
-            feed(&mut t, Signal::KnownFailure(f), t0),
+            feed(&mut t, EventKind::KnownFailure { failure: f }, t0),
             vec![Change::KnownFailure(f)]
         );
-        feed(&mut t, Signal::TaskStart, t0);
+        feed(&mut t, EventKind::TaskStart, t0);
         assert_eq!(
-            feed(&mut t, Signal::KnownFailure(f), t0),
+            feed(&mut t, EventKind::KnownFailure { failure: f }, t0),
             vec![Change::KnownFailure(f)]
         );
         assert_eq!(t.current().unwrap().outcome, Outcome::Running);
@@ -1426,38 +1412,74 @@ mod tests {
         let mut t = Tracker::new(1);
         let t0 = Instant::now();
         let at = |s: u64| t0 + Duration::from_secs(s);
-        feed(&mut t, Signal::Ready { url: "u".into() }, at(0));
-        feed(&mut t, Signal::TaskStart, at(10));
-        feed(&mut t, Signal::Phase(P::ModelLoad), at(11));
+        feed(&mut t, EventKind::Ready { url: "u".into() }, at(0));
+        feed(&mut t, EventKind::TaskStart, at(10));
+        feed(
+            &mut t,
+            EventKind::Phase {
+                phase: P::ModelLoad,
+            },
+            at(11),
+        );
         // While loading, the timeout waits for the most it could leave out.
         let g = t.current().unwrap();
         assert_eq!(g.timeout_from(), at(10) + MODEL_LOAD_EXCLUDED_MAX);
-        feed(&mut t, Signal::Phase(P::Preparation), at(71));
+        feed(
+            &mut t,
+            EventKind::Phase {
+                phase: P::Preparation,
+            },
+            at(71),
+        );
         let g = t.current().unwrap();
         // 1 s before the load (preparation) counts, the 60 s load does not.
         assert_eq!(g.timeout_from(), at(70));
         assert_eq!(g.timed(at(100)), Duration::from_secs(30));
         // The next generation of the same process pays its own loads (a move to the device
         // before sampling): the timeout counts them.
-        feed(&mut t, Signal::TaskEnd, at(120));
-        feed(&mut t, Signal::TaskStart, at(130));
-        feed(&mut t, Signal::Phase(P::ModelLoad), at(131));
-        feed(&mut t, Signal::Phase(P::Sampling), at(141));
+        feed(&mut t, EventKind::TaskEnd { seconds: None }, at(120));
+        feed(&mut t, EventKind::TaskStart, at(130));
+        feed(
+            &mut t,
+            EventKind::Phase {
+                phase: P::ModelLoad,
+            },
+            at(131),
+        );
+        feed(&mut t, EventKind::Phase { phase: P::Sampling }, at(141));
         assert_eq!(t.current().unwrap().timeout_from(), at(130));
         // A new process: its first generation's loads are left out again.
-        feed(&mut t, Signal::TaskEnd, at(150));
+        feed(&mut t, EventKind::TaskEnd { seconds: None }, at(150));
         t.restart();
-        feed(&mut t, Signal::Ready { url: "u".into() }, at(200));
-        feed(&mut t, Signal::TaskStart, at(210));
-        feed(&mut t, Signal::Phase(P::ModelLoad), at(210));
-        feed(&mut t, Signal::Phase(P::Sampling), at(230));
+        feed(&mut t, EventKind::Ready { url: "u".into() }, at(200));
+        feed(&mut t, EventKind::TaskStart, at(210));
+        feed(
+            &mut t,
+            EventKind::Phase {
+                phase: P::ModelLoad,
+            },
+            at(210),
+        );
+        feed(&mut t, EventKind::Phase { phase: P::Sampling }, at(230));
         assert_eq!(t.current().unwrap().timeout_from(), at(230));
         // A load that never ends meets the timeout after the ceiling.
         let mut t = Tracker::new(1);
-        feed(&mut t, Signal::Ready { url: "u".into() }, at(0));
-        feed(&mut t, Signal::TaskStart, at(0));
-        feed(&mut t, Signal::Phase(P::ModelLoad), at(0));
-        feed(&mut t, Signal::Phase(P::Preparation), at(5000));
+        feed(&mut t, EventKind::Ready { url: "u".into() }, at(0));
+        feed(&mut t, EventKind::TaskStart, at(0));
+        feed(
+            &mut t,
+            EventKind::Phase {
+                phase: P::ModelLoad,
+            },
+            at(0),
+        );
+        feed(
+            &mut t,
+            EventKind::Phase {
+                phase: P::Preparation,
+            },
+            at(5000),
+        );
         assert_eq!(
             t.current().unwrap().timeout_from(),
             at(0) + MODEL_LOAD_EXCLUDED_MAX
@@ -1470,7 +1492,7 @@ mod tests {
         let t0 = Instant::now();
         feed(
             &mut t,
-            Signal::Ready {
+            EventKind::Ready {
                 url: "http://127.0.0.1:7865".into(),
             },
             t0,
@@ -1482,15 +1504,15 @@ mod tests {
             }
         );
         assert_eq!(
-            feed(&mut t, Signal::TaskStart, t0),
+            feed(&mut t, EventKind::TaskStart, t0),
             vec![Change::Started(1)]
         );
-        feed(&mut t, Signal::ImageStart { index: 1, total: 2 }, t0);
-        feed(&mut t, Signal::Progress { step: 5, total: 10 }, t0);
-        feed(&mut t, Signal::ImageDone, t0);
-        feed(&mut t, Signal::ImageStart { index: 2, total: 2 }, t0);
-        feed(&mut t, Signal::ImageDone, t0);
-        let out = feed(&mut t, Signal::TaskEnd, t0);
+        feed(&mut t, EventKind::ImageStart { index: 1, total: 2 }, t0);
+        feed(&mut t, EventKind::Progress { step: 5, total: 10 }, t0);
+        feed(&mut t, EventKind::ImageDone { seconds: 1.0 }, t0);
+        feed(&mut t, EventKind::ImageStart { index: 2, total: 2 }, t0);
+        feed(&mut t, EventKind::ImageDone { seconds: 1.0 }, t0);
+        let out = feed(&mut t, EventKind::TaskEnd { seconds: None }, t0);
         let g = finished(&out);
         assert_eq!(
             (g.outcome, g.closed_by, g.images_done, g.images_total),
@@ -1503,13 +1525,13 @@ mod tests {
     fn missing_task_end_closed_by_next_task_or_quiet_or_exit() {
         let mut t = Tracker::new(7);
         let t0 = Instant::now();
-        feed(&mut t, Signal::TaskStart, t0);
-        let out = feed(&mut t, Signal::TaskStart, t0);
+        feed(&mut t, EventKind::TaskStart, t0);
+        let out = feed(&mut t, EventKind::TaskStart, t0);
         assert_eq!(finished(&out).closed_by, Some(ClosedBy::NextTask));
         assert_eq!(out.last(), Some(&Change::Started(8)));
 
-        feed(&mut t, Signal::ImageStart { index: 1, total: 1 }, t0);
-        feed(&mut t, Signal::ImageDone, t0);
+        feed(&mut t, EventKind::ImageStart { index: 1, total: 1 }, t0);
+        feed(&mut t, EventKind::ImageDone { seconds: 1.0 }, t0);
         let d = t.quiet_deadline().unwrap();
         assert_eq!(d, t0 + QUIET_AFTER_LAST_IMAGE);
         let mut out = Vec::new();
@@ -1519,7 +1541,7 @@ mod tests {
         assert_eq!(finished(&out).closed_by, Some(ClosedBy::Quiet));
         assert_eq!(finished(&out).outcome, Outcome::Completed);
 
-        feed(&mut t, Signal::TaskStart, t0);
+        feed(&mut t, EventKind::TaskStart, t0);
         let mut out = Vec::new();
         t.on_exit(false, SystemTime::now(), &mut out);
         assert_eq!(
@@ -1531,14 +1553,18 @@ mod tests {
     #[test]
     fn outcomes_from_flags() {
         let t0 = Instant::now();
-        let cases: Vec<(Vec<Signal>, Outcome)> = vec![
-            (vec![Signal::Stopped], Outcome::Stopped),
+        let cases: Vec<(Vec<EventKind>, Outcome)> = vec![
+            (vec![EventKind::Stopped], Outcome::Stopped),
             (
-                vec![Signal::ImageStart { index: 1, total: 2 }, Signal::Skipped],
+                vec![
+                    EventKind::ImageStart { index: 1, total: 2 },
+                    EventKind::Skipped,
+                ],
                 Outcome::Skipped,
             ),
             (
-                vec![Signal::Error {
+                vec![EventKind::Error {
+                    traceback: Vec::new(),
                     exception: "RuntimeError".into(),
                     message: "x".into(),
                 }],
@@ -1546,11 +1572,12 @@ mod tests {
             ),
             (
                 vec![
-                    Signal::Error {
+                    EventKind::Error {
+                        traceback: Vec::new(),
                         exception: "torch.cuda.OutOfMemoryError".into(),
                         message: "x".into(),
                     },
-                    Signal::Oom {
+                    EventKind::Oom {
                         message: "CUDA out of memory".into(),
                     },
                 ],
@@ -1559,17 +1586,17 @@ mod tests {
         ];
         for (signals, want) in cases {
             let mut t = Tracker::new(1);
-            feed(&mut t, Signal::TaskStart, t0);
+            feed(&mut t, EventKind::TaskStart, t0);
             for s in signals {
                 feed(&mut t, s, t0);
             }
-            let out = feed(&mut t, Signal::TaskEnd, t0);
+            let out = feed(&mut t, EventKind::TaskEnd { seconds: None }, t0);
             assert_eq!(finished(&out).outcome, want);
         }
         let mut t = Tracker::new(1);
-        feed(&mut t, Signal::TaskStart, t0);
+        feed(&mut t, EventKind::TaskStart, t0);
         t.mark_limit(LimitKind::Timeout);
-        let out = feed(&mut t, Signal::TaskEnd, t0);
+        let out = feed(&mut t, EventKind::TaskEnd { seconds: None }, t0);
         assert_eq!(finished(&out).outcome, Outcome::TimedOut);
     }
 
@@ -1577,17 +1604,17 @@ mod tests {
     fn redraws_are_not_progress_and_dead_worker_is_unhealthy() {
         let mut t = Tracker::new(1);
         let t0 = Instant::now();
-        feed(&mut t, Signal::TaskStart, t0);
-        feed(&mut t, Signal::Progress { step: 3, total: 10 }, t0);
+        feed(&mut t, EventKind::TaskStart, t0);
+        feed(&mut t, EventKind::Progress { step: 3, total: 10 }, t0);
         feed(
             &mut t,
-            Signal::Progress { step: 3, total: 10 },
+            EventKind::Progress { step: 3, total: 10 },
             t0 + Duration::from_secs(5),
         );
         assert_eq!(t.current().unwrap().last_activity(), t0);
-        let out = feed(&mut t, Signal::WorkerDied, t0);
+        let out = feed(&mut t, EventKind::WorkerDied, t0);
         assert!(matches!(out[0], Change::Unhealthy(_)));
-        feed(&mut t, Signal::Ready { url: "u".into() }, t0);
+        feed(&mut t, EventKind::Ready { url: "u".into() }, t0);
         assert!(matches!(t.phase, Phase::Unhealthy { .. }));
     }
 
@@ -1598,17 +1625,17 @@ mod tests {
         // Start-up model loads: no generation.
         let out = feed(
             &mut t,
-            Signal::Activity {
+            EventKind::Activity {
                 what: "model_load".into(),
             },
             t0,
         );
         assert!(out.is_empty() && t.current().is_none());
-        feed(&mut t, Signal::TaskStart, t0);
+        feed(&mut t, EventKind::TaskStart, t0);
         let later = t0 + Duration::from_secs(80);
         feed(
             &mut t,
-            Signal::Activity {
+            EventKind::Activity {
                 what: "download".into(),
             },
             later,
@@ -1620,7 +1647,7 @@ mod tests {
     fn a_step_without_a_seen_start_opens_a_generation() {
         let mut t = Tracker::new(7);
         let t0 = Instant::now();
-        let out = feed(&mut t, Signal::Progress { step: 4, total: 30 }, t0);
+        let out = feed(&mut t, EventKind::Progress { step: 4, total: 30 }, t0);
         assert_eq!(out[0], Change::Started(7));
         assert_eq!(t.current().unwrap().last_step, Some(4));
     }
@@ -1629,14 +1656,14 @@ mod tests {
     fn the_enhance_phase_is_not_finishing_but_still_closes_when_quiet() {
         let mut t = Tracker::new(1);
         let t0 = Instant::now();
-        feed(&mut t, Signal::TaskStart, t0);
-        feed(&mut t, Signal::ImageStart { index: 1, total: 1 }, t0);
-        feed(&mut t, Signal::ImageDone, t0);
+        feed(&mut t, EventKind::TaskStart, t0);
+        feed(&mut t, EventKind::ImageStart { index: 1, total: 1 }, t0);
+        feed(&mut t, EventKind::ImageDone { seconds: 1.0 }, t0);
         assert!(t.current().unwrap().finishing());
         let t1 = t0 + Duration::from_secs(3);
         feed(
             &mut t,
-            Signal::Activity {
+            EventKind::Activity {
                 what: "enhance".into(),
             },
             t1,
@@ -1653,16 +1680,16 @@ mod tests {
         let mut t = Tracker::new(1);
         t.expected_port = Some(7865);
         let t0 = Instant::now();
-        let ready = |url: &str| Signal::Ready { url: url.into() };
+        let ready = |url: &str| EventKind::Ready { url: url.into() };
         let out = feed(&mut t, ready("http://127.0.0.1:9"), t0);
         assert_eq!(out, [Change::WrongPort("http://127.0.0.1:9".into())]);
         assert_eq!(t.phase, Phase::Starting);
-        let listen = |url: &str| Signal::Listening { url: url.into() };
+        let listen = |url: &str| EventKind::Listening { url: url.into() };
         assert_eq!(feed(&mut t, listen("http://127.0.0.1:7865"), t0).len(), 1);
         assert_eq!(
             feed(
                 &mut t,
-                Signal::Version {
+                EventKind::Version {
                     version: "2.5.5".into()
                 },
                 t0
@@ -1677,11 +1704,11 @@ mod tests {
             ready("http://127.0.0.1:7865"),
             ready("http://203.0.113.9:80"),
             listen("http://203.0.113.9:80"),
-            Signal::Version {
+            EventKind::Version {
                 version: "2.1.865".into(),
             },
-            Signal::WorkerStarted,
-            Signal::PortTaken { port: 7865 },
+            EventKind::WorkerStarted { pid: 1 },
+            EventKind::PortTaken { port: 7865 },
         ] {
             assert_eq!(feed(&mut t, s.clone(), t0), [], "{s:?}");
         }
@@ -1705,8 +1732,8 @@ mod tests {
             let mut t = Tracker::new(1);
             t.task_errors_kill_worker = kills;
             let t0 = Instant::now();
-            feed(&mut t, Signal::Ready { url: "u".into() }, t0);
-            let out = feed(&mut t, Signal::WorkerDied, t0);
+            feed(&mut t, EventKind::Ready { url: "u".into() }, t0);
+            let out = feed(&mut t, EventKind::WorkerDied, t0);
             assert_eq!(
                 matches!(t.phase, Phase::Unhealthy { .. }),
                 unhealthy,
@@ -1716,10 +1743,10 @@ mod tests {
         }
         let mut t = Tracker::new(1);
         t.task_errors_kill_worker = false;
-        let out = feed(&mut t, Signal::WorkerDied, Instant::now());
+        let out = feed(&mut t, EventKind::WorkerDied, Instant::now());
         assert!(matches!(out[..], [Change::Unhealthy(_)]), "before ready");
         assert_eq!(
-            feed(&mut t, Signal::WorkerDied, Instant::now()),
+            feed(&mut t, EventKind::WorkerDied, Instant::now()),
             [],
             "told once"
         );
@@ -1729,8 +1756,8 @@ mod tests {
     fn taken_port_and_per_session_stop_are_kept_until_restart() {
         let mut t = Tracker::new(1);
         let t0 = Instant::now();
-        feed(&mut t, Signal::WorkerStarted, t0);
-        feed(&mut t, Signal::PortTaken { port: 7865 }, t0);
+        feed(&mut t, EventKind::WorkerStarted { pid: 1 }, t0);
+        feed(&mut t, EventKind::PortTaken { port: 7865 }, t0);
         assert!(t.per_session_stop);
         assert_eq!(t.port_taken, Some(7865));
         t.restart();
@@ -1742,13 +1769,13 @@ mod tests {
     fn a_late_start_line_joins_the_generation_its_steps_opened() {
         let mut t = Tracker::new(1);
         let t0 = Instant::now();
-        feed(&mut t, Signal::Progress { step: 0, total: 5 }, t0);
-        let out = feed(&mut t, Signal::TaskStart, t0);
+        feed(&mut t, EventKind::Progress { step: 0, total: 5 }, t0);
+        let out = feed(&mut t, EventKind::TaskStart, t0);
         assert!(out.is_empty(), "{out:?}");
         assert_eq!(t.current().unwrap().id, 1);
         // A second start after images is a new task.
-        feed(&mut t, Signal::ImageDone, t0);
-        let out = feed(&mut t, Signal::TaskStart, t0);
+        feed(&mut t, EventKind::ImageDone { seconds: 1.0 }, t0);
+        let out = feed(&mut t, EventKind::TaskStart, t0);
         assert_eq!(finished(&out).id, 1);
         assert_eq!(t.current().unwrap().id, 2);
     }
@@ -1757,16 +1784,16 @@ mod tests {
     fn trailing_bars_after_the_task_end_open_nothing() {
         let mut t = Tracker::new(1);
         let t0 = Instant::now();
-        feed(&mut t, Signal::TaskStart, t0);
-        feed(&mut t, Signal::Progress { step: 5, total: 5 }, t0);
-        feed(&mut t, Signal::TaskEnd, t0);
+        feed(&mut t, EventKind::TaskStart, t0);
+        feed(&mut t, EventKind::Progress { step: 5, total: 5 }, t0);
+        feed(&mut t, EventKind::TaskEnd { seconds: None }, t0);
         let now = Instant::now();
-        let out = feed(&mut t, Signal::Progress { step: 5, total: 5 }, now);
+        let out = feed(&mut t, EventKind::Progress { step: 5, total: 5 }, now);
         assert!(out.is_empty() && t.current().is_none(), "{out:?}");
         // Long after, a bar is a generation whose start was not seen.
         let out = feed(
             &mut t,
-            Signal::Progress { step: 1, total: 5 },
+            EventKind::Progress { step: 1, total: 5 },
             now + QUEUE_TAIL,
         );
         assert_eq!(out[0], Change::Started(2));

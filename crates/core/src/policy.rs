@@ -349,19 +349,19 @@ pub fn check_usage(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::generation::Signal;
+    use fooocus_console::EventKind;
     use std::time::SystemTime;
 
     fn tracker_with_task(t0: Instant) -> Tracker {
         let mut t = Tracker::new(1);
         let mut out = Vec::new();
         t.on_signal(
-            Signal::Ready { url: "u".into() },
+            EventKind::Ready { url: "u".into() },
             t0,
             SystemTime::now(),
             &mut out,
         );
-        t.on_signal(Signal::TaskStart, t0, SystemTime::now(), &mut out);
+        t.on_signal(EventKind::TaskStart, t0, SystemTime::now(), &mut out);
         t
     }
 
@@ -377,7 +377,7 @@ mod tests {
         let t0 = Instant::now();
         let mut out = Vec::new();
         t.on_signal(
-            Signal::Ready { url: "u".into() },
+            EventKind::Ready { url: "u".into() },
             t0,
             SystemTime::now(),
             &mut out,
@@ -411,7 +411,7 @@ mod tests {
         let mut out = Vec::new();
         for s in 1..=9u64 {
             t.on_signal(
-                Signal::Progress {
+                EventKind::Progress {
                     step: s as u32,
                     total: 30,
                 },
@@ -650,7 +650,7 @@ mod tests {
         assert!((b.observed - 61.0).abs() < 0.01, "{b:?}");
         // Ready: the download is over.
         t.on_signal(
-            Signal::Ready { url: "u".into() },
+            EventKind::Ready { url: "u".into() },
             last + s(70),
             SystemTime::now(),
             &mut Vec::new(),

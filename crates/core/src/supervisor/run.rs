@@ -23,9 +23,7 @@ use crate::config::diff::{ConfigDiff, Setting};
 use crate::config::Config;
 use crate::console::{ConsoleLine, Stream, StreamReader};
 use crate::events::{self, EventKind, LimitKind, StopHow};
-use crate::generation::{
-    Change, ClosedBy, Generation, Outcome, Phase, QueueSignal, Signal, Tracker,
-};
+use crate::generation::{Change, ClosedBy, Generation, Outcome, Phase, Signal, Tracker};
 use crate::policy::{self, Breach, LimitSet, Usage};
 use guard_fooocus::install::{self, LaunchCommand};
 use guard_fooocus::stop::{self, StopRoute};
@@ -1062,8 +1060,10 @@ impl Loop {
         let step_clock = &mut self.step_clock;
         let on_signal = |sig| {
             match &sig {
-                Signal::TaskStart => step_clock.reset(),
-                Signal::Progress { step, total } => step_clock.on_progress(*step, *total, now),
+                Signal::Event(fooocus_console::EventKind::TaskStart) => step_clock.reset(),
+                Signal::Event(fooocus_console::EventKind::Progress { step, total }) => {
+                    step_clock.on_progress(*step, *total, now)
+                }
                 _ => {}
             }
             tracker.on_signal(sig, now, wall, changes)
@@ -1226,40 +1226,9 @@ impl Loop {
         if self.machine.current(run_id).is_none() {
             return;
         }
-        let signal = match event {
-            QueueEvent::Generating {
-                session_hash,
-                fn_index,
-            } => QueueSignal::Generating {
-                session_hash,
-                fn_index,
-            },
-            QueueEvent::Completed {
-                session_hash,
-                fn_index,
-            } => QueueSignal::Completed {
-                session_hash,
-                fn_index,
-            },
-            QueueEvent::Started {
-                session_hash,
-                fn_index,
-            } => QueueSignal::Started {
-                session_hash,
-                fn_index,
-            },
-            QueueEvent::Abandoned {
-                session_hash,
-                fn_index,
-            } => QueueSignal::Abandoned {
-                session_hash,
-                fn_index,
-            },
-            QueueEvent::Joined { .. } | QueueEvent::WakeRequested => return,
-        };
         let now = Instant::now();
         self.tracker
-            .on_queue(signal, now, SystemTime::now(), &mut self.changes);
+            .on_queue(event, now, SystemTime::now(), &mut self.changes);
         self.apply_changes(now);
     }
 
