@@ -3,6 +3,8 @@
 //! publishes each sample to the UI.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crossbeam_channel::{RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,13 +19,16 @@ use crate::supervisor::Guard;
 
 pub struct Sampling {
     interval_ms: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
+    /// Dropped or sent to, the thread ends at once: it waits on this between samples instead
+    /// of sleeping, so a stop never waits out an interval.
+    stop: Sender<()>,
     history: Arc<Mutex<SampleHistory>>,
     /// The settings the thread reads besides the interval: the limits (for the RAM cap's
     /// warning) and the GPU library.
     cfg: Arc<Mutex<Config>>,
     /// The GPU library changed: the thread opens it at its next tick.
     reload_gpu: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Sampling {
@@ -53,13 +58,22 @@ impl Sampling {
     }
 
     pub fn stop(&self) {
-        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.stop.try_send(());
+    }
+
+    /// Whether the sampler's thread has ended (after [`Sampling::stop`]).
+    pub fn ended(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
     }
 }
 
 impl Drop for Sampling {
+    /// The thread has ended when this returns: nothing samples or publishes after its owner.
     fn drop(&mut self) {
         self.stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -105,19 +119,18 @@ pub fn sampler_config(cfg: &Config) -> SamplerConfig {
 
 pub fn spawn(guard: &Guard, cfg: &Config) -> Sampling {
     let interval_ms = Arc::new(AtomicU64::new(cfg.sampling_interval_ms.max(100)));
-    let stop = Arc::new(AtomicBool::new(false));
+    let (stop, stopped) = crossbeam_channel::bounded::<()>(1);
     let history = Arc::new(Mutex::new(SampleHistory::new()));
     let shared_cfg = Arc::new(Mutex::new(cfg.clone()));
     let reload_gpu = Arc::new(AtomicBool::new(false));
-    let (g, iv, st, h, scfg, reload) = (
+    let (g, iv, h, scfg, reload) = (
         guard.clone(),
         interval_ms.clone(),
-        stop.clone(),
         history.clone(),
         shared_cfg.clone(),
         reload_gpu.clone(),
     );
-    let _ = std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("fooocus-guard-sampler".into())
         .spawn(move || {
             let gpu = sampler_config(&scfg.lock().unwrap());
@@ -127,7 +140,12 @@ pub fn spawn(guard: &Guard, cfg: &Config) -> Sampling {
             let mut said_whole_gpu = false;
             let mut commit = crate::commit::CommitWatch::default();
             let mut next = Instant::now();
-            while !st.load(Ordering::Relaxed) {
+            // Until the next sample is due, or the owner stops (or drops) the sampler.
+            let wait = |until: Instant| match stopped.recv_deadline(until) {
+                Err(RecvTimeoutError::Timeout) => true,
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => false,
+            };
+            loop {
                 if reload.swap(false, Ordering::Relaxed) {
                     // A new NVML library: a new sampler opens it (the old one closes its own).
                     // Its CPU figures need two readings, so this tick only primes it: a
@@ -139,7 +157,9 @@ pub fn spawn(guard: &Guard, cfg: &Config) -> Sampling {
                     g.set_gpu_status(sampler.gpu_status());
                     said_whole_gpu = false;
                     next = Instant::now() + Duration::from_millis(iv.load(Ordering::Relaxed));
-                    std::thread::sleep(next.saturating_duration_since(Instant::now()));
+                    if !wait(next) {
+                        break;
+                    }
                     continue;
                 }
                 // Before the tree is read: a sample begun after Fooocus fell asleep measures
@@ -193,7 +213,9 @@ pub fn spawn(guard: &Guard, cfg: &Config) -> Sampling {
                 if next < now {
                     next = now + every;
                 }
-                std::thread::sleep(next - now);
+                if !wait(next) {
+                    break;
+                }
             }
         });
     Sampling {
@@ -202,6 +224,7 @@ pub fn spawn(guard: &Guard, cfg: &Config) -> Sampling {
         history,
         cfg: shared_cfg,
         reload_gpu,
+        thread: thread.ok(),
     }
 }
 
@@ -216,4 +239,35 @@ pub fn gpu_summary(lib: Option<&std::path::Path>) -> String {
         sysfs_root: None,
     });
     s.gpu_status().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::supervisor::GuardOptions;
+
+    /// A stop ends the thread at once, not after the interval it was waiting out: the owner
+    /// (the app closing, a test) is not held up to a minute by a long interval.
+    #[test]
+    fn a_stop_does_not_wait_out_the_interval() {
+        let cfg = Config {
+            sampling_interval_ms: 600_000,
+            ..Config::default()
+        };
+        let guard = Guard::start(GuardOptions::new(cfg.clone(), None)).unwrap();
+        let sampling = spawn(&guard, &cfg);
+        // The first sample is taken at once; after it the thread waits ten minutes.
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!sampling.ended());
+        sampling.stop();
+        let asked = Instant::now();
+        while !sampling.ended() && asked.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            sampling.ended(),
+            "the sampler still runs 30 s after its stop"
+        );
+        guard.shutdown();
+    }
 }
