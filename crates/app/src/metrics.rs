@@ -225,7 +225,7 @@ mod tests {
                 limit: LimitKind::Timeout,
                 configured: 1.0,
                 observed: 2.0,
-                action: "x".into(),
+                action: guard_core::events::BreachAction::Kill,
                 generation_id: None,
                 source: None,
                 phase: None,

@@ -718,7 +718,7 @@ fn console_lines_and_events_match_types_ts() {
                 limit: LimitKind::Vram,
                 configured: 1.0,
                 observed: 2.0,
-                action: "stop_generation".into(),
+                action: guard_core::events::BreachAction::StopGeneration,
                 generation_id: Some(1),
                 source: Some("tree".into()),
                 phase: Some(fooocus_console::Phase::Preparation),

@@ -46,11 +46,67 @@ pub enum StopHow {
     Killed,
 }
 
+/// What the guard does about a breach (the `action` of `limit_breached`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreachAction {
+    /// Ask Fooocus to stop the generation (the tree is killed if it does not).
+    StopGeneration,
+    /// Kill the tree and start Fooocus again.
+    KillAndRestart,
+    /// Kill the tree; no restart (the restart policy `never`).
+    Kill,
+    /// Not ready in time (the start-up limit): end the process and start it again.
+    Restart,
+    /// The kernel killed the tree at its RAM cap (seen after the fact).
+    KilledByKernel,
+}
+
+impl BreachAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreachAction::StopGeneration => "stop_generation",
+            BreachAction::KillAndRestart => "kill_and_restart",
+            BreachAction::Kill => "kill",
+            BreachAction::Restart => "restart",
+            BreachAction::KilledByKernel => "killed_by_kernel",
+        }
+    }
+}
+
+/// The word in the event log, as the UI and older callers compare it.
+impl PartialEq<str> for BreachAction {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+/// Which step of stopping a generation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopStepKind {
+    /// Fooocus was asked to stop the generation, as its Stop button does.
+    Graceful,
+    /// The tree was killed.
+    Kill,
+    /// Fooocus was started again after the kill.
+    Restart,
+}
+
+impl StopStepKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopStepKind::Graceful => "graceful",
+            StopStepKind::Kill => "kill",
+            StopStepKind::Restart => "restart",
+        }
+    }
+}
+
 /// One step of an escalation, with its timing (also kept in the generation record).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StopStep {
-    /// "graceful" | "kill" | "restart"
-    pub step: String,
+    pub step: StopStepKind,
     /// Seconds from the breach to the start of this step.
     pub at_s: f64,
     /// Seconds this step took.
@@ -108,8 +164,7 @@ pub enum EventKind {
         limit: LimitKind,
         configured: f64,
         observed: f64,
-        /// "stop_generation" | "kill_and_restart" | "killed_by_kernel" | "restart"
-        action: String,
+        action: BreachAction,
         #[serde(skip_serializing_if = "Option::is_none")]
         generation_id: Option<u64>,
         /// For VRAM: "tree" (the tree's processes) or "device" (per-process figures unsupported).
@@ -316,7 +371,7 @@ mod tests {
             limit: LimitKind::Timeout,
             configured: 300.0,
             observed: 300.02,
-            action: "stop_generation".into(),
+            action: BreachAction::StopGeneration,
             generation_id: Some(3),
             source: None,
             phase: Some(fooocus_console::Phase::Preparation),
@@ -330,6 +385,45 @@ mod tests {
         assert_eq!(v["phase"], "preparation");
         let back: GuardEvent = serde_json::from_str(&ev.to_json()).unwrap();
         assert_eq!(back, ev);
+    }
+
+    /// The breach's action and the stop's steps are enums; the log, the history and the UI
+    /// read the same words as when they were strings.
+    #[test]
+    fn actions_and_steps_keep_their_words() {
+        use BreachAction as A;
+        for a in [
+            A::StopGeneration,
+            A::KillAndRestart,
+            A::Kill,
+            A::Restart,
+            A::KilledByKernel,
+        ] {
+            assert_eq!(serde_json::to_value(a).unwrap(), a.as_str());
+            assert!(a == *a.as_str());
+        }
+        assert_eq!(A::KillAndRestart.as_str(), "kill_and_restart");
+        assert_eq!(A::KilledByKernel.as_str(), "killed_by_kernel");
+        let step = StopStep {
+            step: StopStepKind::Graceful,
+            at_s: 0.0,
+            took_s: 1.0,
+            result: "ended".into(),
+        };
+        let v = serde_json::to_value(&step).unwrap();
+        assert_eq!(v["step"], "graceful");
+        for k in [
+            StopStepKind::Graceful,
+            StopStepKind::Kill,
+            StopStepKind::Restart,
+        ] {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+        // Records stored before keep reading.
+        let old: StopStep =
+            serde_json::from_str(r#"{"step":"restart","at_s":0.1,"took_s":20.0,"result":"ready"}"#)
+                .unwrap();
+        assert_eq!(old.step, StopStepKind::Restart);
     }
 
     /// The contract other tests (the real-Fooocus suite) assert: the phase event's names.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::events::{EventKind, GuardEvent, LimitKind};
+use crate::events::{BreachAction, EventKind, GuardEvent, LimitKind};
 use crate::units::{format_duration, format_size};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,13 +26,12 @@ pub fn for_event(ev: &GuardEvent) -> Option<Notice> {
     };
     match &ev.kind {
         EventKind::LimitBreached { limit, configured, observed, action, source, .. } => {
-            let what_now = match action.as_str() {
-                "stop_generation" => "Fooocus is stopping it; it stays up for your next image.",
-                "kill_and_restart" => "Fooocus is restarting; it will be ready in a moment.",
-                "restart" => "Fooocus is restarting.",
-                "killed_by_kernel" => "Fooocus is restarting if your restart setting allows it.",
-                "kill" => "Fooocus was stopped and stays stopped (your restart setting is never): start it again from the tray.",
-                _ => "",
+            let what_now = match action {
+                BreachAction::StopGeneration => "Fooocus is stopping it; it stays up for your next image.",
+                BreachAction::KillAndRestart => "Fooocus is restarting; it will be ready in a moment.",
+                BreachAction::Restart => "Fooocus is restarting.",
+                BreachAction::KilledByKernel => "Fooocus is restarting if your restart setting allows it.",
+                BreachAction::Kill => "Fooocus was stopped and stays stopped (your restart setting is never): start it again from the tray.",
             };
             let (summary, body) = match limit {
                 LimitKind::Timeout => (
@@ -117,7 +116,7 @@ mod tests {
             limit: LimitKind::Timeout,
             configured: 300.0,
             observed: 300.4,
-            action: "kill_and_restart".into(),
+            action: BreachAction::KillAndRestart,
             generation_id: Some(4),
             source: None,
             phase: None,
@@ -196,7 +195,7 @@ mod tests {
             limit: LimitKind::Timeout,
             configured: 300.0,
             observed: 300.4,
-            action: "kill".into(),
+            action: BreachAction::Kill,
             generation_id: Some(4),
             source: None,
             phase: None,
@@ -212,7 +211,7 @@ mod tests {
             limit: LimitKind::Memory,
             configured: (12u64 << 30) as f64,
             observed: (12u64 << 30) as f64,
-            action: "killed_by_kernel".into(),
+            action: BreachAction::KilledByKernel,
             generation_id: None,
             source: None,
             phase: None,

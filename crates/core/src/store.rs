@@ -70,7 +70,7 @@ impl Store {
                     limit: limit.as_str().into(),
                     configured: *configured,
                     observed: *observed,
-                    action: action.clone(),
+                    action: action.as_str().into(),
                     how: None,
                     generation_id: generation_id.map(row),
                 }));

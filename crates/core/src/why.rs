@@ -134,7 +134,7 @@ pub fn summarize(stopped: &mut EventKind, last_breach: Option<&EventKind>, cfg: 
     // after the grace", which would mean Fooocus took the request and went on.
     let request_failed = steps
         .iter()
-        .find(|st| st.step == "graceful")
+        .find(|st| st.step == crate::events::StopStepKind::Graceful)
         .and_then(|st| st.result.strip_prefix("failed: "));
     let did = match how {
         StopHow::Killed if request_failed.is_some() => format!(
@@ -206,7 +206,7 @@ pub fn summarize(stopped: &mut EventKind, last_breach: Option<&EventKind>, cfg: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::StopStep;
+    use crate::events::{BreachAction, StopStep, StopStepKind};
 
     fn stopped(how: StopHow, grace_s: f64) -> EventKind {
         EventKind::GenerationStopped {
@@ -227,7 +227,7 @@ mod tests {
             limit,
             configured,
             observed,
-            action: "stop_generation".into(),
+            action: BreachAction::StopGeneration,
             generation_id: id,
             source: None,
             phase: None,
@@ -249,7 +249,7 @@ mod tests {
         if let EventKind::GenerationStopped { steps, limit, .. } = &mut e {
             *limit = Some(LimitKind::Stall);
             steps.push(StopStep {
-                step: "graceful".into(),
+                step: StopStepKind::Graceful,
                 at_s: 0.0,
                 took_s: 10.0,
                 result: "failed: GET /config to Fooocus: no answer in 10 s".into(),

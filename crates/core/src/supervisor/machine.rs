@@ -6,39 +6,40 @@
 //! comes back as another input. Nothing here touches a process, a clock or a thread, so every
 //! transition is tested below against a fake clock with the effects recorded.
 //!
+//! The state is one enum (`State`, and a live process's `RunPhase`): a graceful stop's deadline,
+//! a limit's kill, the restart after it, a wake under way each live inside the state they
+//! belong to, so no combination of them can contradict another.
+//!
 //! ```text
-//! Idle ──Start──▶ Launch ──Launched──▶ Running{end: None}        (starting / ready / generating)
-//! Running ──Stop/Restart/Shutdown──▶ Terminate + kill_at (Stopping)   ──timer──▶ KillTree
-//! Running ──Breach/StopGeneration──▶ escalation: Graceful{deadline} ──ended──▶ done
+//! Idle ──Start──▶ Launch ──Launched──▶ Live{Running}             (starting / ready / generating)
+//! Running ──Stop/Restart/Shutdown/Unhealthy──▶ Stopping (Terminate, kill_at) ──timer──▶ KillTree
+//! Running ──Breach/StopGeneration──▶ Graceful{deadline} ──generation ended──▶ Running
 //!                                         │ ignored / failed / no route
 //!                                         ▼
-//!                                 KillTree ──Killed──▶ Restarting{since} (end: Limit)
-//! Running ──Exited──▶ by end reason: Idle | Launch | BackingOff{at} | GaveUp
-//! BackingOff ──timer──▶ Launch            Restarting ──Ready / deadline──▶ escalation over
-//! Running ──Sleep──▶ Terminate (Stopping, end: Sleep) ──Exited──▶ Asleep{since}
+//!                                 LimitKilled (KillTree) ──Exited──▶ Launch ──▶ Restarting
+//! Running ──Exited──▶ Idle | Launch | BackingOff{at} | GaveUp
+//! BackingOff ──timer──▶ Launch            Restarting ──Ready / deadline──▶ Running
+//! Running ──Sleep──▶ FallingAsleep (Terminate) ──Exited──▶ Asleep{since}
 //! Asleep ──Wake/Start/Restart──▶ Launch (waking) ──Ready──▶ Woke    ──exit/launch fails──▶ Asleep
 //! ```
 
 use std::time::{Duration, Instant};
 
 use crate::config::{RestartConfig, RestartMode};
-use crate::events::{EventKind, LimitKind, StopHow, StopStep};
+use crate::events::{BreachAction, EventKind, LimitKind, StopHow, StopStep, StopStepKind};
 use crate::generation::Outcome;
 use crate::policy::{Breach, Grace, Pace};
 use crate::restart::{Decision, ExitKind, RestartPolicy};
 use crate::supervisor::FooocusState;
 
-/// Why the guard ended the current process.
+/// Why the guard asked the current process to exit (a limit's kill and a sleep are phases of
+/// their own).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum EndReason {
     UserStop,
     UserRestart,
-    Limit,
     Unhealthy,
     Shutdown,
-    /// Idle for the sleep setting, or the user's "Sleep now": a clean stop, no restart, no
-    /// failure counted; the gateway keeps the port and a visit wakes Fooocus.
-    Sleep,
 }
 
 /// Who woke Fooocus.
@@ -74,40 +75,16 @@ pub(crate) struct Waking {
 pub(crate) struct RunState<R> {
     pub id: u64,
     pub started: Instant,
-    /// Set once the guard decided to end this process.
-    pub end: Option<EndReason>,
     /// Asked to exit, or a kill failed: when the tree is killed (again).
     pub kill_at: Option<Instant>,
     /// Tree kills that did not finish, in a row.
     pub kill_failures: u32,
+    /// Launched by a wake and not ready yet: its exit is the wake failing.
+    pub waking: Option<Waking>,
     pub io: R,
 }
 
-#[derive(Debug)]
-pub(crate) enum Lifecycle<R> {
-    Idle,
-    Running(Box<RunState<R>>),
-    /// Waiting to launch again after a failure.
-    BackingOff {
-        at: Instant,
-        attempt: u32,
-    },
-    GaveUp,
-    /// Stopped to give its memory back; the gateway holds the port and wakes it on a visit.
-    Asleep {
-        since: Instant,
-    },
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) enum EscPhase {
-    /// Waiting for the graceful stop to end the generation.
-    Graceful { sent: Instant, deadline: Instant },
-    /// Killed; waiting for the exit, then for ready after the restart.
-    Restarting { since: Instant },
-}
-
-/// Stopping a generation: graceful stop, grace, tree kill, restart.
+/// Stopping a generation: what was asked, and each step taken so far.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Escalation {
     /// The graceful stop's grace; None when none was tried (no route, or a kill at once).
@@ -119,7 +96,86 @@ pub(crate) struct Escalation {
     /// When the limit fell due (or the user asked).
     pub due: Instant,
     pub steps: Vec<StopStep>,
-    pub phase: EscPhase,
+}
+
+/// The restart after a limit's kill: its step is recorded once Fooocus is ready again, or when
+/// its deadline (the start-up limit) passes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Recovery {
+    /// When the tree was killed (asked to be, until the kill answers).
+    pub since: Instant,
+    /// When the limit fell due.
+    pub due: Instant,
+    pub generation: Option<u64>,
+}
+
+/// What a launch under way is for, when its ready finishes something.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Pending {
+    Wake(Waking),
+    Recovery(Recovery),
+}
+
+/// What the guard is doing with a live process.
+#[derive(Debug, PartialEq)]
+pub(crate) enum RunPhase {
+    /// Starting, ready or generating (the console tracker tells those apart).
+    Running,
+    /// Relaunched after a limit's kill and not ready yet.
+    Restarting(Recovery),
+    /// Fooocus was asked to stop the generation; the tree is killed at `deadline`.
+    Graceful {
+        esc: Escalation,
+        sent: Instant,
+        deadline: Instant,
+    },
+    /// The escalation killed the tree (or asked to); the exit leads to the restart.
+    /// `recovery` is None once its deadline passed.
+    LimitKilled {
+        esc: Escalation,
+        recovery: Option<Recovery>,
+    },
+    /// Asked to exit (or killed) for this reason.
+    Stopping(EndReason),
+    /// Ending the clean way for the sleep; a wake asked meanwhile starts after the exit (a
+    /// start now would race the old process for the port).
+    FallingAsleep { wake_after: Option<WakeBy> },
+}
+
+/// A process and what the guard is doing with it.
+#[derive(Debug)]
+pub(crate) struct Live<R> {
+    pub run: RunState<R>,
+    pub phase: RunPhase,
+}
+
+impl<R> Live<R> {
+    /// The guard decided to end this process: no limit, stop or sleep applies to it any more.
+    pub fn ending(&self) -> bool {
+        matches!(
+            self.phase,
+            RunPhase::LimitKilled { .. } | RunPhase::Stopping(_) | RunPhase::FallingAsleep { .. }
+        )
+    }
+}
+
+/// The supervisor's state.
+#[derive(Debug)]
+pub(crate) enum State<R> {
+    /// Nothing runs; a launch asked for may be on its way (what its ready finishes).
+    Idle(Option<Pending>),
+    Live(Box<Live<R>>),
+    /// Waiting to launch again after a failure (or a limit's kill).
+    BackingOff {
+        at: Instant,
+        attempt: u32,
+        recovery: Option<Recovery>,
+    },
+    GaveUp,
+    /// Stopped to give its memory back; the gateway holds the port and wakes it on a visit.
+    Asleep {
+        since: Instant,
+    },
 }
 
 /// Which kill a `Killed` input answers.
@@ -132,7 +188,6 @@ pub(crate) enum KillFor {
     /// The timer after a SIGTERM, or the retry after a failed kill.
     Timer,
 }
-
 /// How the main process ended, as the effect code saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub(crate) struct ExitFacts {
@@ -212,6 +267,8 @@ pub(crate) enum Input<R> {
     },
     /// A timer fell due (or any wake-up: timers compare with `now`).
     Tick,
+    /// The effect code's deadlines as they stand now (see `Watches`).
+    Watch(Watches),
     /// Idle for the sleep setting, or the user's "Sleep now". `generating`: a generation runs
     /// (the console tracker knows), which a sleep must never cut short.
     Sleep {
@@ -266,6 +323,39 @@ pub(crate) enum Effect {
     },
     /// The wake's start-up failed: Fooocus sleeps on (the next visit tries again).
     WakeFailed(String),
+    /// One of the effect code's deadlines fell due: it checks what it is about.
+    Due(Due),
+}
+
+/// Deadlines of what the effect code knows and the machine does not: the policy's time
+/// limits, the tracker's quiet end of a generation, the console, the sleep's idle clock. The
+/// machine waits on them with its own timers, in the states they count in, and says when each
+/// falls due: `Machine::next_deadline` is the loop's only clock.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Watches {
+    /// The run's next time limit (start-up, timeout, stall).
+    pub limit: Option<Instant>,
+    /// The tracker closes a generation whose end never came (tab closed, API-driven task).
+    pub quiet: Option<Instant>,
+    /// The console has been quiet long enough to complete an open traceback.
+    pub settle: Option<Instant>,
+    /// Console lines wait for the next batch to the views.
+    pub flush: Option<Instant>,
+    /// Idle for the sleep setting.
+    pub sleep: Option<Instant>,
+    /// The sample that measures what a sleep gave back is late: the sleep's event goes without.
+    pub sleep_sample: Option<Instant>,
+}
+
+/// Which of the `Watches` fell due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Due {
+    Settle,
+    Flush,
+    SleepSample,
+    Sleep,
+    Limit,
+    Quiet,
 }
 
 /// Settings the machine reads (from the config).
@@ -288,8 +378,7 @@ pub(crate) const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 pub(crate) const KILL_RETRY: Duration = Duration::from_secs(1);
 
 pub(crate) struct Machine<R> {
-    pub lifecycle: Lifecycle<R>,
-    pub esc: Option<Escalation>,
+    pub state: State<R>,
     pub restart: RestartPolicy,
     settings: Settings,
     /// Launches after the first (the `attempt` of a restart's `started` event).
@@ -298,24 +387,20 @@ pub(crate) struct Machine<R> {
     pub restarts: u32,
     /// Shutting down: by when the main process must have been reaped.
     pub quit_by: Option<Instant>,
-    /// A wake whose launch is not ready yet.
-    pub waking: Option<Waking>,
-    /// A wake asked for while Fooocus was still falling asleep: it starts after the exit.
-    wake_after: Option<WakeBy>,
+    /// The effect code's deadlines (the last `Input::Watch`).
+    watches: Watches,
 }
 
 impl<R> Machine<R> {
     pub fn new(settings: Settings) -> Self {
         Machine {
-            lifecycle: Lifecycle::Idle,
-            esc: None,
+            state: State::Idle(None),
             restart: RestartPolicy::new(settings.restart.clone()),
             settings,
             attempts: 0,
             restarts: 0,
             quit_by: None,
-            waking: None,
-            wake_after: None,
+            watches: Watches::default(),
         }
     }
 
@@ -324,18 +409,26 @@ impl<R> Machine<R> {
         self.settings = settings;
     }
 
-    pub fn run(&self) -> Option<&RunState<R>> {
-        match &self.lifecycle {
-            Lifecycle::Running(r) => Some(r),
+    pub fn live(&self) -> Option<&Live<R>> {
+        match &self.state {
+            State::Live(l) => Some(l),
             _ => None,
         }
     }
 
-    pub fn run_mut(&mut self) -> Option<&mut RunState<R>> {
-        match &mut self.lifecycle {
-            Lifecycle::Running(r) => Some(r),
+    fn live_mut(&mut self) -> Option<&mut Live<R>> {
+        match &mut self.state {
+            State::Live(l) => Some(l),
             _ => None,
         }
+    }
+
+    pub fn run(&self) -> Option<&RunState<R>> {
+        self.live().map(|l| &l.run)
+    }
+
+    pub fn run_mut(&mut self) -> Option<&mut RunState<R>> {
+        self.live_mut().map(|l| &mut l.run)
     }
 
     /// The current run, if it is run `id` (messages of an older run are ignored).
@@ -347,21 +440,50 @@ impl<R> Machine<R> {
         self.run().is_some()
     }
 
+    /// A process the guard is not ending: a limit, a stop or a sleep may still apply to it.
+    pub fn up(&self) -> Option<&RunState<R>> {
+        self.live().filter(|l| !l.ending()).map(|l| &l.run)
+    }
+
+    /// A process running as usual (no generation being stopped, not restarting after a kill):
+    /// the time and usage limits and the sleep's idle clock watch only this one.
+    pub fn watched(&self) -> Option<&RunState<R>> {
+        self.live()
+            .filter(|l| l.phase == RunPhase::Running)
+            .map(|l| &l.run)
+    }
+
+    /// Nothing runs and nothing will by itself (stopped, or given up).
+    pub fn stopped(&self) -> bool {
+        matches!(self.state, State::Idle(_) | State::GaveUp)
+    }
+
+    pub fn asleep(&self) -> bool {
+        matches!(self.state, State::Asleep { .. })
+    }
+
+    /// A wake's launch was asked for and has not answered yet.
+    pub fn launching_wake(&self) -> bool {
+        matches!(self.state, State::Idle(Some(Pending::Wake(_))))
+    }
+
     /// The state the views show. The machine knows the lifecycle; the console tracker knows
     /// whether Fooocus said it is ready and whether a generation runs.
     pub fn state(&self, configured: bool, ready: bool, generating: bool) -> FooocusState {
-        match &self.lifecycle {
+        match &self.state {
             _ if !configured => FooocusState::NotConfigured,
-            Lifecycle::Idle => FooocusState::Stopped,
-            Lifecycle::GaveUp => FooocusState::GaveUp,
-            Lifecycle::BackingOff { .. } => FooocusState::Restarting,
-            Lifecycle::Asleep { .. } => FooocusState::Asleep,
-            Lifecycle::Running(r) => match r.end {
-                Some(EndReason::Limit) if self.restarts_after_limit() => FooocusState::Restarting,
-                Some(_) => FooocusState::Stopping,
-                None if generating => FooocusState::Generating,
-                None if ready => FooocusState::Ready,
-                None => FooocusState::Starting,
+            State::Idle(_) => FooocusState::Stopped,
+            State::GaveUp => FooocusState::GaveUp,
+            State::BackingOff { .. } => FooocusState::Restarting,
+            State::Asleep { .. } => FooocusState::Asleep,
+            State::Live(l) => match l.phase {
+                RunPhase::LimitKilled { .. } if self.restarts_after_limit() => {
+                    FooocusState::Restarting
+                }
+                _ if l.ending() => FooocusState::Stopping,
+                _ if generating => FooocusState::Generating,
+                _ if ready => FooocusState::Ready,
+                _ => FooocusState::Starting,
             },
         }
     }
@@ -369,31 +491,104 @@ impl<R> Machine<R> {
     /// Whether the exit of run `run` leaves Fooocus asleep (falling asleep, or a wake whose
     /// start-up failed): the effect code keeps the gateway on the user's port then.
     pub fn sleeps_after_exit(&self, run: u64) -> bool {
-        self.current(run)
-            .is_some_and(|r| r.end == Some(EndReason::Sleep) || self.ends_wake(r.end))
+        self.live().filter(|l| l.run.id == run).is_some_and(|l| {
+            matches!(l.phase, RunPhase::FallingAsleep { .. })
+                || (l.run.waking.is_some() && ends_wake(&l.phase))
+        })
     }
 
-    /// An exit for this reason during a wake is the wake failing (not a user's stop).
-    fn ends_wake(&self, end: Option<EndReason>) -> bool {
-        self.waking.is_some()
-            && matches!(
-                end,
-                None | Some(EndReason::Limit) | Some(EndReason::Unhealthy)
-            )
+    /// The restart after a limit's kill, in whichever state it is waited for.
+    fn recovery(&self) -> Option<&Recovery> {
+        match &self.state {
+            State::Idle(Some(Pending::Recovery(r))) => Some(r),
+            State::BackingOff { recovery, .. } => recovery.as_ref(),
+            State::Live(l) => match &l.phase {
+                RunPhase::Restarting(r) => Some(r),
+                RunPhase::LimitKilled { recovery, .. } => recovery.as_ref(),
+                _ => None,
+            },
+            _ => None,
+        }
     }
 
-    /// The earliest timer of the lifecycle and the escalation.
+    /// The restart after a kill is over (ready, or its deadline passed).
+    fn end_recovery(&mut self) {
+        match &mut self.state {
+            State::Idle(pending @ Some(Pending::Recovery(_))) => *pending = None,
+            State::BackingOff { recovery, .. } => *recovery = None,
+            State::Live(l) => match &mut l.phase {
+                RunPhase::Restarting(_) => l.phase = RunPhase::Running,
+                RunPhase::LimitKilled { recovery, .. } => *recovery = None,
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+
+    /// The earliest timer of the state: the only clock the effect code waits on.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let esc = self.esc.as_ref().map(|e| match e.phase {
-            EscPhase::Graceful { deadline, .. } => deadline,
-            EscPhase::Restarting { since } => since + self.restart_deadline(),
-        });
-        let life = match &self.lifecycle {
-            Lifecycle::Running(r) => r.kill_at,
-            Lifecycle::BackingOff { at, .. } => Some(*at),
+        let recovery = self.recovery().map(|r| r.since + self.restart_deadline());
+        let timer = match &self.state {
+            State::Live(l) => match &l.phase {
+                RunPhase::Graceful { deadline, .. } => {
+                    [l.run.kill_at, Some(*deadline)].into_iter().flatten().min()
+                }
+                _ => l.run.kill_at,
+            },
+            State::BackingOff { at, .. } => Some(*at),
             _ => None,
         };
-        [esc, life, self.quit_by].into_iter().flatten().min()
+        let watches = self.watches_in_force().into_iter().filter_map(|(_, at)| at);
+        [recovery, timer, self.quit_by]
+            .into_iter()
+            .flatten()
+            .chain(watches)
+            .min()
+    }
+
+    /// The effect code's deadlines that count in this state, in the order they are handled:
+    /// the time limits and the sleep's idle clock only while Fooocus runs as usual (not while
+    /// a generation is being stopped, a restart after a kill waits for ready, or the process is
+    /// being ended), the quiet end of a generation while the process is not being ended.
+    fn watches_in_force(&self) -> [(Due, Option<Instant>); 6] {
+        let w = &self.watches;
+        let (live, up, watched) = (
+            self.running(),
+            self.up().is_some(),
+            self.watched().is_some(),
+        );
+        [
+            (Due::Settle, w.settle.filter(|_| live)),
+            (Due::Flush, w.flush),
+            (Due::SleepSample, w.sleep_sample),
+            (Due::Sleep, w.sleep.filter(|_| watched)),
+            (Due::Limit, w.limit.filter(|_| watched)),
+            (Due::Quiet, w.quiet.filter(|_| up)),
+        ]
+    }
+
+    /// Whether `due` fell due by `now`; it is cleared then (the effect code sets it again
+    /// from what it knows, if it still stands).
+    fn take_due(&mut self, due: Due, now: Instant) -> bool {
+        let at = self
+            .watches_in_force()
+            .into_iter()
+            .find(|(d, _)| *d == due)
+            .and_then(|(_, at)| at);
+        if at.is_none_or(|at| now < at) {
+            return false;
+        }
+        let w = &mut self.watches;
+        let slot = match due {
+            Due::Settle => &mut w.settle,
+            Due::Flush => &mut w.flush,
+            Due::SleepSample => &mut w.sleep_sample,
+            Due::Sleep => &mut w.sleep,
+            Due::Limit => &mut w.limit,
+            Due::Quiet => &mut w.quiet,
+        };
+        *slot = None;
+        true
     }
 
     /// Shutting down and the main process is reaped (or it is hopeless): the loop may end.
@@ -408,9 +603,7 @@ impl<R> Machine<R> {
     pub fn step(&mut self, input: Input<R>, now: Instant) -> Vec<Effect> {
         let mut fx = Vec::new();
         match input {
-            Input::Start | Input::Restart | Input::Wake(_)
-                if matches!(self.lifecycle, Lifecycle::Asleep { .. }) =>
-            {
+            Input::Start | Input::Restart | Input::Wake(_) if self.asleep() => {
                 let by = match input {
                     Input::Wake(by) => by,
                     _ => WakeBy::User,
@@ -418,10 +611,10 @@ impl<R> Machine<R> {
                 self.wake(by, now, &mut fx);
             }
             Input::Wake(by) => {
-                // Still falling asleep: wake once the tree is gone (a new start now would race
-                // the old one for the port).
-                if self.run().is_some_and(|r| r.end == Some(EndReason::Sleep)) {
-                    self.wake_after = Some(by);
+                if let Some(RunPhase::FallingAsleep { wake_after }) =
+                    self.live_mut().map(|l| &mut l.phase)
+                {
+                    *wake_after = Some(by);
                 }
             }
             Input::Sleep { generating } => self.sleep(generating, now, &mut fx),
@@ -454,7 +647,7 @@ impl<R> Machine<R> {
                 route,
                 pace,
             } => {
-                if generation.is_some() && self.esc.is_none() {
+                if generation.is_some() && self.watched().is_some() {
                     self.begin_stop(None, generation, route, pace, now, now, &mut fx);
                 }
             }
@@ -466,18 +659,8 @@ impl<R> Machine<R> {
             } => self.breach(breach, generation, route, pace, now, &mut fx),
             Input::Step { step_seconds } => self.step_seen(step_seconds, now),
             Input::Unhealthy => self.end_run(EndReason::Unhealthy, now, &mut fx),
-            Input::Launched { attempt, run, io } => {
-                self.attempts += u32::from(attempt > 0);
-                self.lifecycle = Lifecycle::Running(Box::new(RunState {
-                    id: run,
-                    started: now,
-                    end: None,
-                    kill_at: None,
-                    kill_failures: 0,
-                    io,
-                }));
-            }
-            Input::LaunchFailed(e) if self.waking.is_some() => {
+            Input::Launched { attempt, run, io } => self.launched(attempt, run, io, now),
+            Input::LaunchFailed(e) if self.launching_wake() => {
                 let reason = match e {
                     LaunchError::NoTarget => "no Fooocus install is configured",
                     LaunchError::Fatal | LaunchError::Spawn => {
@@ -487,53 +670,33 @@ impl<R> Machine<R> {
                 self.wake_failed(reason.into(), now, &mut fx);
             }
             Input::LaunchFailed(LaunchError::NoTarget) => {}
-            Input::LaunchFailed(LaunchError::Fatal) => self.lifecycle = Lifecycle::GaveUp,
+            Input::LaunchFailed(LaunchError::Fatal) => self.state = State::GaveUp,
             Input::LaunchFailed(LaunchError::Spawn) => {
-                self.lifecycle = Lifecycle::Idle;
-                self.after_failure(now, "could not start".into(), &mut fx);
+                let recovery = self.recovery().copied();
+                self.state = State::Idle(None);
+                self.after_failure(now, "could not start".into(), recovery, &mut fx);
             }
             Input::Killed { kill, took, result } => self.killed(kill, took, result, now, &mut fx),
             Input::StopFailed { run, why } => {
-                let current = self.run().is_some_and(|r| r.id == run);
-                if let Some(Escalation {
-                    phase: EscPhase::Graceful { sent, .. },
-                    steps,
-                    due,
-                    ..
-                }) = self.esc.as_mut().filter(|_| current)
-                {
-                    steps.push(StopStep {
-                        step: "graceful".into(),
-                        at_s: sent.saturating_duration_since(*due).as_secs_f64(),
-                        took_s: now.duration_since(*sent).as_secs_f64(),
+                let Some(l) = self.live_mut().filter(|l| l.run.id == run) else {
+                    return fx;
+                };
+                if let RunPhase::Graceful { sent, .. } = l.phase {
+                    let RunPhase::Graceful { mut esc, .. } =
+                        std::mem::replace(&mut l.phase, RunPhase::Running)
+                    else {
+                        unreachable!()
+                    };
+                    esc.steps.push(StopStep {
+                        step: StopStepKind::Graceful,
+                        at_s: sent.saturating_duration_since(esc.due).as_secs_f64(),
+                        took_s: now.duration_since(sent).as_secs_f64(),
                         result: format!("failed: {why}"),
                     });
-                    self.kill_for_escalation(&mut fx);
+                    self.kill_for_escalation(esc, now, &mut fx);
                 }
             }
-            // A process the guard is ending may still print its last lines: only a live one's
-            // ready counts.
-            Input::Ready if self.run().is_some_and(|r| r.end.is_none()) => {
-                self.restart.on_ready();
-                self.finish_restart_step(now, &mut fx);
-                if let Some(w) = self.waking.take() {
-                    let ready_s = now.saturating_duration_since(w.started).as_secs_f64();
-                    fx.push(Effect::Say(format!(
-                        "Fooocus is awake ({ready_s:.1} s after the {})",
-                        if w.by == WakeBy::Visit {
-                            "visit"
-                        } else {
-                            "user's Wake"
-                        }
-                    )));
-                    fx.push(Effect::Woke {
-                        asleep_s: w.asleep_s,
-                        by: w.by,
-                        ready_s,
-                    });
-                }
-            }
-            Input::Ready => {}
+            Input::Ready => self.ready(now, &mut fx),
             Input::GenerationFinished { id } => self.generation_finished(id, now, &mut fx),
             Input::Exited { run, facts } => {
                 if self.current(run).is_some() {
@@ -541,41 +704,99 @@ impl<R> Machine<R> {
                 }
             }
             Input::Tick => self.tick(now, &mut fx),
+            Input::Watch(w) => self.watches = w,
         }
         fx
+    }
+
+    fn launched(&mut self, attempt: u32, id: u64, io: R, now: Instant) {
+        self.attempts += u32::from(attempt > 0);
+        let (waking, phase) = match std::mem::replace(&mut self.state, State::Idle(None)) {
+            State::Idle(Some(Pending::Wake(w))) => (Some(w), RunPhase::Running),
+            State::Idle(Some(Pending::Recovery(r)))
+            | State::BackingOff {
+                recovery: Some(r), ..
+            } => (None, RunPhase::Restarting(r)),
+            State::Live(l) => match l.phase {
+                RunPhase::Restarting(r) => (l.run.waking, RunPhase::Restarting(r)),
+                _ => (l.run.waking, RunPhase::Running),
+            },
+            _ => (None, RunPhase::Running),
+        };
+        self.state = State::Live(Box::new(Live {
+            run: RunState {
+                id,
+                started: now,
+                kill_at: None,
+                kill_failures: 0,
+                waking,
+                io,
+            },
+            phase,
+        }));
+    }
+
+    /// Fooocus said it is ready. A process the guard is ending may still print its last lines:
+    /// only a live one's ready counts.
+    fn ready(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        if self.up().is_none() {
+            return;
+        }
+        self.restart.on_ready();
+        if let Some(&r) = self.recovery() {
+            self.end_recovery();
+            self.finish_restart_step(r, now, fx);
+        }
+        let Some(w) = self.run_mut().and_then(|r| r.waking.take()) else {
+            return;
+        };
+        let ready_s = now.saturating_duration_since(w.started).as_secs_f64();
+        fx.push(Effect::Say(format!(
+            "Fooocus is awake ({ready_s:.1} s after the {})",
+            if w.by == WakeBy::Visit {
+                "visit"
+            } else {
+                "user's Wake"
+            }
+        )));
+        fx.push(Effect::Woke {
+            asleep_s: w.asleep_s,
+            by: w.by,
+            ready_s,
+        });
     }
 
     /// Fall asleep: end the run the clean way (as the user's Stop does). Never while a
     /// generation runs or a limit is being handled: those end first, and the idle clock
     /// starts again after them.
     fn sleep(&mut self, generating: bool, now: Instant, fx: &mut Vec<Effect>) {
-        let Some(run) = self.run() else { return };
-        if run.end.is_some() {
+        let Some(l) = self.live_mut() else { return };
+        if l.ending() {
             return;
         }
-        if generating || self.esc.is_some() {
+        if generating || l.phase != RunPhase::Running {
             fx.push(Effect::Say(
                 "not going to sleep: a generation is running or being stopped; Fooocus sleeps once it has been idle again for the sleep setting".into(),
             ));
             return;
         }
-        self.waking = None;
+        l.run.waking = None;
+        l.phase = RunPhase::FallingAsleep { wake_after: None };
         fx.push(Effect::Sleeping);
-        self.end_run(EndReason::Sleep, now, fx);
+        self.ask_to_exit(true, now, fx);
     }
 
     /// Start Fooocus again after a sleep.
     fn wake(&mut self, by: WakeBy, now: Instant, fx: &mut Vec<Effect>) {
-        let Lifecycle::Asleep { since } = self.lifecycle else {
+        let State::Asleep { since } = self.state else {
             return;
         };
-        self.lifecycle = Lifecycle::Idle;
         self.restart.reset();
-        self.waking = Some(Waking {
+        self.state = State::Idle(Some(Pending::Wake(Waking {
             by,
             asleep_s: now.saturating_duration_since(since).as_secs_f64(),
             started: now,
-        });
+        })));
         fx.push(Effect::Waking(by));
         fx.push(Effect::Launch { attempt: 0 });
     }
@@ -583,44 +804,48 @@ impl<R> Machine<R> {
     /// The wake's start-up failed: sleep on, so the next visit tries again (each try is a
     /// user's request, never a loop of the guard's own).
     fn wake_failed(&mut self, reason: String, now: Instant, fx: &mut Vec<Effect>) {
-        self.waking = None;
-        self.esc = None;
-        self.lifecycle = Lifecycle::Asleep { since: now };
+        self.state = State::Asleep { since: now };
         fx.push(Effect::Say(format!(
             "Fooocus did not wake: {reason}; it sleeps on, and the next visit tries again"
         )));
         fx.push(Effect::WakeFailed(reason));
     }
 
-    /// A stop or shutdown while waiting to restart, or after giving up: just stopped.
+    /// A stop or shutdown: no wake goes on, and waiting to restart, given up or asleep, it is
+    /// just stopped.
     fn settle_idle(&mut self) {
-        self.waking = None;
-        self.wake_after = None;
-        if matches!(
-            self.lifecycle,
-            Lifecycle::BackingOff { .. } | Lifecycle::GaveUp | Lifecycle::Asleep { .. }
-        ) {
-            self.lifecycle = Lifecycle::Idle;
+        match &mut self.state {
+            State::BackingOff { .. } | State::GaveUp | State::Asleep { .. } => {
+                self.state = State::Idle(None)
+            }
+            State::Idle(pending @ Some(Pending::Wake(_))) => *pending = None,
+            State::Live(l) => l.run.waking = None,
+            _ => {}
         }
     }
 
     fn tick(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        // The console's quiet first: what it completes may end a generation.
+        if self.take_due(Due::Settle, now) {
+            fx.push(Effect::Due(Due::Settle));
+        }
         // Graceful stop not honoured in time: kill.
-        if let Some(Escalation {
-            phase: EscPhase::Graceful { sent, deadline },
-            steps,
-            due,
-            ..
-        }) = self.esc.as_mut()
-        {
-            if now >= *deadline {
-                steps.push(StopStep {
-                    step: "graceful".into(),
-                    at_s: sent.saturating_duration_since(*due).as_secs_f64(),
-                    took_s: now.duration_since(*sent).as_secs_f64(),
-                    result: "ignored".into(),
-                });
-                self.kill_for_escalation(fx);
+        if let Some(l) = self.live_mut() {
+            if let RunPhase::Graceful { sent, deadline, .. } = l.phase {
+                if now >= deadline {
+                    let RunPhase::Graceful { mut esc, .. } =
+                        std::mem::replace(&mut l.phase, RunPhase::Running)
+                    else {
+                        unreachable!()
+                    };
+                    esc.steps.push(StopStep {
+                        step: StopStepKind::Graceful,
+                        at_s: sent.saturating_duration_since(esc.due).as_secs_f64(),
+                        took_s: now.duration_since(sent).as_secs_f64(),
+                        result: "ignored".into(),
+                    });
+                    self.kill_for_escalation(esc, now, fx);
+                }
             }
         }
         if let Some(run) = self.run_mut() {
@@ -631,35 +856,48 @@ impl<R> Machine<R> {
         }
         // The restart after a kill has a deadline too: past the start-up limit (10 min when
         // that is off) the escalation ends and the start-up limit watches Fooocus again.
-        if let Some(Escalation {
-            phase: EscPhase::Restarting { since },
-            ..
-        }) = &self.esc
+        if let Some(&r) = self
+            .recovery()
+            .filter(|r| now >= r.since + self.restart_deadline())
         {
-            let since = *since;
-            if now >= since + self.restart_deadline() {
-                let esc = self.esc.take().expect("escalation");
-                fx.push(Effect::Say(format!(
-                    "Fooocus was not ready {:.0} s after the kill",
-                    now.duration_since(since).as_secs_f64()
-                )));
-                if let Some(generation) = esc.generation {
-                    fx.push(Effect::AppendStopStep {
-                        generation,
-                        step: StopStep {
-                            step: "restart".into(),
-                            at_s: since.saturating_duration_since(esc.due).as_secs_f64(),
-                            took_s: now.duration_since(since).as_secs_f64(),
-                            result: "not ready in time".into(),
-                        },
-                    });
-                }
+            self.end_recovery();
+            fx.push(Effect::Say(format!(
+                "Fooocus was not ready {:.0} s after the kill",
+                now.duration_since(r.since).as_secs_f64()
+            )));
+            if let Some(generation) = r.generation {
+                fx.push(Effect::AppendStopStep {
+                    generation,
+                    step: StopStep {
+                        step: StopStepKind::Restart,
+                        at_s: r.since.saturating_duration_since(r.due).as_secs_f64(),
+                        took_s: now.duration_since(r.since).as_secs_f64(),
+                        result: "not ready in time".into(),
+                    },
+                });
             }
         }
-        if let Lifecycle::BackingOff { at, attempt } = self.lifecycle {
+        if let State::BackingOff {
+            at,
+            attempt,
+            recovery,
+        } = self.state
+        {
             if now >= at {
-                self.lifecycle = Lifecycle::Idle;
+                self.state = State::Idle(recovery.map(Pending::Recovery));
                 fx.push(Effect::Launch { attempt });
+            }
+        }
+        // The effect code's deadlines, in the state the timers above left.
+        for due in [
+            Due::Flush,
+            Due::SleepSample,
+            Due::Sleep,
+            Due::Limit,
+            Due::Quiet,
+        ] {
+            if self.take_due(due, now) {
+                fx.push(Effect::Due(due));
             }
         }
     }
@@ -676,7 +914,7 @@ impl<R> Machine<R> {
         // A process the guard is already ending has no limits any more (its exit must not
         // turn into a limit's restart). During an escalation the loop checks no time or usage
         // limit; the container's own breach (the Windows job's memory) still comes.
-        if self.run().is_none_or(|r| r.end.is_some()) {
+        if self.up().is_none() {
             return;
         }
         let generation_limit = matches!(
@@ -684,23 +922,24 @@ impl<R> Machine<R> {
             LimitKind::Timeout | LimitKind::Stall | LimitKind::Vram
         );
         let action = if b.limit == LimitKind::Startup {
-            "restart"
+            BreachAction::Restart
         } else if generation_limit && route.is_ok() && generation.is_some() {
-            "stop_generation"
+            BreachAction::StopGeneration
         } else if self.restarts_after_limit() {
-            "kill_and_restart"
+            BreachAction::KillAndRestart
         } else {
-            "kill"
+            BreachAction::Kill
         };
         let what = breach_words(&b, generation);
         fx.push(Effect::Say(format!(
-            "limit breached: {what}; action: {action}"
+            "limit breached: {what}; action: {}",
+            action.as_str()
         )));
         fx.push(Effect::Emit(EventKind::LimitBreached {
             limit: b.limit,
             configured: b.configured,
             observed: b.observed,
-            action: action.into(),
+            action,
             generation_id: generation,
             source: b.source.map(String::from),
             phase: pace.phase,
@@ -712,19 +951,18 @@ impl<R> Machine<R> {
         }
         fx.push(Effect::MarkLimit(b.limit));
         let due = b.due.unwrap_or(now);
-        if action == "stop_generation" {
+        if action == BreachAction::StopGeneration {
             self.begin_stop(Some(b.limit), generation, route, pace, due, now, fx);
         } else {
-            self.esc = Some(Escalation {
+            let esc = Escalation {
                 grace: None,
                 limit: Some(b.limit),
                 generation,
                 fooocus_phase: pace.phase,
                 due,
                 steps: Vec::new(),
-                phase: EscPhase::Restarting { since: now },
-            });
-            self.kill_for_escalation(fx);
+            };
+            self.kill_for_escalation(esc, now, fx);
         }
     }
 
@@ -741,7 +979,7 @@ impl<R> Machine<R> {
         fx: &mut Vec<Effect>,
     ) {
         // Nothing to stop in a process that is not running or already ending.
-        if self.run().is_none_or(|r| r.end.is_some()) {
+        if self.up().is_none() {
             return;
         }
         let grace = crate::policy::grace_for(self.settings.grace, &pace);
@@ -752,24 +990,25 @@ impl<R> Machine<R> {
             fooocus_phase: pace.phase,
             due,
             steps: Vec::new(),
-            phase: EscPhase::Graceful {
-                sent: now,
-                deadline: now + grace.duration,
-            },
         };
         if let Err(why) = route {
             esc.steps.push(StopStep {
-                step: "graceful".into(),
+                step: StopStepKind::Graceful,
                 at_s: 0.0,
                 took_s: 0.0,
                 result: format!("unavailable: {why}"),
             });
             esc.grace = None;
-            self.esc = Some(esc);
-            self.kill_for_escalation(fx);
+            self.kill_for_escalation(esc, now, fx);
             return;
         }
-        self.esc = Some(esc);
+        if let Some(l) = self.live_mut() {
+            l.phase = RunPhase::Graceful {
+                esc,
+                sent: now,
+                deadline: now + grace.duration,
+            };
+        }
         fx.push(Effect::RequestStop);
     }
 
@@ -777,11 +1016,13 @@ impl<R> Machine<R> {
     /// keeps one step's grace from now, never more than it had.
     fn step_seen(&mut self, step_seconds: Option<f64>, now: Instant) {
         let configured = self.settings.grace;
-        if let Some(Escalation {
-            grace: Some(grace),
-            phase: EscPhase::Graceful { deadline, .. },
+        if let Some(RunPhase::Graceful {
+            esc: Escalation {
+                grace: Some(grace), ..
+            },
+            deadline,
             ..
-        }) = self.esc.as_mut()
+        }) = self.live_mut().map(|l| &mut l.phase)
         {
             if grace.until_step {
                 let step = crate::policy::grace_after_step(configured, step_seconds);
@@ -797,12 +1038,14 @@ impl<R> Machine<R> {
     }
 
     /// Step 2: kill the tree (the answer comes as `Killed { kill: Escalation }`).
-    fn kill_for_escalation(&mut self, fx: &mut Vec<Effect>) {
-        let Some(run) = self.run_mut() else {
-            self.esc = None;
-            return;
-        };
-        run.end = Some(EndReason::Limit);
+    fn kill_for_escalation(&mut self, esc: Escalation, now: Instant, fx: &mut Vec<Effect>) {
+        let Some(l) = self.live_mut() else { return };
+        let recovery = Some(Recovery {
+            since: now,
+            due: esc.due,
+            generation: esc.generation,
+        });
+        l.phase = RunPhase::LimitKilled { esc, recovery };
         fx.push(Effect::KillTree(KillFor::Escalation));
     }
 
@@ -820,7 +1063,10 @@ impl<R> Machine<R> {
             }
             return;
         }
-        let Some(esc) = self.esc.as_mut() else { return };
+        let Some(RunPhase::LimitKilled { esc, recovery }) = self.live_mut().map(|l| &mut l.phase)
+        else {
+            return;
+        };
         let outcome = match &result {
             Ok(n) => format!("reaped {n} processes"),
             Err(e) => format!("failed: {e}"),
@@ -828,12 +1074,17 @@ impl<R> Machine<R> {
         // The kill started `took` before its answer.
         let began = now.checked_sub(took).unwrap_or(now);
         esc.steps.push(StopStep {
-            step: "kill".into(),
+            step: StopStepKind::Kill,
             at_s: began.saturating_duration_since(esc.due).as_secs_f64(),
             took_s: took.as_secs_f64(),
             result: outcome,
         });
-        esc.phase = EscPhase::Restarting { since: now };
+        // The restart's clock starts with the kill done.
+        *recovery = Some(Recovery {
+            since: now,
+            due: esc.due,
+            generation: esc.generation,
+        });
         let took_total = now.saturating_duration_since(esc.due).as_secs_f64();
         let (limit, generation, steps) = (esc.limit, esc.generation, esc.steps.clone());
         let fooocus_phase = esc.fooocus_phase;
@@ -890,48 +1141,45 @@ impl<R> Machine<R> {
     }
 
     /// Ready after a limit restart: the escalation is over.
-    fn finish_restart_step(&mut self, now: Instant, fx: &mut Vec<Effect>) {
-        let Some(Escalation {
-            phase: EscPhase::Restarting { since },
-            ..
-        }) = &self.esc
-        else {
-            return;
-        };
-        let since = *since;
-        let esc = self.esc.take().expect("escalation");
+    fn finish_restart_step(&mut self, r: Recovery, now: Instant, fx: &mut Vec<Effect>) {
         let step = StopStep {
-            step: "restart".into(),
-            at_s: since.saturating_duration_since(esc.due).as_secs_f64(),
-            took_s: now.duration_since(since).as_secs_f64(),
+            step: StopStepKind::Restart,
+            at_s: r.since.saturating_duration_since(r.due).as_secs_f64(),
+            took_s: now.duration_since(r.since).as_secs_f64(),
             result: "ready".into(),
         };
         fx.push(Effect::Say(format!(
             "Fooocus is ready again {:.1} s after the kill",
             step.took_s
         )));
-        if let Some(generation) = esc.generation {
+        if let Some(generation) = r.generation {
             fx.push(Effect::AppendStopStep { generation, step });
         }
     }
 
     fn generation_finished(&mut self, id: u64, now: Instant, fx: &mut Vec<Effect>) {
-        let Some(Escalation {
-            phase: EscPhase::Graceful { sent, .. },
-            generation: Some(g),
+        let Some(l) = self.live_mut() else { return };
+        let RunPhase::Graceful {
+            esc: Escalation {
+                generation: Some(g),
+                ..
+            },
+            sent,
             ..
-        }) = &self.esc
+        } = l.phase
         else {
             return;
         };
-        if *g != id {
+        if g != id {
             return;
         }
-        let sent = *sent;
-        let mut esc = self.esc.take().expect("escalation");
+        let RunPhase::Graceful { mut esc, .. } = std::mem::replace(&mut l.phase, RunPhase::Running)
+        else {
+            unreachable!()
+        };
         let took = now.duration_since(sent).as_secs_f64();
         esc.steps.push(StopStep {
-            step: "graceful".into(),
+            step: StopStepKind::Graceful,
             at_s: sent.saturating_duration_since(esc.due).as_secs_f64(),
             took_s: took,
             result: "ended".into(),
@@ -960,123 +1208,112 @@ impl<R> Machine<R> {
     /// tree kill), or a kill straight away. The loop goes on meanwhile (a timer, like a limit
     /// stop's grace), so it never sleeps here.
     fn end_run(&mut self, why: EndReason, now: Instant, fx: &mut Vec<Effect>) {
-        let can_terminate = self.settings.can_terminate;
-        let clean = matches!(
-            why,
-            EndReason::UserStop | EndReason::Shutdown | EndReason::UserRestart | EndReason::Sleep
-        );
-        let Lifecycle::Running(run) = &mut self.lifecycle else {
-            return;
-        };
-        if let Some(ending) = run.end {
+        let clean = why != EndReason::Unhealthy;
+        let Some(l) = self.live_mut() else { return };
+        if l.ending() {
             // Already ending: the user's word decides what follows the exit (no restart after a
-            // Stop), and the deadline that stands is kept, not pushed back by a second click.
-            if clean && ending != EndReason::Shutdown {
-                run.end = Some(why);
-                self.esc = None;
-                if run.kill_at.is_none() {
-                    run.kill_at = Some(now + STOP_GRACE);
+            // Stop, no limit's restart), and the deadline that stands is kept, not pushed back
+            // by a second click.
+            if clean && l.phase != RunPhase::Stopping(EndReason::Shutdown) {
+                l.phase = RunPhase::Stopping(why);
+                if l.run.kill_at.is_none() {
+                    l.run.kill_at = Some(now + STOP_GRACE);
                 }
             }
             return;
         }
-        run.end = Some(why);
         // Ending the process supersedes stopping a generation: that deadline must not kill it
         // a second time and turn the exit into a limit's restart.
-        self.esc = None;
+        l.phase = RunPhase::Stopping(why);
+        self.ask_to_exit(clean, now, fx);
+    }
+
+    /// SIGTERM and the tree kill 5 s later (Fooocus holds no state worth a long wait; 5 s
+    /// covers its exit handlers), or the kill at once.
+    fn ask_to_exit(&mut self, clean: bool, now: Instant, fx: &mut Vec<Effect>) {
+        let can_terminate = self.settings.can_terminate;
+        let Some(run) = self.run_mut() else { return };
         if clean && can_terminate {
-            // Fooocus holds no state worth a long wait; 5 s covers its exit handlers.
             fx.push(Effect::Terminate);
             run.kill_at = Some(now + STOP_GRACE);
-            return;
+        } else {
+            fx.push(Effect::KillTree(KillFor::End));
         }
-        fx.push(Effect::KillTree(KillFor::End));
     }
 
     fn exited(&mut self, facts: ExitFacts, now: Instant, fx: &mut Vec<Effect>) {
-        let Lifecycle::Running(run) = std::mem::replace(&mut self.lifecycle, Lifecycle::Idle)
-        else {
+        let State::Live(l) = std::mem::replace(&mut self.state, State::Idle(None)) else {
             return;
         };
+        let Live { run, phase } = *l;
         let next = self.attempts + 1;
-        // A graceful stop in flight has nothing left to stop (its deadline would otherwise
-        // kill the next run).
-        if matches!(
-            self.esc,
-            Some(Escalation {
-                phase: EscPhase::Graceful { .. },
-                ..
-            })
-        ) {
-            self.esc = None;
-        }
-        if run.end == Some(EndReason::Sleep) {
-            self.lifecycle = Lifecycle::Asleep { since: now };
-            self.esc = None;
+        if let RunPhase::FallingAsleep { wake_after } = phase {
+            self.state = State::Asleep { since: now };
             fx.push(Effect::Say(
                 "Fooocus is asleep: it wakes when you open it".into(),
             ));
             fx.push(Effect::Asleep);
-            if let Some(by) = self.wake_after.take() {
+            if let Some(by) = wake_after {
                 self.wake(by, now, fx);
             }
             return;
         }
-        if self.ends_wake(run.end) {
-            let reason = match run.end {
-                Some(EndReason::Unhealthy) => "Fooocus was not ready in time".to_string(),
-                Some(EndReason::Limit) => "a limit stopped it while it started".to_string(),
+        if run.waking.is_some() && ends_wake(&phase) {
+            let reason = match phase {
+                RunPhase::Stopping(EndReason::Unhealthy) => {
+                    "Fooocus was not ready in time".to_string()
+                }
+                RunPhase::LimitKilled { .. } => "a limit stopped it while it started".to_string(),
                 _ => format!("Fooocus {}", exit_words(&facts)),
             };
             self.wake_failed(reason, now, fx);
             return;
         }
-        match run.end {
-            Some(EndReason::UserStop) | Some(EndReason::Shutdown) => {
-                self.waking = None;
+        match phase {
+            RunPhase::Stopping(EndReason::UserStop | EndReason::Shutdown) => {
                 fx.push(Effect::Say("Fooocus stopped".into()));
             }
-            // Handled above.
-            Some(EndReason::Sleep) => {}
-            Some(EndReason::UserRestart) => {
+            RunPhase::Stopping(EndReason::UserRestart) => {
+                // A wake restarted by the user is still a wake.
+                self.state = State::Idle(run.waking.map(Pending::Wake));
                 self.say_restarting(next, Duration::ZERO, "user".into(), fx);
                 fx.push(Effect::Launch { attempt: next })
             }
-            Some(EndReason::Limit) if !self.restarts_after_limit() => {
+            RunPhase::LimitKilled { .. } if !self.restarts_after_limit() => {
                 // `never` means never: the generation ended with the kill, Fooocus stays down.
-                self.esc = None;
                 fx.push(Effect::Say(
                     "Fooocus was stopped for a limit and stays stopped (restart policy: never); start it again from the tray or the dashboard, or run the guard again".into(),
                 ));
             }
-            Some(EndReason::Limit) => {
-                let limit = self.esc.as_ref().and_then(|e| e.limit);
-                let reason = match limit {
+            RunPhase::LimitKilled { esc, recovery } => {
+                let reason = match esc.limit {
                     Some(l) => format!("limit: {}", l.as_str()),
                     None => "limit".to_string(),
                 };
                 match self.restart.on_limit_kill(now) {
-                    Decision::Restart { delay, .. } if delay.is_zero() => {
-                        self.say_restarting(next, Duration::ZERO, reason, fx);
-                        fx.push(Effect::Launch { attempt: next })
-                    }
-                    Decision::Restart { attempt, delay } => {
-                        self.schedule_restart(now, attempt, delay, reason, fx)
+                    Decision::Restart { attempt, delay } if !delay.is_zero() => {
+                        self.schedule_restart(now, attempt, delay, reason, recovery, fx)
                     }
                     Decision::GiveUp { failures } => {
-                        self.esc = None;
-                        self.give_up(failures, keeps_firing(limit), fx)
+                        self.give_up(failures, keeps_firing(esc.limit), fx)
                     }
-                    Decision::Stay => {
+                    Decision::Restart { .. } | Decision::Stay => {
+                        self.state = State::Idle(recovery.map(Pending::Recovery));
                         self.say_restarting(next, Duration::ZERO, reason, fx);
                         fx.push(Effect::Launch { attempt: next })
                     }
                 }
             }
-            Some(EndReason::Unhealthy) => {
-                self.after_failure(now, "Fooocus could not generate".into(), fx)
+            RunPhase::Stopping(EndReason::Unhealthy) => {
+                self.after_failure(now, "Fooocus could not generate".into(), None, fx)
             }
-            None => {
+            // It ended by itself. A graceful stop in flight has nothing left to stop (its
+            // deadline would otherwise kill the next run); a restart after a kill goes on.
+            RunPhase::Running | RunPhase::Graceful { .. } | RunPhase::Restarting(_) => {
+                let recovery = match phase {
+                    RunPhase::Restarting(r) => Some(r),
+                    _ => None,
+                };
                 let kind = if facts.code == Some(0) {
                     ExitKind::Clean
                 } else {
@@ -1086,22 +1323,29 @@ impl<R> Machine<R> {
                 fx.push(Effect::Say(format!("Fooocus {reason}")));
                 match self.restart.on_exit(kind, now) {
                     Decision::Restart { attempt, delay } => {
-                        self.schedule_restart(now, attempt, delay, reason, fx)
+                        self.schedule_restart(now, attempt, delay, reason, recovery, fx)
                     }
                     Decision::GiveUp { failures } => self.give_up(failures, reason, fx),
-                    Decision::Stay => {}
+                    Decision::Stay => self.state = State::Idle(recovery.map(Pending::Recovery)),
                 }
             }
+            RunPhase::FallingAsleep { .. } => unreachable!("handled above"),
         }
     }
 
-    fn after_failure(&mut self, now: Instant, reason: String, fx: &mut Vec<Effect>) {
+    fn after_failure(
+        &mut self,
+        now: Instant,
+        reason: String,
+        recovery: Option<Recovery>,
+        fx: &mut Vec<Effect>,
+    ) {
         match self.restart.on_exit(ExitKind::Failure, now) {
             Decision::Restart { attempt, delay } => {
-                self.schedule_restart(now, attempt, delay, reason, fx)
+                self.schedule_restart(now, attempt, delay, reason, recovery, fx)
             }
             Decision::GiveUp { failures } => self.give_up(failures, reason, fx),
-            Decision::Stay => self.lifecycle = Lifecycle::Idle,
+            Decision::Stay => self.state = State::Idle(recovery.map(Pending::Recovery)),
         }
     }
 
@@ -1111,13 +1355,15 @@ impl<R> Machine<R> {
         attempt: u32,
         delay: Duration,
         reason: String,
+        recovery: Option<Recovery>,
         fx: &mut Vec<Effect>,
     ) {
         self.restarts += 1;
         self.say_restarting(attempt, delay, reason, fx);
-        self.lifecycle = Lifecycle::BackingOff {
+        self.state = State::BackingOff {
             at: now + delay,
             attempt,
+            recovery,
         };
     }
 
@@ -1145,8 +1391,20 @@ impl<R> Machine<R> {
             window_s,
             reason,
         }));
-        self.lifecycle = Lifecycle::GaveUp;
+        self.state = State::GaveUp;
     }
+}
+
+/// Whether a wake's process ending in this phase is the wake failing (not a user's stop).
+fn ends_wake(phase: &RunPhase) -> bool {
+    matches!(
+        phase,
+        RunPhase::Running
+            | RunPhase::Restarting(_)
+            | RunPhase::Graceful { .. }
+            | RunPhase::LimitKilled { .. }
+            | RunPhase::Stopping(EndReason::Unhealthy)
+    )
 }
 
 /// How the main process ended, in the user's words.

@@ -34,34 +34,33 @@ fn secs(s: u64) -> Duration {
 
 /// A short name for the machine's state, as the table writes it.
 fn label(m: &M) -> &'static str {
-    match (&m.lifecycle, &m.esc) {
-        (Lifecycle::Idle, _) if m.waking.is_some() => "waking",
-        (Lifecycle::Idle, _) => "idle",
-        (Lifecycle::Asleep { .. }, _) => "asleep",
-        (Lifecycle::Running(r), _) if r.end == Some(EndReason::Sleep) => "falling-asleep",
-        (Lifecycle::Running(r), None) if r.end.is_none() && m.waking.is_some() => "waking",
-        (Lifecycle::GaveUp, _) => "gave-up",
-        (Lifecycle::BackingOff { .. }, _) => "backing-off",
-        (Lifecycle::Running(r), esc) => match (r.end, esc) {
-            (Some(EndReason::Limit), _) => "limit-killed",
-            (Some(_), _) => "stopping",
-            (
-                None,
-                Some(Escalation {
-                    phase: EscPhase::Graceful { .. },
-                    ..
-                }),
-            ) => "graceful",
-            (
-                None,
-                Some(Escalation {
-                    phase: EscPhase::Restarting { .. },
-                    ..
-                }),
-            ) => "restarting",
-            (None, None) => "running",
+    match &m.state {
+        State::Idle(Some(Pending::Wake(_))) => "waking",
+        State::Idle(_) => "idle",
+        State::Asleep { .. } => "asleep",
+        State::GaveUp => "gave-up",
+        State::BackingOff { .. } => "backing-off",
+        State::Live(l) => match &l.phase {
+            RunPhase::FallingAsleep { .. } => "falling-asleep",
+            RunPhase::LimitKilled { .. } => "limit-killed",
+            RunPhase::Stopping(_) => "stopping",
+            RunPhase::Graceful { .. } => "graceful",
+            RunPhase::Restarting(_) => "restarting",
+            RunPhase::Running if l.run.waking.is_some() => "waking",
+            RunPhase::Running => "running",
         },
     }
+}
+
+/// Whether anything of a stop is left: a graceful stop, a limit's kill, the restart after it.
+fn escalating(m: &M) -> bool {
+    m.recovery().is_some()
+        || m.live().is_some_and(|l| {
+            matches!(
+                l.phase,
+                RunPhase::Graceful { .. } | RunPhase::LimitKilled { .. }
+            )
+        })
 }
 
 /// A short name for each effect, as the table writes them (events by their JSON name).
@@ -85,6 +84,7 @@ fn kinds(fx: &[Effect]) -> Vec<String> {
             Effect::Waking(by) => format!("waking {}", by.as_str()),
             Effect::Woke { .. } => "woke".into(),
             Effect::WakeFailed(_) => "wake-failed".into(),
+            Effect::Due(d) => format!("due {d:?}"),
         })
         .collect()
 }
@@ -592,8 +592,8 @@ fn crashes_back_off_exponentially_then_give_up() {
         // Start resets the count: relaunch from the backoff instead after the first.
         let fx = m.step(exited(run, Some(1)), c.at(t + 1.0));
         t += 1.0;
-        match &m.lifecycle {
-            Lifecycle::BackingOff { at, attempt } => {
+        match &m.state {
+            State::BackingOff { at, attempt, .. } => {
                 delays.push(at.duration_since(c.at(t)).as_secs());
                 assert_eq!(*attempt, 1, "Start forgot the failures before it");
                 assert_eq!(kinds(&fx), ["say", "say", "restarting"]);
@@ -618,15 +618,15 @@ fn crashes_back_off_exponentially_then_give_up() {
         m.step(launched(run as u32 - 1, run), c.at(t));
         t += 2.0;
         let fx = m.step(exited(run, Some(1)), c.at(t));
-        match m.lifecycle {
-            Lifecycle::BackingOff { at, .. } => {
+        match m.state {
+            State::BackingOff { at, .. } => {
                 let d = at.duration_since(c.at(t));
                 delays.push(d.as_secs());
                 t += d.as_secs_f64();
                 let fx = m.step(Input::Tick, c.at(t));
                 assert_eq!(kinds(&fx), [format!("launch {run}")]);
             }
-            Lifecycle::GaveUp => {
+            State::GaveUp => {
                 assert_eq!(kinds(&fx), ["say", "say", "gave_up"]);
                 assert!(says(&fx)[1].contains("failed 6 times"), "{:?}", says(&fx));
                 break;
@@ -646,8 +646,8 @@ fn ready_resets_the_crash_backoff() {
     crashed_and_relaunched(&mut m, &c);
     m.step(Input::Ready, c.at(3.0));
     m.step(exited(2, Some(1)), c.at(4.0));
-    let Lifecycle::BackingOff { at, attempt } = m.lifecycle else {
-        panic!("{:?}", m.lifecycle)
+    let State::BackingOff { at, attempt, .. } = m.state else {
+        panic!("{:?}", m.state)
     };
     assert_eq!(at, c.at(5.0), "1 s again after ready, not 2 s");
     assert_eq!(attempt, 2, "the window still counts both failures");
@@ -684,12 +684,12 @@ fn a_limit_that_fires_every_time_backs_off_then_gives_up_naming_the_limit() {
         assert_eq!(fx.last(), Some(&Effect::KillTree(KillFor::Escalation)));
         m.step(kill_ok(KillFor::Escalation), c.at(t));
         let fx = m.step(exited(run, None), c.at(t + 0.1));
-        match &m.lifecycle {
-            Lifecycle::Idle => {
+        match &m.state {
+            State::Idle(_) => {
                 assert_eq!(kinds(&fx), ["say", "restarting", &format!("launch {run}")]);
                 waits.push(0);
             }
-            Lifecycle::BackingOff { at, .. } => {
+            State::BackingOff { at, .. } => {
                 assert_eq!(kinds(&fx), ["say", "restarting"]);
                 let d = at.duration_since(c.at(t + 0.1));
                 waits.push(d.as_secs());
@@ -697,7 +697,7 @@ fn a_limit_that_fires_every_time_backs_off_then_gives_up_naming_the_limit() {
                 let fx = m.step(Input::Tick, c.at(t));
                 assert!(matches!(fx[..], [Effect::Launch { .. }]));
             }
-            Lifecycle::GaveUp => {
+            State::GaveUp => {
                 assert_eq!(kinds(&fx), ["say", "gave_up"]);
                 let Effect::Emit(EventKind::GaveUp {
                     reason, failures, ..
@@ -710,7 +710,7 @@ fn a_limit_that_fires_every_time_backs_off_then_gives_up_naming_the_limit() {
                     reason.contains("its memory limit stopped it each time"),
                     "{reason}"
                 );
-                assert!(m.esc.is_none(), "no escalation outlives the give-up");
+                assert!(!escalating(&m), "no escalation outlives the give-up");
                 assert_eq!(m.next_deadline(), None, "nothing left to wake for");
                 break;
             }
@@ -742,7 +742,7 @@ fn restarts_never_leaves_fooocus_down_after_a_limit_kill() {
     let Some(Effect::Emit(EventKind::LimitBreached { action, .. })) = fx.get(1) else {
         panic!("{fx:?}")
     };
-    assert_eq!(action, "kill");
+    assert_eq!(*action, crate::events::BreachAction::Kill);
     assert_eq!(
         m.state(true, true, true),
         FooocusState::Stopping,
@@ -761,7 +761,7 @@ fn restarts_never_leaves_fooocus_down_after_a_limit_kill() {
     assert_eq!(kinds(&fx), ["say"]);
     assert!(says(&fx)[0].contains("start it again"), "{fx:?}");
     assert_eq!(label(&m), "idle");
-    assert_eq!(m.esc, None);
+    assert!(!escalating(&m));
     assert_eq!(m.next_deadline(), None, "nothing will launch it");
     assert_eq!(m.state(true, false, false), FooocusState::Stopped);
 }
@@ -1050,7 +1050,7 @@ fn a_graceful_stop_waits_one_observed_step_when_steps_are_slower_than_the_grace(
         fx[0],
         Effect::StoppedGracefully {
             steps: vec![StopStep {
-                step: "graceful".into(),
+                step: StopStepKind::Graceful,
                 at_s: 0.0,
                 took_s: 25.0,
                 result: "ended".into()
@@ -1089,7 +1089,7 @@ fn the_restart_after_a_kill_has_the_startup_limit_as_its_deadline() {
     assert_eq!(m.next_deadline(), Some(c.at(120.0)));
     let fx = m.step(Input::Tick, c.at(120.0));
     assert_eq!(kinds(&fx), ["say", "append-step"]);
-    assert!(m.esc.is_none());
+    assert!(!escalating(&m));
 }
 
 #[test]
@@ -1098,7 +1098,7 @@ fn an_exit_during_a_graceful_stop_drops_it_so_its_deadline_cannot_kill_the_next_
     let mut m = M::new(settings());
     graceful(&mut m, &c);
     crashed_and_relaunched(&mut m, &c);
-    assert!(m.esc.is_none());
+    assert!(!escalating(&m));
     assert!(m.step(Input::Tick, c.at(10.0)).is_empty());
     assert_eq!(label(&m), "running");
 }
@@ -1207,7 +1207,7 @@ fn a_stop_after_a_limit_kill_leaves_fooocus_stopped() {
     m.step(Input::Stop, c.at(0.1));
     let fx = m.step(exited(1, None), c.at(0.2));
     assert_eq!(kinds(&fx), ["say"], "no relaunch");
-    assert!(m.esc.is_none());
+    assert!(!escalating(&m));
     assert_eq!(m.next_deadline(), None);
 }
 
@@ -1242,7 +1242,7 @@ fn ready_from_a_process_being_ended_does_not_reset_the_backoff() {
     killed(&mut m, &c);
     assert!(m.step(Input::Ready, c.at(0.1)).is_empty());
     assert!(
-        m.esc.is_some(),
+        escalating(&m),
         "the escalation waits for the new process's ready"
     );
 }
@@ -1382,4 +1382,50 @@ fn only_a_sleep_or_a_failed_wake_keeps_the_gateway_through_the_exit() {
     let fx = m.step(exited(2, None), c.at(2.0));
     assert_eq!(kinds(&fx), ["say"]);
     assert_eq!(label(&m), "idle");
+}
+
+/// The loop's deadlines are the machine's clock too (its `next_deadline` is the only one the
+/// loop waits on): each counts in the states it belongs to, and says once when it falls due.
+#[test]
+fn the_loops_deadlines_fall_due_only_in_the_states_they_count_in() {
+    let c = Clock(Instant::now());
+    let watches = Watches {
+        limit: Some(c.at(1.0)),
+        sleep: Some(c.at(2.0)),
+        quiet: Some(c.at(3.0)),
+        ..Default::default()
+    };
+    let mut m = M::new(settings());
+    running(&mut m, &c);
+    m.step(Input::Watch(watches), c.at(0.0));
+    assert_eq!(m.next_deadline(), Some(c.at(1.0)));
+    assert!(m.step(Input::Tick, c.at(0.9)).is_empty());
+    assert_eq!(kinds(&m.step(Input::Tick, c.at(1.0))), ["due Limit"]);
+    assert_eq!(m.next_deadline(), Some(c.at(2.0)), "said once");
+    assert_eq!(
+        kinds(&m.step(Input::Tick, c.at(5.0))),
+        ["due Sleep", "due Quiet"]
+    );
+    assert_eq!(m.next_deadline(), None);
+    // A generation being stopped: no time limit, no sleep; its quiet end still counts.
+    let mut m = M::new(settings());
+    graceful(&mut m, &c);
+    m.step(Input::Watch(watches), c.at(0.0));
+    assert_eq!(m.next_deadline(), Some(c.at(3.0)));
+    assert_eq!(kinds(&m.step(Input::Tick, c.at(5.0))), ["due Quiet"]);
+    // A process being ended: none of them; a sleep's late sample whatever the state.
+    let mut m = M::new(settings());
+    stopping(&mut m, &c);
+    m.step(
+        Input::Watch(Watches {
+            sleep_sample: Some(c.at(4.0)),
+            ..watches
+        }),
+        c.at(0.0),
+    );
+    assert_eq!(m.next_deadline(), Some(c.at(4.0)));
+    assert_eq!(
+        kinds(&m.step(Input::Tick, c.at(5.0))),
+        ["kill timer", "due SleepSample"]
+    );
 }

@@ -3,8 +3,9 @@
 //!
 //! Threads:
 //! * the supervisor loop (`run::Loop`, the effect code around the pure state machine in
-//!   `machine`), which waits on its channel with a deadline
-//!   (the next limit, quiet period, grace period or restart), so limits are kept by a timer;
+//!   `machine`), which waits on its channel until the machine's next deadline (its own timers
+//!   and the loop's, handed to it: the next limit, quiet period, grace period or restart), so
+//!   limits are kept by one clock;
 //! * the spawner, which lives as long as the guard: PR_SET_PDEATHSIG fires when the *thread*
 //!   that spawned a child exits, so children are never spawned from short-lived threads;
 //! * per run: a reader per output stream and a waiter;
