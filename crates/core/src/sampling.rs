@@ -15,7 +15,7 @@ use guard_sample::{Sample, Sampler, SamplerConfig, VramSource};
 use crate::config::diff::{ConfigDiff, Setting};
 use crate::config::Config;
 use crate::policy::Usage;
-use crate::supervisor::Guard;
+use crate::supervisor::{Guard, MachineMemory, Sampled};
 
 pub struct Sampling {
     interval_ms: Arc<AtomicU64>,
@@ -135,7 +135,8 @@ pub fn spawn(guard: &Guard, cfg: &Config) -> Sampling {
         .spawn(move || {
             let gpu = sampler_config(&scfg.lock().unwrap());
             let mut sampler = Sampler::new(gpu);
-            g.set_gpu_status(sampler.gpu_status());
+            // What the status says of the GPU; sent with the next sample when it changes.
+            let mut gpu_said = String::new();
             let mut current: Option<(TreeProbe, u32)> = None;
             let mut said_whole_gpu = false;
             let mut commit = crate::commit::CommitWatch::default();
@@ -154,7 +155,6 @@ pub fn spawn(guard: &Guard, cfg: &Config) -> Sampling {
                     sampler = Sampler::new(gpu);
                     sampler.set_tree(current.as_ref().map(|(p, _)| p));
                     let _ = sampler.sample();
-                    g.set_gpu_status(sampler.gpu_status());
                     said_whole_gpu = false;
                     next = Instant::now() + Duration::from_millis(iv.load(Ordering::Relaxed));
                     if !wait(next) {
@@ -185,17 +185,7 @@ pub fn spawn(guard: &Guard, cfg: &Config) -> Sampling {
                         }
                     }
                 }
-                if let Some(u) = usage_of(s) {
-                    g.report_usage(u);
-                }
-                g.report_memory(crate::supervisor::MachineMemory {
-                    taken,
-                    ram_used_bytes: s.system.ram_used_bytes,
-                    vram_used_bytes: s.device_vram_bytes(),
-                    tree_ram_bytes: s.tree.as_ref().map(|t| t.ram_bytes),
-                });
                 h.lock().unwrap().push(point_of(s));
-                g.set_gpu_status(&s.gpu_status);
                 // Once, in the console and the events too: a VRAM cap on the whole GPU counts
                 // the desktop's and other programs' VRAM (Windows' WDDM without GPU counters).
                 let source = s.tree.as_ref().and_then(|t| t.vram_source);
@@ -203,7 +193,21 @@ pub fn spawn(guard: &Guard, cfg: &Config) -> Sampling {
                     said_whole_gpu = true;
                     g.warn(&format!("GPU: {}", s.gpu_status));
                 }
-                g.publish_sample(Arc::new(s.clone()));
+                let gpu_status = (gpu_said != s.gpu_status).then(|| {
+                    gpu_said.clone_from(&s.gpu_status);
+                    gpu_said.clone()
+                });
+                g.sampled(Sampled {
+                    usage: usage_of(s),
+                    memory: MachineMemory {
+                        taken,
+                        ram_used_bytes: s.system.ram_used_bytes,
+                        vram_used_bytes: s.device_vram_bytes(),
+                        tree_ram_bytes: s.tree.as_ref().map(|t| t.ram_bytes),
+                    },
+                    gpu_status,
+                    sample: Arc::new(s.clone()),
+                });
                 let mut every = Duration::from_millis(iv.load(Ordering::Relaxed));
                 if generating {
                     every = (every / 2).max(Duration::from_millis(100));

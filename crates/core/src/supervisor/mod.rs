@@ -247,6 +247,8 @@ enum Cmd {
     SetConfig(Box<(Config, ConfigDiff)>, Sender<()>),
     SetTarget(Box<Target>),
     Warn(String),
+    /// The user saw the last breach (the dashboard showed it); the reply says the status has it.
+    BreachesSeen(Sender<()>),
     Shutdown(Sender<()>),
 }
 
@@ -267,7 +269,8 @@ enum Msg {
         run: u64,
         exit: ExitInfo,
     },
-    Usage(Usage),
+    /// One sample from the sampler: the loop alone acts on it and publishes it.
+    Sampled(Box<Sampled>),
     /// Gradio's queue as the gateway relays it.
     Queue {
         run: u64,
@@ -282,8 +285,19 @@ enum Msg {
         run: u64,
         result: Result<(), String>,
     },
-    /// The machine's memory in use, as one sample saw it (the sleep's before and after).
-    Memory(MachineMemory),
+}
+
+/// What the sampler sends the loop at each sample, in one message (bottom's shape: collecting
+/// apart from what is done with it). The loop checks the limits, keeps the sleep's memory
+/// figures, writes the status and publishes the sample: it is the status's only writer.
+pub struct Sampled {
+    pub sample: Arc<guard_sample::Sample>,
+    /// The tree's usage, for the limits (None: no tree is watched).
+    pub usage: Option<Usage>,
+    /// The machine's memory in use (the sleep's before and after).
+    pub memory: MachineMemory,
+    /// The GPU's status, when it changed since the last sample.
+    pub gpu_status: Option<String>,
 }
 
 impl SleepInfo {
@@ -352,7 +366,6 @@ pub(crate) struct Shared {
     /// The current tree, for the sampler: (probe, root pid).
     pub tree: Mutex<Option<(TreeProbe, u32)>>,
     pub generating: AtomicBool,
-    pub gpu_status: Mutex<String>,
     /// How the last Fooocus process ended: (code, signal).
     pub last_exit: Mutex<Option<(Option<i32>, Option<i32>)>>,
 }
@@ -411,7 +424,6 @@ impl Guard {
             subscribers: Mutex::new(Vec::new()),
             tree: Mutex::new(None),
             generating: AtomicBool::new(false),
-            gpu_status: Mutex::new(String::new()),
             last_exit: Mutex::new(None),
         });
         let spawner = io::Spawner::start()?;
@@ -479,10 +491,12 @@ impl Guard {
         self.shared.status.lock().unwrap().clone()
     }
 
+    /// The dashboard showed the last breach. Returns once the status says so.
     pub fn mark_breaches_seen(&self) {
-        self.shared.status.lock().unwrap().unseen_breach = false;
-        let s = self.status();
-        self.shared.publish(Update::Status(Box::new(s)));
+        let (rtx, rrx) = bounded(1);
+        if self.tx.send(Msg::Cmd(Cmd::BreachesSeen(rtx))).is_ok() {
+            let _ = rrx.recv_timeout(Duration::from_secs(10));
+        }
     }
 
     pub fn console(&self, after: Option<u64>, query: Option<&str>, max: usize) -> Vec<ConsoleLine> {
@@ -497,13 +511,9 @@ impl Guard {
     }
 
     /// Report resource usage of the tree (from the sampler) to the limit policy.
-    pub fn report_usage(&self, usage: Usage) {
-        let _ = self.tx.send(Msg::Usage(usage));
-    }
-
-    /// The machine's memory at a sample (for the sleep's figures).
-    pub fn report_memory(&self, m: MachineMemory) {
-        let _ = self.tx.send(Msg::Memory(m));
+    /// A sample, from the sampler (see [`Sampled`]).
+    pub fn sampled(&self, s: Sampled) {
+        let _ = self.tx.send(Msg::Sampled(Box::new(s)));
     }
 
     /// The tree the sampler should watch, and whether a generation runs (sample faster).
@@ -516,28 +526,10 @@ impl Guard {
         )
     }
 
-    pub fn set_gpu_status(&self, s: &str) {
-        let mut g = self.shared.gpu_status.lock().unwrap();
-        if *g != s {
-            *g = s.to_string();
-            drop(g);
-            let mut st = self.shared.status.lock().unwrap();
-            st.gpu_status = s.to_string();
-            let snapshot = st.clone();
-            drop(st);
-            self.shared.publish(Update::Status(Box::new(snapshot)));
-        }
-    }
-
     /// Let every subscriber's channel end (after the supervisor stopped), so their threads
     /// drain what is left and finish.
     pub fn close_subscribers(&self) {
         self.shared.subscribers.lock().unwrap().clear();
-    }
-
-    /// Hand a sample to subscribers (the UI's graphs).
-    pub fn publish_sample(&self, s: Arc<guard_sample::Sample>) {
-        self.shared.publish(Update::Sample(s));
     }
 
     /// Stop Fooocus cleanly, then end the supervisor. Every process of the tree is gone when

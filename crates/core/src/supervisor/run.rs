@@ -27,8 +27,8 @@ use super::machine::{
 };
 use super::Actions;
 use super::{
-    Cmd, ExitInfo, GenerationProgress, GracefulStop, GuardOptions, MachineMemory, Msg, Shared,
-    SleepInfo, Status, Target, Update,
+    Cmd, ExitInfo, GenerationProgress, GracefulStop, GuardOptions, MachineMemory, Msg, Sampled,
+    Shared, SleepInfo, Status, Target, Update,
 };
 use crate::config::diff::{ConfigDiff, Setting};
 use crate::config::Config;
@@ -497,22 +497,12 @@ impl Loop {
             }
             Msg::Eof { run, stream } => self.output(run, stream, None),
             Msg::Exited { run, exit } => self.exited(run, exit),
-            Msg::Usage(u) => self.usage(u),
+            Msg::Sampled(s) => self.sampled(*s),
             Msg::Container { run, event } => self.container_event(run, event),
             Msg::Queue { run, event } => self.queue_event(run, event),
             Msg::StopSent { run, result } => {
                 if let Err(why) = result {
                     self.drive(Input::StopFailed { run, why });
-                }
-            }
-            Msg::Memory(m) => {
-                self.last_memory = Some(m);
-                // The first sample begun after the tree was gone measures what it gave back.
-                if self
-                    .asleep_pending
-                    .is_some_and(|(gone, _)| m.taken >= gone && m.tree_ram_bytes.is_none())
-                {
-                    self.finish_asleep(Some(m));
                 }
             }
         }
@@ -552,6 +542,12 @@ impl Loop {
             Cmd::Warn(message) => {
                 self.guard_line(&message);
                 self.emit(EventKind::Warning { message });
+            }
+            Cmd::BreachesSeen(reply) => {
+                self.shared.status.lock().unwrap().unseen_breach = false;
+                self.last_status = None; // publish even if nothing else changed
+                self.publish_status();
+                let _ = reply.send(());
             }
             Cmd::SetConfig(new, reply) => {
                 let (cfg, diff) = *new;

@@ -276,7 +276,34 @@ impl Loop {
         }
     }
 
-    pub(super) fn usage(&mut self, u: Usage) {
+    /// One sample: the GPU's status, the sleep's memory figures, the limits; then the graphs
+    /// get it. The loop is the only writer of the status, so the sampler only sends.
+    pub(super) fn sampled(&mut self, s: Sampled) {
+        let Sampled {
+            sample,
+            usage,
+            memory,
+            gpu_status,
+        } = s;
+        if let Some(g) = gpu_status {
+            self.shared.status.lock().unwrap().gpu_status = g;
+            self.publish_status();
+        }
+        self.last_memory = Some(memory);
+        // The first sample begun after the tree was gone measures what it gave back.
+        if self
+            .asleep_pending
+            .is_some_and(|(gone, _)| memory.taken >= gone && memory.tree_ram_bytes.is_none())
+        {
+            self.finish_asleep(Some(memory));
+        }
+        if let Some(u) = usage {
+            self.usage(u);
+        }
+        self.shared.publish(Update::Sample(sample));
+    }
+
+    fn usage(&mut self, u: Usage) {
         if !self.machine.running() {
             return;
         }
