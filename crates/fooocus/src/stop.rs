@@ -143,37 +143,19 @@ pub fn request_stop(route: &StopRoute, still_running: &dyn Fn() -> bool) -> Resu
     match route {
         StopRoute::Gradio { addr, login } => {
             let base = &format!("http://{addr}");
-            let mut cookie = None;
-            let (mut status, mut body) = http(base, "GET", "/config", None, &[])?;
-            if status == 401 {
-                let (user, pass) = login.as_ref().ok_or(
-                    "Fooocus asks for a login (auth.json) and the guard has no plain password for it: add a \"pass\" entry, or turn the gateway on",
-                )?;
-                cookie = Some(gradio_login(base, user, pass)?);
-                (status, body) = http(base, "GET", "/config", None, &cookie_header(&cookie))?;
-            }
-            if status != 200 {
-                return Err(format!("GET /config answered {status}"));
-            }
-            let config: serde_json::Value = serde_json::from_slice(&body)
-                .map_err(|e| format!("GET /config is not JSON: {e}"))?;
-            let fn_index = stop_fn_index(&config).ok_or("no stop function in /config")?;
+            // Any session's task stops on these versions: a session of the guard's own.
             let hash = format!("guard{:08x}", std::process::id() ^ 0x5eed);
-            let req = gradio_stop_request(fn_index, &hash);
-            if !still_running() {
-                return Ok(Sent::NotNeeded);
+            match press_stop_button(base, &hash, None, ASK_TIMEOUT, still_running) {
+                Err(Press::LoginNeeded) => {
+                    let (user, pass) = login.as_ref().ok_or(
+                        "Fooocus asks for a login (auth.json) and the guard has no plain password for it: add a \"pass\" entry, or turn the gateway on",
+                    )?;
+                    let cookie = gradio_login(base, user, pass)?;
+                    press_stop_button(base, &hash, Some(&cookie), ASK_TIMEOUT, still_running)
+                        .map_err(String::from)
+                }
+                other => other.map_err(String::from),
             }
-            let (status, _) = http(
-                base,
-                "POST",
-                "/run/predict",
-                Some(req.as_bytes()),
-                &cookie_header(&cookie),
-            )?;
-            if status != 200 {
-                return Err(format!("POST /run/predict answered {status}"));
-            }
-            Ok(Sent::Sent)
         }
         StopRoute::Api { addr, api_key } => {
             let base = &format!("http://{addr}");
@@ -200,19 +182,78 @@ pub fn request_stop(route: &StopRoute, still_running: &dyn Fn() -> bool) -> Resu
     }
 }
 
+/// How long the guard waits for Fooocus to answer one request of a stop.
+const ASK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Why a press of the Stop button did not go out.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Press {
+    /// Gradio asks for its login (auth.json) first.
+    LoginNeeded,
+    Failed(String),
+}
+
+impl From<Press> for String {
+    fn from(p: Press) -> String {
+        match p {
+            Press::LoginNeeded => "Fooocus asks for a login (GET /config answered 401)".into(),
+            Press::Failed(why) => why,
+        }
+    }
+}
+
+/// Press Fooocus's Stop button for the tab `session_hash`, as a click does: the stop
+/// function's index from Gradio's `/config`, then `POST /run/predict`. The one Gradio stop of
+/// the guard: the gateway presses it for the tab that started the generation (2.2 and later
+/// obey only that session), the old versions' route for any (their stop is global).
+/// `still_running` is asked right before the press (see [`request_stop`]).
+pub fn press_stop_button(
+    base: &str,
+    session_hash: &str,
+    cookie: Option<&str>,
+    timeout: Duration,
+    still_running: &dyn Fn() -> bool,
+) -> Result<Sent, Press> {
+    let headers: Vec<(&str, &str)> = cookie.map(|c| vec![("Cookie", c)]).unwrap_or_default();
+    let (status, _, body) =
+        http_full(base, "GET", "/config", None, &headers, timeout).map_err(Press::Failed)?;
+    if status == 401 {
+        return Err(Press::LoginNeeded);
+    }
+    if status != 200 {
+        return Err(Press::Failed(format!("GET /config answered {status}")));
+    }
+    let config: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| Press::Failed(format!("GET /config is not JSON: {e}")))?;
+    let fn_index = stop_fn_index(&config)
+        .ok_or_else(|| Press::Failed("Fooocus's /config has no stop button".into()))?;
+    if !still_running() {
+        return Ok(Sent::NotNeeded);
+    }
+    let req = gradio_stop_request(fn_index, session_hash);
+    let (status, _, _) = http_full(
+        base,
+        "POST",
+        "/run/predict",
+        Some(req.as_bytes()),
+        &headers,
+        timeout,
+    )
+    .map_err(Press::Failed)?;
+    if status != 200 {
+        return Err(Press::Failed(format!(
+            "POST /run/predict answered {status}"
+        )));
+    }
+    Ok(Sent::Sent)
+}
+
 /// Whether a stop went out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sent {
     Sent,
     /// The generation had ended before it could be sent.
     NotNeeded,
-}
-
-fn cookie_header(cookie: &Option<String>) -> Vec<(&'static str, &str)> {
-    cookie
-        .as_deref()
-        .map(|c| vec![("Cookie", c)])
-        .unwrap_or_default()
 }
 
 /// Gradio 3.x's form login; the session cookies it sets, as one Cookie header value.
@@ -228,6 +269,7 @@ fn gradio_login(base: &str, user: &str, pass: &str) -> Result<String, String> {
         "/login",
         Some(form.as_bytes()),
         &[("Content-Type", "application/x-www-form-urlencoded")],
+        ASK_TIMEOUT,
     )?;
     let cookies: Vec<String> = headers
         .iter()
@@ -302,18 +344,19 @@ pub fn http(
     body: Option<&[u8]>,
     headers: &[(&str, &str)],
 ) -> Result<(u16, Vec<u8>), String> {
-    http_full(base, method, path, body, headers).map(|(s, _, b)| (s, b))
+    http_full(base, method, path, body, headers, ASK_TIMEOUT).map(|(s, _, b)| (s, b))
 }
 
 type Headers = Vec<(String, String)>;
 
-/// `http`, with the response's headers.
+/// `http`, with the response's headers, waiting `timeout` for all of it.
 pub fn http_full(
     base: &str,
     method: &str,
     path: &str,
     body: Option<&[u8]>,
     headers: &[(&str, &str)],
+    timeout: Duration,
 ) -> Result<(u16, Headers, Vec<u8>), String> {
     let hostport = base
         .strip_prefix("http://")
@@ -337,7 +380,7 @@ pub fn http_full(
         addr
     };
     let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(3)))
+        .timeout_global(Some(timeout))
         .http_status_as_error(false)
         .max_redirects(0)
         .proxy(None)
@@ -533,7 +576,8 @@ mod tests {
             }
         });
         let url = format!("http://{base}");
-        let (status, headers, body) = http_full(&url, "GET", "/small", None, &[]).unwrap();
+        let (status, headers, body) =
+            http_full(&url, "GET", "/small", None, &[], ASK_TIMEOUT).unwrap();
         assert_eq!((status, body), (404, b"Wikipedia".to_vec()));
         assert!(headers
             .iter()

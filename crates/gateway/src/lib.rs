@@ -303,7 +303,6 @@ pub struct Gateway {
     upstream: SocketAddr,
     state: Arc<Mutex<State>>,
     shared: Arc<relay::Shared>,
-    handle: tokio::runtime::Handle,
     stop: Arc<tokio::sync::Notify>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -332,7 +331,6 @@ impl Gateway {
             ..State::default()
         }));
         let stop = Arc::new(tokio::sync::Notify::new());
-        let handle = rt.handle().clone();
         let upstream = cfg.upstream;
         let shared = relay::Shared::new(cfg, state.clone());
         let shared2 = shared.clone();
@@ -350,7 +348,6 @@ impl Gateway {
             upstream,
             state,
             shared,
-            handle,
             stop,
             thread: Mutex::new(Some(thread)),
         })
@@ -400,43 +397,22 @@ impl Gateway {
         self.state.lock().unwrap().task_ended();
     }
 
-    /// Press the Stop button of the tab that started the running generation: `POST /run/predict`
-    /// upstream with the stop function (from `/config`) and that tab's session.
+    /// Press the Stop button of the tab that started the running generation, with that tab's
+    /// session (guard-fooocus's one Gradio stop). Blocking: the supervisor calls it on a
+    /// thread of its own.
     pub fn request_stop(&self) -> Result<ActiveTask, GatewayError> {
         let task = self
             .active_task()
             .ok_or_else(|| GatewayError("no generation is running through the gateway".into()))?;
-        let (status, body) = self.fetch("GET", "/config", None)?;
-        if status != 200 {
-            return Err(GatewayError(format!("GET /config answered {status}")));
-        }
-        let config: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|e| GatewayError(format!("/config is not JSON: {e}")))?;
-        let stop = guard_fooocus::stop::stop_fn_index(&config)
-            .ok_or_else(|| GatewayError("Fooocus's /config has no stop button".into()))?;
-        let req = guard_fooocus::stop::gradio_stop_request(stop, &task.session_hash);
-        let (status, _) = self.fetch("POST", "/run/predict", Some(req.into_bytes()))?;
-        if status != 200 {
-            return Err(GatewayError(format!("the stop request answered {status}")));
-        }
+        guard_fooocus::stop::press_stop_button(
+            &format!("http://{}", self.upstream),
+            &task.session_hash,
+            None,
+            Duration::from_secs(10),
+            &|| true,
+        )
+        .map_err(|e| GatewayError(format!("to Fooocus: {}", String::from(e))))?;
         Ok(task)
-    }
-
-    /// One request to Fooocus on the gateway's own runtime, waited for here.
-    fn fetch(
-        &self,
-        method: &'static str,
-        path: &'static str,
-        body: Option<Vec<u8>>,
-    ) -> Result<(u16, bytes::Bytes), GatewayError> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let upstream = self.upstream;
-        self.handle.spawn(async move {
-            let _ = tx.send(relay::fetch(upstream, method, path, body).await);
-        });
-        rx.recv_timeout(Duration::from_secs(15))
-            .map_err(|_| GatewayError(format!("{method} {path} to Fooocus: no answer in 15 s")))?
-            .map_err(|e| GatewayError(format!("{method} {path} to Fooocus: {e}")))
     }
 }
 

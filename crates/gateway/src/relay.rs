@@ -1106,41 +1106,6 @@ where
     let _ = to.shutdown().await;
 }
 
-/// One request of the guard's own to Fooocus (the Stop), its status and whole body.
-pub(crate) async fn fetch(
-    upstream: SocketAddr,
-    method: &str,
-    path: &str,
-    body: Option<Vec<u8>>,
-) -> Result<(u16, Bytes), String> {
-    let mut sender = connect(upstream).await?;
-    let req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header(header::HOST, upstream.to_string())
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(
-            Full::new(Bytes::from(body.unwrap_or_default()))
-                .map_err(|e| match e {})
-                .boxed(),
-        )
-        .map_err(|e| e.to_string())?;
-    let work = async {
-        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        Ok((status, body))
-    };
-    tokio::time::timeout(Duration::from_secs(10), work)
-        .await
-        .map_err(|_| "no answer in 10 s".to_string())?
-}
-
 type Page = dyn Fn(&str) -> Option<String> + Send + Sync;
 
 /// The guard's own pages: GET only, a few connections, each bounded in time.
