@@ -1,42 +1,28 @@
+// The one list of the commands (src/command_list.rs): only its names are read here.
+include!("src/command_list.rs");
+
+macro_rules! command_names {
+    (
+        guard { $( $(#[$doc:meta])* $name:ident ( $( $arg:ident : $ty:ty $(as $argts:literal)? ),* )
+                   -> $ret:ty $(as $retts:literal)? ; )* }
+        window { $( $(#[$wdoc:meta])* $wname:ident () -> $wret:ty $(as $wts:literal)? ; )* }
+        ungranted { $( $uname:ident () -> $uret:ty ; )* }
+    ) => {
+        &[$( stringify!($name), )* $( stringify!($wname), )* $( stringify!($uname) ),*]
+    };
+}
+
 fn main() {
     speechless();
-    // Only these commands exist for the webview, and capabilities/default.json grants them:
-    // anything else (another plugin's command, a command not listed) is refused by Tauri.
-    tauri_build::try_build(tauri_build::Attributes::new().app_manifest(
-        tauri_build::AppManifest::new().commands(&[
-            "get_status",
-            "start_fooocus",
-            "stop_fooocus",
-            "restart_fooocus",
-            "stop_generation",
-            "sleep_fooocus",
-            "wake_fooocus",
-            "open_in_browser",
-            "get_history",
-            "get_console",
-            "get_settings",
-            "validate_settings",
-            "settings_notes",
-            "save_settings",
-            "detect_installs",
-            "check_install",
-            "pick_folder",
-            "get_generations",
-            "get_breaches",
-            "limit_stats",
-            "export_history_csv",
-            "mark_breaches_seen",
-            "get_last_stop",
-            "install_plan",
-            "install_start",
-            "install_cancel",
-            "install_status",
-            "install_discard",
-            "take_updates",
-            // Not granted to the webview: exists so a test can prove ungranted commands fail.
-            "debug_forbidden",
-        ]),
-    ))
+    println!("cargo:rerun-if-changed=src/command_list.rs");
+    // Only these commands exist for the webview, and capabilities/default.json grants them (all
+    // but the ungranted one, which exists so a test can prove ungranted commands fail): anything
+    // else (another plugin's command, a command not listed) is refused by Tauri.
+    let commands: &[&str] = for_each_command!(command_names);
+    tauri_build::try_build(
+        tauri_build::Attributes::new()
+            .app_manifest(tauri_build::AppManifest::new().commands(commands)),
+    )
     .expect("tauri build script");
 }
 

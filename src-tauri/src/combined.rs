@@ -2,13 +2,15 @@
 //! `guard_app::App`. The window is created when the user opens the dashboard and destroyed
 //! when it is closed; WebView2 renders in processes of its own.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use fooocus_guard::command::Backend;
 use fooocus_guard::updates::Inbox;
+use fooocus_guard::LastStop;
 use guard_app::{App, AppOptions};
 use tauri::{Manager, WebviewUrl, WebviewWindowBuilder};
 
-use crate::{commands, notify, tray};
+use crate::{notify, tray, webview};
 
 pub const MAIN: &str = "main";
 
@@ -59,6 +61,15 @@ pub fn run(demo: bool, hidden: bool) {
         }
     };
 
+    let last_stop: Arc<Mutex<LastStop>> = Arc::default();
+    let guard: webview::Answers = Arc::new(Backend {
+        core: core.clone(),
+        last_stop: last_stop.clone(),
+        installs: Arc::new(guard_installer::Jobs::new(
+            None,
+            guard_core::paths::data_dir(),
+        )),
+    });
     let app = tauri::Builder::default()
         .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| {
             // A second launch opens the first one's window.
@@ -66,48 +77,13 @@ pub fn run(demo: bool, hidden: bool) {
         }))
         .plugin(tauri_plugin_dialog::init())
         .manage(core.clone())
-        .manage(std::sync::Mutex::new(fooocus_guard::LastStop::default()))
+        .manage(guard)
         .manage(Arc::new(Inbox::new()))
-        .manage(std::sync::Arc::new(guard_installer::Jobs::new(
-            None,
-            guard_core::paths::data_dir(),
-        )))
-        .invoke_handler(tauri::generate_handler![
-            commands::get_status,
-            commands::start_fooocus,
-            commands::stop_fooocus,
-            commands::restart_fooocus,
-            commands::stop_generation,
-            commands::sleep_fooocus,
-            commands::wake_fooocus,
-            commands::open_in_browser,
-            commands::get_history,
-            commands::get_console,
-            commands::get_settings,
-            commands::validate_settings,
-            commands::settings_notes,
-            commands::save_settings,
-            commands::detect_installs,
-            commands::check_install,
-            commands::pick_folder,
-            commands::get_generations,
-            commands::get_breaches,
-            commands::limit_stats,
-            commands::export_history_csv,
-            commands::mark_breaches_seen,
-            commands::get_last_stop,
-            commands::debug_forbidden,
-            commands::install_plan,
-            commands::install_start,
-            commands::install_cancel,
-            commands::install_status,
-            commands::install_discard,
-            commands::take_updates,
-        ])
+        .invoke_handler(webview::handler())
         .setup(move |app| {
             let handle = app.handle().clone();
             tray::create(&handle)?;
-            forward_updates(handle.clone(), core.clone());
+            forward_updates(handle.clone(), core.clone(), last_stop.clone());
             if !hidden {
                 show_dashboard(&handle);
             }
@@ -131,7 +107,7 @@ pub fn run(demo: bool, hidden: bool) {
 }
 
 /// Guard updates -> the page's inbox (src/updates.rs), tray, notifications.
-fn forward_updates(handle: tauri::AppHandle, core: Arc<App>) {
+fn forward_updates(handle: tauri::AppHandle, core: Arc<App>, last_stop: Arc<Mutex<LastStop>>) {
     let rx = core.subscribe();
     let inbox = handle.state::<Arc<Inbox>>().inner().clone();
     let page = move |name: &str, v: serde_json::Result<serde_json::Value>| {
@@ -150,11 +126,7 @@ fn forward_updates(handle: tauri::AppHandle, core: Arc<App>) {
                         page("status", serde_json::to_value(&*s));
                     }
                     guard_core::Update::Event(e) => {
-                        if let Some(last) =
-                            handle.try_state::<std::sync::Mutex<fooocus_guard::LastStop>>()
-                        {
-                            last.lock().unwrap().observe(&e);
-                        }
+                        last_stop.lock().unwrap().observe(&e);
                         notifier.set_config(core.settings().notifications.clone());
                         notifier.on_event(&e);
                         page("guard-event", serde_json::to_value(&e));

@@ -7,6 +7,8 @@
 #![cfg_attr(all(not(debug_assertions), windows), windows_subsystem = "windows")]
 
 #[cfg(unix)]
+mod webview;
+#[cfg(unix)]
 mod window;
 
 fn main() {

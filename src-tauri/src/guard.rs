@@ -10,10 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::{unbounded, Sender};
+use fooocus_guard::command::{self, Answer, Backend, Control};
 use fooocus_guard::{ipc, LastStop};
 use guard_app::{App, AppOptions};
-use guard_core::config::Config;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::notify;
@@ -35,7 +34,7 @@ pub fn run(demo: bool, hidden: bool) -> ! {
     if let Some(d) = &data_dir {
         if ipc::socket_path(d).exists() {
             if let Ok(c) = ipc::Client::connect(d, |_, _| {}, || {}) {
-                if c.call("open_dashboard", Value::Null).is_ok() {
+                if c.call(Control::OpenDashboard.name(), Value::Null).is_ok() {
                     std::process::exit(0);
                 }
             }
@@ -61,15 +60,16 @@ pub fn run(demo: bool, hidden: bool) -> ! {
     let server = match ipc::Server::start(
         &data_dir,
         Arc::new(Commands {
-            core: core.clone(),
+            backend: Backend {
+                core: core.clone(),
+                last_stop: last_stop.clone(),
+                installs: Arc::new(guard_installer::Jobs::new(
+                    None,
+                    guard_core::paths::data_dir(),
+                )),
+            },
             actions: actions.clone(),
-            last_stop: last_stop.clone(),
             running: running.clone(),
-            // Installs run in the guard: closing the dashboard does not end one.
-            installs: Arc::new(guard_installer::Jobs::new(
-                None,
-                guard_core::paths::data_dir(),
-            )),
         }),
     ) {
         Ok(s) => Arc::new(s),
@@ -233,125 +233,29 @@ impl Dashboard {
     }
 }
 
-/// The dashboard's commands (docs/ipc.md), answered in the guard.
+/// The dashboard's calls: its commands (docs/ipc.md, src/command_list.rs), answered by the
+/// `Backend`, and the two the dashboard's and a second guard's processes make themselves.
 struct Commands {
-    core: Arc<App>,
+    backend: Backend,
     actions: Sender<Action>,
-    last_stop: Arc<Mutex<LastStop>>,
     running: Running,
-    installs: Arc<guard_installer::Jobs>,
-}
-
-fn arg<T: DeserializeOwned>(args: &Value, name: &str) -> Result<T, String> {
-    serde_json::from_value(args.get(name).cloned().unwrap_or(Value::Null))
-        .map_err(|e| format!("the dashboard sent a bad '{name}': {e}"))
-}
-
-fn json<T: serde::Serialize>(v: T) -> Result<Value, String> {
-    serde_json::to_value(v).map_err(|e| format!("cannot encode the answer: {e}"))
 }
 
 impl ipc::Handler for Commands {
     fn call(&self, cmd: &str, args: Value) -> Result<Value, String> {
-        let core = &self.core;
-        match cmd {
-            "get_status" => json(core.status()),
-            "start_fooocus" => core.start_fooocus().map(|()| Value::Null),
-            "stop_fooocus" => {
-                core.guard().stop_fooocus();
-                Ok(Value::Null)
-            },
-            "restart_fooocus" => {
-                core.guard().restart_fooocus();
-                Ok(Value::Null)
-            },
-            "stop_generation" => {
-                core.guard().stop_generation();
-                Ok(Value::Null)
-            },
-            "sleep_fooocus" => {
-                core.guard().sleep_fooocus();
-                Ok(Value::Null)
-            },
-            "wake_fooocus" => {
-                core.guard().wake_fooocus();
-                Ok(Value::Null)
-            },
-            "open_in_browser" => core.open_in_browser().map(|()| Value::Null),
-            "get_history" => json(core.history(arg(&args, "range_s")?)),
-            "get_console" => {
-                let after: Option<u64> = arg(&args, "after")?;
-                let query: Option<String> = arg(&args, "query")?;
-                json(core.guard().console(after, query.as_deref(), 2000))
-            }
-            "get_settings" => json(core.settings()),
-            "validate_settings" => json(arg::<Config>(&args, "settings")?.validate()),
-            "settings_notes" => json(guard_core::commit::notes(&arg::<Config>(
-                &args, "settings",
-            )?)),
-            "save_settings" => json(core.save_settings(arg(&args, "settings")?)),
-            "detect_installs" => json(core.detect_installs()),
-            "check_install" => {
-                let path: String = arg(&args, "path")?;
-                json(
-                    guard_fooocus::install::inspect(Path::new(&path), None)
-                        .map_err(|e| e.to_string())?,
-                )
-            }
-            "get_generations" => {
-                let outcome: Option<String> = arg(&args, "outcome")?;
-                json(core.generations(outcome.as_deref(), arg(&args, "limit")?))
-            }
-            "get_breaches" => json(core.breaches(arg(&args, "limit")?)),
-            "limit_stats" => {
-                let limit: String = arg(&args, "limit")?;
-                json(core.limit_stats(&limit, arg(&args, "value")?)?)
-            }
-            "export_history_csv" => json(core.export_csv()),
-            "mark_breaches_seen" => {
-                core.guard().mark_breaches_seen();
-                Ok(Value::Null)
-            },
-            "get_last_stop" => json(self.last_stop.lock().unwrap().clone()),
-            // Installing Fooocus (issue 15).
-            "install_plan" => {
-                let path: Option<String> = arg(&args, "path")?;
-                let source: Option<String> = arg(&args, "source")?;
-                json(
-                    self.installs
-                        .plan(path.as_deref().map(Path::new), source.as_deref())?,
-                )
-            }
-            "install_start" => {
-                let path: String = arg(&args, "path")?;
-                let source: Option<String> = arg(&args, "source")?;
-                self.installs
-                    .start_here(Path::new(&path), source.as_deref())
-                    .map(|()| Value::Null)
-            }
-            "install_cancel" => {
-                self.installs.cancel();
-                Ok(Value::Null)
-            }
-            "install_status" => json(self.installs.status()),
-            "install_discard" => {
-                let path: String = arg(&args, "path")?;
-                self.installs.discard(Path::new(&path)).map(|()| Value::Null)
-            }
-            "dashboard_closing" => {
+        let Some(control) = Control::from_name(cmd) else {
+            return self.backend.answer(command::Command::from_call(cmd, args)?);
+        };
+        match control {
+            Control::DashboardClosing => {
                 if let Some(r) = self.running.lock().unwrap().take() {
                     r.store(false, Ordering::Relaxed);
                 }
-                Ok(Value::Null)
             }
-            // A second launch of the guard asks for the window.
-            "open_dashboard" => {
+            Control::OpenDashboard => {
                 let _ = self.actions.send(Action::OpenDashboard { why: false });
-                Ok(Value::Null)
             }
-            _ => Err(format!(
-                "the guard has no command '{cmd}': the dashboard comes from another version; quit Fooocus Guard from its tray icon and start it again"
-            )),
         }
+        Ok(Value::Null)
     }
 }

@@ -2,6 +2,10 @@
 //! (Unix), and the status line the tray shows. Nothing here may use Tauri or GTK: the guard links
 //! this library and must stay free of WebKit.
 
+// The one list of the dashboard's commands (a macro, also read by build.rs), and the guard's side
+// of them.
+pub mod command;
+mod command_list;
 #[cfg(unix)]
 pub mod ipc;
 pub mod updates;
@@ -30,8 +34,11 @@ pub fn installed() -> bool {
 /// The last generation a limit stopped and the breach before it: a dashboard opened afterwards
 /// (from the notification, say) asks for them (`get_last_stop`) to say why.
 #[derive(Clone, Debug, Default, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct LastStop {
+    #[cfg_attr(test, ts(type = "GuardEvent | null"))]
     pub stopped: Option<GuardEvent>,
+    #[cfg_attr(test, ts(type = "GuardEvent | null"))]
     pub breach: Option<GuardEvent>,
 }
 

@@ -18,9 +18,9 @@ mod speechless;
 #[cfg(windows)]
 mod combined;
 #[cfg(windows)]
-mod commands;
-#[cfg(windows)]
 mod tray;
+#[cfg(windows)]
+mod webview;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

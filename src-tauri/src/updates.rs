@@ -30,13 +30,20 @@ pub const MAX_CONSOLE: usize = 500;
 pub const MAX_EVENTS: usize = 100;
 
 /// One answer to `take_updates`, oldest first in each list; also what the inbox holds meanwhile.
+/// Its TypeScript type is generated into ui/src/generated/commands.ts (src/command.rs's tests);
+/// the lists hold the guard's JSON as it came, typed there by what it is.
 #[derive(Debug, Default, Serialize, PartialEq)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(rename = "UpdateBatch"))]
 pub struct Batch {
     /// The newest status, if it changed since the last batch.
+    #[cfg_attr(test, ts(type = "Status | null"))]
     pub status: Option<Value>,
+    #[cfg_attr(test, ts(type = "Sample[]"))]
     pub samples: VecDeque<Value>,
     /// Console lines (`ConsoleLine`), one list however many batches the guard sent.
+    #[cfg_attr(test, ts(type = "ConsoleLine[]"))]
     pub console: VecDeque<Value>,
+    #[cfg_attr(test, ts(type = "GuardEvent[]"))]
     pub events: VecDeque<Value>,
     /// A limit's notification was clicked while the window was open: show "why it stopped".
     pub open_why: bool,

@@ -1,99 +1,27 @@
-//! The dashboard's process (Unix): one window, its commands forwarded to the guard, the guard's
-//! events held for the page until it asks for them (src/updates.rs), and WebKit set up to hold as
-//! little memory as a page of graphs needs.
+//! The dashboard's process (Unix): one window, its commands forwarded to the guard
+//! (src/webview.rs), the guard's events held for the page until it asks for them
+//! (src/updates.rs), and WebKit set up to hold as little memory as a page of graphs needs.
 
 use std::sync::{Arc, OnceLock};
 
+use fooocus_guard::command::{Answer, Command, Control};
 use fooocus_guard::ipc;
-use fooocus_guard::updates::{self, Inbox};
+use fooocus_guard::updates::Inbox;
 use serde_json::Value;
 use tauri::{Manager, WebviewUrl, WebviewWindowBuilder};
 
+use crate::webview;
+
 const MAIN: &str = "main";
 
-/// The link to the guard, managed by Tauri for the commands.
+/// The link to the guard: every guard command of the page goes over it, same name, same
+/// arguments (src/webview.rs calls it off the main thread).
 struct Link(Arc<ipc::Client>);
 
-impl Link {
-    /// Off the main thread (which paints the window): the guard may take its time.
-    async fn call(&self, cmd: &'static str, args: Value) -> Result<Value, String> {
-        let c = self.0.clone();
-        tauri::async_runtime::spawn_blocking(move || c.call(cmd, args))
-            .await
-            .map_err(|e| format!("the dashboard's worker failed: {e}"))?
+impl Answer for Link {
+    fn answer(&self, c: Command) -> Result<Value, String> {
+        self.0.call(c.name(), c.args()?)
     }
-}
-
-/// A command of docs/ipc.md, answered by the guard: same name, same arguments.
-macro_rules! forward {
-    ($($name:ident($($arg:ident),*);)*) => {$(
-        #[tauri::command]
-        async fn $name(link: tauri::State<'_, Link>, $($arg: Option<Value>),*) -> Result<Value, String> {
-            #[allow(unused_mut)]
-            let mut args = serde_json::Map::new();
-            $(args.insert(stringify!($arg).into(), $arg.unwrap_or(Value::Null));)*
-            link.call(stringify!($name), Value::Object(args)).await
-        }
-    )*};
-}
-
-forward! {
-    get_status();
-    start_fooocus();
-    stop_fooocus();
-    restart_fooocus();
-    stop_generation();
-    sleep_fooocus();
-    wake_fooocus();
-    open_in_browser();
-    get_history(range_s);
-    get_console(after, query);
-    get_settings();
-    validate_settings(settings);
-    settings_notes(settings);
-    save_settings(settings);
-    detect_installs();
-    check_install(path);
-    get_generations(outcome, limit);
-    get_breaches(limit);
-    limit_stats(limit, value);
-    export_history_csv();
-    mark_breaches_seen();
-    get_last_stop();
-    install_plan(path, source);
-    install_start(path, source);
-    install_cancel();
-    install_status();
-    install_discard(path);
-}
-
-/// The guard's updates since the page last asked, once there are any (docs/ipc.md).
-#[tauri::command]
-async fn take_updates(inbox: tauri::State<'_, Arc<Inbox>>) -> Result<updates::Batch, String> {
-    let inbox = Arc::clone(&inbox);
-    tauri::async_runtime::spawn_blocking(move || inbox.take(updates::IDLE))
-        .await
-        .map_err(|e| format!("the dashboard's worker failed: {e}"))
-}
-
-/// The folder picker is this process's own (a dialog belongs to the window).
-#[tauri::command]
-async fn pick_folder(app: tauri::AppHandle) -> Option<String> {
-    use tauri_plugin_dialog::DialogExt;
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    app.dialog()
-        .file()
-        .set_title("Choose the Fooocus folder")
-        .pick_folder(move |f| {
-            let _ = tx.send(f.map(|p| p.to_string()));
-        });
-    rx.recv().ok().flatten()
-}
-
-/// Registered but granted to no window: the IPC test calls it and must be refused.
-#[tauri::command]
-fn debug_forbidden() -> &'static str {
-    "this must never be reachable from the webview"
 }
 
 pub fn run() {
@@ -148,47 +76,17 @@ pub fn run() {
         }
     };
 
+    let guard: webview::Answers = Arc::new(Link(client.clone()));
     let app = tauri::Builder::default()
         .plugin(tauri_plugin_dialog::init())
-        .manage(Link(client))
+        .manage(guard)
         .manage(inbox)
-        .invoke_handler(tauri::generate_handler![
-            get_status,
-            start_fooocus,
-            stop_fooocus,
-            restart_fooocus,
-            stop_generation,
-            sleep_fooocus,
-            wake_fooocus,
-            open_in_browser,
-            get_history,
-            get_console,
-            get_settings,
-            validate_settings,
-            settings_notes,
-            save_settings,
-            detect_installs,
-            check_install,
-            pick_folder,
-            get_generations,
-            get_breaches,
-            limit_stats,
-            export_history_csv,
-            mark_breaches_seen,
-            get_last_stop,
-            install_plan,
-            install_start,
-            install_cancel,
-            install_status,
-            install_discard,
-            take_updates,
-            debug_forbidden,
-        ])
-        .on_window_event(|w, e| {
+        .invoke_handler(webview::handler())
+        .on_window_event(move |_, e| {
             if let tauri::WindowEvent::CloseRequested { .. } = e {
                 // Before the window goes: the guard starts a new dashboard for the next open
                 // rather than waiting for this process to end.
-                w.state::<Link>().0.tell("dashboard_closing");
+                client.tell(Control::DashboardClosing.name());
             }
         })
         .setup(move |app| {

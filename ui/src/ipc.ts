@@ -1,50 +1,37 @@
-// Typed wrappers over the app's commands and its updates (docs/ipc.md).
-import { invoke } from "@tauri-apps/api/core";
-import type {
-  BreachRecord, ConsoleLine, FieldError, GenerationRecord, GuardEvent, HistoryPoint, InstallInfo, LimitStats,
-  Sample, SaveResult, Settings, SettingsNote, Status,
-} from "./types";
+// The app's commands under the names the views use, and its updates (docs/ipc.md). The calls
+// themselves are generated from the Rust list (src-tauri/src/command_list.rs).
+import { commands, type UpdateBatch } from "./generated/commands";
+import type { ConsoleLine, GuardEvent, Sample, Status } from "./types";
+
+export type { LastStop, UpdateBatch } from "./generated/commands";
 
 export const api = {
-  status: () => invoke<Status>("get_status"),
-  start: () => invoke<null>("start_fooocus"),
-  stop: () => invoke<null>("stop_fooocus"),
-  restart: () => invoke<null>("restart_fooocus"),
-  stopGeneration: () => invoke<null>("stop_generation"),
+  status: commands.get_status,
+  start: commands.start_fooocus,
+  stop: commands.stop_fooocus,
+  restart: commands.restart_fooocus,
+  stopGeneration: commands.stop_generation,
   /** "Sleep now" and "Wake" (issue 25: the gateway wakes a sleeping Fooocus on a visit too). */
-  sleep: () => invoke<null>("sleep_fooocus"),
-  wake: () => invoke<null>("wake_fooocus"),
-  openInBrowser: () => invoke<null>("open_in_browser"),
-  history: (range_s: number) => invoke<HistoryPoint[]>("get_history", { rangeS: range_s }),
-  console: (after: number | null, query: string | null) => invoke<ConsoleLine[]>("get_console", { after, query }),
-  settings: () => invoke<Settings>("get_settings"),
-  validate: (settings: Settings) => invoke<FieldError[]>("validate_settings", { settings }),
-  notes: (settings: Settings) => invoke<SettingsNote[]>("settings_notes", { settings }),
-  save: (settings: Settings) => invoke<SaveResult>("save_settings", { settings }),
-  detectInstalls: () => invoke<InstallInfo[]>("detect_installs"),
-  checkInstall: (path: string) => invoke<InstallInfo>("check_install", { path }),
-  pickFolder: () => invoke<string | null>("pick_folder"),
-  generations: (outcome: string | null, limit: number) => invoke<GenerationRecord[]>("get_generations", { outcome, limit }),
-  breaches: (limit: number) => invoke<BreachRecord[]>("get_breaches", { limit }),
-  limitStats: (limit: string, value: number | null) => invoke<LimitStats>("limit_stats", { limit, value }),
-  exportCsv: () => invoke<string>("export_history_csv"),
-  markSeen: () => invoke<null>("mark_breaches_seen"),
+  sleep: commands.sleep_fooocus,
+  wake: commands.wake_fooocus,
+  openInBrowser: commands.open_in_browser,
+  history: commands.get_history,
+  console: commands.get_console,
+  settings: commands.get_settings,
+  validate: commands.validate_settings,
+  notes: commands.settings_notes,
+  save: commands.save_settings,
+  detectInstalls: commands.detect_installs,
+  checkInstall: commands.check_install,
+  pickFolder: commands.pick_folder,
+  generations: commands.get_generations,
+  breaches: commands.get_breaches,
+  limitStats: commands.limit_stats,
+  exportCsv: commands.export_history_csv,
+  markSeen: commands.mark_breaches_seen,
   /** The last stop a limit caused and its breach, for a dashboard opened after it. */
-  lastStop: () => invoke<LastStop>("get_last_stop"),
+  lastStop: commands.get_last_stop,
 };
-
-export interface LastStop { stopped: GuardEvent | null; breach: GuardEvent | null }
-
-/** One answer to take_updates (src-tauri/src/updates.rs), oldest first in each list. */
-export interface UpdateBatch {
-  status: Status | null;
-  samples: Sample[];
-  console: ConsoleLine[];
-  events: GuardEvent[];
-  open_why: boolean;
-  /** Updates the app dropped because the page was not asking (each list has a bound). */
-  dropped: number;
-}
 
 type Unlisten = () => void;
 export interface Handlers {
@@ -90,7 +77,7 @@ function ask(): void {
     for (;;) {
       let batch: UpdateBatch;
       try {
-        batch = await invoke<UpdateBatch>("take_updates");
+        batch = await commands.take_updates();
       } catch (e) {
         console.warn("take_updates failed, asking again in 1 s:", e);
         await new Promise((r) => setTimeout(r, 1000));

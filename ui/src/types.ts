@@ -124,3 +124,20 @@ export interface LimitStats {
 }
 export interface ConsoleLine { n: number; stream: "stdout" | "stderr" | "guard"; text: string }
 export interface GuardEvent { ts: string; event: string; [k: string]: unknown }
+/** Installing Fooocus (issue 15, views/install.ts). */
+export type InstallPhase = "download" | "verify" | "unpack" | "environment" | "torch" | "requirements" | "finish";
+export interface InstallPlanView {
+  plan: {
+    target: string; version: string; source: { kind: string; value: string }; phases: InstallPhase[];
+    download_bytes: number; disk_needed_bytes: number; first_start_bytes: number;
+  };
+  free_bytes: number | null; enough_space: boolean; torch: string; torch_label: string; gpu: string;
+  finished: InstallPhase[];
+}
+/** A step the install under way has finished; `earlier`: an earlier attempt did it. */
+export interface InstallStepDone { phase: InstallPhase; label: string; earlier: boolean; seconds: number }
+export interface InstallJobStatus {
+  running: boolean; target: string | null; phase: InstallPhase | null; label: string | null;
+  index: number; count: number; done_bytes: number; total_bytes: number | null; log: string[];
+  done: InstallStepDone[]; error: string | null; cancelled: boolean; installed: InstallInfo | null;
+}

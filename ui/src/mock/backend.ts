@@ -6,7 +6,7 @@
 // events a limit stop sends (limit_breached, then generation_stopped).
 import { mockIPC, mockWindows } from "@tauri-apps/api/mocks";
 import type { BreachRecord, ConsoleLine, FieldError, GenerationRecord, GuardEvent, HistoryPoint, Sample, Settings, Status } from "../types";
-import type { UpdateBatch } from "../ipc";
+import type { Granted, UpdateBatch } from "../generated/commands";
 import { actionsFor } from "../logic";
 
 const GiB = 1024 ** 3;
@@ -136,7 +136,10 @@ export function install() {
   mockWindows("main");
   mockIPC((cmd, args) => {
     const a = (args ?? {}) as Record<string, unknown>;
-    switch (cmd) {
+    // Every command the webview may call, checked against the generated list: a command added
+    // in Rust fails the type check here until the mock answers it.
+    const c = cmd as Granted;
+    switch (c) {
       case "get_status": return status;
       case "get_settings": return structuredClone(settings);
       case "validate_settings": return validate(a.settings as Settings);
@@ -175,7 +178,10 @@ export function install() {
       case "install_discard": installFinished = []; return null;
       case "install_start": case "install_cancel": return null;
       case "take_updates": return takeUpdates();
-      default: throw `unknown command ${cmd}`;
+      default: {
+        const unknown: never = c;
+        throw `unknown command ${unknown}`;
+      }
     }
   });
   setInterval(() => {

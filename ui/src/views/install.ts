@@ -2,33 +2,18 @@
 // the disk it needs before anything happens, then each phase with its progress, pip's output,
 // Cancel, Retry (which resumes where it stopped) and Discard (which deletes what an earlier attempt
 // left, so the next one starts over). Used by the first-run view and Settings.
-import { invoke } from "@tauri-apps/api/core";
+import { commands } from "../generated/commands";
 import { h } from "../dom";
-import type { InstallInfo } from "../types";
+import type { InstallInfo, InstallJobStatus, InstallStepDone } from "../types";
 
-export type InstallPhase = "download" | "verify" | "unpack" | "environment" | "torch" | "requirements" | "finish";
-export interface InstallPlanView {
-  plan: {
-    target: string; version: string; source: { kind: string; value: string }; phases: InstallPhase[];
-    download_bytes: number; disk_needed_bytes: number; first_start_bytes: number;
-  };
-  free_bytes: number | null; enough_space: boolean; torch: string; torch_label: string; gpu: string;
-  finished: InstallPhase[];
-}
-/** A step the install under way has finished; `earlier`: an earlier attempt did it. */
-export interface InstallStepDone { phase: InstallPhase; label: string; earlier: boolean; seconds: number }
-export interface InstallJobStatus {
-  running: boolean; target: string | null; phase: InstallPhase | null; label: string | null;
-  index: number; count: number; done_bytes: number; total_bytes: number | null; log: string[];
-  done: InstallStepDone[]; error: string | null; cancelled: boolean; installed: InstallInfo | null;
-}
+export type { InstallJobStatus, InstallPhase, InstallPlanView, InstallStepDone } from "../types";
 
 export const installApi = {
-  plan: (path: string | null, source: string | null) => invoke<InstallPlanView>("install_plan", { path, source }),
-  start: (path: string, source: string | null) => invoke<null>("install_start", { path, source }),
-  cancel: () => invoke<null>("install_cancel"),
-  status: () => invoke<InstallJobStatus>("install_status"),
-  discard: (path: string) => invoke<null>("install_discard", { path }),
+  plan: commands.install_plan,
+  start: commands.install_start,
+  cancel: commands.install_cancel,
+  status: commands.install_status,
+  discard: commands.install_discard,
 };
 
 export function bytes(n: number): string {
