@@ -678,22 +678,8 @@ impl<R> Machine<R> {
             }
             Input::Killed { kill, took, result } => self.killed(kill, took, result, now, &mut fx),
             Input::StopFailed { run, why } => {
-                let Some(l) = self.live_mut().filter(|l| l.run.id == run) else {
-                    return fx;
-                };
-                if let RunPhase::Graceful { sent, .. } = l.phase {
-                    let RunPhase::Graceful { mut esc, .. } =
-                        std::mem::replace(&mut l.phase, RunPhase::Running)
-                    else {
-                        unreachable!()
-                    };
-                    esc.steps.push(StopStep {
-                        step: StopStepKind::Graceful,
-                        at_s: sent.saturating_duration_since(esc.due).as_secs_f64(),
-                        took_s: now.duration_since(sent).as_secs_f64(),
-                        result: format!("failed: {why}"),
-                    });
-                    self.kill_for_escalation(esc, now, &mut fx);
+                if self.live_mut().is_some_and(|l| l.run.id == run) {
+                    self.graceful_gave_way(format!("failed: {why}"), now, &mut fx);
                 }
             }
             Input::Ready => self.ready(now, &mut fx),
@@ -830,23 +816,10 @@ impl<R> Machine<R> {
             fx.push(Effect::Due(Due::Settle));
         }
         // Graceful stop not honoured in time: kill.
-        if let Some(l) = self.live_mut() {
-            if let RunPhase::Graceful { sent, deadline, .. } = l.phase {
-                if now >= deadline {
-                    let RunPhase::Graceful { mut esc, .. } =
-                        std::mem::replace(&mut l.phase, RunPhase::Running)
-                    else {
-                        unreachable!()
-                    };
-                    esc.steps.push(StopStep {
-                        step: StopStepKind::Graceful,
-                        at_s: sent.saturating_duration_since(esc.due).as_secs_f64(),
-                        took_s: now.duration_since(sent).as_secs_f64(),
-                        result: "ignored".into(),
-                    });
-                    self.kill_for_escalation(esc, now, fx);
-                }
-            }
+        if self.live_mut().is_some_and(
+            |l| matches!(l.phase, RunPhase::Graceful { deadline, .. } if now >= deadline),
+        ) {
+            self.graceful_gave_way("ignored".into(), now, fx);
         }
         if let Some(run) = self.run_mut() {
             if run.kill_at.is_some_and(|at| now >= at) {
@@ -1038,6 +1011,28 @@ impl<R> Machine<R> {
     }
 
     /// Step 2: kill the tree (the answer comes as `Killed { kill: Escalation }`).
+    /// The graceful stop failed or was ignored (`result` says which): its step is recorded and
+    /// the tree is killed. Nothing happens outside a graceful stop.
+    fn graceful_gave_way(&mut self, result: String, now: Instant, fx: &mut Vec<Effect>) {
+        let Some(l) = self.live_mut() else {
+            return;
+        };
+        let RunPhase::Graceful { sent, .. } = l.phase else {
+            return;
+        };
+        let RunPhase::Graceful { mut esc, .. } = std::mem::replace(&mut l.phase, RunPhase::Running)
+        else {
+            unreachable!()
+        };
+        esc.steps.push(StopStep {
+            step: StopStepKind::Graceful,
+            at_s: sent.saturating_duration_since(esc.due).as_secs_f64(),
+            took_s: now.duration_since(sent).as_secs_f64(),
+            result,
+        });
+        self.kill_for_escalation(esc, now, fx);
+    }
+
     fn kill_for_escalation(&mut self, esc: Escalation, now: Instant, fx: &mut Vec<Effect>) {
         let Some(l) = self.live_mut() else { return };
         let recovery = Some(Recovery {
