@@ -4,7 +4,13 @@
 # integration tests among them -- and builds the installer and tests it under Wine. What Wine
 # cannot show (the job memory limit and its message, peak memory, CPU accounting) is tested only
 # on real Windows: see docs/windows.md.
+#
+# `scripts/windows/test.sh build` only compiles (lint, the test programs, the tray app): the
+# whole test run starts it in the background while other suites run (scripts/test.sh), and the
+# Windows step then finds everything built.
 set -euo pipefail
+only_build=false
+[ "${1:-}" = build ] && only_build=true
 here=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$here"
 start=$(date +%s)
@@ -26,10 +32,18 @@ done
 # Wine sees the Linux file system as drive Z:.
 export FAKE_NVML_DLL_DIR="Z:${nvml_dir//\//\\}"
 
+packages=(-p fooocus-console -p guard-contain -p guard-sample -p guard-history -p guard-fooocus
+  -p guard-core -p guard-app -p guard-gateway -p guard-installer -p guard-cli)
+if $only_build; then
+  echo "--- the test programs and the tray app (debug, front end embedded), built"
+  wcargo test -q --no-run "${packages[@]}"
+  wcargo build -q -p fooocus-guard --features custom-protocol --bin fooocus-guard
+  echo "--- windows: set-up, lint and builds in $(( $(date +%s) - start )) s"
+  exit 0
+fi
+
 echo "--- tests under Wine ($("$CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER" --version))"
-wcargo test --no-fail-fast \
-  -p fooocus-console -p guard-contain -p guard-sample -p guard-history -p guard-fooocus -p guard-core -p guard-app \
-  -p guard-gateway -p guard-installer -p guard-cli -- --test-threads=2
+wcargo test --no-fail-fast "${packages[@]}" -- --test-threads=2
 /usr/lib/wine/wineserver -k 2>/dev/null || true
 
 # The installer, from the tray app and the CLI that the tests above built. Debug, not release: the

@@ -28,7 +28,7 @@
 # Not in CI: it needs tests/real's 8.2 GB cache and 4 GiB of RAM for Fooocus, it takes ~5 min of
 # two busy cores, and its output is pictures for people to look at before --copy; what it shows
 # (a graceful stop mid-sampling on real Fooocus) is checked by the real suite's scenario B
-# (scripts/test.d/17-real.sh) from the guard's events.
+# (scripts/test.d/45-real.sh) from the guard's events.
 #
 # Time (2 cores, warm cache, load average 4-5.5 from other builds and the real suite running
 # beside it): 285 s in all with the 4-minute limit (Fooocus ready 18 s after the app's start,
