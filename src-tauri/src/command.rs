@@ -259,7 +259,7 @@ impl Guard for Backend {
 mod tests {
     use super::*;
     use serde_json::json;
-    use std::collections::BTreeSet;
+    use std::collections::{BTreeMap, BTreeSet, HashSet};
 
     #[test]
     fn a_call_decodes_into_its_command_and_back() {
@@ -399,16 +399,6 @@ mod tests {
         granted: bool,
     }
 
-    /// The TypeScript type: the list's `as "T"`, else ts-rs's for the Rust type.
-    macro_rules! ts {
-        ($cfg:ident, $ty:ty) => {
-            <$ty as ts_rs::TS>::name($cfg)
-        };
-        ($cfg:ident, $ty:ty, $ts:literal) => {
-            String::from($ts)
-        };
-    }
-
     /// The text of `doc = r" ..."`, as `stringify!` writes a doc comment.
     fn docs(attrs: &[&str]) -> Vec<String> {
         attrs
@@ -433,75 +423,131 @@ mod tests {
 
     macro_rules! ts_commands {
         (
-            guard { $( $(#[$doc:meta])* $name:ident ( $( $arg:ident : $ty:ty $(as $argts:literal)? ),* )
-                       -> $ret:ty $(as $retts:literal)? ; )* }
-            window { $( $(#[$wdoc:meta])* $wname:ident () -> $wret:ty $(as $wts:literal)? ; )* }
+            guard { $( $(#[$doc:meta])* $name:ident ( $( $arg:ident : $ty:ty ),* ) -> $ret:ty ; )* }
+            window { $( $(#[$wdoc:meta])* $wname:ident () -> $wret:ty ; )* }
             ungranted { $( $uname:ident () -> $uret:ty ; )* }
         ) => {
             fn commands(cfg: &ts_rs::Config) -> Vec<Cmd> {
+                use ts_rs::TS;
                 vec![
                     $( Cmd {
                         name: stringify!($name),
                         doc: docs(&[$( stringify!($doc) ),*]),
-                        args: vec![$( (stringify!($arg), ts!(cfg, $ty $(, $argts)?)) ),*],
-                        ret: ts!(cfg, $ret $(, $retts)?),
+                        args: vec![$( (stringify!($arg), <$ty>::name(cfg)) ),*],
+                        ret: <$ret>::name(cfg),
                         granted: true,
                     }, )*
                     $( Cmd {
                         name: stringify!($wname),
                         doc: docs(&[$( stringify!($wdoc) ),*]),
                         args: vec![],
-                        ret: ts!(cfg, $wret $(, $wts)?),
+                        ret: <$wret>::name(cfg),
                         granted: true,
                     }, )*
                     $( Cmd {
                         name: stringify!($uname),
                         doc: vec![],
                         args: vec![],
-                        ret: ts!(cfg, $uret),
+                        ret: <$uret>::name(cfg),
                         granted: false,
                     }, )*
                 ]
+            }
+
+            /// Every type the granted commands take and return.
+            fn visit_command_types(v: &mut Types) {
+                use ts_rs::TypeVisitor;
+                $( $( v.visit::<$ty>(); )* v.visit::<$ret>(); )*
+                $( v.visit::<$wret>(); )*
             }
         };
     }
     crate::for_each_command!(ts_commands);
 
-    fn typescript() -> String {
-        use ts_rs::TS;
+    /// The declarations of the types the commands carry, by their TypeScript names, found by
+    /// following each command's types down to their fields (ts-rs's `visit_dependencies`).
+    struct Types {
+        cfg: ts_rs::Config,
+        seen: HashSet<std::any::TypeId>,
+        decls: BTreeMap<String, String>,
+    }
+
+    impl ts_rs::TypeVisitor for Types {
+        fn visit<T: ts_rs::TS + 'static + ?Sized>(&mut self) {
+            if !self.seen.insert(std::any::TypeId::of::<T>()) {
+                return;
+            }
+            // A type of its own (derived), not a std one (`Vec<T>`, `Option<T>`, a number).
+            if T::output_path().is_some() {
+                let name = T::ident(&self.cfg);
+                let decl = format!(
+                    "{}export {}",
+                    T::docs().unwrap_or_default(),
+                    T::decl(&self.cfg)
+                );
+                // Each type is visited once: a name taken is another type's.
+                let had = self.decls.insert(name.clone(), decl);
+                assert!(
+                    had.is_none(),
+                    "two Rust types are both `{name}` in TypeScript: give one a #[ts(rename)]"
+                );
+            }
+            T::visit_dependencies(self);
+            T::visit_generics(self);
+        }
+    }
+
+    /// The config both files are generated with.
+    fn ts_config() -> ts_rs::Config {
         // Every number the app sends is far below 2^53: plain numbers, as serde_json writes them.
-        let cfg = ts_rs::Config::new().with_large_int("number");
+        ts_rs::Config::new().with_large_int("number")
+    }
+
+    /// `ui/src/generated/types.ts`: the data types of the commands and of the guard's updates.
+    fn typescript_types() -> String {
+        use ts_rs::TypeVisitor;
+        let mut types = Types {
+            cfg: ts_config(),
+            seen: HashSet::new(),
+            decls: BTreeMap::new(),
+        };
+        visit_command_types(&mut types);
+        // What `take_updates`'s batch and `LastStop` hold as the guard's JSON, typed by name
+        // (their `#[ts(type)]`s in src/updates.rs and src/lib.rs).
+        types.visit::<guard_core::Status>();
+        types.visit::<guard_core::events::GuardEvent>();
+        types.visit::<guard_core::console::ConsoleLine>();
+        types.visit::<guard_sample::Sample>();
+        let mut s = String::from(
+            "// Generated by src-tauri/src/command.rs from the Rust types (ts-rs): do not edit.\n\
+             // (UPDATE_IPC=1 cargo test -p fooocus-guard --lib rewrites it; the test fails while it is stale.)\n\
+             // The data of the commands in ./commands.ts and of the guard's updates.\n",
+        );
+        for decl in types.decls.values() {
+            let lines: Vec<_> = decl.lines().map(str::trim_end).collect();
+            s.push('\n');
+            s.push_str(&lines.join("\n"));
+            s.push('\n');
+        }
+        s
+    }
+
+    fn typescript() -> String {
+        let cfg = ts_config();
         let cmds = commands(&cfg);
-        let decls = [
-            format!("type LastStop = {};", crate::LastStop::inline(&cfg)),
-            format!(
-                "type UpdateBatch = {};",
-                crate::updates::Batch::inline(&cfg)
-            ),
-        ];
-        // The types the file uses from ui/src/types.ts: the capitalised names it does not declare.
+        // The types the calls name: the capitalised words of their arguments and replies.
         let mut used = BTreeSet::new();
         let texts = cmds
             .iter()
-            .flat_map(|c| std::iter::once(&c.ret).chain(c.args.iter().map(|a| &a.1)))
-            .chain(decls.iter());
+            .filter(|c| c.granted)
+            .flat_map(|c| std::iter::once(&c.ret).chain(c.args.iter().map(|a| &a.1)));
         for t in texts {
-            // Not the words of a doc comment.
-            let mut code = String::new();
-            let mut rest = t.as_str();
-            while let Some(i) = rest.find("/*") {
-                code.push_str(&rest[..i]);
-                rest = rest[i..].find("*/").map_or("", |j| &rest[i + j + 2..]);
-            }
-            code.push_str(rest);
-            for w in code.split(|c: char| !c.is_alphanumeric() && c != '_') {
+            for w in t.split(|c: char| !c.is_alphanumeric() && c != '_') {
                 if w.starts_with(|c: char| c.is_ascii_uppercase()) && w != "Array" {
                     used.insert(w.to_string());
                 }
             }
         }
-        used.remove("LastStop");
-        used.remove("UpdateBatch");
 
         let mut s = String::from(
             "// Generated from src-tauri/src/command_list.rs by src-tauri/src/command.rs: do not edit.\n\
@@ -509,13 +555,9 @@ mod tests {
              import { invoke } from \"@tauri-apps/api/core\";\n",
         );
         s.push_str(&format!(
-            "import type {{ {} }} from \"../types\";\n\n",
+            "import type {{ {} }} from \"./types\";\n\n",
             used.into_iter().collect::<Vec<_>>().join(", ")
         ));
-        for d in &decls {
-            let lines: Vec<_> = d.lines().map(str::trim_end).collect();
-            s.push_str(&format!("export {}\n\n", lines.join("\n")));
-        }
         let names = |granted: bool| {
             cmds.iter()
                 .filter(|c| c.granted == granted)
@@ -561,19 +603,84 @@ mod tests {
         s
     }
 
-    #[test]
-    fn the_pages_commands_are_generated_from_the_list() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ui/src/generated/commands.ts");
-        let want = typescript();
+    /// Writes `file` (under ui/src/generated) with UPDATE_IPC set; fails while it differs.
+    fn generated(file: &str, want: &str) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../ui/src/generated")
+            .join(file);
         if std::env::var_os("UPDATE_IPC").is_some() {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, &want).unwrap();
+            std::fs::write(&path, want).unwrap();
         }
         let have = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
             have == want,
-            "ui/src/generated/commands.ts is stale: run `UPDATE_IPC=1 cargo test -p fooocus-guard --lib` and commit it"
+            "ui/src/generated/{file} is stale: run `UPDATE_IPC=1 cargo test -p fooocus-guard --lib` and commit it"
         );
+    }
+
+    #[test]
+    fn the_pages_commands_are_generated_from_the_list() {
+        generated("commands.ts", &typescript());
+    }
+
+    #[test]
+    fn the_pages_types_are_generated_from_rust() {
+        generated("types.ts", &typescript_types());
+    }
+
+    /// Every state, in the order the table lists them.
+    fn all_states() -> Vec<guard_core::supervisor::FooocusState> {
+        use guard_core::supervisor::FooocusState::*;
+        let all = vec![
+            NotConfigured,
+            Stopped,
+            Starting,
+            Ready,
+            Generating,
+            Stopping,
+            Restarting,
+            GaveUp,
+            Asleep,
+        ];
+        // A new state fails to compile here until it is listed above.
+        for s in &all {
+            match s {
+                NotConfigured | Stopped | Starting | Ready | Generating | Stopping | Restarting
+                | GaveUp | Asleep => {}
+            }
+        }
+        all
+    }
+
+    /// `ui/src/generated/actions.ts`: `Actions::for_state` as a table, for the page's own
+    /// reasoning (ui/src/logic.ts) and the mock backend.
+    fn typescript_actions() -> String {
+        use guard_core::supervisor::Actions;
+        let mut s = String::from(
+            "// Generated by src-tauri/src/command.rs from Actions::for_state: do not edit.\n\
+             // (UPDATE_IPC=1 cargo test -p fooocus-guard --lib rewrites it; the test fails while it is stale.)\n\
+             import type { Actions, FooocusState } from \"./types\";\n\n\
+             /** What each state allows, [without, with] an address to open. */\n\
+             export const ACTIONS: Record<FooocusState, [Actions, Actions]> = {\n",
+        );
+        for state in all_states() {
+            let name = serde_json::to_value(state).unwrap();
+            let a = |url| serde_json::to_string(&Actions::for_state(state, url)).unwrap();
+            s.push_str(&format!(
+                "  {}: [{}, {}],\n",
+                name.as_str().unwrap(),
+                a(false),
+                a(true)
+            ));
+        }
+        s.push_str("};\n");
+        s
+    }
+
+    #[test]
+    fn the_pages_actions_table_is_generated_from_rust() {
+        generated("actions.ts", &typescript_actions());
     }
 
     #[test]

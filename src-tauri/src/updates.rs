@@ -30,7 +30,7 @@ pub const MAX_CONSOLE: usize = 500;
 pub const MAX_EVENTS: usize = 100;
 
 /// One answer to `take_updates`, oldest first in each list; also what the inbox holds meanwhile.
-/// Its TypeScript type is generated into ui/src/generated/commands.ts (src/command.rs's tests);
+/// Its TypeScript type is generated into ui/src/generated/types.ts (src/command.rs's tests);
 /// the lists hold the guard's JSON as it came, typed there by what it is.
 #[derive(Debug, Default, Serialize, PartialEq)]
 #[cfg_attr(test, derive(ts_rs::TS), ts(rename = "UpdateBatch"))]

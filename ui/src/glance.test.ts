@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { breachOnGraph, generationText, hoverText, lastMinute, legendText, noGpu, ofLimit, progressIndex, StepClock, timeoutElapsed, whyStopped } from "./glance";
-import type { GenerationProgress, HistoryPoint, Settings } from "./types";
+import type { EventOf, GenerationProgress, HistoryPoint, Settings, StopStep } from "./types";
 
 const GiB = 1024 ** 3;
 const pt = (ts: number, ram: number, vram: number | null = null): HistoryPoint =>
@@ -96,10 +96,15 @@ describe("the timeout's count", () => {
 });
 
 describe("why it stopped", () => {
+  /** The events as the guard sends them, with what a test does not set. */
+  const stop = (e: Partial<EventOf<"generation_stopped">>): EventOf<"generation_stopped"> =>
+    ({ ts: "x", event: "generation_stopped", how: "killed", limit: null, took_s: 1, steps: [], grace_s: 0, grace: "none", ...e });
+  const breachOf = (e: Partial<EventOf<"limit_breached">>): EventOf<"limit_breached"> =>
+    ({ ts: "x", event: "limit_breached", limit: "timeout", configured: 0, observed: 0, action: "stop_generation", ...e });
   const settings = { launch: { vram_mode: null }, limits: { cpu_percent: 400 } } as unknown as Settings;
-  const breach = { ts: "2026-01-01T00:00:00.000Z", event: "limit_breached", limit: "vram", configured: 7 * GiB, observed: 7.4 * GiB, action: "stop_generation", generation_id: 42 };
+  const breach = breachOf({ ts: "2026-01-01T00:00:00.000Z", limit: "vram", configured: 7 * GiB, observed: 7.4 * GiB, action: "stop_generation", generation_id: 42 });
   it("explains a graceful VRAM stop and suggests a lower-VRAM mode", () => {
-    const w = whyStopped({ ts: "x", event: "generation_stopped", generation_id: 42, how: "graceful", limit: "vram", took_s: 2.4, steps: [], grace_s: 10, grace: "configured" }, breach, settings);
+    const w = whyStopped(stop({ generation_id: 42, how: "graceful", limit: "vram", took_s: 2.4, steps: [], grace_s: 10, grace: "configured" }), breach, settings);
     expect(w.headline).toBe("Generation 42 used 7.4 GiB of VRAM, over its 7 GiB limit.");
     expect(w.did).toContain("asked Fooocus to stop");
     expect(w.did).toContain("10 s grace (the configured grace)");
@@ -107,31 +112,31 @@ describe("why it stopped", () => {
   });
   it("suggests a lower resolution when already in low-VRAM mode", () => {
     const low = { ...settings, launch: { vram_mode: "always-low-vram" } } as unknown as Settings;
-    const w = whyStopped({ ts: "x", event: "generation_stopped", how: "graceful", limit: "vram", grace_s: 10, grace: "configured" }, breach, low);
+    const w = whyStopped(stop({ how: "graceful", limit: "vram", grace_s: 10, grace: "configured" }), breach, low);
     expect(w.suggestion).toContain("lower resolution");
   });
   it("explains a kill after the grace, and a timeout", () => {
-    const b = { ts: "x", event: "limit_breached", limit: "timeout", configured: 300, observed: 300.02 };
-    const w = whyStopped({ ts: "x", event: "generation_stopped", generation_id: 9, how: "killed", limit: "timeout", took_s: 12, grace_s: 12, grace: "one step" }, b, settings);
+    const b = breachOf({ limit: "timeout", configured: 300, observed: 300.02 });
+    const w = whyStopped(stop({ generation_id: 9, how: "killed", limit: "timeout", took_s: 12, grace_s: 12, grace: "one step" }), b, settings);
     expect(w.headline).toBe("Generation 9 ran for 5 min, past its 5 min timeout (all of a generation counts, except model loading in the first one after Fooocus starts).");
     expect(w.did).toContain("killed Fooocus and restarted it");
     expect(w.did).toContain("one step's time");
     expect(w.suggestion).toContain("Raise the timeout");
-    const none = whyStopped({ ts: "x", event: "generation_stopped", how: "killed", limit: "memory", grace_s: 0, grace: "none" }, null, settings);
+    const none = whyStopped(stop({ how: "killed", limit: "memory", grace_s: 0, grace: "none" }), null, settings);
     expect(none.did).toContain("could not be asked to stop gracefully");
     expect(none.headline).toBe("The generation went over the RAM limit.");
   });
   it("tells a stop request Fooocus never answered (frozen) from one it ignored", () => {
-    const b = { ts: "x", event: "limit_breached", limit: "stall", configured: 120, observed: 120 };
-    const steps = [{ step: "graceful", at_s: 0, took_s: 10, result: "failed: GET /config to Fooocus: no answer in 10 s" }, { step: "kill", at_s: 10, took_s: 1, result: "reaped 1 processes" }];
-    const w = whyStopped({ ts: "x", event: "generation_stopped", generation_id: 4, how: "killed", limit: "stall", took_s: 11, steps, grace_s: 11.4, grace: "one step" }, b, settings);
+    const b = breachOf({ limit: "stall", configured: 120, observed: 120 });
+    const steps: StopStep[] = [{ step: "graceful", at_s: 0, took_s: 10, result: "failed: GET /config to Fooocus: no answer in 10 s" }, { step: "kill", at_s: 10, took_s: 1, result: "reaped 1 processes" }];
+    const w = whyStopped(stop({ generation_id: 4, how: "killed", limit: "stall", took_s: 11, steps, grace_s: 11.4, grace: "one step" }), b, settings);
     expect(w.did).toContain("Fooocus did not answer the request (GET /config to Fooocus: no answer in 10 s): it may be frozen. So the guard killed Fooocus and restarted it.");
     expect(w.did).not.toContain("had not stopped");
   });
   it("names the phase a stop before the first step waited for, not only the timeout", () => {
-    const b = { ts: "x", event: "limit_breached", limit: "timeout", configured: 300, observed: 300.02, phase: "preparation" };
-    const w = whyStopped({ ts: "x", event: "generation_stopped", generation_id: 9, how: "graceful", limit: "timeout", took_s: 40, grace_s: 90,
-      grace: "until the first step", phase: "preparation" }, b, settings);
+    const b = breachOf({ limit: "timeout", configured: 300, observed: 300.02, phase: "preparation" });
+    const w = whyStopped(stop({ generation_id: 9, how: "graceful", limit: "timeout", took_s: 40, grace_s: 90,
+      grace: "until the first step", phase: "preparation" }), b, settings);
     expect(w.did).toContain("Fooocus was still preparing the prompt");
     expect(w.did).toContain("(until its first sampling step");
     expect(w.suggestion).not.toContain("Raise the timeout in Settings (to");
@@ -139,21 +144,21 @@ describe("why it stopped", () => {
   });
   it("does not say restarted when the restart policy is never", () => {
     const never = { ...settings, restart: { policy: "never" } } as unknown as Settings;
-    const w = whyStopped({ ts: "x", event: "generation_stopped", how: "killed", limit: "memory", grace_s: 0, grace: "none" }, null, never);
+    const w = whyStopped(stop({ how: "killed", limit: "memory", grace_s: 0, grace: "none" }), null, never);
     expect(w.did).toContain("it stays stopped");
     expect(w.did).not.toContain("restarted");
   });
   it("shows the guard's own summary from the event when it carries one", () => {
     const summary = { headline: "Generation 42 used 7.4 GiB of VRAM, over its 7 GiB limit.", did: "The guard did X.", suggestion: "Try Y." };
-    const w = whyStopped({ ts: "x", event: "generation_stopped", generation_id: 42, how: "graceful", limit: "vram", grace_s: 10, grace: "configured", summary }, breach, settings);
+    const w = whyStopped(stop({ generation_id: 42, how: "graceful", limit: "vram", grace_s: 10, grace: "configured", summary }), breach, settings);
     expect([w.headline, w.did, w.suggestion]).toEqual([summary.headline, summary.did, summary.suggestion]);
     expect(w.limit).toBe("vram");
   });
   it("ignores a breach of another generation or limit", () => {
-    const stop = { ts: "x", event: "generation_stopped", generation_id: 43, how: "graceful", limit: "vram", grace_s: 10, grace: "configured" };
-    expect(whyStopped(stop, breach, settings).headline).toBe("Generation 43 went over the VRAM limit.");
-    const ram = { ...breach, generation_id: 43, limit: "memory" };
-    expect(whyStopped(stop, ram, settings).headline).toBe("Generation 43 went over the VRAM limit.");
+    const stopped = stop({ generation_id: 43, how: "graceful", limit: "vram", grace_s: 10, grace: "configured" });
+    expect(whyStopped(stopped, breach, settings).headline).toBe("Generation 43 went over the VRAM limit.");
+    const ram = breachOf({ ...breach, generation_id: 43, limit: "memory" });
+    expect(whyStopped(stopped, ram, settings).headline).toBe("Generation 43 went over the VRAM limit.");
   });
   it("keeps the last minute before the stop", () => {
     const pts = [pt(0, 1), pt(30_000, 1), pt(70_000, 1), pt(100_000, 1), pt(130_000, 1)];

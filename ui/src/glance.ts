@@ -1,6 +1,6 @@
 // Pure pieces of the dashboard that turn figures into words, unit-tested: the graphs' legends,
 // whether there is a GPU at all, the current generation's pace, and why a limit stopped one.
-import type { GenerationProgress, GuardEvent, HistoryPoint, Settings } from "./types";
+import type { EventOf, GenerationProgress, HistoryPoint, Settings } from "./types";
 import { formatDuration, formatSize } from "./units";
 
 export type Series = "cpu" | "ram" | "gpu" | "vram";
@@ -176,7 +176,7 @@ const PHASE_WHERE: Record<string, string> = {
   saving: " Fooocus was saving an image, and it looks at Stop only at its next sampling step.",
 };
 
-export function whyStopped(stopped: GuardEvent, lastBreach: GuardEvent | null, settings: Settings | null): WhyStopped {
+export function whyStopped(stopped: EventOf<"generation_stopped">, lastBreach: EventOf<"limit_breached"> | null, settings: Settings | null): WhyStopped {
   // Only the breach that caused this stop: same limit, same generation when both say which.
   const breach = lastBreach && (stopped.limit == null || lastBreach.limit === stopped.limit)
     && (lastBreach.generation_id == null || stopped.generation_id == null || lastBreach.generation_id === stopped.generation_id) ? lastBreach : null;

@@ -23,7 +23,8 @@ describe("deliver", () => {
       status: { state: "ready" } as Status,
       samples: [{ ts_ms: 1 } as Sample, { ts_ms: 2 } as Sample],
       console: [{ n: 7, stream: "stdout", text: "a" }, { n: 8, stream: "stderr", text: "b" }],
-      events: [{ ts: "t", event: "limit_breached" }, { ts: "t", event: "generation_stopped" }],
+      events: [{ ts: "t", event: "limit_breached", limit: "vram", configured: 1, observed: 2, action: "stop_generation" },
+        { ts: "t", event: "generation_stopped", how: "graceful", limit: "vram", took_s: 1, steps: [], grace_s: 10, grace: "configured" }],
       open_why: true,
     }), h);
     expect(seen).toEqual(["status ready", "sample 1", "sample 2", "console 7,8",

@@ -1,9 +1,9 @@
 // The app's commands under the names the views use, and its updates (docs/ipc.md). The calls
 // themselves are generated from the Rust list (src-tauri/src/command_list.rs).
-import { commands, type UpdateBatch } from "./generated/commands";
-import type { ConsoleLine, GuardEvent, Sample, Status } from "./types";
+import { commands } from "./generated/commands";
+import type { ConsoleLine, GuardEvent, Sample, Status, UpdateBatch } from "./types";
 
-export type { LastStop, UpdateBatch } from "./generated/commands";
+export type { LastStop, UpdateBatch } from "./types";
 
 export const api = {
   status: commands.get_status,

@@ -27,7 +27,7 @@ describe("console buffer", () => {
 
 describe("graph data", () => {
   const sample = (ts: number): Sample => ({
-    ts_ms: ts, tree: { cpu_percent: 50, cpu_percent_machine: 25, ram_bytes: 100, ram_source: "cgroup", swap_bytes: 0, processes: 2, vram_bytes: null },
+    ts_ms: ts, tree: { cpu_percent: 50, cpu_percent_machine: 25, ram_bytes: 100, ram_source: "cgroup", swap_bytes: 0, commit_bytes: null, processes: 2, vram_bytes: null, vram_source: "device" },
     system: { cpu_percent: 10, ram_used_bytes: 1, ram_total_bytes: 2 },
     gpus: [{ index: 0, name: "g", util_percent: 80, vram_used_bytes: 7, vram_total_bytes: 8, temperature_c: 60 }], gpu_status: "ok",
   });

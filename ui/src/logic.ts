@@ -1,12 +1,12 @@
 // Pure pieces of the UI, unit-tested: which actions a state allows, the console's bounded
 // buffer and search, and merging live samples into the graphs' history.
-import { ACTIONS } from "./actions.generated";
+import { ACTIONS } from "./generated/actions";
 import type { Actions, ConsoleLine, FooocusState, HistoryPoint, Sample, SaveResult, SleepInfo } from "./types";
 import { formatSize } from "./units";
 
 export type { Actions };
 
-/** The guard's rule (crates/core `Actions::for_state`, generated into actions.generated.ts), for
+/** The guard's rule (crates/core `Actions::for_state`, generated into generated/actions.ts), for
  *  the mock backend only: the real status carries its actions, which the dashboard renders. */
 export function actionsFor(state: FooocusState, hasUrl: boolean): Actions {
   return { ...ACTIONS[state][hasUrl ? 1 : 0] };

@@ -47,6 +47,7 @@ pub struct AppOptions {
 /// The answer to a save: the errors, or what changed and when each change takes effect (in
 /// the settings panel's words, from one [`ConfigDiff`]).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct SaveResult {
     pub saved: bool,
     pub errors: Vec<FieldError>,

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// A model download Fooocus is doing, as its console shows it (docs/ipc.md `Status.download`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ModelDownload {
     /// The file's name (never a folder of the user's).
     pub file: Option<String>,

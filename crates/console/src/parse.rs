@@ -121,6 +121,7 @@ pub enum EventKind {
 /// looks at Stop only between sampling steps, so a stop asked for in any other phase waits
 /// for the next step (or the generation's end).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// Loading or moving the checkpoint (at start-up, or when a generation changes models).
@@ -149,6 +150,7 @@ impl Phase {
 
 /// Failures users keep reporting upstream, each with a known fix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum KnownFailure {
     /// "no kernel image is available for execution on the device": a GPU newer than the

@@ -39,6 +39,7 @@ pub struct Limits {
 
 /// Which mechanism holds the tree.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "kebab-case")]
 pub enum BackendKind {
     CgroupV2,
@@ -87,6 +88,7 @@ impl std::str::FromStr for Preference {
 
 /// Which backend was chosen and why (shown by `doctor`, in the `started` event and in the UI).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct BackendChoice {
     pub kind: BackendKind,
     /// One sentence a user can act on, e.g. "cgroup v1 memory+cpu+cpuacct+freezer+pids

@@ -120,6 +120,7 @@ On Windows the cap limits committed memory, not what Task Manager shows as in us
 
 /// Something settings show beside a field without blocking the save (docs/ipc.md `SettingsNote`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct SettingsNote {
     pub field: String,
     /// "warning" (shown before saving; the save still goes through) or "note".

@@ -16,6 +16,8 @@ pub use guard_fooocus::options::{LaunchOptions, DEFAULT_PORT, VRAM_MODES};
 pub mod diff;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(rename = "Settings"))]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Fooocus install: a portable root, a Fooocus folder, or "demo" for the simulator.
@@ -48,6 +50,7 @@ pub struct Config {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "kebab-case")]
 pub enum RestartMode {
     Never,
@@ -56,6 +59,7 @@ pub enum RestartMode {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(default, deny_unknown_fields)]
 pub struct RestartConfig {
     pub policy: RestartMode,
@@ -67,6 +71,8 @@ pub struct RestartConfig {
 /// Every limit is optional (None = off). Sizes in bytes, times in seconds. In the TOML file a
 /// user may also write "10m" or "12G".
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(rename = "Limits"))]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
     #[serde(deserialize_with = "de_secs")]
@@ -89,6 +95,7 @@ pub struct LimitsConfig {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(default, deny_unknown_fields)]
 pub struct Notifications {
     pub enabled: bool,
@@ -99,6 +106,7 @@ pub struct Notifications {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(default, deny_unknown_fields)]
 pub struct Metrics {
     pub enabled: bool,
@@ -106,6 +114,7 @@ pub struct Metrics {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(default, deny_unknown_fields)]
 pub struct GatewayConfig {
     pub enabled: bool,
@@ -199,6 +208,7 @@ fn guarded_flag(arg: &str) -> Option<(&'static str, &'static str)> {
 /// One invalid field: the dotted field path, the value as the user gave it, and a message that
 /// names the accepted range.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct FieldError {
     pub field: String,
     pub value: String,

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::generation::Signal;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum Stream {
     Stdout,
@@ -18,6 +19,7 @@ pub enum Stream {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ConsoleLine {
     /// Increasing over the guard's life; the UI asks for lines after the last one it has.
     pub n: u64,

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// Which limit a breach is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum LimitKind {
     Timeout,
@@ -40,6 +41,7 @@ impl LimitKind {
 
 /// How a generation was stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum StopHow {
     Graceful,
@@ -48,6 +50,7 @@ pub enum StopHow {
 
 /// What the guard does about a breach (the `action` of `limit_breached`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum BreachAction {
     /// Ask Fooocus to stop the generation (the tree is killed if it does not).
@@ -83,6 +86,7 @@ impl PartialEq<str> for BreachAction {
 
 /// Which step of stopping a generation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum StopStepKind {
     /// Fooocus was asked to stop the generation, as its Stop button does.
@@ -105,6 +109,7 @@ impl StopStepKind {
 
 /// One step of an escalation, with its timing (also kept in the generation record).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct StopStep {
     pub step: StopStepKind,
     /// Seconds from the breach to the start of this step.
@@ -116,6 +121,7 @@ pub struct StopStep {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum EventKind {
     /// Fooocus (or the command) started inside its container.
@@ -124,6 +130,7 @@ pub enum EventKind {
         backend: String,
         backend_reason: String,
         #[serde(skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "ts", ts(optional))]
         version: Option<String>,
         attempt: u32,
     },
@@ -143,6 +150,7 @@ pub enum EventKind {
     Phase {
         phase: fooocus_console::Phase,
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "ts", ts(optional))]
         generation_id: Option<u64>,
     },
     GenerationFinished {
@@ -152,12 +160,16 @@ pub enum EventKind {
         closed_by: String,
         images_done: u32,
         #[serde(skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "ts", ts(optional))]
         images_total: Option<u32>,
         #[serde(skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "ts", ts(optional))]
         peak_ram_bytes: Option<u64>,
         #[serde(skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "ts", ts(optional))]
         peak_vram_bytes: Option<u64>,
         #[serde(skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "ts", ts(optional))]
         peak_cpu_percent: Option<f64>,
     },
     LimitBreached {
@@ -166,16 +178,20 @@ pub enum EventKind {
         observed: f64,
         action: BreachAction,
         #[serde(skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "ts", ts(optional))]
         generation_id: Option<u64>,
         /// For VRAM: "tree" (the tree's processes) or "device" (per-process figures unsupported).
         #[serde(skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "ts", ts(optional))]
         source: Option<String>,
         /// The phase Fooocus was in at the breach (omitted when unknown).
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "ts", ts(optional))]
         phase: Option<fooocus_console::Phase>,
     },
     GenerationStopped {
         #[serde(skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "ts", ts(optional))]
         generation_id: Option<u64>,
         how: StopHow,
         limit: Option<LimitKind>,
@@ -190,9 +206,11 @@ pub enum EventKind {
         grace: String,
         /// The phase Fooocus was in when the stop was asked (omitted when unknown).
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "ts", ts(optional))]
         phase: Option<fooocus_console::Phase>,
         /// In plain words: what happened, what the guard did, one change to try (why.rs).
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "ts", ts(optional))]
         summary: Option<crate::why::StopSummary>,
     },
     /// A Python error printed by Fooocus (exception type and message only).
@@ -228,14 +246,19 @@ pub enum EventKind {
     Asleep {
         idle_s: f64,
         #[serde(skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "ts", ts(optional))]
         held_ram_bytes: Option<u64>,
         #[serde(skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "ts", ts(optional))]
         ram_before_bytes: Option<u64>,
         #[serde(skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "ts", ts(optional))]
         ram_after_bytes: Option<u64>,
         #[serde(skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "ts", ts(optional))]
         vram_before_bytes: Option<u64>,
         #[serde(skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "ts", ts(optional))]
         vram_after_bytes: Option<u64>,
     },
     /// Fooocus is ready again after a sleep. `by`: "visit" | "user"; `ready_s` from the wake.
@@ -265,6 +288,7 @@ pub enum EventKind {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct GuardEvent {
     /// RFC 3339, UTC, milliseconds.
     pub ts: String,

@@ -11,6 +11,7 @@ use crate::events::{EventKind, LimitKind, StopHow};
 use crate::units::{format_duration, format_size};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct StopSummary {
     /// What happened: "Generation 3 ran for 20 s, past its 20 s timeout."
     pub headline: String,

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::options::LaunchOptions;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum InstallKind {
     Portable,
@@ -23,6 +24,7 @@ pub enum InstallKind {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "kebab-case")]
 pub enum Fork {
     Fooocus,
@@ -46,6 +48,8 @@ impl Fork {
 
 /// A detected install, as shown to the user (docs/ipc.md `InstallInfo`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(rename = "InstallInfo"))]
 pub struct Install {
     pub root: PathBuf,
     pub kind: InstallKind,

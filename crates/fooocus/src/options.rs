@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_PORT: u16 = 7865;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(default, deny_unknown_fields)]
 pub struct LaunchOptions {
     pub preset: Option<String>,

@@ -19,6 +19,7 @@ pub struct Point {
 
 /// What the webview receives: `[min, avg, max]` per series (docs/ipc.md).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct HistoryPoint {
     pub ts_ms: i64,
     pub cpu: [f64; 3],

@@ -15,6 +15,7 @@ const SCHEMA_VERSION: i64 = 2;
 
 /// One generation (docs/ipc.md `GenerationRecord`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct GenerationRecord {
     pub id: i64,
     pub started_ms: i64,
@@ -55,6 +56,7 @@ pub struct GenerationRecord {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct BreachRecord {
     pub id: i64,
     pub ts_ms: i64,

@@ -16,6 +16,8 @@ use guard_fooocus::install::Install;
 
 /// What the window shows before the user confirms.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(rename = "InstallPlanView"))]
 pub struct PlanView {
     pub plan: Plan,
     pub free_bytes: Option<u64>,
@@ -30,6 +32,8 @@ pub struct PlanView {
 
 /// The install under way (or the last one), as the window polls it.
 #[derive(Clone, Debug, Default, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(rename = "InstallJobStatus"))]
 pub struct JobStatus {
     pub running: bool,
     pub target: Option<PathBuf>,
@@ -51,6 +55,8 @@ pub struct JobStatus {
 
 /// A finished step of the install under way.
 #[derive(Clone, Debug, Serialize, PartialEq)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(rename = "InstallStepDone"))]
 pub struct StepDone {
     pub phase: Phase,
     pub label: String,

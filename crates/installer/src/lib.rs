@@ -30,6 +30,8 @@ pub use python::{find_python, PythonInfo, TorchIndex};
 
 /// Which kind of install is made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(rename = "InstallPlatform"))]
 #[serde(rename_all = "kebab-case")]
 pub enum Platform {
     /// Upstream's Windows package: a 7z with `python_embeded`, `Fooocus` and `run.bat`.
@@ -49,6 +51,7 @@ impl Platform {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "kebab-case")]
 pub enum ArchiveKind {
     SevenZ,
@@ -135,6 +138,8 @@ pub const KEEP_FREE_BYTES: u64 = 256 * MB;
 /// decompression bomb stops at its ceiling, not when the disk is full. Bytes are counted as they
 /// are written, never taken from the archive's own headers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(rename = "InstallCeilings"))]
 pub struct Ceilings {
     /// The archive itself: a download stops here; a larger local file is refused.
     pub archive_bytes: u64,
@@ -165,6 +170,8 @@ pub const FIRST_START_MODELS_BYTES: u64 = 7 * GB;
 
 /// Where the archive comes from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(rename = "InstallSource"))]
 #[serde(tag = "kind", content = "value", rename_all = "snake_case")]
 pub enum Source {
     Url(String),
@@ -216,6 +223,8 @@ pub struct Request {
 
 /// One step of an install, in order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(rename = "InstallPhase"))]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     Download,
@@ -243,6 +252,8 @@ impl Phase {
 
 /// What will happen, before anything does (shown to the user for confirmation).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(rename = "InstallPlan"))]
 pub struct Plan {
     pub target: PathBuf,
     /// Hidden folder beside the target where everything is made.

@@ -16,6 +16,7 @@ use super::{InstallerError, Reporter};
 
 /// Which torch build to install, from the GPU the sampler saw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum TorchIndex {
     Cuda,

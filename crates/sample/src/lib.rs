@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 pub use gpu::{GpuStatus, Gpus};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum RamSource {
     /// The cgroup's own charge (exact, shared pages counted once).
@@ -37,6 +38,7 @@ pub enum RamSource {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct TreeSample {
     /// Percent of one core (200 = two busy cores).
     pub cpu_percent: f64,
@@ -59,6 +61,7 @@ pub struct TreeSample {
 
 /// Where the tree's VRAM comes from (docs/ipc.md `TreeSample.vram_source`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum VramSource {
     /// NVML's per-process figures (Linux; Windows only with a GPU in TCC mode).
@@ -72,6 +75,7 @@ pub enum VramSource {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct SystemSample {
     pub cpu_percent: f64,
     pub ram_used_bytes: u64,
@@ -79,6 +83,7 @@ pub struct SystemSample {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct GpuSample {
     pub index: u32,
     pub name: String,
@@ -90,6 +95,7 @@ pub struct GpuSample {
 
 /// One tick (docs/ipc.md `Sample`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Sample {
     pub ts_ms: i64,
     /// None while no tree runs.

@@ -1,27 +1,7 @@
 // Generated from src-tauri/src/command_list.rs by src-tauri/src/command.rs: do not edit.
 // (UPDATE_IPC=1 cargo test -p fooocus-guard --lib rewrites it; the test fails while it is stale.)
 import { invoke } from "@tauri-apps/api/core";
-import type { BreachRecord, ConsoleLine, FieldError, GenerationRecord, GuardEvent, HistoryPoint, InstallInfo, InstallJobStatus, InstallPlanView, LimitStats, Sample, SaveResult, Settings, SettingsNote, Status } from "../types";
-
-export type LastStop = { stopped: GuardEvent | null, breach: GuardEvent | null, };
-
-export type UpdateBatch = {
-/**
- * The newest status, if it changed since the last batch.
- */
-status: Status | null, samples: Sample[],
-/**
- * Console lines (`ConsoleLine`), one list however many batches the guard sent.
- */
-console: ConsoleLine[], events: GuardEvent[],
-/**
- * A limit's notification was clicked while the window was open: show "why it stopped".
- */
-open_why: boolean,
-/**
- * Updates dropped since the last batch because a list was full (the page was not asking).
- */
-dropped: number, };
+import type { BreachRecord, ConsoleLine, FieldError, GenerationRecord, HistoryPoint, InstallInfo, InstallJobStatus, InstallPlanView, LastStop, LimitStats, SaveResult, Settings, SettingsNote, Status, UpdateBatch } from "./types";
 
 /** The commands the webview may call (capabilities/default.json). */
 export type Granted =
@@ -66,17 +46,17 @@ export const commands = {
   sleep_fooocus: () => invoke<null>("sleep_fooocus"),
   wake_fooocus: () => invoke<null>("wake_fooocus"),
   open_in_browser: () => invoke<null>("open_in_browser"),
-  get_history: (range_s: number) => invoke<HistoryPoint[]>("get_history", { rangeS: range_s }),
-  get_console: (after: number | null, query: string | null) => invoke<ConsoleLine[]>("get_console", { after, query }),
+  get_history: (range_s: number) => invoke<Array<HistoryPoint>>("get_history", { rangeS: range_s }),
+  get_console: (after: number | null, query: string | null) => invoke<Array<ConsoleLine>>("get_console", { after, query }),
   get_settings: () => invoke<Settings>("get_settings"),
-  validate_settings: (settings: Settings) => invoke<FieldError[]>("validate_settings", { settings }),
+  validate_settings: (settings: Settings) => invoke<Array<FieldError>>("validate_settings", { settings }),
   /** Shown beside the fields without blocking the save: on Windows, the commit Fooocus reached at its last start beside the RAM cap, and a warning when the cap is below it. */
-  settings_notes: (settings: Settings) => invoke<SettingsNote[]>("settings_notes", { settings }),
+  settings_notes: (settings: Settings) => invoke<Array<SettingsNote>>("settings_notes", { settings }),
   save_settings: (settings: Settings) => invoke<SaveResult>("save_settings", { settings }),
-  detect_installs: () => invoke<InstallInfo[]>("detect_installs"),
+  detect_installs: () => invoke<Array<InstallInfo>>("detect_installs"),
   check_install: (path: string) => invoke<InstallInfo>("check_install", { path }),
-  get_generations: (outcome: string | null, limit: number) => invoke<GenerationRecord[]>("get_generations", { outcome, limit }),
-  get_breaches: (limit: number) => invoke<BreachRecord[]>("get_breaches", { limit }),
+  get_generations: (outcome: string | null, limit: number) => invoke<Array<GenerationRecord>>("get_generations", { outcome, limit }),
+  get_breaches: (limit: number) => invoke<Array<BreachRecord>>("get_breaches", { limit }),
   limit_stats: (limit: string, value: number | null) => invoke<LimitStats>("limit_stats", { limit, value }),
   export_history_csv: () => invoke<string>("export_history_csv"),
   mark_breaches_seen: () => invoke<null>("mark_breaches_seen"),

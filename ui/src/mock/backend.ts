@@ -5,8 +5,8 @@
 // half done (until install_discard); window.mockGuard.stopByLimit("vram") plays the
 // events a limit stop sends (limit_breached, then generation_stopped).
 import { mockIPC, mockWindows } from "@tauri-apps/api/mocks";
-import type { BreachRecord, ConsoleLine, FieldError, GenerationRecord, GuardEvent, HistoryPoint, Sample, Settings, Status } from "../types";
-import type { Granted, UpdateBatch } from "../generated/commands";
+import type { BreachRecord, ConsoleLine, FieldError, GenerationRecord, GuardEvent, HistoryPoint, Sample, Settings, Status, UpdateBatch } from "../types";
+import type { Granted } from "../generated/commands";
 import { actionsFor } from "../logic";
 
 const GiB = 1024 ** 3;
@@ -27,11 +27,11 @@ const hasGpu = params.get("gpu") !== "none";
 let installFinished: string[] = params.get("install") === "partial" ? ["download", "verify"] : [];
 const status: Status = {
   state: params.get("state") === "not_configured" ? "not_configured" : params.get("state") === "asleep" ? "asleep" : "generating",
-  url: "http://127.0.0.1:7865", install: { root: "/home/you/Fooocus", kind: "venv", python: "/home/you/Fooocus/fooocus_env/bin/python", fooocus_dir: "/home/you/Fooocus", version: "2.5.5", fork: "fooocus" },
+  url: "http://127.0.0.1:7865", install: { root: "/home/you/Fooocus", kind: "venv", python: "/home/you/Fooocus/fooocus_env/bin/python", fooocus_dir: "/home/you/Fooocus", entry: "/home/you/Fooocus/entry_with_update.py", version: "2.5.5", fork: "fooocus" },
   backend: { kind: "cgroup-v2", reason: "cgroup v2 at /sys/fs/cgroup/user.slice/.../fooocus-guard/1234-1-fooocus with the memory, cpu and pids controllers", unenforced: [] },
   gpu_status: hasGpu ? "ok" : "no NVIDIA GPU (libnvidia-ml not found)", generation: { id: 42, started_ms: now() - 95_000, image_index: 2, image_total: 4, step: 17, step_total: 30, elapsed_s: 95, timeout_s: 300, phase: "sampling", timeout_from_ms: now() - 95_000, loads_left_out: false },
   unseen_breach: false, graceful_stop: { available: true, why: "Fooocus can be asked to stop a generation" }, demo: true, restarts: 1,
-  actions: actionsFor("generating", true),
+  pid: null, actions: actionsFor("generating", true), download: null, sleep: null, sleep_spans: [],
 };
 status.actions = actionsFor(status.state, !!status.url);
 // ?state=asleep: Fooocus asleep for 40 min after 20 min idle, with what that gave back.
@@ -73,7 +73,8 @@ function sample(t: number): Sample {
     return { ts_ms: t, tree: null, system: { cpu_percent: 8, ram_used_bytes: 12.6 * GiB, ram_total_bytes: 32 * GiB },
       gpus: hasGpu ? [{ index: 0, name: "NVIDIA GeForce RTX 3060", util_percent: 0, vram_used_bytes: 0.6 * GiB, vram_total_bytes: 12 * GiB, temperature_c: 41 }] : [], gpu_status: status.gpu_status };
   }
-  return { ts_ms: t, tree: { cpu_percent: 95 + 30 * Math.sin(k / 7), cpu_percent_machine: 12, ram_bytes: (8.5 + Math.sin(k / 30)) * GiB, ram_source: "cgroup", swap_bytes: 0, processes: 3, vram_bytes: hasGpu ? (5.8 + 0.6 * Math.sin(k / 11)) * GiB : null },
+  return { ts_ms: t, tree: { cpu_percent: 95 + 30 * Math.sin(k / 7), cpu_percent_machine: 12, ram_bytes: (8.5 + Math.sin(k / 30)) * GiB, ram_source: "cgroup", swap_bytes: 0, commit_bytes: null, processes: 3, vram_bytes: hasGpu ? (5.8 + 0.6 * Math.sin(k / 11)) * GiB : null,
+      vram_source: hasGpu ? "nvml" : null },
     system: { cpu_percent: 30 + 10 * Math.sin(k / 5), ram_used_bytes: 14 * GiB, ram_total_bytes: 32 * GiB },
     gpus: hasGpu ? [{ index: 0, name: "NVIDIA GeForce RTX 3060", util_percent: 90 + 8 * Math.sin(k / 3), vram_used_bytes: 6.4 * GiB, vram_total_bytes: 12 * GiB, temperature_c: 68 }] : [], gpu_status: status.gpu_status };
 }
@@ -206,11 +207,11 @@ async function stopByLimit(limit: "vram" | "memory" | "timeout" | "cpu", how: "g
   const ts = new Date().toISOString();
   const action = how === "graceful" ? "stop_generation" : "kill_and_restart";
   breaches.unshift({ id: breaches.length + 1, ts_ms: Date.parse(ts), limit, configured, observed, action, how, generation_id: id });
-  post({ event: { ts, event: "limit_breached", limit, configured, observed, action, generation_id: id, source: limit === "vram" ? "tree" : undefined } });
+  post({ event: { ts, event: "limit_breached", limit, configured, observed, action, generation_id: id ?? undefined, source: limit === "vram" ? "tree" : undefined } });
   status.generation = null;
   status.state = "ready";
   status.actions = actionsFor(status.state, !!status.url);
   post({ status });
-  post({ event: { ts: new Date().toISOString(), event: "generation_stopped", generation_id: id, how, limit, took_s: how === "graceful" ? 2.4 : 10.3,
+  post({ event: { ts: new Date().toISOString(), event: "generation_stopped", generation_id: id ?? undefined, how, limit, took_s: how === "graceful" ? 2.4 : 10.3,
     steps: [], grace_s: l.grace_s ?? 10, grace: "configured" } });
 }

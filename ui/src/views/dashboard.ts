@@ -7,7 +7,7 @@ import { ConsoleBuffer, mergeLive, pointOf, sleepLine, STATE_LABEL, timeoutBand 
 import { generationText, lastMinute, noGpu, ofLimit, StepClock, timeoutElapsed, whyStopped } from "../glance";
 import { modelDownload } from "./model-download";
 import { formatSize } from "../units";
-import type { ConsoleLine, GuardEvent, HistoryPoint, Settings, Status } from "../types";
+import type { ConsoleLine, EventOf, HistoryPoint, Settings, Status } from "../types";
 import type { View } from "../main";
 
 const RANGES: [string, number][] = [["1 min", 60], ["10 min", 600], ["1 h", 3600], ["6 h", 21600], ["24 h", 86400]];
@@ -47,9 +47,10 @@ export function dashboard(): View {
    *  that (the notification's link, #why), or when it happened in the last ten minutes. */
   const showLastStop = async (wanted: boolean) => {
     const last = await api.lastStop().catch(() => null);
-    if (last?.stopped && (wanted || Date.now() - Date.parse(last.stopped.ts) < 10 * 60_000)) {
-      lastBreach = last.breach;
-      showWhy(last.stopped);
+    const stopped = last?.stopped?.event === "generation_stopped" ? last.stopped : null;
+    if (stopped && (wanted || Date.now() - Date.parse(stopped.ts) < 10 * 60_000)) {
+      lastBreach = last?.breach?.event === "limit_breached" ? last.breach : null;
+      showWhy(stopped);
     }
     if (wanted) focusWhy();
   };
@@ -103,8 +104,8 @@ export function dashboard(): View {
 
   // "Why it stopped": filled when a limit stops a generation, until dismissed.
   const whyEl = h("section", { class: "card why-card hidden", id: "why-card", role: "status" });
-  let lastBreach: GuardEvent | null = null;
-  const showWhy = (stopped: GuardEvent) => {
+  let lastBreach: EventOf<"limit_breached"> | null = null;
+  const showWhy = (stopped: EventOf<"generation_stopped">) => {
     const w = whyStopped(stopped, lastBreach, settings);
     const minute = lastMinute(points, w.atMs);
     const lim = { ram: settings?.limits.memory_bytes ?? null, vram: settings?.limits.vram_bytes ?? null, cpu: settings?.limits.cpu_percent ?? null };

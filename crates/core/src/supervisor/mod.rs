@@ -89,6 +89,7 @@ impl GuardOptions {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum FooocusState {
     NotConfigured,
@@ -106,6 +107,7 @@ pub enum FooocusState {
 /// What the user may do in a state: derived here once, and rendered as it is by the tray's menu
 /// and the dashboard's buttons (which used to decide each on their own, and disagreed).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Actions {
     pub start: bool,
     pub stop: bool,
@@ -139,6 +141,7 @@ impl Actions {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct GenerationProgress {
     pub id: u64,
     pub started_ms: i64,
@@ -162,6 +165,7 @@ pub struct GenerationProgress {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct GracefulStop {
     pub available: bool,
     pub why: String,
@@ -169,6 +173,7 @@ pub struct GracefulStop {
 
 /// What the UI shows (docs/ipc.md `Status`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Status {
     pub state: FooocusState,
     pub url: Option<String>,
@@ -196,6 +201,7 @@ pub struct Status {
 
 /// When Fooocus slept (ms since the epoch); `woke_ms` None while it sleeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct SleepSpan {
     pub asleep_ms: i64,
     pub woke_ms: Option<i64>,
@@ -206,6 +212,7 @@ pub struct SleepSpan {
 /// at the last sample before the stop and the first after the tree was gone (None: not
 /// measured, e.g. no GPU figures); `held_ram_bytes` is what Fooocus's tree itself held.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct SleepInfo {
     /// When Fooocus fell asleep (ms since the epoch).
     pub since_ms: i64,
