@@ -4,6 +4,7 @@
 //! demo mode's simulator. The supervisor it runs is guard-core's.
 
 pub mod autostart;
+pub mod browser;
 pub mod demo;
 pub mod instance;
 pub mod logging;
@@ -151,6 +152,7 @@ impl App {
         });
         let reader = history.as_ref().map(|(w, _)| w.reader());
         let mut gopts = GuardOptions::new(config.clone(), target);
+        gopts.browser = Some(Arc::new(browser::open));
         gopts.demo = opts.demo;
         gopts.history = history;
         gopts.passthrough = opts.passthrough;
@@ -321,7 +323,7 @@ impl App {
         let url = self.status().url.ok_or("Fooocus is not listening yet")?;
         // With a gateway token, the link carries it once; the gateway then sets its cookie.
         let token = self.settings().gateway.token;
-        guard_core::browser::open(&guard_gateway::url_with_token(&url, token.as_deref()))
+        browser::open(&guard_gateway::url_with_token(&url, token.as_deref()))
     }
 
     pub fn detect_installs(&self) -> Vec<Install> {

@@ -9,7 +9,6 @@
 //! * [`events`]: structured events (JSON lines, tracing).
 //! * [`supervisor`]: the process, its container, its console, the timers and the escalation.
 
-pub mod browser;
 pub mod commit;
 pub mod config;
 pub mod console;

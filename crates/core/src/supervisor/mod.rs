@@ -71,7 +71,13 @@ pub struct GuardOptions {
     /// End the supervisor when Fooocus has stopped for good (exited and not restarted, or
     /// given up): the headless CLI.
     pub exit_when_done: bool,
+    /// Opens an address in the user's browser (the app's: guard-app's `browser::open`), for
+    /// the `open_browser` setting. None: the setting has no effect (a library user, tests).
+    pub browser: Option<Browser>,
 }
+
+/// Opens an address in the user's browser, outside Fooocus's tree.
+pub type Browser = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
 impl GuardOptions {
     pub fn new(config: Config, target: Option<Target>) -> Self {
@@ -84,6 +90,7 @@ impl GuardOptions {
             console_lines: 5000,
             history: None,
             exit_when_done: false,
+            browser: None,
         }
     }
 }

@@ -105,6 +105,8 @@ pub(super) struct Loop {
     /// This launch is a start the user asked for (not a restart, not a wake): with the
     /// `open_browser` setting, its ready opens Fooocus in the user's browser.
     open_browser_at_ready: bool,
+    /// What opens the user's browser (None: nothing does).
+    browser: Option<super::Browser>,
     /// The machine's memory at the last sample.
     last_memory: Option<MachineMemory>,
     /// The current (or last) sleep, as the views show it.
@@ -201,6 +203,7 @@ impl Loop {
             console_inflight: Default::default(),
             history_warned: false,
             exit_when_done: opts.exit_when_done,
+            browser: opts.browser,
             last_breach: None,
             parked: None,
             idle_since: None,

@@ -331,12 +331,15 @@ impl Loop {
     /// browser, from the guard and so outside Fooocus's tree, on a thread of its own: starting
     /// the opener is not the loop's to wait for.
     pub(super) fn open_browser(&self, url: &str) {
+        let Some(browser) = self.browser.clone() else {
+            return;
+        };
         let url = guard_gateway::url_with_token(url, self.cfg.gateway.token.as_deref());
         let tx = self.tx.clone();
         let _ = std::thread::Builder::new()
             .name("fooocus-open-browser".into())
             .spawn(move || {
-                if let Err(e) = crate::browser::open(&url) {
+                if let Err(e) = browser(&url) {
                     let _ = tx.send(Msg::Cmd(Cmd::Warn(format!(
                         "could not open the browser: {e}"
                     ))));

@@ -1,5 +1,5 @@
 //! Open Fooocus in the user's browser (argv, never a shell), from the guard: outside Fooocus's
-//! contained tree (Fooocus itself runs with a `BROWSER` that opens nothing, install.rs).
+//! contained tree (Fooocus itself runs with a `BROWSER` that opens nothing: guard-fooocus, install.rs).
 
 pub fn open(url: &str) -> Result<(), String> {
     #[cfg(target_os = "linux")]
