@@ -67,7 +67,7 @@ pub fn run(demo: bool, hidden: bool) {
         last_stop: last_stop.clone(),
         installs: Arc::new(guard_installer::Jobs::new(
             None,
-            guard_core::paths::data_dir(),
+            guard_app::paths::data_dir(),
         )),
     });
     let app = tauri::Builder::default()

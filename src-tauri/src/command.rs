@@ -190,7 +190,10 @@ impl Guard for Backend {
         &self,
         settings: guard_core::config::Config,
     ) -> Result<Vec<guard_core::commit::SettingsNote>, String> {
-        Ok(guard_core::commit::notes(&settings))
+        Ok(guard_core::commit::notes(
+            &settings,
+            guard_app::paths::data_dir().as_deref(),
+        ))
     }
     fn save_settings(
         &self,

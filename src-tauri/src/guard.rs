@@ -29,7 +29,7 @@ pub enum Action {
 
 pub fn run(demo: bool, hidden: bool) -> ! {
     one_malloc_arena();
-    let data_dir = guard_core::paths::data_dir();
+    let data_dir = guard_app::paths::data_dir();
     // A second launch opens the first one's dashboard.
     if let Some(d) = &data_dir {
         if ipc::socket_path(d).exists() {
@@ -65,7 +65,7 @@ pub fn run(demo: bool, hidden: bool) -> ! {
                 last_stop: last_stop.clone(),
                 installs: Arc::new(guard_installer::Jobs::new(
                     None,
-                    guard_core::paths::data_dir(),
+                    guard_app::paths::data_dir(),
                 )),
             },
             actions: actions.clone(),

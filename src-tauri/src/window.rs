@@ -32,7 +32,7 @@ pub fn run() {
     } else {
         "index.html"
     };
-    let Some(data_dir) = guard_core::paths::data_dir() else {
+    let Some(data_dir) = guard_app::paths::data_dir() else {
         eprintln!(
             "fooocus-guard-dashboard: no data folder (HOME is not set): set FOOOCUS_GUARD_DATA_DIR"
         );

@@ -9,6 +9,7 @@ pub mod demo;
 pub mod instance;
 pub mod logging;
 pub mod metrics;
+pub mod paths;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -85,7 +86,7 @@ pub struct App {
 
 impl App {
     pub fn start(opts: AppOptions) -> Result<App, String> {
-        let data_dir = opts.data_dir.clone().or_else(guard_core::paths::data_dir);
+        let data_dir = opts.data_dir.clone().or_else(paths::data_dir);
         let log = data_dir
             .as_ref()
             .and_then(|d| crate::logging::init(&d.join("logs")).ok());
@@ -95,7 +96,7 @@ impl App {
                 .config
                 .clone()
                 .map(ConfigFile::new)
-                .or_else(ConfigFile::default_location),
+                .or_else(paths::config_file),
         };
         let mut warning = None;
         let mut config = match &file {
@@ -162,7 +163,7 @@ impl App {
         if let Some(w) = warning {
             guard.warn(&w);
         }
-        let sampling = guard_core::sampling::spawn(&guard, &config);
+        let sampling = guard_core::sampling::spawn(&guard, &config, data_dir.clone());
         let mut metrics = crate::metrics::Exporter::new(&guard);
         if config.metrics.enabled {
             if let Err(e) = metrics.serve_on(Some(config.metrics.port)) {

@@ -214,7 +214,7 @@ pub(crate) fn fail(msg: impl AsRef<str>) -> ExitCode {
 fn settings(a: &RunArgs) -> Result<Config, String> {
     let file = match &a.config {
         Some(p) => ConfigFile::new(p),
-        None => match ConfigFile::default_location() {
+        None => match guard_app::paths::config_file() {
             Some(f) => f,
             None => return Ok(Config::default()),
         },
@@ -507,7 +507,7 @@ fn doctor(json: bool, config: Option<PathBuf>) -> ExitCode {
     let gpu = guard_core::sampling::gpu_summary(None);
     let file = config
         .map(ConfigFile::new)
-        .or_else(ConfigFile::default_location);
+        .or_else(guard_app::paths::config_file);
     let cfg_state = match &file {
         None => "no config dir on this platform".to_string(),
         Some(f) if !f.path.exists() => {
@@ -521,7 +521,7 @@ fn doctor(json: bool, config: Option<PathBuf>) -> ExitCode {
             Err(e) => e.to_string(),
         },
     };
-    let logs = guard_core::paths::log_dir()
+    let logs = guard_app::paths::log_dir()
         .map(|d| d.display().to_string())
         .unwrap_or_default();
     if json {

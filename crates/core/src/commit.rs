@@ -154,11 +154,12 @@ pub fn notes_with(cfg: &Config, measured: Option<&StartupCommit>) -> Vec<Setting
 
 /// The notes for these settings on this machine: none outside Windows, where the RAM cap limits
 /// resident memory, not commit.
-pub fn notes(cfg: &Config) -> Vec<SettingsNote> {
+/// `data_dir`: the guard's data folder, where the commit measured at a start is kept.
+pub fn notes(cfg: &Config, data_dir: Option<&Path>) -> Vec<SettingsNote> {
     if !cfg!(windows) {
         return Vec::new();
     }
-    let measured = crate::paths::data_dir().and_then(|d| load(&d));
+    let measured = data_dir.and_then(load);
     notes_with(cfg, measured.as_ref())
 }
 

@@ -562,12 +562,6 @@ impl ConfigFile {
         ConfigFile { path: path.into() }
     }
 
-    /// The platform's config dir: ~/.config/fooocus-guard/config.toml on Linux,
-    /// %APPDATA%\fooocus-guard\config\config.toml on Windows.
-    pub fn default_location() -> Option<Self> {
-        crate::paths::config_dir().map(|d| ConfigFile::new(d.join("config.toml")))
-    }
-
     pub fn last_good_path(&self) -> PathBuf {
         let mut p = self.path.clone().into_os_string();
         p.push(".last-good");

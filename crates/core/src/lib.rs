@@ -15,7 +15,6 @@ pub mod console;
 pub mod events;
 pub mod generation;
 pub mod notice;
-pub mod paths;
 pub mod policy;
 pub mod restart;
 pub mod sampling;

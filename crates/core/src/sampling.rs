@@ -117,7 +117,8 @@ pub fn sampler_config(cfg: &Config) -> SamplerConfig {
     }
 }
 
-pub fn spawn(guard: &Guard, cfg: &Config) -> Sampling {
+/// `data_dir`: where the commit Fooocus reaches at its start is kept (Windows; None: not kept).
+pub fn spawn(guard: &Guard, cfg: &Config, data_dir: Option<std::path::PathBuf>) -> Sampling {
     let interval_ms = Arc::new(AtomicU64::new(cfg.sampling_interval_ms.max(100)));
     let (stop, stopped) = crossbeam_channel::bounded::<()>(1);
     let history = Arc::new(Mutex::new(SampleHistory::new()));
@@ -176,8 +177,8 @@ pub fn spawn(guard: &Guard, cfg: &Config) -> Sampling {
                 // warning about a RAM cap below it.
                 if let Some(c) = s.tree.as_ref().and_then(|t| t.commit_bytes) {
                     if let Some(m) = commit.observe(g.status().state, Some(c), s.ts_ms) {
-                        if let Some(dir) = crate::paths::data_dir() {
-                            let _ = crate::commit::save(&dir, &m);
+                        if let Some(dir) = &data_dir {
+                            let _ = crate::commit::save(dir, &m);
                         }
                         let warning = crate::commit::cap_warning(&scfg.lock().unwrap(), Some(&m));
                         if let Some(w) = warning {
@@ -259,7 +260,7 @@ mod tests {
             ..Config::default()
         };
         let guard = Guard::start(GuardOptions::new(cfg.clone(), None)).unwrap();
-        let sampling = spawn(&guard, &cfg);
+        let sampling = spawn(&guard, &cfg, None);
         // The first sample is taken at once; after it the thread waits ten minutes.
         std::thread::sleep(Duration::from_millis(300));
         assert!(!sampling.ended());

@@ -37,7 +37,7 @@ const MAX_LEDGER_BYTES: u64 = 64 << 10;
 /// How long one stale tree may take to die before the clean-up moves on.
 const KILL_DEADLINE: Duration = Duration::from_secs(10);
 
-/// Where the ledgers live: the guard's data folder (as guard-core's `paths::data_dir` on Linux;
+/// Where the ledgers live: the guard's data folder (as guard-app's `paths::data_dir` on Linux;
 /// guard-core depends on this crate, not the other way round), overridable the same way.
 pub fn default_dir() -> Option<PathBuf> {
     let data = if let Some(d) = std::env::var_os("FOOOCUS_GUARD_DATA_DIR") {

@@ -24,6 +24,12 @@ pub fn data_dir() -> Option<PathBuf> {
     dirs().map(|d| d.data_local_dir().to_path_buf())
 }
 
+/// The settings file in use by default: ~/.config/fooocus-guard/config.toml on Linux,
+/// %APPDATA%\fooocus-guard\config\config.toml on Windows.
+pub fn config_file() -> Option<guard_core::config::ConfigFile> {
+    config_dir().map(|d| guard_core::config::ConfigFile::new(d.join("config.toml")))
+}
+
 pub fn log_dir() -> Option<PathBuf> {
     data_dir().map(|d| d.join("logs"))
 }
