@@ -26,7 +26,7 @@ fn main() {
     .expect("tauri build script");
 }
 
-/// Linux: flite's stand-ins for the dashboard (speechless/flite.c, src/speechless.rs), one shared
+/// Linux: flite's stand-ins for the dashboard (speechless/flite.c, src/guard/speechless.rs), one shared
 /// library the guard carries inside it.
 fn speechless() {
     println!("cargo:rerun-if-changed=speechless/flite.c");

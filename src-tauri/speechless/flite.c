@@ -1,5 +1,5 @@
 /* Stand-ins for the flite speech synthesizer, for the dashboard's processes only
- * (src-tauri/src/speechless.rs says why and how they are used).
+ * (src-tauri/src/guard/speechless.rs says why and how they are used).
  *
  * libwebkit2gtk links flite's thirteen libraries for the page's speechSynthesis API, and loads
  * them at start in each of its three processes: their voice tables are relocated at load, which

@@ -118,7 +118,7 @@ impl Control {
 }
 
 /// Whoever answers a [`Command`] for the webview: [`Backend`] in the guard's process, the link to
-/// the guard in the dashboard's (src/window.rs).
+/// the guard in the dashboard's (src/dashboard/window.rs).
 pub trait Answer: Send + Sync + 'static {
     fn answer(&self, c: Command) -> Result<Value, String>;
 }

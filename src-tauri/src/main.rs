@@ -1,26 +1,33 @@
 //! Fooocus Guard, the tray app: `fooocus-guard [--demo] [--hidden]`.
 //!
-//! On Linux this process is the guard and its tray only, with no WebKit in it; the dashboard is
-//! `fooocus-guard-dashboard`, a process of its own (see guard.rs). On Windows the window lives in
-//! this process (combined.rs).
+//! On Linux this process is the guard and its tray only, with no WebKit in it (src/guard/); the
+//! dashboard is `fooocus-guard-dashboard`, a process of its own (src/dashboard/). On Windows the
+//! window lives in this process too (src/windows/).
+//!
+//! Where each file of src/ runs:
+//! - `lib.rs`, `command.rs`, `command_list.rs`, `ipc.rs`, `updates.rs`: the library both programs
+//!   link (no Tauri, no GTK);
+//! - `guard/`: the guard's process on Linux (this program);
+//! - `dashboard/`: the dashboard's process on Linux (`fooocus-guard-dashboard`);
+//! - `windows/`: the one process on Windows (this program);
+//! - `shell/`: modules more than one of those processes compiles in (each program names the
+//!   ones it uses).
 
 #![cfg_attr(all(not(debug_assertions), windows), windows_subsystem = "windows")]
 
-mod notify;
-
 #[cfg(unix)]
 mod guard;
-#[cfg(unix)]
-mod sni;
-#[cfg(target_os = "linux")]
-mod speechless;
+#[cfg(windows)]
+mod windows;
 
-#[cfg(windows)]
-mod combined;
-#[cfg(windows)]
-mod tray;
-#[cfg(windows)]
-mod webview;
+/// What this program shares with the other processes' code (src/shell/).
+mod shell {
+    /// Desktop notifications: the guard's process on Linux, the one process on Windows.
+    pub mod notify;
+    /// The webview's commands: on Windows the window lives in this process.
+    #[cfg(windows)]
+    pub mod webview;
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -29,5 +36,5 @@ fn main() {
     #[cfg(unix)]
     guard::run(demo, hidden);
     #[cfg(windows)]
-    combined::run(demo, hidden);
+    windows::run(demo, hidden);
 }

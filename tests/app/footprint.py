@@ -170,8 +170,9 @@ def mappings(procs, top):
 
 def egl_in_window_process(procs):
     """Behaviour, not a figure: the window's process draws with cairo and must not load an EGL
-    driver (window.rs, no_egl_in_this_process: 17 MiB of libLLVM under Mesa), while WebKit's
-    web process, which draws the page, is there. Returns what is wrong, or None."""
+    driver (src-tauri/src/dashboard/window.rs, no_egl_in_this_process: 17 MiB of libLLVM under
+    Mesa), while WebKit's web process, which draws the page, is there. Returns what is wrong, or
+    None."""
     names = {name: pid for pid, name, _, _ in procs}
     window = next((pid for name, pid in names.items() if name.startswith("fooocus-guard-d")), None)
     if window is None:
@@ -186,7 +187,7 @@ def egl_in_window_process(procs):
 def flite_in_dashboard(procs):
     """Behaviour: none of the dashboard's processes (the window's, WebKit's) loads flite's voices;
     the guard starts the window with their stand-ins first on its library path
-    (src-tauri/src/speechless.rs). Returns what is wrong, or None."""
+    (src-tauri/src/guard/speechless.rs). Returns what is wrong, or None."""
     wrong = []
     for pid, name, _, _ in procs:
         if not (name.startswith("fooocus-guard-d") or name.startswith("WebKit")):

@@ -4,28 +4,25 @@
 //! ended when the window closes, so its memory goes with it and its crash cannot touch the
 //! supervisor.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+mod action;
+mod calls;
+mod dashboard_process;
+#[cfg(target_os = "linux")]
+mod speechless;
+mod tray_sni;
+
 use std::sync::{Arc, Mutex};
 
-use crossbeam_channel::{unbounded, Sender};
-use fooocus_guard::command::{self, Answer, Backend, Control};
+use crossbeam_channel::unbounded;
+use fooocus_guard::command::{Backend, Control};
 use fooocus_guard::{ipc, LastStop};
 use guard_app::{App, AppOptions};
 use serde_json::Value;
 
-use crate::notify;
-use crate::sni;
-
-/// What the tray and a second launch ask of the main thread.
-pub enum Action {
-    /// `why`: at the "why it stopped" card (a limit's notification was clicked).
-    OpenDashboard {
-        why: bool,
-    },
-    Quit,
-}
+use crate::shell::notify;
+use action::Action;
+use calls::Commands;
+use dashboard_process::{Dashboard, Running};
 
 pub fn run(demo: bool, hidden: bool) -> ! {
     one_malloc_arena();
@@ -79,7 +76,7 @@ pub fn run(demo: bool, hidden: bool) -> ! {
             std::process::exit(2);
         }
     };
-    let tray = sni::spawn(core.clone(), actions.clone());
+    let tray = tray_sni::spawn(core.clone(), actions.clone());
     let notifier = notify::Notifier::new(core.settings().notifications.clone()).on_click_why({
         let actions = actions.clone();
         move || {
@@ -116,7 +113,7 @@ pub fn run(demo: bool, hidden: bool) -> ! {
 fn forward_updates(
     core: Arc<App>,
     server: Arc<ipc::Server>,
-    tray: Option<sni::Handle>,
+    tray: Option<tray_sni::Handle>,
     mut notifier: notify::Notifier,
     last_stop: Arc<Mutex<LastStop>>,
 ) {
@@ -128,7 +125,7 @@ fn forward_updates(
                 match u {
                     guard_core::Update::Status(s) => {
                         if let Some(t) = &tray {
-                            sni::update(t, &s);
+                            tray_sni::update(t, &s);
                         }
                         server.broadcast("status", &*s);
                     }
@@ -156,106 +153,5 @@ fn one_malloc_arena() {
     // SAFETY: mallopt only sets a malloc parameter; no other thread exists yet.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
-    }
-}
-
-/// Whether the dashboard's process runs and keeps its window (false once it is closing).
-type Running = Arc<Mutex<Option<Arc<AtomicBool>>>>;
-
-/// The dashboard's process: at most one with a window, started on demand.
-struct Dashboard {
-    exe: PathBuf,
-    data_dir: PathBuf,
-    running: Running,
-    /// Linux: the folder of flite's stand-ins for its library path (src/speechless.rs), found
-    /// at the first open.
-    #[cfg(target_os = "linux")]
-    speechless: std::sync::OnceLock<Option<PathBuf>>,
-}
-
-impl Dashboard {
-    fn new(data_dir: &Path, running: Running) -> Dashboard {
-        let exe = std::env::current_exe()
-            .ok()
-            .and_then(|e| e.parent().map(|d| d.join("fooocus-guard-dashboard")))
-            .unwrap_or_else(|| PathBuf::from("fooocus-guard-dashboard"));
-        Dashboard {
-            exe,
-            data_dir: data_dir.to_path_buf(),
-            running,
-            #[cfg(target_os = "linux")]
-            speechless: std::sync::OnceLock::new(),
-        }
-    }
-
-    fn open(&self, server: &ipc::Server, why: bool) {
-        let mut running = self.running.lock().unwrap();
-        if running.as_ref().is_some_and(|r| r.load(Ordering::Relaxed)) {
-            // Already there (or on its way): bring it forward.
-            server.broadcast("show", &why);
-            return;
-        }
-        let mut cmd = Command::new(&self.exe);
-        cmd.env("FOOOCUS_GUARD_DATA_DIR", &self.data_dir);
-        #[cfg(target_os = "linux")]
-        if let Some(dir) = self
-            .speechless
-            .get_or_init(|| crate::speechless::folder_for(&self.exe, &self.data_dir))
-        {
-            let inherited = std::env::var_os("LD_LIBRARY_PATH");
-            cmd.env(
-                "LD_LIBRARY_PATH",
-                crate::speechless::library_path(dir, inherited),
-            );
-        }
-        if why {
-            cmd.arg("--why");
-        }
-        let child = cmd.spawn();
-        match child {
-            Ok(mut child) => {
-                let alive = Arc::new(AtomicBool::new(true));
-                let flag = alive.clone();
-                // Reaped as soon as it ends, so nothing of it lingers.
-                let _ = std::thread::Builder::new()
-                    .name("fooocus-guard-dashboard-wait".into())
-                    .spawn(move || {
-                        let _ = child.wait();
-                        flag.store(false, Ordering::Relaxed);
-                    });
-                *running = Some(alive);
-            }
-            Err(e) => eprintln!(
-                "fooocus-guard: cannot open the dashboard ({}): {e}; reinstall Fooocus Guard",
-                self.exe.display()
-            ),
-        }
-    }
-}
-
-/// The dashboard's calls: its commands (docs/ipc.md, src/command_list.rs), answered by the
-/// `Backend`, and the two the dashboard's and a second guard's processes make themselves.
-struct Commands {
-    backend: Backend,
-    actions: Sender<Action>,
-    running: Running,
-}
-
-impl ipc::Handler for Commands {
-    fn call(&self, cmd: &str, args: Value) -> Result<Value, String> {
-        let Some(control) = Control::from_name(cmd) else {
-            return self.backend.answer(command::Command::from_call(cmd, args)?);
-        };
-        match control {
-            Control::DashboardClosing => {
-                if let Some(r) = self.running.lock().unwrap().take() {
-                    r.store(false, Ordering::Relaxed);
-                }
-            }
-            Control::OpenDashboard => {
-                let _ = self.actions.send(Action::OpenDashboard { why: false });
-            }
-        }
-        Ok(Value::Null)
     }
 }

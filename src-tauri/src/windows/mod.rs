@@ -2,35 +2,19 @@
 //! `guard_app::App`. The window is created when the user opens the dashboard and destroyed
 //! when it is closed; WebView2 renders in processes of its own.
 
+mod tray;
+mod window;
+
 use std::sync::{Arc, Mutex};
 
 use fooocus_guard::command::Backend;
 use fooocus_guard::updates::Inbox;
 use fooocus_guard::LastStop;
 use guard_app::{App, AppOptions};
-use tauri::{Manager, WebviewUrl, WebviewWindowBuilder};
+use tauri::Manager;
 
-use crate::{notify, tray, webview};
-
-pub const MAIN: &str = "main";
-
-/// Open the dashboard, creating its window if it was closed.
-pub fn show_dashboard(app: &tauri::AppHandle) {
-    if let Some(w) = app.get_webview_window(MAIN) {
-        let _ = w.unminimize();
-        let _ = w.show();
-        let _ = w.set_focus();
-        return;
-    }
-    let built = WebviewWindowBuilder::new(app, MAIN, WebviewUrl::App("index.html".into()))
-        .title("Fooocus Guard")
-        .inner_size(1180.0, 800.0)
-        .min_inner_size(760.0, 520.0)
-        .build();
-    if let Err(e) = built {
-        eprintln!("fooocus-guard: cannot open the dashboard: {e}");
-    }
-}
+use crate::shell::{notify, webview};
+use window::show_dashboard;
 
 /// The process's AppUserModelID, the Start-menu shortcut's: Windows then treats the window, its
 /// taskbar button and a pin of it as the installed app's.
@@ -89,7 +73,7 @@ pub fn run(demo: bool, hidden: bool) {
             }
             Ok(())
         })
-        .build(tauri::generate_context!())
+        .build(webview::context())
         .expect("the tray app starts");
 
     app.run(|handle, event| match event {

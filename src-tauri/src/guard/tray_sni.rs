@@ -12,15 +12,15 @@ use guard_core::Status;
 use ksni::blocking::TrayMethods;
 use ksni::menu::{MenuItem, StandardItem};
 
-use crate::guard::Action;
+use super::action::Action;
 
 pub type Handle = ksni::blocking::Handle<Tray>;
 
-const ICON_STOPPED: &[u8] = include_bytes!("../../icons/tray-stopped.png");
-const ICON_STARTING: &[u8] = include_bytes!("../../icons/tray-starting.png");
-const ICON_READY: &[u8] = include_bytes!("../../icons/tray-ready.png");
-const ICON_GENERATING: &[u8] = include_bytes!("../../icons/tray-generating.png");
-const ICON_BREACH: &[u8] = include_bytes!("../../icons/tray-breach.png");
+const ICON_STOPPED: &[u8] = include_bytes!("../../../icons/tray-stopped.png");
+const ICON_STARTING: &[u8] = include_bytes!("../../../icons/tray-starting.png");
+const ICON_READY: &[u8] = include_bytes!("../../../icons/tray-ready.png");
+const ICON_GENERATING: &[u8] = include_bytes!("../../../icons/tray-generating.png");
+const ICON_BREACH: &[u8] = include_bytes!("../../../icons/tray-breach.png");
 
 pub struct Tray {
     core: Arc<App>,

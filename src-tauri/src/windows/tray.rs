@@ -1,5 +1,5 @@
-//! The tray icon: its look follows Fooocus's state, its tooltip the current generation, and
-//! its menu offers what can be done now.
+//! The tray icon on Windows (Tauri's): its look follows Fooocus's state, its tooltip the current
+//! generation, and its menu offers what can be done now.
 
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -12,11 +12,13 @@ use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{MouseButton, MouseButtonState, TrayIcon, TrayIconBuilder, TrayIconEvent};
 use tauri::{AppHandle, Manager, Wry};
 
-const ICON_STOPPED: &[u8] = include_bytes!("../../icons/tray-stopped.png");
-const ICON_STARTING: &[u8] = include_bytes!("../../icons/tray-starting.png");
-const ICON_READY: &[u8] = include_bytes!("../../icons/tray-ready.png");
-const ICON_GENERATING: &[u8] = include_bytes!("../../icons/tray-generating.png");
-const ICON_BREACH: &[u8] = include_bytes!("../../icons/tray-breach.png");
+use super::window::show_dashboard;
+
+const ICON_STOPPED: &[u8] = include_bytes!("../../../icons/tray-stopped.png");
+const ICON_STARTING: &[u8] = include_bytes!("../../../icons/tray-starting.png");
+const ICON_READY: &[u8] = include_bytes!("../../../icons/tray-ready.png");
+const ICON_GENERATING: &[u8] = include_bytes!("../../../icons/tray-generating.png");
+const ICON_BREACH: &[u8] = include_bytes!("../../../icons/tray-breach.png");
 
 pub struct Tray {
     icon: TrayIcon,
@@ -97,7 +99,7 @@ pub fn create(app: &AppHandle) -> tauri::Result<()> {
                 ..
             } = event
             {
-                crate::combined::show_dashboard(tray.app_handle());
+                show_dashboard(tray.app_handle());
             }
         })
         .build(app)?;
@@ -126,11 +128,11 @@ pub fn on_menu(app: &AppHandle, id: &str) {
         return;
     };
     match id {
-        "open" => crate::combined::show_dashboard(app),
+        "open" => show_dashboard(app),
         "start" => {
             if let Err(e) = core.start_fooocus() {
                 eprintln!("fooocus-guard: {e}");
-                crate::combined::show_dashboard(app);
+                show_dashboard(app);
             }
         }
         "stop" => core.guard().stop_fooocus(),

@@ -1,5 +1,5 @@
 //! The dashboard's process (Unix): one window, its commands forwarded to the guard
-//! (src/webview.rs), the guard's events held for the page until it asks for them
+//! (src/shell/webview.rs), the guard's events held for the page until it asks for them
 //! (src/updates.rs), and WebKit set up to hold as little memory as a page of graphs needs.
 
 use std::sync::{Arc, OnceLock};
@@ -10,12 +10,10 @@ use fooocus_guard::updates::Inbox;
 use serde_json::Value;
 use tauri::{Manager, WebviewUrl, WebviewWindowBuilder};
 
-use crate::webview;
-
-const MAIN: &str = "main";
+use crate::shell::webview::{self, MAIN};
 
 /// The link to the guard: every guard command of the page goes over it, same name, same
-/// arguments (src/webview.rs calls it off the main thread).
+/// arguments (src/shell/webview.rs calls it off the main thread).
 struct Link(Arc<ipc::Client>);
 
 impl Answer for Link {
@@ -99,7 +97,7 @@ pub fn run() {
             tune_webview(&w);
             Ok(())
         })
-        .build(tauri::generate_context!())
+        .build(webview::context())
         .expect("the dashboard starts");
     // Closing the window ends this process (Tauri's default once no window is left).
     app.run(|_, _| {});
