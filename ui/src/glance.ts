@@ -230,7 +230,7 @@ export function whyStopped(stopped: EventOf<"generation_stopped">, lastBreach: E
     case "stall": suggestion = "Raise the stall limit in Settings if the first step often takes this long (model loading), or check the console for an error."; break;
     default: suggestion = `Raise the ${name} limit in Settings.`;
   }
-  // The guard puts the same summary in the event (crates/core/src/why.rs): its words win, so the
+  // The guard puts the same summary in the event (crates/core/src/words/why.rs): its words win, so the
   // card and the event log never disagree.
   const told = stopped.summary as { headline?: unknown; did?: unknown; suggestion?: unknown } | null | undefined;
   if (told && typeof told.headline === "string" && typeof told.did === "string" && typeof told.suggestion === "string") {

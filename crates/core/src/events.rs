@@ -208,10 +208,10 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[cfg_attr(feature = "ts", ts(optional))]
         phase: Option<fooocus_console::Phase>,
-        /// In plain words: what happened, what the guard did, one change to try (why.rs).
+        /// In plain words: what happened, what the guard did, one change to try (words/why.rs).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[cfg_attr(feature = "ts", ts(optional))]
-        summary: Option<crate::why::StopSummary>,
+        summary: Option<crate::words::why::StopSummary>,
     },
     /// A Python error printed by Fooocus (exception type and message only).
     FooocusError {

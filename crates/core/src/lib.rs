@@ -14,13 +14,12 @@ pub mod config;
 pub mod console;
 pub mod events;
 pub mod generation;
-pub mod notice;
 pub mod policy;
 pub mod restart;
 pub mod sampling;
 pub mod store;
 pub mod supervisor;
 pub mod units;
-pub mod why;
+pub mod words;
 
 pub use supervisor::{Guard, GuardOptions, Status, Target, Update};

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use guard_core::config::Notifications;
 use guard_core::events::{EventKind, GuardEvent};
-use guard_core::notice;
+use guard_core::words::notice;
 
 pub struct Notifier {
     cfg: Notifications,

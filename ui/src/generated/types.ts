@@ -138,7 +138,7 @@ grace: string,
  */
 phase?: Phase,
 /**
- * In plain words: what happened, what the guard did, one change to try (why.rs).
+ * In plain words: what happened, what the guard did, one change to try (words/why.rs).
  */
 summary?: StopSummary, } | { "event": "fooocus_error", exception: string, message: string, } | { "event": "out_of_memory", message: string, } | { "event": "exited", pid: number, code: number | null, signal: number | null, oom: boolean,
 /**

@@ -31,6 +31,7 @@ use crate::generation::Outcome;
 use crate::policy::{Breach, Grace, Pace};
 use crate::restart::{Decision, ExitKind, RestartPolicy};
 use crate::supervisor::FooocusState;
+use crate::words::run as words;
 
 /// Why the guard asked the current process to exit (a limit's kill and a sleep are phases of
 /// their own).
@@ -662,10 +663,8 @@ impl<R> Machine<R> {
             Input::Launched { attempt, run, io } => self.launched(attempt, run, io, now),
             Input::LaunchFailed(e) if self.launching_wake() => {
                 let reason = match e {
-                    LaunchError::NoTarget => "no Fooocus install is configured",
-                    LaunchError::Fatal | LaunchError::Spawn => {
-                        "Fooocus could not be started (the console says why)"
-                    }
+                    LaunchError::NoTarget => words::NO_INSTALL,
+                    LaunchError::Fatal | LaunchError::Spawn => words::COULD_NOT_START_WAKE,
                 };
                 self.wake_failed(reason.into(), now, &mut fx);
             }
@@ -674,7 +673,7 @@ impl<R> Machine<R> {
             Input::LaunchFailed(LaunchError::Spawn) => {
                 let recovery = self.recovery().copied();
                 self.state = State::Idle(None);
-                self.after_failure(now, "could not start".into(), recovery, &mut fx);
+                self.after_failure(now, words::COULD_NOT_START.into(), recovery, &mut fx);
             }
             Input::Killed { kill, took, result } => self.killed(kill, took, result, now, &mut fx),
             Input::StopFailed { run, why } => {
@@ -737,14 +736,7 @@ impl<R> Machine<R> {
             return;
         };
         let ready_s = now.saturating_duration_since(w.started).as_secs_f64();
-        fx.push(Effect::Say(format!(
-            "Fooocus is awake ({ready_s:.1} s after the {})",
-            if w.by == WakeBy::Visit {
-                "visit"
-            } else {
-                "user's Wake"
-            }
-        )));
+        fx.push(Effect::Say(words::awake(ready_s, w.by)));
         fx.push(Effect::Woke {
             asleep_s: w.asleep_s,
             by: w.by,
@@ -761,9 +753,7 @@ impl<R> Machine<R> {
             return;
         }
         if generating || l.phase != RunPhase::Running {
-            fx.push(Effect::Say(
-                "not going to sleep: a generation is running or being stopped; Fooocus sleeps once it has been idle again for the sleep setting".into(),
-            ));
+            fx.push(Effect::Say(words::NOT_SLEEPING_WHILE_BUSY.into()));
             return;
         }
         l.run.waking = None;
@@ -791,9 +781,7 @@ impl<R> Machine<R> {
     /// user's request, never a loop of the guard's own).
     fn wake_failed(&mut self, reason: String, now: Instant, fx: &mut Vec<Effect>) {
         self.state = State::Asleep { since: now };
-        fx.push(Effect::Say(format!(
-            "Fooocus did not wake: {reason}; it sleeps on, and the next visit tries again"
-        )));
+        fx.push(Effect::Say(words::did_not_wake(&reason)));
         fx.push(Effect::WakeFailed(reason));
     }
 
@@ -834,9 +822,8 @@ impl<R> Machine<R> {
             .filter(|r| now >= r.since + self.restart_deadline())
         {
             self.end_recovery();
-            fx.push(Effect::Say(format!(
-                "Fooocus was not ready {:.0} s after the kill",
-                now.duration_since(r.since).as_secs_f64()
+            fx.push(Effect::Say(words::not_ready_after_kill(
+                now.duration_since(r.since),
             )));
             if let Some(generation) = r.generation {
                 fx.push(Effect::AppendStopStep {
@@ -903,11 +890,8 @@ impl<R> Machine<R> {
         } else {
             BreachAction::Kill
         };
-        let what = breach_words(&b, generation);
-        fx.push(Effect::Say(format!(
-            "limit breached: {what}; action: {}",
-            action.as_str()
-        )));
+        let what = words::breach(&b, generation);
+        fx.push(Effect::Say(words::breached(&what, action)));
         fx.push(Effect::Emit(EventKind::LimitBreached {
             limit: b.limit,
             configured: b.configured,
@@ -1094,14 +1078,9 @@ impl<R> Machine<R> {
             outcome: limit.map(Outcome::for_limit).unwrap_or(Outcome::Killed),
             steps: steps.clone(),
         });
-        let next = if self.restarts_after_limit() {
-            "restarting Fooocus"
-        } else {
-            "Fooocus stays stopped (restart policy: never)"
-        };
-        fx.push(Effect::Say(format!(
-            "tree killed {:.1} ms after the limit fell due; {next}",
-            took_total * 1000.0
+        fx.push(Effect::Say(words::tree_killed(
+            took_total,
+            self.restarts_after_limit(),
         )));
         if generation.is_some() {
             fx.push(Effect::Emit(EventKind::GenerationStopped {
@@ -1127,9 +1106,7 @@ impl<R> Machine<R> {
         run.kill_at = Some(now + KILL_RETRY);
         let n = run.kill_failures;
         if n == 1 || n % 30 == 0 {
-            let message = format!(
-                "could not kill Fooocus's processes ({why}); trying again every second (attempt {n})"
-            );
+            let message = words::kill_failed(&why, n);
             fx.push(Effect::Say(message.clone()));
             fx.push(Effect::Emit(EventKind::Warning { message }));
         }
@@ -1143,10 +1120,7 @@ impl<R> Machine<R> {
             took_s: now.duration_since(r.since).as_secs_f64(),
             result: "ready".into(),
         };
-        fx.push(Effect::Say(format!(
-            "Fooocus is ready again {:.1} s after the kill",
-            step.took_s
-        )));
+        fx.push(Effect::Say(words::ready_after_kill(step.took_s)));
         if let Some(generation) = r.generation {
             fx.push(Effect::AppendStopStep { generation, step });
         }
@@ -1183,9 +1157,7 @@ impl<R> Machine<R> {
             steps: esc.steps.clone(),
             by_user: esc.limit.is_none(),
         });
-        fx.push(Effect::Say(format!(
-            "generation {id} stopped gracefully in {took:.1} s"
-        )));
+        fx.push(Effect::Say(words::stopped_gracefully(id, took)));
         fx.push(Effect::Emit(EventKind::GenerationStopped {
             generation_id: Some(id),
             how: StopHow::Graceful,
@@ -1244,9 +1216,7 @@ impl<R> Machine<R> {
         let next = self.attempts + 1;
         if let RunPhase::FallingAsleep { wake_after } = phase {
             self.state = State::Asleep { since: now };
-            fx.push(Effect::Say(
-                "Fooocus is asleep: it wakes when you open it".into(),
-            ));
+            fx.push(Effect::Say(words::ASLEEP.into()));
             fx.push(Effect::Asleep);
             if let Some(by) = wake_after {
                 self.wake(by, now, fx);
@@ -1255,18 +1225,16 @@ impl<R> Machine<R> {
         }
         if run.waking.is_some() && ends_wake(&phase) {
             let reason = match phase {
-                RunPhase::Stopping(EndReason::Unhealthy) => {
-                    "Fooocus was not ready in time".to_string()
-                }
-                RunPhase::LimitKilled { .. } => "a limit stopped it while it started".to_string(),
-                _ => format!("Fooocus {}", exit_words(&facts)),
+                RunPhase::Stopping(EndReason::Unhealthy) => words::NOT_READY_IN_TIME.to_string(),
+                RunPhase::LimitKilled { .. } => words::LIMIT_STOPPED_THE_WAKE.to_string(),
+                _ => format!("Fooocus {}", words::exit(&facts)),
             };
             self.wake_failed(reason, now, fx);
             return;
         }
         match phase {
             RunPhase::Stopping(EndReason::UserStop | EndReason::Shutdown) => {
-                fx.push(Effect::Say("Fooocus stopped".into()));
+                fx.push(Effect::Say(words::STOPPED.into()));
             }
             RunPhase::Stopping(EndReason::UserRestart) => {
                 // A wake restarted by the user is still a wake.
@@ -1276,9 +1244,7 @@ impl<R> Machine<R> {
             }
             RunPhase::LimitKilled { .. } if !self.restarts_after_limit() => {
                 // `never` means never: the generation ended with the kill, Fooocus stays down.
-                fx.push(Effect::Say(
-                    "Fooocus was stopped for a limit and stays stopped (restart policy: never); start it again from the tray or the dashboard, or run the guard again".into(),
-                ));
+                fx.push(Effect::Say(words::STAYS_STOPPED_AFTER_LIMIT.into()));
             }
             RunPhase::LimitKilled { esc, recovery } => {
                 let reason = match esc.limit {
@@ -1290,7 +1256,7 @@ impl<R> Machine<R> {
                         self.schedule_restart(now, attempt, delay, reason, recovery, fx)
                     }
                     Decision::GiveUp { failures } => {
-                        self.give_up(failures, keeps_firing(esc.limit), fx)
+                        self.give_up(failures, words::keeps_firing(esc.limit), fx)
                     }
                     Decision::Restart { .. } | Decision::Stay => {
                         self.state = State::Idle(recovery.map(Pending::Recovery));
@@ -1300,7 +1266,7 @@ impl<R> Machine<R> {
                 }
             }
             RunPhase::Stopping(EndReason::Unhealthy) => {
-                self.after_failure(now, "Fooocus could not generate".into(), None, fx)
+                self.after_failure(now, words::COULD_NOT_GENERATE.into(), None, fx)
             }
             // It ended by itself. A graceful stop in flight has nothing left to stop (its
             // deadline would otherwise kill the next run); a restart after a kill goes on.
@@ -1314,7 +1280,7 @@ impl<R> Machine<R> {
                 } else {
                     ExitKind::Failure
                 };
-                let reason = exit_words(&facts);
+                let reason = words::exit(&facts);
                 fx.push(Effect::Say(format!("Fooocus {reason}")));
                 match self.restart.on_exit(kind, now) {
                     Decision::Restart { attempt, delay } => {
@@ -1364,10 +1330,7 @@ impl<R> Machine<R> {
 
     /// Every restart says why and when, whatever caused it.
     fn say_restarting(&self, attempt: u32, delay: Duration, reason: String, fx: &mut Vec<Effect>) {
-        fx.push(Effect::Say(format!(
-            "restarting Fooocus in {:.1} s (attempt {attempt}; {reason})",
-            delay.as_secs_f64()
-        )));
+        fx.push(Effect::Say(words::restarting(attempt, delay, &reason)));
         fx.push(Effect::Emit(EventKind::Restarting {
             attempt,
             delay_s: delay.as_secs_f64(),
@@ -1377,10 +1340,7 @@ impl<R> Machine<R> {
 
     fn give_up(&mut self, failures: u32, reason: String, fx: &mut Vec<Effect>) {
         let window_s = self.settings.restart.window_s as f64;
-        fx.push(Effect::Say(format!(
-            "giving up: Fooocus failed {failures} times in {} (last: {reason}). Fix the cause, then start it again",
-            crate::units::format_duration(Duration::from_secs_f64(window_s))
-        )));
+        fx.push(Effect::Say(words::giving_up(failures, window_s, &reason)));
         fx.push(Effect::Emit(EventKind::GaveUp {
             failures,
             window_s,
@@ -1402,79 +1362,6 @@ fn ends_wake(phase: &RunPhase) -> bool {
     )
 }
 
-/// How the main process ended, in the user's words.
-fn exit_words(facts: &ExitFacts) -> String {
-    match (facts.code, facts.signal, facts.oom, facts.port_taken) {
-        (_, _, true, _) => "killed by the RAM cap".to_string(),
-        // Said in plain words, and restarted with backoff: the other program may let go of
-        // the port (give-up, if it comes, names the port).
-        (_, _, _, Some((port, true))) => format!(
-            "could not listen: port {port} is taken by another program (close it, or pick another port in the settings)"
-        ),
-        (Some(c), _, _, _) => format!("exited with code {c}"),
-        (_, Some(s), _, _) => format!("killed by signal {s}"),
-        _ => "exited".to_string(),
-    }
-}
-
-/// A breach in the user's words.
-fn breach_words(b: &Breach, generation: Option<u64>) -> String {
-    use crate::units::{format_duration, format_size};
-    let secs = Duration::from_secs_f64;
-    match b.limit {
-        LimitKind::Timeout => format!(
-            "generation {} ran for {} -- over its timeout of {}",
-            generation.unwrap_or(0),
-            format_duration(secs(b.observed)),
-            format_duration(secs(b.configured))
-        ),
-        LimitKind::Stall => format!(
-            "generation {} made no progress for {}",
-            generation.unwrap_or(0),
-            format_duration(secs(b.observed))
-        ),
-        LimitKind::Startup => format!(
-            "Fooocus was not ready after {}",
-            format_duration(secs(b.observed))
-        ),
-        k => format!(
-            "{} use {} is over the cap of {}",
-            k.as_str(),
-            format_size(b.observed as u64),
-            format_size(b.configured as u64)
-        ),
-    }
-}
-
 #[cfg(test)]
 #[path = "machine_tests.rs"]
 mod tests;
-
-/// The give-up reason when the same limit stopped Fooocus each time: which limit, and the
-/// change that usually helps.
-fn keeps_firing(limit: Option<LimitKind>) -> String {
-    let Some(limit) = limit else {
-        return "a limit stopped it each time: check the limits in the settings against what History shows past generations used".into();
-    };
-    let advice = match limit {
-        LimitKind::Memory | LimitKind::Swap | LimitKind::Cpu => {
-            "a cap below what Fooocus needs once loaded is the usual cause: raise it in the settings (History shows what past generations used)"
-        }
-        LimitKind::Vram => {
-            "a cap below what the model needs on the GPU is the usual cause: raise it, or pick a lower VRAM mode in the settings (History shows what past generations used)"
-        }
-        LimitKind::Timeout => {
-            "generations take longer than it allows: raise the timeout in the settings (History shows how long past generations took), or generate fewer or smaller images"
-        }
-        LimitKind::Stall => {
-            "Fooocus printed nothing for longer than it allows, which a first model load can do: raise the stall limit in the settings"
-        }
-        LimitKind::Startup => {
-            "Fooocus takes longer to get ready than it allows: raise the start-up limit in the settings"
-        }
-    };
-    format!(
-        "its {} limit stopped it each time; {advice}",
-        limit.as_str()
-    )
-}

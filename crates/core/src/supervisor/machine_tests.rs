@@ -1249,7 +1249,7 @@ fn ready_from_a_process_being_ended_does_not_reset_the_backoff() {
 
 #[test]
 fn a_give_up_for_a_limit_names_it_and_the_change_that_helps() {
-    let timeout = keeps_firing(Some(LimitKind::Timeout));
+    let timeout = words::keeps_firing(Some(LimitKind::Timeout));
     assert!(
         timeout.starts_with("its timeout limit stopped it each time"),
         "{timeout}"
@@ -1259,12 +1259,12 @@ fn a_give_up_for_a_limit_names_it_and_the_change_that_helps() {
         !timeout.contains("cap"),
         "a timeout is not a cap: {timeout}"
     );
-    let vram = keeps_firing(Some(LimitKind::Vram));
+    let vram = words::keeps_firing(Some(LimitKind::Vram));
     assert!(vram.contains("VRAM mode"), "{vram}");
-    let ram = keeps_firing(Some(LimitKind::Memory));
+    let ram = words::keeps_firing(Some(LimitKind::Memory));
     assert!(ram.contains("needs once loaded"), "{ram}");
-    assert!(keeps_firing(Some(LimitKind::Stall)).contains("stall limit"));
-    assert!(keeps_firing(None).contains("check the limits"));
+    assert!(words::keeps_firing(Some(LimitKind::Stall)).contains("stall limit"));
+    assert!(words::keeps_firing(None).contains("check the limits"));
 }
 
 #[test]

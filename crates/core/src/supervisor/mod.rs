@@ -29,7 +29,7 @@ use crate::policy::Usage;
 use guard_fooocus::install::{self, Install, LaunchCommand};
 
 mod io;
-mod machine;
+pub(crate) mod machine;
 mod run;
 
 /// What the guard runs.

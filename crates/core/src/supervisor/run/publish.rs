@@ -8,7 +8,7 @@ impl Loop {
         if let EventKind::LimitBreached { .. } = kind {
             self.last_breach = Some(kind.clone());
         }
-        crate::why::summarize(&mut kind, self.last_breach.as_ref(), &self.cfg);
+        crate::words::why::summarize(&mut kind, self.last_breach.as_ref(), &self.cfg);
         let ev = crate::events::GuardEvent::now(kind);
         events::trace(&ev);
         let kept = self.store.as_ref().is_none_or(|s| s.record_event(&ev));
