@@ -98,19 +98,11 @@ if want lint; then
   cargo clippy -p fooocus-guard --all-targets -q -- -D warnings
 fi
 
-if want rust; then
-  step "rust: ${about[rust]}"
-  cargo test --no-fail-fast -- --test-threads=2
-  # The tray app's own unit tests (the guard-dashboard channel, the page's inbox, flite's stand-ins
-  # loaded with the system's WebKitGTK): not a default member, and tested on its own as clippy is,
-  # so Tauri's features are not unified with the CLI's.
-  cargo test --no-fail-fast -p fooocus-guard -- --test-threads=2
-fi
-
 # The Windows step's compiling (lint, test programs, the tray app: about 7 minutes on 2 cores,
-# with a compiler of its own and a target dir of its own) runs in the background from here, beside
-# the suites that mostly wait on Python, browsers and Xvfb; the Windows step waits for it and
-# then only runs. The real suite, whose limits are timed against real diffusion, runs after it.
+# with a compiler of its own and a target dir of its own) runs in the background from here,
+# beside the Rust suite's tests and the suites that mostly wait on Python, browsers and Xvfb;
+# the Windows step waits for it and then only runs. The real suite, whose limits are timed
+# against real diffusion, runs after it (45-real.sh).
 windows_build_pid="" windows_build_log=""
 windows_build_start=0
 if want windows && [ ${#wanted[@]} -ne 1 ]; then
@@ -134,6 +126,15 @@ wait_windows_build() {
   fi
   grep -E "^(---|error|warning)" "$windows_build_log" || true
 }
+
+if want rust; then
+  step "rust: ${about[rust]}"
+  cargo test --no-fail-fast -- --test-threads=2
+  # The tray app's own unit tests (the guard-dashboard channel, the page's inbox, flite's stand-ins
+  # loaded with the system's WebKitGTK): not a default member, and tested on its own as clippy is,
+  # so Tauri's features are not unified with the CLI's.
+  cargo test --no-fail-fast -p fooocus-guard -- --test-threads=2
+fi
 
 if want sim; then
   step "sim: ${about[sim]}"
