@@ -99,20 +99,22 @@ if want lint; then
 fi
 
 # The Windows step's compiling (lint, test programs, the tray app: about 7 minutes on 2 cores,
-# with a compiler of its own and a target dir of its own) runs in the background from here,
-# beside the Rust suite's tests and the suites that mostly wait on Python, browsers and Xvfb;
+# with a compiler of its own and a target dir of its own) runs in the background from when the
+# Rust suite's programs are built, beside their tests and the suites that mostly wait on Python,
+# browsers and Xvfb (started earlier, it only halves the speed of the Rust suite's own builds);
 # the Windows step waits for it and then only runs. The real suite, whose limits are timed
 # against real diffusion, runs after it (45-real.sh).
 windows_build_pid="" windows_build_log=""
 windows_build_start=0
-if want windows && [ ${#wanted[@]} -ne 1 ]; then
+start_windows_build() {
+  want windows && [ ${#wanted[@]} -ne 1 ] && [ "$windows_build_start" -eq 0 ] || return 0
   windows_build_log=$(mktemp -t fg-windows-build.XXXXXX)
   windows_build_start=$(date +%s)
-  echo; echo "=== windows (building in the background, log $windows_build_log) ==="
+  echo "--- windows: building in the background (log $windows_build_log)"
   # A session of its own, so that a failing run can end the build and its compilers at once.
   setsid bash scripts/windows/test.sh build > "$windows_build_log" 2>&1 &
   windows_build_pid=$!
-fi
+}
 # The step that needs the build waits for it; a failed build fails that step with its log.
 wait_windows_build() {
   [ -n "$windows_build_pid" ] || return 0
@@ -129,12 +131,17 @@ wait_windows_build() {
 
 if want rust; then
   step "rust: ${about[rust]}"
+  # Built first, tested after: the Windows build shares only the tests' waiting.
+  cargo test -q --no-run
+  cargo test -q --no-run -p fooocus-guard
+  start_windows_build
   cargo test --no-fail-fast -- --test-threads=2
   # The tray app's own unit tests (the guard-dashboard channel, the page's inbox, flite's stand-ins
   # loaded with the system's WebKitGTK): not a default member, and tested on its own as clippy is,
   # so Tauri's features are not unified with the CLI's.
   cargo test --no-fail-fast -p fooocus-guard -- --test-threads=2
 fi
+start_windows_build
 
 if want sim; then
   step "sim: ${about[sim]}"
